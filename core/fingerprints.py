@@ -1,0 +1,123 @@
+"""Today's fingerprints of every input that evidence can depend on.
+
+Evidence counts only while the fingerprints it recorded equal today's: change the precision
+and every result taken at the old precision turns stale. Each fingerprint is computed lazily,
+once per `Fingerprints` object (one status computation).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from core.digest import ABSENT, digest_file, digest_value
+from core.workspace import Workspace, setting_path
+
+
+def plain(value) -> object:
+    """tomlkit containers -> plain Python, so digests ignore comments and formatting."""
+    if hasattr(value, "unwrap"):
+        return value.unwrap()
+    return value
+
+
+def _table(config: dict, *keys: str):
+    node = config
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return plain(node)
+
+
+def _decision(config: dict, key: str):
+    decisions = _table(config, "decisions") or {}
+    return decisions.get(key)
+
+
+def _requirements(ws: Workspace, config: dict) -> str:
+    return digest_value(_table(config, "requirements"))
+
+
+def _candidates(ws: Workspace, config: dict) -> str:
+    return digest_value(_table(config, "candidates") or [])
+
+
+def _choice(ws: Workspace, config: dict) -> str:
+    choice = _decision(config, "model")
+    return digest_value(choice) if choice else ABSENT
+
+
+def _model(ws: Workspace, config: dict) -> str:
+    # The digest of the lock: source, revision and every file's hash (written by issue 3's lock).
+    return digest_file(ws.lock_path)
+
+
+def _precision(ws: Workspace, config: dict) -> str:
+    precision = _decision(config, "precision")
+    return digest_value(precision) if precision else ABSENT
+
+
+def _adapter(ws: Workspace, config: dict) -> str:
+    adapter = _decision(config, "adapter")
+    return digest_value(adapter) if adapter else ABSENT
+
+
+def _evalset(setting: str, default: str) -> Callable[[Workspace, dict], str]:
+    def compute(ws: Workspace, config: dict) -> str:
+        return digest_file(setting_path(ws, config, setting, default))
+    return compute
+
+
+def _dataset(ws: Workspace, config: dict) -> str:
+    return digest_file(setting_path(ws, config, "train_data", "data/train.jsonl"))
+
+
+def _train_config(ws: Workspace, config: dict) -> str:
+    training = _table(config, "training")
+    return digest_value(training) if training else ABSENT
+
+
+def _release(ws: Workspace, config: dict) -> str:
+    release = _decision(config, "release")
+    return digest_value(release) if release else ABSENT
+
+
+COMPUTE: dict[str, Callable[[Workspace, dict], str]] = {
+    "requirements": _requirements,
+    "candidates": _candidates,
+    "choice": _choice,
+    "model": _model,
+    "precision": _precision,
+    "adapter": _adapter,
+    "evalset.task": _evalset("eval_set", "evals/task.jsonl"),
+    "evalset.general": _evalset("general_set", "evals/general.jsonl"),
+    "dataset": _dataset,
+    "train_config": _train_config,
+    "release": _release,
+}
+
+
+class Fingerprints:
+    """Lazy, cached view of today's fingerprints for one workspace."""
+
+    def __init__(self, ws: Workspace, config: dict | None = None):
+        self.ws = ws
+        self.config = config if config is not None else plain(ws.config())
+        self._cache: dict[str, str] = {}
+
+    def get(self, name: str) -> str:
+        if name not in self._cache:
+            try:
+                compute = COMPUTE[name]
+            except KeyError:
+                raise KeyError(f"unknown fingerprint {name!r}; known: {', '.join(COMPUTE)}") from None
+            self._cache[name] = compute(self.ws, self.config)
+        return self._cache[name]
+
+    def of(self, names) -> dict[str, str]:
+        return {name: self.get(name) for name in names}
+
+    def changed(self, recorded: dict[str, str]) -> list[str]:
+        """Names whose recorded digest differs from today's (unknown names count as changed)."""
+        return [name for name, digest in recorded.items() if name not in COMPUTE or self.get(name) != digest]
+
