@@ -419,7 +419,7 @@ def _process_list(read: _DeviceReader, handle: Any, kind: str) -> list:
     # The unversioned name follows the newest NVML ABI; an older driver lacks it (and the
     # binding then raises a non-NVMLError mismatch error), so fall back to older versions.
     for suffix in ("", "_v3", "_v2"):
-        value, failure = _call(f"nvmlDevice{kind}RunningProcesses{suffix}", handle)
+        value, failure = _call(f"nvmlDeviceGet{kind}RunningProcesses{suffix}", handle)
         if failure is None:
             return list(value or [])
         if failure.code in _FATAL_DEVICE_CODES:
