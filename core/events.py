@@ -11,6 +11,7 @@ Line format: {"seq": 1, "time": 1763776500.25, "kind": "progress", "payload": {.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -207,16 +208,18 @@ def _last_seq_after_repair(path: Path) -> int:
     so no reader's offset points past the cut.
     """
     try:
-        data = path.read_bytes()
+        handle = open(path, "r+b")
     except FileNotFoundError:
         return 0
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with open(path, "r+b") as handle:
+    with handle:
+        # Same lock as core.atomic.append_line, so we never cut a line another appender is writing.
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        data = handle.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
             handle.truncate(end)
-            handle.flush()
             os.fsync(handle.fileno())
-        data = data[:end]
+            data = data[:end]
     last = 0
     for raw in data.split(b"\n"):
         try:
