@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -31,15 +32,41 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
-    """Append one line (a newline is added) and fsync, so a crash loses at most this line."""
+    """Append one line (a newline is added) and fsync, so a crash loses at most this line.
+
+    Appenders from several processes (TUI, CLI, jobs) serialise on an flock. A torn tail left
+    by a crash mid-append is cut off first: it was never acknowledged, and gluing the next
+    line to it would corrupt a good record too.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if "\n" in line:
         raise ValueError("a journal line must not contain a newline")
-    with open(path, "ab") as handle:
-        handle.write(line.encode("utf-8") + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _cut_torn_tail(fd)
+        os.write(fd, line.encode("utf-8") + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _cut_torn_tail(fd: int) -> None:
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    # Find the last newline, reading backwards in blocks.
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        block = os.pread(fd, end - start, start)
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            os.ftruncate(fd, start + cut + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
 
 
 def _fsync_dir(directory: Path) -> None:

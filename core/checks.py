@@ -180,7 +180,7 @@ def check_evalset_exists(ctx: CheckContext) -> CheckResult:
     count = len(evalset.cases)
     values = {"cases": count, "path": ctx.relative(evalset)}
     if count < MIN_EVAL_CASES:
-        return CheckResult("fail", f"{count} cases in {ctx.relative(evalset)}; "
+        return CheckResult("fail", f"{count} case{'' if count == 1 else 's'} in {ctx.relative(evalset)}; "
                                    f"at least {MIN_EVAL_CASES} real cases are needed", values)
     return CheckResult("pass", f"{count} cases in {ctx.relative(evalset)}", values)
 

@@ -1,0 +1,91 @@
+"""The demo workspace: rewrite dates as ISO 8601 (YYYY-MM-DD), a task the bundled SmolLM2-135M
+answers poorly zero-shot, which makes a good case for the fine-tuning gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core.atomic import write_atomic
+from core.workspace import Workspace, ensure_state_dirs, init_workspace, template_text
+
+INSTRUCTION = "Rewrite the date as YYYY-MM-DD. Answer with the date only.\n"
+
+# (id, date as written, ISO answer, tags). Hard: relative or ambiguous wording; edge: leap
+# days, century boundaries, two-digit years.
+DATE_CASES = [
+    ("date-001", "March 3, 2021", "2021-03-03", ["easy"]),
+    ("date-002", "July 4, 1976", "1976-07-04", ["easy"]),
+    ("date-003", "December 25, 2019", "2019-12-25", ["easy"]),
+    ("date-004", "January 1, 2000", "2000-01-01", ["easy"]),
+    ("date-005", "5 November 2023", "2023-11-05", ["easy"]),
+    ("date-006", "14 February 2022", "2022-02-14", ["easy"]),
+    ("date-007", "Oct 31, 2018", "2018-10-31", ["easy"]),
+    ("date-008", "Sept 9, 2009", "2009-09-09", ["easy"]),
+    ("date-009", "2nd of August 2015", "2015-08-02", ["easy"]),
+    ("date-010", "June 21st, 2024", "2024-06-21", ["easy"]),
+    ("date-011", "Apr. 1, 2010", "2010-04-01", ["easy"]),
+    ("date-012", "30 May 1990", "1990-05-30", ["easy"]),
+    ("date-013", "03/15/2022 (US format)", "2022-03-15", ["medium"]),
+    ("date-014", "15/03/2022 (UK format)", "2022-03-15", ["medium"]),
+    ("date-015", "04.07.2022 (German format, day first)", "2022-07-04", ["hard"]),
+    ("date-016", "Monday, 8 January 2024", "2024-01-08", ["medium"]),
+    ("date-017", "the 1st of Jan '05", "2005-01-01", ["hard"]),
+    ("date-018", "Christmas Eve 2021", "2021-12-24", ["hard"]),
+    ("date-019", "New Year's Day 2030", "2030-01-01", ["hard"]),
+    ("date-020", "the day after Christmas 2019", "2019-12-26", ["hard"]),
+    ("date-021", "February 29, 2024", "2024-02-29", ["edge"]),
+    ("date-022", "29 Feb 2000", "2000-02-29", ["edge"]),
+    ("date-023", "December 31, 1999", "1999-12-31", ["edge"]),
+    ("date-024", "1 January 1900", "1900-01-01", ["edge"]),
+    ("date-025", "3/4/99 (US format)", "1999-03-04", ["edge", "hard"]),
+    ("date-026", "12/1/05 (US format)", "2005-12-01", ["edge", "hard"]),
+    ("date-027", "2023-7-9", "2023-07-09", ["edge"]),
+    ("date-028", "20240315", "2024-03-15", ["edge", "hard"]),
+    ("date-029", "the Ides of March, 2025", "2025-03-15", ["hard"]),
+    ("date-030", "August the 8th, 2008", "2008-08-08", ["medium"]),
+]
+
+# General capability: prompts a fine-tune must not break (catches forgetting).
+GENERAL_CASES = [
+    ("gen-001", "What is the capital of Japan? Answer in one word.", ["Tokyo"]),
+    ("gen-002", "What is the capital of France? Answer in one word.", ["Paris"]),
+    ("gen-003", "What is 2 + 2? Answer with a number.", ["4"]),
+    ("gen-004", "Which planet is the largest in our solar system?", ["Jupiter"]),
+    ("gen-005", "What is the chemical symbol for gold?", ["Au"]),
+    ("gen-006", "What is the opposite of hot?", ["cold"]),
+    ("gen-007", "How many days are in a week? Answer with a number.", ["7", "seven"]),
+    ("gen-008", "Who wrote Romeo and Juliet?", ["Shakespeare"]),
+    ("gen-009", "What color is a clear daytime sky?", ["blue"]),
+    ("gen-010", "On which continent is Egypt?", ["Africa"]),
+    ("gen-011", "How many legs does a spider have? Answer with a number.", ["8", "eight"]),
+    ("gen-012", "What gas do plants take in from the air for photosynthesis?", ["carbon dioxide", "CO2"]),
+]
+
+
+def task_lines() -> list[str]:
+    lines = []
+    for case_id, written, answer, tags in DATE_CASES:
+        lines.append(json.dumps({"id": case_id, "input": INSTRUCTION + written, "expected": answer,
+                                 "scorer": "normalized", "tags": tags}))
+    return lines
+
+
+def general_lines() -> list[str]:
+    return [json.dumps({"id": case_id, "input": prompt, "expected": answers, "scorer": "contains_any",
+                        "tags": ["general"]})
+            for case_id, prompt, answers in GENERAL_CASES]
+
+
+def create_demo_workspace(root: Path) -> tuple[Workspace, bool]:
+    """Create (or reuse) the demo workspace. Returns (workspace, created)."""
+    root = Path(root).resolve()
+    ws = Workspace(root)
+    if ws.config_path.exists():
+        ensure_state_dirs(ws)
+        return ws, False
+    ws = init_workspace(root)
+    write_atomic(ws.config_path, template_text("demo/weightgate.toml"))
+    write_atomic(ws.evals_dir / "task.jsonl", "\n".join(task_lines()) + "\n")
+    write_atomic(ws.evals_dir / "general.jsonl", "\n".join(general_lines()) + "\n")
+    return ws, True

@@ -1,0 +1,47 @@
+"""Shared test helpers: workspaces in known states."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core.workspace import Workspace, init_workspace
+
+REQUIREMENTS = {
+    "task": "Rewrite a date in any English format as YYYY-MM-DD; exact match counts.",
+    "metric": "accuracy",
+    "quality_threshold": 0.9,
+}
+
+
+def fill_requirements(ws: Workspace) -> None:
+    def change(doc):
+        req = doc["requirements"]
+        for key, value in REQUIREMENTS.items():
+            req[key] = value
+        req["ceilings"]["p95_latency_ms"] = 1500
+        req["ceilings"]["min_tokens_per_s"] = 25
+        req["ceilings"]["memory_budget_gib"] = 8
+        req["ceilings"]["cost_per_1k_tasks"] = 0.2
+        req["deployment"]["hosting"] = "self-hosted"
+        req["deployment"]["location"] = "on-prem"
+        req["deployment"]["data_residency"] = "EU only"
+    ws.update_config(change)
+
+
+def write_cases(path: Path, count: int, *, tags=("hard", "edge")) -> None:
+    lines = []
+    for n in range(count):
+        tag = [tags[n % len(tags)]] if tags else []
+        lines.append(json.dumps({"id": f"c{n:03d}", "input": f"Rewrite as YYYY-MM-DD: March {n + 1}, 2021",
+                                 "expected": f"2021-03-{n + 1:02d}", "scorer": "exact", "tags": tag}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def phase1_ready(root: Path) -> Workspace:
+    """A workspace whose phase-1 requirement items all pass (attest items aside)."""
+    ws = init_workspace(root)
+    fill_requirements(ws)
+    write_cases(ws.evals_dir / "task.jsonl", 24)
+    return ws

@@ -1,0 +1,103 @@
+"""Workspace: init template, comment-preserving round trip, bad TOML reported and untouched."""
+
+from pathlib import Path
+
+import pytest
+import tomlkit
+
+from core.errors import InputError, NotAWorkspace
+from core.workspace import init_workspace, open_workspace
+
+
+def test_init_creates_documented_layout(tmp_path):
+    ws = init_workspace(tmp_path / "w")
+    text = ws.config_path.read_text()
+    for key in ("task", "metric", "quality_threshold", "p95_latency_ms", "min_tokens_per_s",
+                "memory_budget_gib", "cost_per_1k_tasks", "hosting", "location", "data_residency",
+                "commercial", "[settings]", "candidates"):
+        assert key in text
+    assert (ws.evals_dir / "README.md").read_text().count("scorer") >= 1
+    assert (ws.evals_dir / "task.jsonl").is_file()
+    for directory in (ws.state_dir, ws.jobs_dir, ws.runs_dir, ws.adapters_dir):
+        assert directory.is_dir()
+
+
+def test_init_never_overwrites(tmp_path):
+    ws = init_workspace(tmp_path)
+    ws.config_path.write_text(ws.config_path.read_text().replace('task = ""', 'task = "mine"'))
+    with pytest.raises(InputError) as info:
+        init_workspace(tmp_path)
+    assert "already exists" in str(info.value)
+    assert 'task = "mine"' in ws.config_path.read_text()
+
+
+def test_round_trip_keeps_comments_and_order(tmp_path):
+    ws = init_workspace(tmp_path)
+    before = ws.config_path.read_text()
+
+    def change(doc):
+        doc["requirements"]["task"] = "Rewrite dates as ISO 8601, exact match counts."
+        doc["decisions"]["precision"] = "bf16"
+
+    ws.update_config(change)
+    after = ws.config_path.read_text()
+    # Every comment line of the template survives, in the same order.
+    comments = [line for line in before.splitlines() if line.strip().startswith("#")]
+    positions = [after.index(line) for line in comments]
+    assert positions == sorted(positions)
+    assert 'task = "Rewrite dates as ISO 8601, exact match counts."' in after
+    # A comment beside a value stays beside it.
+    assert "quality_threshold = 0.0   # e.g. 0.9" in after
+    assert tomlkit.parse(after)["decisions"]["precision"] == "bf16"
+
+
+def test_bad_toml_reports_line_and_column_and_leaves_file(tmp_path):
+    ws = init_workspace(tmp_path)
+    good = ws.config_path.read_text()
+    lines = good.splitlines()
+    target = next(i for i, line in enumerate(lines) if line.startswith("metric ="))
+    lines[target] = "metric = accuracy"  # a bare word: missing quotes
+    broken = "\n".join(lines) + "\n"
+    ws.config_path.write_text(broken)
+    with pytest.raises(InputError) as info:
+        open_workspace(tmp_path)
+    error = info.value
+    assert error.path == ws.config_path
+    assert error.line == target + 1
+    assert error.column is not None and error.column > 1
+    assert f"weightgate.toml:{target + 1}:" in str(error)
+    assert error.hint
+    # A write attempt through update_config fails the same way and changes nothing.
+    with pytest.raises(InputError):
+        ws.update_config(lambda doc: doc.add("x", 1))
+    assert ws.config_path.read_text() == broken
+
+
+def test_duplicate_table_is_reported(tmp_path):
+    ws = init_workspace(tmp_path)
+    ws.config_path.write_text(ws.config_path.read_text() + "\n[settings]\nheadroom = 0.2\n")
+    with pytest.raises(InputError) as info:
+        open_workspace(tmp_path)
+    assert info.value.line is not None
+
+
+def test_not_a_workspace(tmp_path):
+    with pytest.raises(NotAWorkspace) as info:
+        open_workspace(tmp_path / "nothing")
+    assert "weightgate init" in str(info.value)
+
+
+def test_non_utf8_config(tmp_path):
+    ws = init_workspace(tmp_path)
+    ws.config_path.write_bytes(b"task = \"\xff\xfe\"\n")
+    with pytest.raises(InputError) as info:
+        open_workspace(tmp_path)
+    assert "UTF-8" in str(info.value)
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    ws = init_workspace(tmp_path)
+    for n in range(5):
+        ws.update_config(lambda doc: doc["settings"].__setitem__("headroom", 0.2 + n / 100))
+    leftovers = [p.name for p in Path(tmp_path).iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []

@@ -1,0 +1,387 @@
+"""The `weightgate` command: a thin typer view over core. Exit codes: 0 ok, 1 a check failed,
+2 bad usage or input.
+
+`weightgate` alone (or with only -w DIR) opens the TUI without importing typer, so start-up
+stays fast.
+"""
+
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    workspace = _tui_only(argv)
+    if workspace is not False:
+        sys.exit(_launch_tui(workspace))
+    app = build_app()
+    app(args=argv, prog_name="weightgate")
+
+
+def _tui_only(argv: list[str]):
+    """The workspace path when argv asks for the TUI alone, else False."""
+    if not argv:
+        return None
+    if len(argv) == 2 and argv[0] in ("-w", "--workspace"):
+        return argv[1]
+    if len(argv) == 1 and argv[0].startswith("--workspace="):
+        return argv[0].split("=", 1)[1]
+    return False
+
+
+def _launch_tui(workspace: str | None) -> int:
+    from core.errors import WeightgateError
+    from core.workspace import open_workspace
+
+    try:
+        ws = open_workspace(workspace)
+    except WeightgateError as exc:
+        print(f"weightgate: {exc}", file=sys.stderr)
+        return exc.exit_code
+    from tui.app import run_tui
+
+    return run_tui(ws.root) or 0
+
+
+def build_app():
+    import typer
+
+    from core.errors import WeightgateError
+
+    app = typer.Typer(
+        add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
+        help="weightgate: six gated phases from 'which model?' to a checksummed, evaluated release.",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    state: dict = {"workspace": None}
+
+    def fail(exc: WeightgateError, as_json: bool) -> None:
+        if as_json:
+            payload = exc.to_dict() if hasattr(exc, "to_dict") else {"error": str(exc)}
+            print(json.dumps(payload, indent=2))
+        print(f"weightgate: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code)
+
+    def workspace(as_json: bool = False):
+        from core.workspace import open_workspace
+
+        try:
+            return open_workspace(state["workspace"])
+        except WeightgateError as exc:
+            fail(exc, as_json)
+
+    @app.callback(invoke_without_command=True)
+    def root(
+        ctx: typer.Context,
+        workspace_dir: Optional[Path] = typer.Option(
+            None, "-w", "--workspace", help="Workspace directory (default: the current one).",
+            file_okay=False),
+    ) -> None:
+        state["workspace"] = workspace_dir
+        if ctx.invoked_subcommand is None:
+            raise typer.Exit(_launch_tui(str(workspace_dir) if workspace_dir else None))
+
+    @app.command()
+    def init(directory: Optional[Path] = typer.Argument(None, help="Where to create it (default: -w or .)"),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """Create a workspace: a commented weightgate.toml, evals/ with an example, .weightgate/."""
+        from core.workspace import init_workspace
+
+        target = directory or state["workspace"] or Path.cwd()
+        try:
+            ws = init_workspace(target)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        if as_json:
+            print(json.dumps({"workspace": str(ws.root), "config": str(ws.config_path)}))
+        else:
+            print(f"Created a workspace in {ws.root}")
+            print(f"  next: fill in [requirements] in {ws.config_path.name}, "
+                  f"write 20-50 real cases in evals/task.jsonl, then run `weightgate status`")
+
+    @app.command()
+    def status(as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+               gate: Optional[int] = typer.Option(None, "--gate", min=1, max=6,
+                                                  help="Exit 1 unless phase N is open."),
+               phase: Optional[int] = typer.Option(None, "--phase", min=1, max=6,
+                                                   help="Show only phase N's items.")) -> None:
+        """Phases, items and what holds each gate. Exit 1 when an open phase has a failed or stale item."""
+        from core.gates import compute_report
+
+        ws = workspace(as_json)
+        try:
+            report = compute_report(ws)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        if as_json:
+            print(json.dumps(report.to_dict(), indent=2, default=str))
+        else:
+            print(render_status(report, only_phase=phase))
+        failing = [s for p in report.phases if not p.locked for s in p.items
+                   if s.status in ("fail", "stale")]
+        if gate is not None and report.phase(gate).locked:
+            raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(EXIT_FAILED if failing else EXIT_OK)
+
+    @app.command()
+    def attest(item: str = typer.Argument(..., help="Item id, e.g. select.domain_fit"),
+               note: str = typer.Option(..., "--note", "-n", help="What you checked."),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+        """Confirm an attest item with a note."""
+        from core import evidence
+
+        ws = workspace(as_json)
+        try:
+            record = evidence.attest(ws, item, note)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        _print_record(record, as_json, "attested")
+
+    @app.command()
+    def waive(item: str = typer.Argument(..., help="Item id (recommended items only)"),
+              reason: str = typer.Option(..., "--reason", "-r", help="Why it does not apply."),
+              as_json: bool = typer.Option(False, "--json")) -> None:
+        """Waive a recommended item with a reason. Critical items cannot be waived."""
+        from core import evidence
+
+        ws = workspace(as_json)
+        try:
+            record = evidence.waive(ws, item, reason)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        _print_record(record, as_json, "waived")
+
+    @app.command()
+    def revoke(item: str = typer.Argument(...), note: str = typer.Option("", "--note", "-n"),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+        """Withdraw an attestation or a waiver."""
+        from core import evidence
+
+        ws = workspace(as_json)
+        try:
+            record = evidence.revoke(ws, item, note)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        _print_record(record, as_json, "revoked")
+
+    @app.command()
+    def jobs(as_json: bool = typer.Option(False, "--json")) -> None:
+        """List jobs, newest first, with their state (a vanished process shows as crashed)."""
+        from core.jobs import list_jobs
+
+        ws = workspace(as_json)
+        statuses = list_jobs(ws.jobs_dir)
+        if as_json:
+            print(json.dumps([_status_dict(s) for s in statuses], indent=2, default=str))
+            return
+        if not statuses:
+            print("no jobs yet (try `weightgate selftest`)")
+            return
+        for s in statuses:
+            print(_status_line(s))
+
+    @app.command()
+    def attach(job: str = typer.Argument(..., help="Job id or a unique prefix"),
+               as_json: bool = typer.Option(False, "--json", help="One JSON event per line."),
+               no_follow: bool = typer.Option(False, "--no-follow", help="Replay and stop.")) -> None:
+        """Replay a job's whole history, then follow it live until it ends (Ctrl-C detaches)."""
+        from core.jobs import find_job
+
+        ws = workspace(as_json)
+        try:
+            job_dir = find_job(ws.jobs_dir, job)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        raise typer.Exit(_attach(job_dir, as_json, follow=not no_follow))
+
+    @app.command()
+    def cancel(job: str = typer.Argument(...),
+               grace: float = typer.Option(10.0, "--grace", help="Seconds between SIGTERM and SIGKILL."),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+        """Cancel a job: SIGTERM (it saves a checkpoint), SIGKILL after the grace period."""
+        from core.jobs import cancel_job, find_job
+
+        ws = workspace(as_json)
+        try:
+            job_dir = find_job(ws.jobs_dir, job)
+            outcome = cancel_job(job_dir, grace_s=grace)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        if as_json:
+            print(json.dumps({"message": outcome.message, "signalled": outcome.signalled,
+                              "killed": outcome.killed, "status": _status_dict(outcome.status)},
+                             default=str))
+        else:
+            print(outcome.message)
+            print(_status_line(outcome.status))
+
+    @app.command()
+    def selftest(seconds: float = typer.Option(5.0, "--seconds", min=0.1, help="How long it runs."),
+                 interval: float = typer.Option(0.2, "--interval", min=0.01),
+                 follow: bool = typer.Option(False, "--attach", help="Follow it until it ends."),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+        """Start a detached selftest job that emits progress and metrics (proves the job machinery)."""
+        from core.jobs import start_job
+
+        ws = workspace(as_json)
+        handle = start_job(ws.jobs_dir, "selftest", {"seconds": seconds, "interval": interval},
+                           workspace=ws.root)
+        job_dir = Path(getattr(handle, "job_dir", handle))
+        if as_json and not follow:
+            print(json.dumps({"job": job_dir.name, "dir": str(job_dir)}))
+        elif not follow:
+            print(f"started {job_dir.name}; follow it with `weightgate attach {job_dir.name}`")
+        if follow:
+            raise typer.Exit(_attach(job_dir, as_json, follow=True))
+
+    @app.command()
+    def demo(directory: Path = typer.Argument(Path("demo-workspace"), help="Where to create it."),
+             no_tui: bool = typer.Option(False, "--no-tui", help="Create it, do not open the TUI."),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+        """Create the demo workspace (rewrite dates as YYYY-MM-DD) and open the TUI on it."""
+        from core.demo import create_demo_workspace
+
+        try:
+            ws, created = create_demo_workspace(directory)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        if as_json:
+            print(json.dumps({"workspace": str(ws.root), "created": created}))
+        else:
+            print(("Created" if created else "Reusing") + f" the demo workspace in {ws.root}")
+        if not no_tui and not as_json:
+            raise typer.Exit(_launch_tui(str(ws.root)))
+
+    evalset_app = typer.Typer(help="Eval-set files.")
+    app.add_typer(evalset_app, name="evalset")
+
+    @evalset_app.command("check")
+    def evalset_check(path: Optional[Path] = typer.Argument(None, help="Default: the task set."),
+                      as_json: bool = typer.Option(False, "--json")) -> None:
+        """Validate an eval set: every bad line with file:line and the fix."""
+        from core.evalsets import load_evalset
+
+        if path is None:
+            ws = workspace(as_json)
+            path = ws.path_setting("eval_set", "evals/task.jsonl")
+        try:
+            evalset = load_evalset(path)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        if as_json:
+            print(json.dumps({"path": str(path), "cases": len(evalset.cases), "tags": evalset.tag_counts(),
+                              "problems": [p.to_dict() for p in evalset.problems]}, indent=2))
+        else:
+            for problem in evalset.problems:
+                print(problem)
+            tags = ", ".join(f"{k} {v}" for k, v in sorted(evalset.tag_counts().items()))
+            print(f"{path}: {len(evalset.cases)} valid cases ({tags or 'no tags'}); "
+                  f"{len(evalset.problems)} problems")
+        raise typer.Exit(EXIT_USAGE if evalset.problems else EXIT_OK)
+
+    @app.command()
+    def tui() -> None:
+        """Open the terminal UI (the default when no command is given)."""
+        raise typer.Exit(_launch_tui(str(state["workspace"]) if state["workspace"] else None))
+
+    return app
+
+
+STATUS_MARK = {"pass": "✓", "fail": "✗", "stale": "↻", "todo": "·", "waived": "~", "not-needed": "–"}
+STATE_MARK = {"passed": "✓", "open": "▶", "stale": "↻", "locked": "🔒", "not-needed": "–"}
+
+
+def render_status(report, only_phase: int | None = None) -> str:
+    lines = [f"workspace {report.workspace}"]
+    for phase in report.phases:
+        if only_phase and phase.phase.number != only_phase:
+            continue
+        lines.append("")
+        lines.append(f"{STATE_MARK.get(phase.state, '?')} Phase {phase.phase.number} "
+                     f"{phase.phase.title}: {phase.state}")
+        if phase.note:
+            lines.append(f"    {phase.note}")
+        if phase.locked:
+            held = ", ".join(f"{s.item.id} ({s.status})" for s in phase.held_by[:8])
+            more = f" and {len(phase.held_by) - 8} more" if len(phase.held_by) > 8 else ""
+            lines.append(f"    held by: {held}{more}")
+        for status in phase.items:
+            severity = status.item.severity.value[0].upper()
+            lines.append(f"  {STATUS_MARK.get(status.status, '?')} {status.status:<10} [{severity}] "
+                         f"{status.item.id:<26} {status.detail}")
+    return "\n".join(lines)
+
+
+def _print_record(record, as_json: bool, verb: str) -> None:
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(record), indent=2))
+    else:
+        print(f"{verb} {record.item}" + (f": {record.note}" if record.note else ""))
+
+
+def _status_dict(status) -> dict:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(status) if is_dataclass(status) else dict(status)
+
+
+def _status_line(status) -> str:
+    data = _status_dict(status)
+    started = data.get("started") or data.get("created") or 0
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "-"
+    extra = data.get("error") or data.get("detail") or ""
+    return f"{data['job_id']:<36} {data['kind']:<10} {data['state']:<10} {when}  {extra}".rstrip()
+
+
+def _attach(job_dir: Path, as_json: bool, follow: bool) -> int:
+    """Print every event from the first, then live ones; exit code from the job's final state."""
+    from core.jobs import follow_job, read_status
+
+    try:
+        stop = None if follow else (lambda: True)
+        for event in follow_job(job_dir, stop=stop):
+            if as_json:
+                print(event.to_json(), flush=True)
+            else:
+                print(_render_event(event), flush=True)
+    except KeyboardInterrupt:
+        print(f"\ndetached; the job goes on. Re-attach with `weightgate attach {job_dir.name}`",
+              file=sys.stderr)
+        return EXIT_OK
+    final = read_status(job_dir)
+    state = _status_dict(final).get("state")
+    if not as_json:
+        print(f"job {job_dir.name}: {state}")
+    return EXIT_OK if state in ("succeeded", "running", "queued") else EXIT_FAILED
+
+
+def _render_event(event) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+    payload = event.payload
+    if event.kind == "progress":
+        done, total = payload.get("done"), payload.get("total")
+        eta = payload.get("eta_s")
+        text = f"{done}/{total} {payload.get('unit', '')}".strip()
+        if eta is not None:
+            text += f"  eta {eta:.0f}s"
+        if payload.get("message"):
+            text += f"  {payload['message']}"
+    elif event.kind == "metric":
+        values = payload.get("values", payload)
+        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+    else:
+        text = payload.get("message") or json.dumps(payload, default=str)
+    return f"{stamp} #{event.seq:<5} {event.kind:<8} {text}"
+
+
+if __name__ == "__main__":
+    main()
