@@ -48,8 +48,9 @@ def _choice(ws: Workspace, config: dict) -> str:
 
 
 def _model(ws: Workspace, config: dict) -> str:
-    # The digest of the lock: source, revision and every file's hash (written by issue 3's lock).
-    return digest_file(ws.lock_path)
+    from core.lock import lock_digest, read_lock
+
+    return lock_digest(read_lock(ws))
 
 
 def _precision(ws: Workspace, config: dict) -> str:
