@@ -1,0 +1,357 @@
+"""The weightgate workbench: a Textual App over the headless engine in `core/`.
+
+Start-up stays instant: this module imports Textual, the small checklist module and the
+widgets; the engine's heavier parts (gates, evidence, jobs, devices) are imported inside
+thread workers on first use. All file and device I/O happens in those workers, which post
+Messages (tui.messages); the handlers store the results in reactive attributes that the
+widgets watch:
+
+    report           core.gates.Report, recomputed every 2 s and after every action
+    workspace_error  core.errors.InputError while the workspace cannot be read, else None
+    devices          core.devices.DeviceSnapshot, polled at most twice a second
+    job_rows         the workspace's jobs with their last progress, every second
+
+Run it: `python -m tui.app -w DIR` (tests), or `weightgate` (the console script in tui.cli).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import ModalScreen
+
+from screens import SCREENS
+from themes import DEFAULT_THEME, STYLESHEET, THEMES, other_theme
+from tui.messages import DevicesPolled, JobsListed, JobStarted, ReportReady, WorkspaceProblem
+from tui.widgets.base_screen import PhaseScreen, WorkspaceScreen
+from tui.widgets.commands import WeightgateCommands
+from tui.widgets.help import HelpScreen, HelpSection
+from tui.widgets.modals import NoteModal
+from tui.widgets.sidebar import OVERVIEW
+
+if TYPE_CHECKING:
+    from core.devices import DevicePoller, DeviceSnapshot
+    from core.errors import InputError
+    from core.gates import Report
+    from core.workspace import Workspace
+    from tui.messages import JobRow
+    from tui.widgets.jobs_panel import JobRowReader
+
+REPORT_INTERVAL_S = 2.0
+DEVICE_INTERVAL_S = 0.5  # core.devices clamps anything faster to 0.5 s as well
+JOBS_INTERVAL_S = 1.0
+SELFTEST_PARAMS = {"seconds": 8, "interval": 0.2}
+
+
+def _short_path(path: Path) -> str:
+    home = str(Path.home())
+    text = str(path)
+    return "~" + text[len(home):] if home != "/" and text.startswith(home + os.sep) else text
+
+
+class WeightgateApp(App[int]):
+    TITLE = "weightgate"
+    CSS_PATH = str(STYLESHEET)
+    SCREENS = SCREENS
+    COMMANDS = App.COMMANDS | {WeightgateCommands}
+    COMMAND_PALETTE_BINDING = "ctrl+p"
+    BINDINGS = [
+        Binding("f1", "help", "Help"),
+        Binding("t", "toggle_theme", "Theme"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    report: reactive[Report | None] = reactive(None, init=False)
+    workspace_error: reactive[InputError | None] = reactive(None, init=False)
+    devices: reactive[DeviceSnapshot | None] = reactive(None, init=False)
+    job_rows: reactive[list[JobRow] | None] = reactive(None, init=False)
+
+    def __init__(self, workspace_path: Path | str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        root = workspace_path or os.environ.get("WEIGHTGATE_WORKSPACE") or Path.cwd()
+        self.workspace_root = Path(root).expanduser().resolve()
+        self.workspace_label = _short_path(self.workspace_root)
+        self.workspace: Workspace | None = None
+        self.follow_job_id: str | None = None  # the jobs screen selects it when it appears
+        self._busy: set[str] = set()            # which periodic reads are in flight
+        self._again: set[str] = set()           # asked for again while in flight
+        self._device_poller: DevicePoller | None = None
+        self._job_reader: JobRowReader | None = None
+        self._job_states: dict[str, str] = {}
+
+    @property
+    def jobs_dir(self) -> Path | None:
+        return self.workspace.jobs_dir if self.workspace is not None else None
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        for theme in THEMES:
+            self.register_theme(theme)
+        self.theme = DEFAULT_THEME
+        self.push_screen(OVERVIEW)
+        self.refresh_report()
+        self.poll_devices()
+        self.set_interval(REPORT_INTERVAL_S, self.refresh_report)
+        self.set_interval(DEVICE_INTERVAL_S, self.poll_devices)
+        self.set_interval(JOBS_INTERVAL_S, self.poll_jobs)
+
+    # --- navigation ---------------------------------------------------------------------------
+
+    def goto(self, target: str) -> None:
+        """Show a screen by name: overview, phase-1 … phase-6, jobs."""
+        if target not in self.SCREENS or isinstance(self.screen, ModalScreen):
+            return
+        if self.is_screen_installed(target) and self.get_screen(target) is self.screen:
+            return
+        self.switch_screen(target)
+        reopened = getattr(self.get_screen(target), "reopened", None)
+        if reopened is not None:
+            self.call_after_refresh(reopened)
+
+    def action_help(self) -> None:
+        self.show_help()
+
+    def show_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.help_sections()))
+
+    def help_sections(self) -> list[HelpSection]:
+        from screens.jobs import JobsScreen  # noqa: PLC0415
+
+        sections = []
+        about = getattr(self.screen, "HELP", "")
+        if about:
+            sections.append(HelpSection("This screen", about, ()))
+        return [
+            *sections,
+            HelpSection("Everywhere", "", (*WorkspaceScreen.BINDINGS, *self.BINDINGS), (
+                ("ctrl+p", "Command palette: go to a phase, attest, waive, start a selftest, theme"),
+                ("tab, shift+tab", "Move focus between the sidebar and the table"),
+                ("enter (sidebar)", "Go to the highlighted screen"),
+                ("ctrl+q", "Quit"),
+            )),
+            HelpSection("Overview and phase screens (1-6)",
+                        "Select an item with ↑ ↓; the pane below says why it matters, what was measured and "
+                        "what it needs.", tuple(PhaseScreen.BINDINGS)),
+            HelpSection("Jobs (j)", JobsScreen.HELP, tuple(JobsScreen.BINDINGS),
+                        (("↑ ↓", "Pick a job: its history replays, then it is followed live"),)),
+            HelpSection("Dialogs", "", tuple(NoteModal.BINDINGS), (("enter", "Submit"),)),
+        ]
+
+    def action_toggle_theme(self) -> None:
+        self.toggle_theme()
+
+    def toggle_theme(self) -> None:
+        self.theme = other_theme(self.theme)
+
+    # --- the report ---------------------------------------------------------------------------
+
+    def _start(self, name: str) -> bool:
+        """True if the periodic read `name` may start now (else it runs again when done)."""
+        if name in self._busy:
+            self._again.add(name)
+            return False
+        self._busy.add(name)
+        return True
+
+    def _finish(self, name: str) -> bool:
+        """Mark `name` done; True if someone asked for it again meanwhile."""
+        self._busy.discard(name)
+        if name in self._again:
+            self._again.discard(name)
+            return True
+        return False
+
+    def refresh_report(self) -> None:
+        """Recompute every status and gate in a thread worker (now, or right after the current one)."""
+        if self._start("report"):
+            self._read_report()
+
+    @work(thread=True, group="report", exit_on_error=False)
+    def _read_report(self) -> None:
+        from core.errors import InputError  # noqa: PLC0415
+        from core.gates import compute_report  # noqa: PLC0415
+        from core.workspace import open_workspace  # noqa: PLC0415
+
+        try:
+            if self.workspace is None:
+                self.workspace = open_workspace(self.workspace_root)
+            report = compute_report(self.workspace)
+        except InputError as exc:
+            self.post_message(WorkspaceProblem(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug must show up, not take the UI down
+            self.post_message(WorkspaceProblem(InputError(
+                f"could not compute the checklist: {type(exc).__name__}: {exc}",
+                hint="this is a bug in weightgate; `weightgate status` shows the same state with a traceback")))
+        else:
+            self.post_message(ReportReady(report))
+
+    def on_report_ready(self, message: ReportReady) -> None:
+        self.workspace_error = None
+        self.report = message.report
+        if self._finish("report"):
+            self.refresh_report()
+
+    def on_workspace_problem(self, message: WorkspaceProblem) -> None:
+        error = message.error
+        if self.workspace_error is None or str(self.workspace_error) != str(error):
+            self.notify(str(error), title="Cannot read the workspace", severity="error", timeout=8)
+        self.workspace_error = error
+        if self._finish("report"):
+            self.refresh_report()
+
+    # --- devices ------------------------------------------------------------------------------
+
+    def poll_devices(self) -> None:
+        if self._start("devices"):
+            self._poll_devices()
+
+    @work(thread=True, group="devices", exit_on_error=False)
+    def _poll_devices(self) -> None:
+        from core.devices import DevicePoller  # noqa: PLC0415
+
+        if self._device_poller is None:
+            self._device_poller = DevicePoller(DEVICE_INTERVAL_S)
+        try:
+            snapshot = self._device_poller.poll()
+        except Exception:  # noqa: BLE001 - poll() never raises; be safe anyway
+            snapshot = None
+        self.post_message(DevicesPolled(snapshot))
+
+    def on_devices_polled(self, message: DevicesPolled) -> None:
+        if message.snapshot is not None:
+            self.devices = message.snapshot
+        self._finish("devices")
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def poll_jobs(self) -> None:
+        if self.workspace is not None and self._start("jobs"):
+            self._list_jobs(self.workspace.jobs_dir)
+
+    @work(thread=True, group="jobs", exit_on_error=False)
+    def _list_jobs(self, jobs_dir: Path) -> None:
+        from tui.widgets.jobs_panel import JobRowReader  # noqa: PLC0415
+
+        if self._job_reader is None:
+            self._job_reader = JobRowReader()
+        try:
+            rows = self._job_reader.read(jobs_dir)
+        except Exception:  # noqa: BLE001 - an unreadable jobs dir shows as no jobs, next poll retries
+            rows = []
+        self.post_message(JobsListed(rows))
+
+    def on_jobs_listed(self, message: JobsListed) -> None:
+        finished = []
+        for row in message.rows:
+            before = self._job_states.get(row.job_id)
+            if before is not None and before != row.status.state and row.status.is_terminal:
+                finished.append(row)
+            self._job_states[row.job_id] = row.status.state
+        self.job_rows = message.rows
+        for row in finished:
+            severity = "information" if row.status.state == "succeeded" else "warning"
+            self.notify(f"{row.job_id} {row.status.state}", title=f"Job {row.status.kind}", severity=severity)
+        if finished:
+            self.refresh_report()  # jobs record evidence
+        if self._finish("jobs"):
+            self.poll_jobs()
+
+    def start_selftest(self) -> None:
+        if self.workspace is None:
+            self.notify("No workspace is open, so there is nowhere to keep the job.", severity="error")
+            return
+        self._start_job("selftest", dict(SELFTEST_PARAMS))
+
+    @work(thread=True, group="job-control", exit_on_error=False)
+    def _start_job(self, kind: str, params: dict) -> None:
+        from core.errors import InputError  # noqa: PLC0415
+        from core.jobs import start_job  # noqa: PLC0415
+
+        workspace = self.workspace
+        try:
+            handle = start_job(workspace.jobs_dir, kind, params, workspace=workspace.root)
+        except (InputError, OSError) as exc:
+            self.call_from_thread(self.notify, str(exc), title=f"Could not start {kind}", severity="error")
+            return
+        self.post_message(JobStarted(handle.job_id))
+
+    def on_job_started(self, message: JobStarted) -> None:
+        self.notify(message.job_id, title="Job started")
+        self.follow_job_id = message.job_id
+        self.goto("jobs")
+        self.poll_jobs()
+
+    def cancel_job(self, job_id: str) -> None:
+        if self.workspace is not None:
+            self.notify(f"Cancelling {job_id}…", title="Cancel")
+            self._cancel_job(self.workspace.jobs_dir / job_id)
+
+    @work(thread=True, group="job-control", exit_on_error=False)
+    def _cancel_job(self, job_dir: Path) -> None:
+        from core.errors import InputError  # noqa: PLC0415
+        from core.jobs import cancel_job  # noqa: PLC0415
+
+        try:
+            outcome = cancel_job(job_dir)
+        except (InputError, OSError) as exc:
+            self.call_from_thread(self.notify, str(exc), title="Could not cancel", severity="error")
+            return
+        self.call_from_thread(self.notify, outcome.message, title="Cancel",
+                              severity="warning" if outcome.killed else "information")
+        self.call_from_thread(self.poll_jobs)
+
+    # --- evidence -----------------------------------------------------------------------------
+
+    def apply_evidence(self, kind: str, item_id: str, text: str) -> None:
+        """Attest, waive or revoke `item_id` through core.evidence, then refresh the report."""
+        self._apply_evidence(kind, item_id, text)
+
+    @work(thread=True, group="evidence", exit_on_error=False)
+    def _apply_evidence(self, kind: str, item_id: str, text: str) -> None:
+        from core import evidence  # noqa: PLC0415
+        from core.errors import InputError  # noqa: PLC0415
+
+        actions = {"attest": evidence.attest, "waive": evidence.waive, "revoke": evidence.revoke}
+        titles = {"attest": "Cannot attest", "waive": "Cannot waive", "revoke": "Cannot revoke"}
+        try:
+            if self.workspace is None:
+                raise InputError("no workspace is open", path=self.workspace_root,
+                                 hint="fix or create weightgate.toml first")
+            actions[kind](self.workspace, item_id, text)
+        except InputError as exc:
+            message = exc.message + (f"\nhint: {exc.hint}" if exc.hint else "")
+            self.call_from_thread(self.notify, message, title=titles[kind], severity="error", timeout=8)
+            return
+        done = {"attest": "attested", "waive": "waived", "revoke": "revoked"}[kind]
+        self.call_from_thread(self.notify, f"{item_id} {done}", title="Evidence recorded")
+        self.call_from_thread(self.refresh_report)
+
+
+def run_tui(workspace_path: Path | None = None) -> int:
+    """Run the workbench on `workspace_path` (default: $WEIGHTGATE_WORKSPACE or the cwd)."""
+    app = WeightgateApp(workspace_path)
+    result = app.run()
+    return int(result or app.return_code or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tui.app", description="weightgate's terminal workbench")
+    parser.add_argument("-w", "--workspace", type=Path, default=None,
+                        help="workspace directory (default: $WEIGHTGATE_WORKSPACE or the current directory)")
+    args = parser.parse_args(argv)
+    return run_tui(args.workspace)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

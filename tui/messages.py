@@ -1,0 +1,106 @@
+"""Textual Messages made from what the engine reports.
+
+Thread workers call core (gates, devices, jobs, events), wrap the result in one of these and
+post it; handlers run on the UI thread. Core types are only referenced for annotations, so
+importing this module imports no engine code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from core.devices import DeviceSnapshot
+    from core.errors import InputError
+    from core.events import Event
+    from core.gates import Report
+    from core.jobs import JobStatus
+
+
+class ReportReady(Message):
+    """compute_report() finished: every item's status and every gate, as of now."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__()
+        self.report = report
+
+
+class WorkspaceProblem(Message):
+    """The workspace could not be read (bad weightgate.toml, no workspace, bad evidence line)."""
+
+    def __init__(self, error: InputError) -> None:
+        super().__init__()
+        self.error = error
+
+
+class DevicesPolled(Message):
+    """A fresh device snapshot for the header meter."""
+
+    def __init__(self, snapshot: DeviceSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """The last progress event of a job, read from the tail of its journal."""
+
+    done: float
+    total: float | None
+    unit: str = "step"
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total:
+            return None
+        return max(0.0, min(1.0, self.done / self.total))
+
+    def label(self) -> str:
+        if self.total:
+            return f"{self.done:g}/{self.total:g} {self.unit}"
+        return f"{self.done:g} {self.unit}"
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One line of the jobs list: the job's status and how far it got."""
+
+    status: JobStatus
+    progress: JobProgress | None
+
+    @property
+    def job_id(self) -> str:
+        return self.status.job_id
+
+
+class JobsListed(Message):
+    """list_jobs() of the workspace, newest first, with each job's last progress."""
+
+    def __init__(self, rows: list[JobRow]) -> None:
+        super().__init__()
+        self.rows = rows
+
+
+class JobEvents(Message):
+    """Events read from a job's journal (events.jsonl) starting at a byte offset.
+
+    `replay` is true for the first batch after attaching: the job's history up to now.
+    """
+
+    def __init__(self, job_id: str, events: list[Event], offset: int, *, replay: bool) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.events = events
+        self.offset = offset
+        self.replay = replay
+
+
+class JobStarted(Message):
+    """start_job() returned: the new job's id (the jobs list will show it next poll)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__()
+        self.job_id = job_id

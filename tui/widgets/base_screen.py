@@ -1,0 +1,234 @@
+"""Screens share one frame: header, sidebar, error banner, main area, footer.
+
+WorkspaceScreen  the frame plus navigation keys (1-6, o, j, n/p) and their gating.
+PhaseScreen      a WorkspaceScreen showing one phase's gate and items (PhaseView), with the
+                 attest / waive / revoke keys. A phase screen in `screens/` subclasses it, sets
+                 PHASE, and may add panels by overriding `compose_panels()`.
+
+The screens talk to the App only through a few methods (goto, apply_evidence, ...) and the
+App's reactive state (report, workspace_error, devices, job_rows).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from core.checklist import PHASES
+from tui.widgets.error_banner import WorkspaceErrorBanner
+from tui.widgets.header import AppHeader
+from tui.widgets.items import ItemTable
+from tui.widgets.modals import NoteModal
+from tui.widgets.phase_view import PhaseView
+from tui.widgets.sidebar import PhaseSidebar, phase_target
+
+if TYPE_CHECKING:
+    from textual.widget import Widget
+
+    from core.gates import ItemStatus, Report
+
+PHASE_KEYS = Binding.Group("Phase", compact=True)
+
+
+class WorkspaceScreen(Screen):
+    """The frame every non-modal screen shares, and the keys that move between screens."""
+
+    TARGET: ClassVar[str] = ""  # this screen's name for the sidebar and App.goto
+    HELP: ClassVar[str] = ""    # one line for the help screen
+
+    BINDINGS = [
+        *[Binding(str(phase.number), f"goto_phase({phase.number})", phase.title, group=PHASE_KEYS)
+          for phase in PHASES],
+        Binding("o", "goto('overview')", "Overview"),
+        Binding("j", "goto('jobs')", "Jobs"),
+        Binding("n,ctrl+right", "next_phase", "Next phase", tooltip="Go to the next phase (needs its gate open)"),
+        Binding("p,ctrl+left", "previous_phase", "Previous phase", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    WorkspaceScreen #body { height: 1fr; }
+    WorkspaceScreen #main { height: 1fr; width: 1fr; padding: 1 1 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield AppHeader()
+        with Horizontal(id="body"):
+            yield PhaseSidebar(self.TARGET)
+            with Vertical(id="main"):
+                yield WorkspaceErrorBanner()
+                yield from self.compose_main()
+        yield Footer()
+
+    def compose_main(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "report", lambda _: self.refresh_bindings(), init=False)
+
+    # --- navigation ---------------------------------------------------------------------
+
+    @property
+    def phase_number(self) -> int | None:
+        """The phase this screen is about (None: not about a phase)."""
+        return None
+
+    @property
+    def report(self) -> Report | None:
+        return getattr(self.app, "report", None)
+
+    def _neighbour(self, step: int) -> int | None:
+        number = self.phase_number
+        if number is None:
+            return None
+        target = number + step
+        return target if 1 <= target <= len(PHASES) else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "next_phase":
+            target = self._neighbour(+1)
+            if target is None:
+                return False  # hidden: nothing after this
+            report = self.report
+            if report is None or report.phase(target).locked:
+                return None  # shown dimmed: the gate is closed
+            return True
+        if action == "previous_phase":
+            return self._neighbour(-1) is not None
+        return True
+
+    def action_goto_phase(self, number: int) -> None:
+        self.app.goto(phase_target(number))
+
+    def action_goto(self, target: str) -> None:
+        self.app.goto(target)
+
+    def action_next_phase(self) -> None:
+        target = self._neighbour(+1)
+        if target is not None:
+            self.app.goto(phase_target(target))
+
+    def action_previous_phase(self) -> None:
+        target = self._neighbour(-1)
+        if target is not None:
+            self.app.goto(phase_target(target))
+
+    def on_phase_sidebar_navigate(self, event: PhaseSidebar.Navigate) -> None:
+        self.app.goto(event.target)
+
+
+class PhaseScreen(WorkspaceScreen):
+    """One phase: its gate, its items, and the evidence keys."""
+
+    PHASE: ClassVar[int | None] = None  # None: follow the current phase (the Overview)
+    HELP = "A phase's gate and items. Select an item to see why it matters and what it needs."
+
+    BINDINGS = [
+        Binding("a", "attest", "Attest", tooltip="Confirm an attest item with a note"),
+        Binding("w", "waive", "Waive", tooltip="Waive a recommended item with a reason"),
+        Binding("r", "revoke", "Revoke", tooltip="Withdraw an attestation or waiver"),
+    ]
+
+    DEFAULT_CSS = """
+    PhaseScreen #panels { height: auto; }
+    """
+
+    AUTO_FOCUS = "ItemTable"
+
+    def compose_main(self) -> ComposeResult:
+        panels = list(self.compose_panels())
+        if panels:
+            with Vertical(id="panels"):
+                yield from panels
+        yield PhaseView(self.PHASE)
+
+    def compose_panels(self) -> list[Widget] | ComposeResult:
+        """Phase-specific panels above the items; later work adds real tools here."""
+        return []
+
+    @property
+    def phase_view(self) -> PhaseView:
+        return self.query_one(PhaseView)
+
+    @property
+    def phase_number(self) -> int | None:
+        if self.PHASE is not None:
+            return self.PHASE
+        report = self.report
+        return report.current_phase if report is not None else None
+
+    @property
+    def selected(self) -> ItemStatus | None:
+        return self.phase_view.selected
+
+    def select_item(self, item_id: str) -> bool:
+        return self.phase_view.table.select_item(item_id)
+
+    # --- evidence keys ------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("attest", "waive", "revoke"):
+            return True if self.selected is not None else None
+        return super().check_action(action, parameters)
+
+    def on_item_table_item_selected(self, event: ItemTable.ItemSelected) -> None:
+        self.refresh_bindings()
+
+    def action_attest(self) -> None:
+        status = self.selected
+        if status is None:
+            return
+        item = status.item
+        if item.mode.value != "attest":
+            self.notify(f"{item.id} is decided automatically, not by attestation.\n"
+                        f"What it needs: {status.detail}", title="Cannot attest", severity="warning")
+            return
+
+        def done(note: str | None) -> None:
+            if note:
+                self.app.apply_evidence("attest", item.id, note)
+
+        self.app.push_screen(NoteModal(
+            f"Attest {item.id}",
+            f"{item.title}.\nWhy: {item.why}\nSay what you checked. The note is kept with the evidence; "
+            f"it goes stale when {', '.join(item.inputs) or 'its inputs'} change.",
+            placeholder="e.g. read the model card's training-data section", submit_label="Attest"), done)
+
+    def action_waive(self) -> None:
+        status = self.selected
+        if status is None:
+            return
+        item = status.item
+        if item.severity.value != "recommended":
+            # The engine owns the rule and its wording; an empty reason can never be recorded.
+            self.app.apply_evidence("waive", item.id, "")
+            return
+
+        def done(reason: str | None) -> None:
+            if reason:
+                self.app.apply_evidence("waive", item.id, reason)
+
+        self.app.push_screen(NoteModal(
+            f"Waive {item.id}",
+            f"{item.title}.\nA waived recommended item no longer holds the gate. Say why it does not apply; "
+            "the reason is kept with the evidence.",
+            placeholder="e.g. single-tenant deployment, no drift expected", submit_label="Waive"), done)
+
+    def action_revoke(self) -> None:
+        status = self.selected
+        if status is None:
+            return
+        item = status.item
+
+        def done(note: str | None) -> None:
+            if note is not None:
+                self.app.apply_evidence("revoke", item.id, note)
+
+        self.app.push_screen(NoteModal(
+            f"Revoke the attestation or waiver of {item.id}",
+            "The item goes back to what its checks say. A note is optional.",
+            placeholder="optional: why", submit_label="Revoke", required=False), done)

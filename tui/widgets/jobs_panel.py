@@ -1,0 +1,380 @@
+"""Jobs: the list of a workspace's jobs and a monitor that follows one job's journal live.
+
+Everything here reads files (status.json, events.jsonl) from thread workers; nothing holds a
+pipe to a job, so a job started by the CLI or before an SSH drop looks exactly the same, and
+attaching replays the job's whole history before following it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import DataTable, ProgressBar, RichLog, Static
+
+from tui.messages import JobEvents, JobProgress, JobRow
+from tui.widgets.status import job_look, rich_style
+
+if TYPE_CHECKING:
+    from core.events import Event
+    from core.jobs import JobStatus
+
+TAIL_BYTES = 16384
+TAIL_INTERVAL_S = 0.25
+LOG_LINES = 2000
+TERMINAL = ("succeeded", "failed", "cancelled", "crashed")
+
+# --- reading (thread workers) -----------------------------------------------------------------
+
+
+def last_progress(job_dir: Path) -> JobProgress | None:
+    """The last `progress` event in the tail of a job's journal (cheap: reads at most 16 KiB)."""
+    path = job_dir / "events.jsonl"
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - TAIL_BYTES))
+            data = handle.read()
+    except OSError:
+        return None
+    for raw in reversed(data.split(b"\n")):
+        if b'"progress"' not in raw:
+            continue
+        try:
+            event = json.loads(raw)
+            payload = event["payload"]
+            if event.get("kind") == "progress":
+                return JobProgress(float(payload["done"]), _number(payload.get("total")),
+                                   str(payload.get("unit", "step")))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class JobRowReader:
+    """list_jobs() plus each job's last progress; finished jobs' progress is read only once."""
+
+    def __init__(self) -> None:
+        self._final: dict[str, JobProgress | None] = {}
+
+    def read(self, jobs_dir: Path) -> list[JobRow]:
+        from core.jobs import list_jobs  # noqa: PLC0415 - keep psutil off the start-up path
+
+        rows = []
+        for status in list_jobs(jobs_dir):
+            job_dir = status.job_dir or jobs_dir / status.job_id
+            if status.job_id in self._final:
+                progress = self._final[status.job_id]
+            else:
+                progress = last_progress(job_dir)
+                if status.is_terminal:
+                    self._final[status.job_id] = progress
+            rows.append(JobRow(status, progress))
+        return rows
+
+
+# --- the list ---------------------------------------------------------------------------------
+
+
+def _when(epoch: float | None) -> str:
+    if not epoch:
+        return "—"
+    if time.time() - epoch < 86400:
+        return time.strftime("%H:%M:%S", time.localtime(epoch))
+    return time.strftime("%m-%d %H:%M", time.localtime(epoch))
+
+
+def duration(status: JobStatus) -> str:
+    seconds = status.duration_s
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} m {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} m"
+
+
+JOB_COLUMNS = (("id", "Job", 30), ("kind", "Kind", 10), ("state", "State", 12), ("progress", "Progress", 12),
+               ("started", "Started", 9), ("duration", "Took", 8))
+
+
+class JobTable(DataTable):
+    """One row per job, newest first; the row key is the job id."""
+
+    DEFAULT_CSS = """
+    JobTable { height: auto; max-height: 40%; min-height: 4; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", **kwargs)
+        self._cells: dict[str, tuple] = {}
+        self.rows_by_id: dict[str, JobRow] = {}
+
+    def on_mount(self) -> None:
+        for key, label, width in JOB_COLUMNS:
+            self.add_column(label, key=key, width=width)
+
+    @property
+    def selected_id(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001
+            return None
+
+    def select_job(self, job_id: str) -> bool:
+        try:
+            self.move_cursor(row=self.get_row_index(job_id))
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
+    def _row(self, row: JobRow) -> tuple:
+        variables = self.app.theme_variables
+        status = row.status
+        progress = row.progress
+        if progress is not None and progress.fraction is not None:
+            cells = 6
+            filled = round(progress.fraction * cells)
+            bar = Text("█" * filled + "░" * (cells - filled) + f" {progress.fraction:4.0%}", no_wrap=True)
+        elif progress is not None:
+            bar = Text(progress.label(), no_wrap=True)
+        else:
+            bar = Text("—", style=rich_style("muted", variables))
+        return (
+            Text(status.job_id, no_wrap=True, overflow="ellipsis"),
+            Text(status.kind, no_wrap=True, overflow="ellipsis"),
+            job_look(status.state).text(variables),
+            bar,
+            Text(_when(status.started or status.created)),
+            Text(duration(status)),
+        )
+
+    def show(self, rows: list[JobRow]) -> None:
+        keep = self.selected_id
+        self.rows_by_id = {row.job_id: row for row in rows}
+        ids = [row.job_id for row in rows]
+        if ids == list(self._cells):
+            columns = [key for key, _, _ in JOB_COLUMNS]
+            for row in rows:
+                cells = self._row(row)
+                old = self._cells[row.job_id]
+                for index, (column, value) in enumerate(zip(columns, cells)):
+                    if old[index] != value:
+                        self.update_cell(row.job_id, column, value)
+                self._cells[row.job_id] = cells
+            return
+        self.clear()
+        self._cells = {}
+        for row in rows:
+            cells = self._row(row)
+            self._cells[row.job_id] = cells
+            self.add_row(*cells, key=row.job_id)
+        if keep in self._cells:
+            self.select_job(keep)
+
+
+# --- the monitor ------------------------------------------------------------------------------
+
+
+def _event_time(event: Event) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(event.time))
+
+
+def _format_values(values: dict) -> str:
+    parts = []
+    for key, value in values.items():
+        if isinstance(value, float):
+            parts.append(f"{key}={value:.4g}")
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+class JobMonitor(Vertical):
+    """Follows one job: title line, progress bar, latest metrics, and a log of its events.
+
+    attach() starts from byte 0 of events.jsonl, so the first batch replays the whole history;
+    then a timer reads whatever was appended every 0.25 s (read_events leaves a half-written
+    last line for the next read). Reading stops once the job's `result` event has been seen.
+    """
+
+    DEFAULT_CSS = """
+    JobMonitor { height: 1fr; border-top: hkey $panel; padding: 0 1; }
+    JobMonitor #job-title { height: auto; }
+    JobMonitor ProgressBar { height: 1; margin: 1 0 0 0; }
+    JobMonitor ProgressBar Bar { width: 1fr; }
+    JobMonitor #job-metrics { height: auto; margin-bottom: 1; }
+    JobMonitor RichLog { height: 1fr; background: $surface; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.job_id: str | None = None
+        self.job_dir: Path | None = None
+        self._offset = 0
+        self._busy = False
+        self._replayed = False
+        self.ended: str | None = None  # the result status, once seen
+        self.metrics: dict[str, float] = {}
+        self.metric_step: int | None = None
+        self.progress: JobProgress | None = None
+        self.event_count = 0
+        self.log_lines: list[str] = []  # plain text of what the log shows (tests, copy)
+
+    def compose(self) -> ComposeResult:
+        yield Static(Content.styled("No job selected. Press s to start a selftest job, or pick a job above.",
+                                    "$text-muted"), id="job-title")
+        yield ProgressBar(total=None, show_eta=False, id="job-progress")
+        yield Static("", id="job-metrics")
+        yield RichLog(max_lines=LOG_LINES, wrap=False, markup=False, highlight=False, id="job-log")
+
+    def on_mount(self) -> None:
+        self._timer = self.set_interval(TAIL_INTERVAL_S, self._tail, pause=True)
+        self.watch(self.app, "job_rows", lambda _: self._show_title(), init=False)
+
+    # --- attaching --------------------------------------------------------------------------
+
+    def attach(self, job_id: str, job_dir: Path) -> None:
+        if job_id == self.job_id:
+            return
+        self.job_id, self.job_dir = job_id, job_dir
+        self._offset, self._replayed, self.ended = 0, False, None
+        self.metrics, self.metric_step, self.progress, self.event_count = {}, None, None, 0
+        self.log_lines = []
+        self.query_one(RichLog).clear()
+        self.query_one("#job-metrics", Static).update("")
+        self.query_one(ProgressBar).update(total=None, progress=0)
+        self._show_title()
+        self._timer.resume()
+        self._tail()
+
+    def _tail(self) -> None:
+        if self._busy or self.job_dir is None:
+            return
+        if self.ended is not None and self._replayed:
+            self._timer.pause()
+            return
+        self._busy = True
+        self._read(self.job_id, self.job_dir / "events.jsonl", self._offset, not self._replayed)
+
+    @work(thread=True, group="job-tail", exit_on_error=False)
+    def _read(self, job_id: str, path: Path, offset: int, replay: bool) -> None:
+        from core.events import read_events  # noqa: PLC0415
+
+        try:
+            events, new_offset = read_events(path, offset)
+        except OSError:
+            events, new_offset = [], offset
+        self.post_message(JobEvents(job_id, events, new_offset, replay=replay))
+
+    def on_job_events(self, message: JobEvents) -> None:
+        message.stop()
+        self._busy = False
+        if message.job_id != self.job_id:
+            return  # a read for a job we have since detached from
+        self._offset = message.offset
+        self._replayed = True
+        if message.events:
+            self.apply(message.events)
+
+    # --- showing ------------------------------------------------------------------------------
+
+    def apply(self, events: list[Event]) -> None:
+        variables = self.app.theme_variables
+        log = self.query_one(RichLog)
+        metrics_changed = False
+        for event in events:
+            self.event_count += 1
+            kind, payload = event.kind, event.payload
+            line: Text | None = None
+            prefix = f"{_event_time(event)} #{event.seq:<4} " if event.seq else f"{_event_time(event)} !     "
+            if kind == "progress":
+                self.progress = JobProgress(float(payload.get("done", 0)), _number(payload.get("total")),
+                                            str(payload.get("unit", "step")))
+                message = payload.get("message")
+                if message:
+                    line = Text(f"{prefix}progress {self.progress.label()}  {message}")
+            elif kind == "metric":
+                values = payload.get("values") or {}
+                self.metrics.update({k: v for k, v in values.items()})
+                self.metric_step = payload.get("step", self.metric_step)
+                metrics_changed = True
+                step = f"step {payload['step']} " if payload.get("step") is not None else ""
+                line = Text(f"{prefix}metric   {step}{_format_values(values)}", style=rich_style("muted", variables))
+            elif kind == "log":
+                level = payload.get("level", "info")
+                color = {"warning": "warning", "error": "error", "debug": "muted"}.get(level, "foreground")
+                line = Text(f"{prefix}log      {payload.get('message', '')}", style=rich_style(color, variables))
+            elif kind == "artifact":
+                label = payload.get("label") or "artifact"
+                line = Text(f"{prefix}artifact {label}: {payload.get('path', '')}", style=rich_style("accent", variables))
+            elif kind == "error":
+                line = Text(f"{prefix}error    {payload.get('message', '')}", style=rich_style("error", variables, bold=True))
+            elif kind == "result":
+                self.ended = str(payload.get("status", "?"))
+                look = job_look(self.ended)
+                data = payload.get("data") or {}
+                tail = f"  {_format_values(data)}" if data else ""
+                line = Text(f"{prefix}result   {look.label}{tail}", style=rich_style(look.color, variables, bold=True))
+            if line is not None:
+                self.log_lines.append(line.plain)
+                log.write(line)
+        del self.log_lines[:-LOG_LINES]
+        bar = self.query_one(ProgressBar)
+        if self.progress is not None:
+            bar.update(total=self.progress.total, progress=self.progress.done)
+        if self.ended == "succeeded" and self.progress is not None and self.progress.total:
+            bar.update(progress=self.progress.total)
+        if metrics_changed:
+            self.query_one("#job-metrics", Static).update(self.metrics_text())
+        self._show_title()
+
+    def metrics_text(self) -> Content:
+        if not self.metrics:
+            return Content("")
+        step = f"step {self.metric_step}  " if self.metric_step is not None else ""
+        parts = [Content.assemble((f"{key} ", "$text-muted"), (f"{value:.4g}" if isinstance(value, float) else str(value), "bold"))
+                 for key, value in self.metrics.items()]
+        return Content.assemble(("latest ", "$text-muted"), step, Content("   ").join(parts))
+
+    def _show_title(self) -> None:
+        if self.job_id is None:
+            return
+        rows = {row.job_id: row for row in getattr(self.app, "job_rows", None) or []}
+        row = rows.get(self.job_id)
+        state = self.ended or (row.status.state if row else "…")
+        look = job_look(state)
+        kind = row.status.kind if row else ""
+        progress = f" · {self.progress.label()}" if self.progress is not None else ""
+        took = f" · {duration(row.status)}" if row else ""
+        error = ""
+        if row is not None and row.status.error and state in ("failed", "crashed"):
+            error = f"\n{row.status.error}"
+        self.title_text = Content.assemble(
+            (self.job_id, "bold"), (f"  {kind}", "$text-muted"), "  ", look.content(bold=True),
+            progress, took, (error, "$error"),
+            (f"  · {self.event_count} events", "$text-muted"),
+        )
+        self.query_one("#job-title", Static).update(self.title_text)
+
+    @property
+    def state_text(self) -> str:
+        content = getattr(self, "title_text", None)
+        return content.plain if content is not None else ""
