@@ -144,13 +144,14 @@ def _waiver_status(item: Item, records: list[Evidence], prints: Fingerprints) ->
 
 def _live_status(item: Item, result: CheckResult, records: list[Evidence],
                  prints: Fingerprints) -> ItemStatus:
+    last_check = next((r for r in reversed(records) if r.kind == "check"), None)
     if result.status == PASS:
-        return ItemStatus(item, PASS, result.detail, values=result.values)
+        return ItemStatus(item, PASS, result.detail, last_check, values=result.values)
     waived = _waiver_status(item, records, prints)
     if waived is not None:
         waived.values = result.values
         return waived
-    return ItemStatus(item, result.status, result.detail, values=result.values)
+    return ItemStatus(item, result.status, result.detail, last_check, values=result.values)
 
 
 def _recorded_status(item: Item, records: list[Evidence], prints: Fingerprints) -> ItemStatus:
