@@ -183,7 +183,7 @@ def download_model(
         if now != commit:
             raise _moved(source.repo_id, revision, commit, now)
 
-    meta = fetch_metadata(source, commit=commit, endpoint=endpoint, token=token)
+    meta = fetch_metadata(source, commit=commit, endpoint=endpoint, token=token, parameters=False)
     if meta.remote_code and trust_remote_code_at != commit:
         raise InputError(
             f"{source.repo_id}@{commit[:12]} ships remote code, refused without consent: "
@@ -517,30 +517,13 @@ def _transfer(ctx: _Context, info: FileInfo, etag: str, size: int, blob: Path) -
                 part.offset += len(chunk)
         resumed_from = part.offset
         ctx.tracker.start_file(info.path, part.offset)
-        attempts, fruitless = 0, 0
-        while part.offset < size:
-            ctx.check_stop()
-            attempts += 1
-            before = part.offset
-            problem = ""
-            try:
-                _stream(ctx, info, url, part)
-            except _Transient as exc:
-                problem = str(exc)
-            if part.offset >= size:
-                break
-            # Interrupted (or a close-delimited body that ended early): resume after what arrived.
-            fruitless = 0 if part.offset > before else fruitless + 1
-            if fruitless >= ctx.max_attempts:
-                ctx.tracker.file_state(info.path, "failed")
-                raise DownloadError(
-                    f"{ctx.repo_id}@{ctx.commit[:12]}: {info.path}: stopped at byte {part.offset} of {size} after "
-                    f"{fruitless} attempts without progress (last: {problem or 'the body ended early'})",
-                    hint="the partial file is kept; run the download again to resume")
-            ctx.tracker.file_state(info.path, "retrying")
-            ctx.tracker.log(info.path, f"interrupted at byte {part.offset} of {size} "
-                                       f"({problem or 'the body ended early'}); resuming")
-            ctx.sleep(min(8.0, ctx.retry_wait_s * 2 ** max(0, fruitless - 1)))
+        try:
+            attempts = _fill(ctx, info, url, part)
+        except BaseException:
+            if part.offset == 0:
+                handle.close()
+                partial_path.unlink(missing_ok=True)   # nothing worth resuming
+            raise
         handle.flush()
         os.fsync(handle.fileno())
         hashers, got = part.hashers, part.offset
@@ -565,6 +548,37 @@ def _transfer(ctx: _Context, info: FileInfo, etag: str, size: int, blob: Path) -
     return FileResult(path=info.path, size=size, sha256=hashers.sha256.hexdigest(),
                       hash_source=HASH_PUBLISHED if info.lfs else HASH_COMPUTED, etag=etag, reused=False,
                       resumed_from=resumed_from, attempts=attempts, verified_at=time.time(), mtime=stat.st_mtime)
+
+
+def _fill(ctx: _Context, info: FileInfo, url: str, part: _Partial) -> int:
+    """GET until the file is whole, resuming after interruptions; returns the attempts made.
+    Gives up after max_attempts in a row that brought no new byte."""
+    size = part.size
+    attempts, fruitless = 0, 0
+    while part.offset < size:
+        ctx.check_stop()
+        attempts += 1
+        before = part.offset
+        problem = ""
+        try:
+            _stream(ctx, info, url, part)
+        except _Transient as exc:
+            problem = str(exc)
+        if part.offset >= size:
+            break
+        # Interrupted (or a close-delimited body that ended early): resume after what arrived.
+        problem = problem or "the body ended early"
+        fruitless = 0 if part.offset > before else fruitless + 1
+        if fruitless >= ctx.max_attempts:
+            ctx.tracker.file_state(info.path, "failed")
+            raise DownloadError(
+                f"{ctx.repo_id}@{ctx.commit[:12]}: {info.path}: stopped at byte {part.offset} of {size} after "
+                f"{fruitless} attempts without progress (last: {problem})",
+                hint="the partial file is kept; run the download again to resume")
+        ctx.tracker.file_state(info.path, "retrying")
+        ctx.tracker.log(info.path, f"interrupted at byte {part.offset} of {size} ({problem}); resuming")
+        ctx.sleep(min(8.0, ctx.retry_wait_s * 2 ** max(0, fruitless - 1)))
+    return attempts
 
 
 def _stream(ctx: _Context, info: FileInfo, url: str, part: _Partial) -> None:
@@ -602,7 +616,9 @@ def _stream(ctx: _Context, info: FileInfo, url: str, part: _Partial) -> None:
             part.handle.seek(part.offset)
             ctx.tracker.file_state(info.path, "downloading")
             try:
-                for chunk in response.iter_raw(CHUNK_BYTES):
+                # No chunk_size: httpx would buffer up to it, and an interrupted connection
+                # would lose the buffer; as-they-arrive chunks lose at most one network read.
+                for chunk in response.iter_raw():
                     if part.offset + len(chunk) > part.size:
                         raise IntegrityError(f"{where}: the server sent more than the published {part.size} bytes")
                     part.handle.write(chunk)

@@ -331,13 +331,14 @@ def size_class(parameters: int) -> str:
 
 
 def fetch_metadata(source: Source | str, *, commit: str | None = None, endpoint: str | None = None,
-                   token: str | bool | None = None) -> ModelMetadata:
+                   token: str | bool | None = None, parameters: bool = True) -> ModelMetadata:
     """Metadata for any source, without downloading weights. A hub source is pinned first
-    (`commit`, if given, must be the commit the caller already pinned)."""
+    (`commit`, if given, must be the commit the caller already pinned). parameters=False
+    skips the safetensors headers (the download needs only files, licence and remote code)."""
     if isinstance(source, str):
         source = parse_source(source)
     if source.kind == HUB:
-        return _hub_metadata(source, commit=commit, endpoint=endpoint, token=token)
+        return _hub_metadata(source, commit=commit, endpoint=endpoint, token=token, parameters=parameters)
     if source.kind == LOCAL:
         return local_metadata(source)
     return gguf_metadata(source)
@@ -466,7 +467,7 @@ def hub_files(repo_id: str, commit: str, *, endpoint: str | None = None, token: 
 
 
 def _hub_metadata(source: Source, *, commit: str | None, endpoint: str | None,
-                  token: str | bool | None) -> ModelMetadata:
+                  token: str | bool | None, parameters: bool = True) -> ModelMetadata:
     endpoint = hub_endpoint(endpoint)
     if commit is None:
         commit = resolve_revision(source.repo_id, source.revision_or_default, endpoint=endpoint, token=token)
@@ -488,6 +489,7 @@ def _hub_metadata(source: Source, *, commit: str | None, endpoint: str | None,
     meta.weight_files = weight_files(by_path)
     if meta.weight_files:
         meta.weight_format = "safetensors"
+    if meta.weight_files and parameters:
         headers = _hub_safetensors_headers(source.repo_id, commit, [by_path[p] for p in meta.weight_files],
                                            endpoint, token, counter)
         meta.parameters = count_parameters(headers.values())
@@ -610,10 +612,17 @@ def _hub_safetensors_headers(repo_id: str, commit: str, shards: list[FileInfo], 
 
 
 def _check_header_length(length: int, file_size: int, where: str) -> None:
+    problem = header_length_problem(length, file_size)
+    if problem:
+        raise HubError(f"{where}: {problem}")
+
+
+def header_length_problem(length: int, file_size: int) -> str | None:
     if length > SAFETENSORS_MAX_HEADER:
-        raise HubError(f"{where}: safetensors header of {length} bytes is over the {SAFETENSORS_MAX_HEADER} limit")
+        return f"safetensors header of {length} bytes is over the {SAFETENSORS_MAX_HEADER} limit"
     if file_size and 8 + length > file_size:
-        raise HubError(f"{where}: safetensors header length {length} runs past the end of the file ({file_size})")
+        return f"safetensors header length {length} runs past the end of the file ({file_size} bytes)"
+    return None
 
 
 def parse_safetensors_header(raw: bytes, where: str) -> dict:
@@ -829,14 +838,12 @@ def read_safetensors_header(path: Path) -> dict:
         if len(head) < 8:
             raise InputError("too short for a safetensors file", path=path)
         (length,) = struct.unpack("<Q", head)
-        size = os.fstat(handle.fileno()).st_size
-        try:
-            _check_header_length(length, size, str(path))
-        except HubError as exc:
-            raise InputError(exc.message, path=path) from None
+        problem = header_length_problem(length, os.fstat(handle.fileno()).st_size)
+        if problem:
+            raise InputError(problem, path=path)
         raw = handle.read(length)
     try:
-        return parse_safetensors_header(raw, str(path))
+        return parse_safetensors_header(raw, "safetensors header")
     except HubError as exc:
         raise InputError(exc.message, path=path) from None
 

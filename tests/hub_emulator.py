@@ -565,7 +565,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if cut is not None:
             self.wfile.flush()
             if cut.kind == "drop":
+                # Let the client drain what was sent (a RST discards unread data), then
                 # SO_LINGER 0: close sends a RST, as a broken network path would.
+                time.sleep(0.2)
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             elif cut.kind == "short_body":
                 try:
