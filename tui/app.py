@@ -32,9 +32,6 @@ from screens import SCREENS
 from themes import DEFAULT_THEME, STYLESHEET, THEMES, other_theme
 from tui.messages import DevicesPolled, JobsListed, JobStarted, ReportReady, WorkspaceProblem
 from tui.widgets.base_screen import PhaseScreen, WorkspaceScreen
-from tui.widgets.commands import WeightgateCommands
-from tui.widgets.help import HelpScreen, HelpSection
-from tui.widgets.modals import NoteModal
 from tui.widgets.sidebar import OVERVIEW
 
 if TYPE_CHECKING:
@@ -43,12 +40,21 @@ if TYPE_CHECKING:
     from core.gates import Report
     from core.workspace import Workspace
     from tui.messages import JobRow
+    from tui.widgets.help import HelpSection
     from tui.widgets.jobs_panel import JobRowReader
 
 REPORT_INTERVAL_S = 2.0
 DEVICE_INTERVAL_S = 0.5  # core.devices clamps anything faster to 0.5 s as well
 JOBS_INTERVAL_S = 1.0
 SELFTEST_PARAMS = {"seconds": 8, "interval": 0.2}
+
+
+def weightgate_commands() -> type:
+    """The command-palette provider, imported when the palette first opens (textual.command is
+    heavy enough to matter at start-up)."""
+    from tui.widgets.commands import WeightgateCommands  # noqa: PLC0415
+
+    return WeightgateCommands
 
 
 def _short_path(path: Path) -> str:
@@ -61,7 +67,7 @@ class WeightgateApp(App[int]):
     TITLE = "weightgate"
     CSS_PATH = str(STYLESHEET)
     SCREENS = SCREENS
-    COMMANDS = App.COMMANDS | {WeightgateCommands}
+    COMMANDS = App.COMMANDS | {weightgate_commands}
     COMMAND_PALETTE_BINDING = "ctrl+p"
     BINDINGS = [
         Binding("f1", "help", "Help"),
@@ -98,6 +104,10 @@ class WeightgateApp(App[int]):
             self.register_theme(theme)
         self.theme = DEFAULT_THEME
         self.push_screen(OVERVIEW)
+        # Paint the frame first; the engine's imports and the first report come right after.
+        self.call_after_refresh(self._start_reading)
+
+    def _start_reading(self) -> None:
         self.refresh_report()
         self.poll_devices()
         self.set_interval(REPORT_INTERVAL_S, self.refresh_report)
@@ -121,30 +131,31 @@ class WeightgateApp(App[int]):
         self.show_help()
 
     def show_help(self) -> None:
+        from tui.widgets.help import HelpScreen  # noqa: PLC0415
+
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(self.help_sections()))
 
     def help_sections(self) -> list[HelpSection]:
         from screens.jobs import JobsScreen  # noqa: PLC0415
+        from tui.widgets.help import HelpSection  # noqa: PLC0415
+        from tui.widgets.modals import NoteModal  # noqa: PLC0415
 
-        sections = []
-        about = getattr(self.screen, "HELP", "")
-        if about:
-            sections.append(HelpSection("This screen", about, ()))
+        here = getattr(self.screen, "HELP", "")
         return [
-            *sections,
             HelpSection("Everywhere", "", (*WorkspaceScreen.BINDINGS, *self.BINDINGS), (
-                ("ctrl+p", "Command palette: go to a phase, attest, waive, start a selftest, theme"),
-                ("tab, shift+tab", "Move focus between the sidebar and the table"),
+                ("ctrl+p", "Command palette (phases, items, jobs, theme)"),
+                ("tab, shift+tab", "Focus the sidebar / the table"),
                 ("enter (sidebar)", "Go to the highlighted screen"),
                 ("ctrl+q", "Quit"),
             )),
+            *([HelpSection("This screen", here, ())] if here else []),
             HelpSection("Overview and phase screens (1-6)",
-                        "Select an item with ↑ ↓; the pane below says why it matters, what was measured and "
-                        "what it needs.", tuple(PhaseScreen.BINDINGS)),
-            HelpSection("Jobs (j)", JobsScreen.HELP, tuple(JobsScreen.BINDINGS),
-                        (("↑ ↓", "Pick a job: its history replays, then it is followed live"),)),
+                        "↑ ↓ select an item; the pane below says why it matters, what was measured and what "
+                        "it needs.", tuple(PhaseScreen.BINDINGS)),
+            HelpSection("Jobs (j)", "↑ ↓ pick a job: its history replays, then it is followed live.",
+                        tuple(JobsScreen.BINDINGS)),
             HelpSection("Dialogs", "", tuple(NoteModal.BINDINGS), (("enter", "Submit"),)),
         ]
 

@@ -23,7 +23,6 @@ from core.checklist import PHASES
 from tui.widgets.error_banner import WorkspaceErrorBanner
 from tui.widgets.header import AppHeader
 from tui.widgets.items import ItemTable
-from tui.widgets.modals import NoteModal
 from tui.widgets.phase_view import PhaseView
 from tui.widgets.sidebar import PhaseSidebar, phase_target
 
@@ -178,6 +177,11 @@ class PhaseScreen(WorkspaceScreen):
     def on_item_table_item_selected(self, event: ItemTable.ItemSelected) -> None:
         self.refresh_bindings()
 
+    def _ask(self, *args, **kwargs):
+        from tui.widgets.modals import NoteModal  # noqa: PLC0415 - Input is not needed for the first frame
+
+        return NoteModal(*args, **kwargs)
+
     def action_attest(self) -> None:
         status = self.selected
         if status is None:
@@ -192,7 +196,7 @@ class PhaseScreen(WorkspaceScreen):
             if note:
                 self.app.apply_evidence("attest", item.id, note)
 
-        self.app.push_screen(NoteModal(
+        self.app.push_screen(self._ask(
             f"Attest {item.id}",
             f"{item.title}.\nWhy: {item.why}\nSay what you checked. The note is kept with the evidence; "
             f"it goes stale when {', '.join(item.inputs) or 'its inputs'} change.",
@@ -212,7 +216,7 @@ class PhaseScreen(WorkspaceScreen):
             if reason:
                 self.app.apply_evidence("waive", item.id, reason)
 
-        self.app.push_screen(NoteModal(
+        self.app.push_screen(self._ask(
             f"Waive {item.id}",
             f"{item.title}.\nA waived recommended item no longer holds the gate. Say why it does not apply; "
             "the reason is kept with the evidence.",
@@ -228,7 +232,7 @@ class PhaseScreen(WorkspaceScreen):
             if note is not None:
                 self.app.apply_evidence("revoke", item.id, note)
 
-        self.app.push_screen(NoteModal(
+        self.app.push_screen(self._ask(
             f"Revoke the attestation or waiver of {item.id}",
             "The item goes back to what its checks say. A note is optional.",
             placeholder="optional: why", submit_label="Revoke", required=False), done)

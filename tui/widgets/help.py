@@ -7,7 +7,7 @@ from typing import Iterable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
@@ -29,10 +29,13 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll {
-        width: 90; max-width: 95%; height: 90%; padding: 1 2;
+        width: 116; max-width: 98%; height: auto; max-height: 96%; padding: 0 1;
         border: thick $primary 60%; background: $surface;
     }
-    HelpScreen Static { width: 1fr; }
+    HelpScreen #help-title { padding: 0 1 1 1; }
+    HelpScreen Horizontal { height: auto; }
+    HelpScreen Vertical { width: 1fr; height: auto; padding: 0 1; }
+    HelpScreen .help-section { width: 1fr; padding-bottom: 1; }
     """
 
     BINDINGS = [Binding("escape,f1,q,question_mark", "dismiss_help", "Close help")]
@@ -41,24 +44,32 @@ class HelpScreen(ModalScreen[None]):
         super().__init__()
         self.sections = sections
 
+    TITLE = Content.assemble(("weightgate · keys", "bold $primary"),
+                             ("   escape closes this · ctrl+p opens the command palette anywhere", "$text-muted"))
+
     def compose(self) -> ComposeResult:
+        # Two columns: the first section (keys that work everywhere) on the left, the rest right.
+        first, rest = self.sections[:1], self.sections[1:]
         with VerticalScroll():
-            yield Static(self.help_text(), id="help-text")
+            yield Static(self.TITLE, id="help-title")
+            with Horizontal():
+                for column in (first, rest):
+                    with Vertical():
+                        for section in column:
+                            yield Static(self.section_text(section), classes="help-section")
+
+    def section_text(self, section: HelpSection) -> Content:
+        lines = [Content.styled(section.title, "bold underline")]
+        if section.about:
+            lines.append(Content.styled(section.about, "$text-muted"))
+        rows = self._rows(section.bindings)
+        rows.extend(section.extra)
+        for keys, what in rows:
+            lines.append(Content.assemble((f"  {keys:<16}", "bold $accent"), what))
+        return Content("\n").join(lines)
 
     def help_text(self) -> Content:
-        blocks: list[Content] = [Content.assemble(
-            ("weightgate · keys", "bold $primary"),
-            ("   (escape closes this; ctrl+p opens the command palette anywhere)", "$text-muted"))]
-        for section in self.sections:
-            lines = [Content.styled(section.title, "bold underline")]
-            if section.about:
-                lines.append(Content.styled(section.about, "$text-muted"))
-            rows = self._rows(section.bindings)
-            rows.extend(section.extra)
-            for keys, what in rows:
-                lines.append(Content.assemble((f"  {keys:<18}", "bold $accent"), what))
-            blocks.append(Content("\n").join(lines))
-        return Content("\n\n").join(blocks)
+        return Content("\n\n").join([self.TITLE, *(self.section_text(section) for section in self.sections)])
 
     def _rows(self, bindings: Iterable) -> list[tuple[str, str]]:
         """(keys, what): keys of one action share a row; a binding group shares one row."""

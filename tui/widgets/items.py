@@ -56,11 +56,17 @@ class ItemTable(DataTable):
             self.add_column(label, key=key, width=width or self._detail_width)
 
     def on_resize(self) -> None:
-        if max(MIN_DETAIL_WIDTH, self.size.width - FIXED_WIDTH - 1) != self._detail_width:
-            keep = self.selected_id
-            self.clear(columns=True)
-            self._add_columns()
-            self._rebuild(list(self._statuses), keep)
+        self._fit_columns()
+
+    def _fit_columns(self) -> bool:
+        """Re-lay the columns if the width changed; True if the rows were rebuilt."""
+        if not self.size.width or max(MIN_DETAIL_WIDTH, self.size.width - FIXED_WIDTH - 1) == self._detail_width:
+            return False
+        keep = self.selected_id
+        self.clear(columns=True)
+        self._add_columns()
+        self._rebuild(list(self._statuses), keep)
+        return True
 
     @property
     def selected_id(self) -> str | None:
@@ -85,7 +91,9 @@ class ItemTable(DataTable):
         keep = self.selected_id
         ids = [status.item.id for status in statuses]
         self._statuses = {status.item.id: status for status in statuses}
-        if ids == list(self._cells):
+        if self._fit_columns():
+            pass
+        elif ids == list(self._cells):
             self._update_in_place()
         else:
             self._rebuild(ids, keep)
