@@ -205,8 +205,7 @@ def download_model(
     cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     storage = cache / ("models--" + source.repo_id.replace("/", "--"))
     snapshot = storage / "snapshots" / commit
-    (storage / "blobs").mkdir(parents=True, exist_ok=True)
-    snapshot.mkdir(parents=True, exist_ok=True)
+    (storage / "blobs").mkdir(parents=True, exist_ok=True)   # snapshots/<commit>/ appears with its first file
     files = [by_path[path] for path in sorted(wanted)]
     _check_disk_space(storage / "blobs", files)
 
@@ -216,7 +215,13 @@ def download_model(
                        storage=storage, snapshot=snapshot, lock_dir=cache / ".locks" / storage.name,
                        tracker=tracker, stop=stop, should_stop=should_stop, max_attempts=max(1, max_attempts),
                        retry_wait_s=max(0.0, retry_wait_s))
-    results = _run_all(context, files, workers)
+    try:
+        results = _run_all(context, files, workers)
+    finally:
+        try:
+            snapshot.rmdir()   # only if empty: a failed first run leaves no snapshot that looks cached
+        except OSError:
+            pass
     if revision != commit:
         _write_ref(storage, revision, commit)
     tracker.finish()

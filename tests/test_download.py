@@ -353,3 +353,33 @@ def test_download_job_progress_is_in_the_journal_while_it_runs(repo, tmp_path):
             break
         time.sleep(0.05)
     assert status.state == "succeeded" and seen_running_progress
+
+
+def test_cancelled_download_job_keeps_partials_and_the_next_run_resumes(repo, tmp_path):
+    from core.jobs import cancel_job
+
+    hub, files, sha = repo
+    ws = init_workspace(tmp_path / "ws")
+    slow = hub.fault("slow", SHARD, delay=0.02)
+    handle = start_job(ws.jobs_dir, KIND, {"source": REPO, **FAST}, workspace=ws.root)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:   # wait until the shard is under way
+        events, _ = read_events(handle.job_dir / "events.jsonl")
+        if any(e.kind == "progress" and e.payload.get("file") == SHARD and e.payload["done"] > 200_000
+               for e in events):
+            break
+        time.sleep(0.05)
+    outcome = cancel_job(handle.job_dir, grace_s=15)
+    assert outcome.status.state == "cancelled" and not outcome.killed
+    assert read_lock(ws) is None
+    assert_not_complete(hub, files, sha, SHARD)
+    partial = blob_of(hub, files[SHARD]).with_name(blob_of(hub, files[SHARD]).name + ".incomplete")
+    kept = partial.stat().st_size
+    assert 0 < kept < len(files[SHARD])
+    slow.times = 0   # the network is fast again
+    hub.clear_log()
+    handle, status, events = run_job(ws, {"source": REPO, "commit": sha, **FAST})
+    assert status.state == "succeeded"
+    (get,) = hub.log_for(SHARD, method="GET")
+    assert get.range == f"bytes={kept}-" and get.status == 206
+    assert read_lock(ws).commit == sha
