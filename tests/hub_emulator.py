@@ -565,9 +565,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if cut is not None:
             self.wfile.flush()
             if cut.kind == "drop":
-                # Let the client drain what was sent (a RST discards unread data), then
-                # SO_LINGER 0: close sends a RST, as a broken network path would.
-                time.sleep(0.2)
+                # Let the client take in what was sent (a RST discards data it has not read),
+                # then SO_LINGER 0: close sends a RST, as a broken network path would.
+                _wait_until_sent(self.connection)
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             elif cut.kind == "short_body":
                 try:
@@ -606,6 +606,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if method != "HEAD":
             self._record.body_bytes += len(body)
             self.wfile.write(body)
+
+
+def _wait_until_sent(sock: socket.socket, limit_s: float = 3.0) -> None:
+    """Until the peer has acknowledged every byte we sent (Linux SIOCOUTQ), plus a moment for
+    it to read them; a plain pause where the ioctl is not available. Bounded."""
+    deadline = time.monotonic() + limit_s
+    try:
+        import fcntl
+        import termios
+
+        while time.monotonic() < deadline:
+            unsent = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+            if unsent == 0:
+                break
+            time.sleep(0.01)
+    except (ImportError, OSError):
+        pass
+    time.sleep(0.1)
 
 
 def _truthy(values: list[str] | None) -> bool:
