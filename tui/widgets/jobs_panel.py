@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.widgets import DataTable, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, ProgressBar, RichLog, Sparkline, Static
 
 from tui.messages import JobEvents, JobProgress, JobRow
 from tui.widgets.status import job_look, rich_style
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 TAIL_BYTES = 16384
 TAIL_INTERVAL_S = 0.25
 LOG_LINES = 2000
+CURVE_POINTS = 2000
 TERMINAL = ("succeeded", "failed", "cancelled", "crashed")
 
 # --- reading (thread workers) -----------------------------------------------------------------
@@ -117,7 +118,7 @@ class JobTable(DataTable):
     """One row per job, newest first; the row key is the job id."""
 
     DEFAULT_CSS = """
-    JobTable { height: auto; max-height: 40%; min-height: 4; }
+    JobTable { height: auto; max-height: 40%; min-height: 4; overflow-x: hidden; }
     """
 
     def __init__(self, **kwargs) -> None:
@@ -152,7 +153,9 @@ class JobTable(DataTable):
         if progress is not None and progress.fraction is not None:
             cells = 6
             filled = round(progress.fraction * cells)
-            bar = Text("█" * filled + "░" * (cells - filled) + f" {progress.fraction:4.0%}", no_wrap=True)
+            bar = Text.assemble(("━" * filled, rich_style("primary", variables)),
+                                ("━" * (cells - filled), rich_style("muted", variables)),
+                                f" {progress.fraction:4.0%}", no_wrap=True)
         elif progress is not None:
             bar = Text(progress.label(), no_wrap=True)
         else:
@@ -220,7 +223,11 @@ class JobMonitor(Vertical):
     JobMonitor #job-title { height: auto; }
     JobMonitor ProgressBar { height: 1; margin: 1 0 0 0; }
     JobMonitor ProgressBar Bar { width: 1fr; }
-    JobMonitor #job-metrics { height: auto; margin-bottom: 1; }
+    JobMonitor #job-metrics { height: auto; }
+    JobMonitor #job-curve { height: 3; margin-bottom: 1; display: none; }
+    JobMonitor #job-curve.-visible { display: block; }
+    JobMonitor #job-curve-label { width: 16; color: $text-muted; }
+    JobMonitor Sparkline { width: 1fr; height: 3; }
     JobMonitor RichLog { height: 1fr; background: $surface; }
     """
 
@@ -237,12 +244,17 @@ class JobMonitor(Vertical):
         self.progress: JobProgress | None = None
         self.event_count = 0
         self.log_lines: list[str] = []  # plain text of what the log shows (tests, copy)
+        self.curve_key: str | None = None  # the metric drawn as a curve: loss if there is one
+        self.curve: list[float] = []
 
     def compose(self) -> ComposeResult:
         yield Static(Content.styled("No job selected. Press s to start a selftest job, or pick a job above.",
                                     "$text-muted"), id="job-title")
         yield ProgressBar(total=None, show_eta=False, id="job-progress")
         yield Static("", id="job-metrics")
+        with Horizontal(id="job-curve"):
+            yield Static("", id="job-curve-label")
+            yield Sparkline([], id="job-sparkline")
         yield RichLog(max_lines=LOG_LINES, wrap=False, markup=False, highlight=False, id="job-log")
 
     def on_mount(self) -> None:
@@ -258,6 +270,8 @@ class JobMonitor(Vertical):
         self._offset, self._replayed, self.ended = 0, False, None
         self.metrics, self.metric_step, self.progress, self.event_count = {}, None, None, 0
         self.log_lines = []
+        self.curve_key, self.curve = None, []
+        self.query_one("#job-curve").set_class(False, "-visible")
         self.query_one(RichLog).clear()
         self.query_one("#job-metrics", Static).update("")
         self.query_one(ProgressBar).update(total=None, progress=0)
@@ -298,7 +312,7 @@ class JobMonitor(Vertical):
 
     def apply(self, events: list[Event]) -> None:
         variables = self.app.theme_variables
-        log = self.query_one(RichLog)
+        lines: list[Text] = []
         metrics_changed = False
         for event in events:
             self.event_count += 1
@@ -314,6 +328,7 @@ class JobMonitor(Vertical):
             elif kind == "metric":
                 values = payload.get("values") or {}
                 self.metrics.update({k: v for k, v in values.items()})
+                self._extend_curve(values)
                 self.metric_step = payload.get("step", self.metric_step)
                 metrics_changed = True
                 step = f"step {payload['step']} " if payload.get("step") is not None else ""
@@ -334,8 +349,12 @@ class JobMonitor(Vertical):
                 tail = f"  {_format_values(data)}" if data else ""
                 line = Text(f"{prefix}result   {look.label}{tail}", style=rich_style(look.color, variables, bold=True))
             if line is not None:
-                self.log_lines.append(line.plain)
-                log.write(line)
+                lines.append(line)
+        # A long replay keeps every number (above) but writes only the lines the log can hold.
+        log = self.query_one(RichLog)
+        for line in lines[-LOG_LINES:]:
+            log.write(line)
+        self.log_lines.extend(line.plain for line in lines[-LOG_LINES:])
         del self.log_lines[:-LOG_LINES]
         bar = self.query_one(ProgressBar)
         if self.progress is not None:
@@ -344,7 +363,25 @@ class JobMonitor(Vertical):
             bar.update(progress=self.progress.total)
         if metrics_changed:
             self.query_one("#job-metrics", Static).update(self.metrics_text())
+            self._show_curve()
         self._show_title()
+
+    def _extend_curve(self, values: dict) -> None:
+        if self.curve_key is None:
+            numeric = [key for key, value in values.items() if isinstance(value, (int, float))]
+            self.curve_key = "loss" if "loss" in numeric else numeric[0] if numeric else None
+        value = values.get(self.curve_key) if self.curve_key else None
+        if isinstance(value, (int, float)) and value == value:  # NaN is logged, not drawn
+            self.curve.append(float(value))
+            del self.curve[:-CURVE_POINTS]
+
+    def _show_curve(self) -> None:
+        visible = len(self.curve) >= 2
+        self.query_one("#job-curve").set_class(visible, "-visible")
+        if visible:
+            label = f"{self.curve_key}\n{max(self.curve):.4g} max\n{min(self.curve):.4g} min"
+            self.query_one("#job-curve-label", Static).update(label)
+            self.query_one(Sparkline).data = list(self.curve)
 
     def metrics_text(self) -> Content:
         if not self.metrics:
