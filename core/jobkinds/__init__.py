@@ -17,6 +17,9 @@ from core.errors import InputError
 
 KINDS: dict[str, str] = {
     "selftest": "core.jobkinds.selftest:run",
+    "download": "core.jobkinds.download:run",
+    "convert_pickle": "core.jobkinds.convert_pickle:run",
+    "demo_model": "core.jobkinds.demo_model:run",
 }
 
 KindFunction = Callable[[Any], "dict | None"]
