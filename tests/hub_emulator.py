@@ -47,7 +47,6 @@ import http.server
 import io
 import json
 import os
-import random
 import re
 import socket
 import struct
@@ -718,7 +717,9 @@ def safetensors_bytes(tensors: Mapping[str, tuple[str, tuple[int, ...]]], *, see
     head = struct.pack("<Q", len(raw)) + raw
     if virtual:
         return head, len(head) + offset
-    return head + random.Random(seed).randbytes(offset)
+    import numpy as np   # its generator makes random bytes ~50x faster than random.randbytes
+
+    return head + np.random.default_rng(seed).bytes(offset)
 
 
 @dataclass(frozen=True)
@@ -915,3 +916,49 @@ def hub(tmp_path, monkeypatch) -> Iterator[HubEmulator]:
         emulator.home = home  # type: ignore[attr-defined]
         emulator.cache_dir = home / "hub"  # type: ignore[attr-defined]
         yield emulator
+
+
+# --- a standalone loopback hub (benchmarks, manual runs) ------------------------------------
+
+
+def bench_repo_files(shards: int, size: int, seed: int = 7) -> dict[str, bytes]:
+    """A sharded repo of `shards` safetensors files of about `size` random bytes each, plus
+    config and index: real bytes (the download verifies them), one U8 tensor per shard."""
+    files: dict[str, bytes] = {}
+    weight_map = {}
+    for index in range(shards):
+        name = f"model-{index + 1:05d}-of-{shards:05d}.safetensors"
+        tensor = f"model.layers.{index}.weight"
+        files[name] = safetensors_bytes({tensor: ("U8", (size,))}, seed=seed + index)
+        weight_map[tensor] = name
+    files["model.safetensors.index.json"] = json.dumps(
+        {"metadata": {"total_size": shards * size}, "weight_map": weight_map}).encode()
+    files["config.json"] = json.dumps(llama_config(LlamaShape())).encode()
+    files["README.md"] = README.format(name="bench").encode()
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python tests/hub_emulator.py --shards 4 --size-mib 256`: serve a bench repo on
+    127.0.0.1, print {"url", "repo", "commit"} as one JSON line, stop when stdin closes."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="a loopback Hugging Face Hub with one sharded repo")
+    parser.add_argument("--repo", default="bench/model")
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--size-mib", type=int, default=64)
+    args = parser.parse_args(argv)
+    emulator = HubEmulator()
+    commit = emulator.commit(args.repo, bench_repo_files(args.shards, args.size_mib << 20))
+    emulator.start()
+    try:
+        print(json.dumps({"url": emulator.url, "repo": args.repo, "commit": commit}), flush=True)
+        sys.stdin.read()   # until the parent closes our stdin (or exits)
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
