@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -258,9 +259,6 @@ def test_server_errors_are_retried_then_reported(repo):
     assert [r.status for r in hub.log_for(SHARD, method="GET")] == [503, 200]
     hub.clear_faults()
     hub.fault("status", "tokenizer.json", status=500, method=None)
-    blob_of(hub, files["tokenizer.json"])  # noqa: B018 - (it is a git file: etag-named blob)
-    import shutil
-
     shutil.rmtree(hub.cache_dir / STORE)
     with pytest.raises(DownloadError, match="tokenizer.json: giving up after 3 attempts: HTTP 500"):
         fetch(hub)
