@@ -37,6 +37,7 @@ class JobsScreen(WorkspaceScreen):
     """
 
     AUTO_FOCUS = "JobTable"
+    STATEFUL_ACTIONS = (*WorkspaceScreen.STATEFUL_ACTIONS, "cancel_job")
 
     def compose_main(self) -> ComposeResult:
         yield Static(self._heading(None), id="jobs-heading")
@@ -72,7 +73,7 @@ class JobsScreen(WorkspaceScreen):
             self.follow(wanted)
         elif self.monitor.job_id is None and rows:
             self.follow(self.table.selected_id or rows[0].job_id)
-        self.refresh_bindings()
+        self.update_bindings()
 
     def follow(self, job_id: str) -> None:
         self.table.select_job(job_id)
@@ -90,7 +91,7 @@ class JobsScreen(WorkspaceScreen):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table is self.table and event.row_key is not None:
             self._follow_row(event.row_key.value)
-            self.refresh_bindings()
+            self.update_bindings()
 
     def reopened(self) -> None:
         """Called by App.goto: re-opening the panel replays the followed job from its journal."""

@@ -139,6 +139,22 @@ async def test_navigation_with_keys(ws: Workspace) -> None:
         assert "no GPU" in header.meter_text
 
 
+async def test_sidebar_navigates_with_enter(ws: Workspace) -> None:
+    app = WeightgateApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("shift+tab")
+        sidebar = app.screen.query_one("PhaseSidebar")
+        await wait_for(pilot, lambda: app.focused is sidebar, what="sidebar focused")
+        assert sidebar.highlighted_option.id == "overview"
+        for _ in range(3):  # overview -> phase 1 -> 2 -> 3
+            await pilot.press("down")
+        assert sidebar.highlighted_option.id == "phase-3"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen.TARGET == "phase-3", what="sidebar -> phase 3")
+        assert app.screen.query_one("PhaseSidebar").highlighted_option.id == "phase-3"
+
+
 async def test_locked_phase_says_which_items_hold_it(ws: Workspace) -> None:
     app = WeightgateApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:
@@ -270,7 +286,7 @@ async def test_job_started_outside_shows_live_progress_and_replays(ws: Workspace
         handle = start_job(ws.jobs_dir, "selftest", {"seconds": 2, "interval": 0.1}, workspace=ws.root)
         await wait_for(pilot, lambda: handle.job_id in screen.table.rows_by_id, timeout=10, what="job listed")
         listed_after = time.monotonic() - began
-        assert listed_after < 5  # ~1 s poll; generous for a loaded machine
+        assert listed_after < 6  # polled every second; generous for a loaded CI machine
         monitor = screen.monitor
         await wait_for(pilot, lambda: monitor.job_id == handle.job_id, what="monitor attached")
         # Live: progress and metrics arrive while the job runs.

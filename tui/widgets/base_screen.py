@@ -39,6 +39,8 @@ class WorkspaceScreen(Screen):
 
     TARGET: ClassVar[str] = ""  # this screen's name for the sidebar and App.goto
     HELP: ClassVar[str] = ""    # one line for the help screen
+    # Actions whose availability depends on state; the footer is refreshed when one changes.
+    STATEFUL_ACTIONS: ClassVar[tuple[str, ...]] = ("next_phase", "previous_phase")
 
     BINDINGS = [
         *[Binding(str(phase.number), f"goto_phase({phase.number})", phase.title, group=PHASE_KEYS)
@@ -67,7 +69,19 @@ class WorkspaceScreen(Screen):
         yield from ()
 
     def on_mount(self) -> None:
-        self.watch(self.app, "report", lambda _: self.refresh_bindings(), init=False)
+        self._binding_state: tuple = ()
+        self.watch(self.app, "report", lambda _: self.update_bindings(), init=False)
+
+    def update_bindings(self) -> None:
+        """Refresh the footer only when a stateful action became (un)available.
+
+        The report is re-read every 2 s; re-rendering the footer each time would be wasted work
+        (and lose a mouse hover), so compare what check_action says first.
+        """
+        state = tuple(self.check_action(action, ()) for action in self.STATEFUL_ACTIONS)
+        if state != getattr(self, "_binding_state", None):
+            self._binding_state = state
+            self.refresh_bindings()
 
     # --- navigation ---------------------------------------------------------------------
 
@@ -137,6 +151,7 @@ class PhaseScreen(WorkspaceScreen):
     """
 
     AUTO_FOCUS = "ItemTable"
+    STATEFUL_ACTIONS = (*WorkspaceScreen.STATEFUL_ACTIONS, "attest", "waive", "revoke")
 
     def compose_main(self) -> ComposeResult:
         panels = list(self.compose_panels())
@@ -175,7 +190,7 @@ class PhaseScreen(WorkspaceScreen):
         return super().check_action(action, parameters)
 
     def on_item_table_item_selected(self, event: ItemTable.ItemSelected) -> None:
-        self.refresh_bindings()
+        self.update_bindings()
 
     def _ask(self, *args, **kwargs):
         from tui.widgets.modals import NoteModal  # noqa: PLC0415 - Input is not needed for the first frame

@@ -102,10 +102,15 @@ class AppHeader(Horizontal):
         self.watch(self.app, "job_rows", self._show_jobs)
 
     def _show_devices(self, snapshot: DeviceSnapshot | None) -> None:
-        self.query_one("#meter", Static).update(device_meter(snapshot))
+        self._update("#meter", device_meter(snapshot))
 
     def _show_jobs(self, rows: list[JobRow] | None) -> None:
-        self.query_one("#jobs-badge", Static).update(jobs_badge(rows))
+        self._update("#jobs-badge", jobs_badge(rows))
+
+    def _update(self, selector: str, content: Content) -> None:
+        static = self.query_one(selector, Static)
+        if static.content != content:
+            static.update(content)
 
     @property
     def meter_text(self) -> str:

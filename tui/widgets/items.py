@@ -97,7 +97,6 @@ class ItemTable(DataTable):
             self._update_in_place()
         else:
             self._rebuild(ids, keep)
-        self.post_message(self.ItemSelected(self.selected_id))
 
     def _row(self, status: ItemStatus) -> tuple:
         variables = self.app.theme_variables
@@ -219,8 +218,10 @@ class ItemDetail(VerticalScroll):
         yield Static(item_detail(None), id="detail-text")
 
     def show(self, status: ItemStatus | None) -> None:
-        self._content = item_detail(status)
-        self.query_one("#detail-text", Static).update(self._content)
+        content = item_detail(status)
+        if content != getattr(self, "_content", None):
+            self._content = content
+            self.query_one("#detail-text", Static).update(content)
 
     @property
     def plain(self) -> str:

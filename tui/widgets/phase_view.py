@@ -76,8 +76,9 @@ class GateBanner(Static):
     """
 
     def show(self, content: Content) -> None:
-        self._content = content
-        self.update(content)
+        if content != getattr(self, "_content", None):
+            self._content = content
+            self.update(content)
 
     @property
     def plain(self) -> str:
@@ -125,6 +126,7 @@ class PhaseView(Vertical):
         self.status = report.phase(self.number)
         self.banner.show(gate_text(self.status, self.number, overview=self.fixed_number is None))
         self.table.show(self.status.items)
+        self.detail.show(self.selected)
 
     def on_item_table_item_selected(self, event: ItemTable.ItemSelected) -> None:
         self.detail.show(self.table.status_of(event.item_id) if event.item_id else None)

@@ -84,13 +84,17 @@ class PhaseSidebar(OptionList):
         except Exception:  # noqa: BLE001 - an unknown target simply highlights nothing
             self.highlighted = None
 
+    def _set_prompt(self, option_id: str, prompt: Content) -> None:
+        if self.get_option(option_id).prompt != prompt:
+            self.replace_option_prompt(option_id, prompt)
+
     def _show_report(self, report: Report | None) -> None:
         for phase in PHASES:
             status = report.phase(phase.number) if report is not None else None
-            self.replace_option_prompt(phase_target(phase.number), phase_prompt(phase.number, phase.title, status))
+            self._set_prompt(phase_target(phase.number), phase_prompt(phase.number, phase.title, status))
 
     def _show_jobs(self, rows: list[JobRow] | None) -> None:
-        self.replace_option_prompt(JOBS, jobs_prompt(rows))
+        self._set_prompt(JOBS, jobs_prompt(rows))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
