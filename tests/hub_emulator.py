@@ -14,6 +14,8 @@ implements exactly the endpoints the client uses (learned from huggingface_hub 2
     GET  /{repo}/resolve/{rev}/{path}             the bytes; `Range: bytes=a-b` -> 206 + Content-Range
 
 Xet is never advertised (no X-Xet-Hash), so the client always uses plain HTTP downloads.
+With `HubEmulator(cdn=True)` LFS files take the real hub's route: a 302 from /resolve (with the
+hub headers) to a CDN on another origin (`localhost`, same socket) that serves the bytes.
 
 Repos are built by the tests: `hub.commit(repo, {path: bytes})` makes a new commit on a branch;
 branches and tags map to commit shas and can be moved (`hub.set_ref`). LFS files (weights,
@@ -54,7 +56,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
@@ -67,6 +69,8 @@ MAX_REQUESTS_PER_CONNECTION = 1000  # keep-alive loops are bounded
 
 FAULT_KINDS = ("wrong_bytes", "short_body", "drop", "ignore_range", "no_commit", "no_etag", "no_size",
                "status", "slow")
+HEADER_FAULTS = frozenset({"no_commit", "no_etag", "no_size", "status"})   # played by the hub itself
+BODY_FAULTS = frozenset(FAULT_KINDS) - HEADER_FAULTS                         # played where the bytes come from
 
 
 # --- blobs and repos ------------------------------------------------------------------------
@@ -190,7 +194,11 @@ class _Abort(Exception):
 
 
 class HubEmulator:
-    def __init__(self) -> None:
+    def __init__(self, *, cdn: bool = False) -> None:
+        # cdn=True: like the real hub, /resolve answers LFS files with a 302 (X-Repo-Commit,
+        # X-Linked-Etag, X-Linked-Size) to a "CDN" on another origin (localhost instead of
+        # 127.0.0.1, same socket), which serves the bytes with Range but no hub headers.
+        self.cdn = cdn
         self.repos: dict[str, Repo] = {}
         self.faults: list[Fault] = []
         self.requests: list[RequestRecord] = []
@@ -296,9 +304,10 @@ class HubEmulator:
 
     # request handling helpers -----------------------------------------------------------------
 
-    def _take_faults(self, method: str, repo_id: str, path: str) -> list[Fault]:
+    def _take_faults(self, method: str, repo_id: str, path: str,
+                     kinds: frozenset[str] = frozenset(FAULT_KINDS)) -> list[Fault]:
         with self._lock:
-            taken = [f for f in self.faults if f.matches(method, repo_id, path)]
+            taken = [f for f in self.faults if f.kind in kinds and f.matches(method, repo_id, path)]
             for item in taken:
                 item.hits += 1
             return taken
@@ -319,6 +328,7 @@ class _Server(http.server.ThreadingHTTPServer):
 
 _API_RE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)(?P<rest>/.*)?$")
 _RESOLVE_RE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+_CDN_RE = re.compile(r"^/cdn/(?P<repo>[^/]+/[^/]+)/(?P<sha>[0-9a-f]{64})/(?P<path>.+)$")
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
 
 
@@ -363,6 +373,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             record.repo_id = unquote(match["repo"])
             record.filename = unquote(match["path"])
             self._resolve(method, record.repo_id, unquote(match["rev"]), record.filename)
+        elif match := _CDN_RE.match(raw_path):
+            record.repo_id = unquote(match["repo"])
+            record.filename = unquote(match["path"])
+            self._cdn(method, record.repo_id, match["sha"], record.filename)
         else:
             self._error(404, "RepoNotFound", "not found", method)
 
@@ -490,13 +504,49 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._error(404, "EntryNotFound", f"{filename} does not exist on {revision}", method,
                         extra={"X-Repo-Commit": sha})
             return
-        faults = self.hub._take_faults(method, repo_id, filename)
+        redirect = self.hub.cdn and blob.lfs
+        faults = self.hub._take_faults(method, repo_id, filename, HEADER_FAULTS if redirect else FAULT_KINDS)
         kinds = {f.kind: f for f in faults}
         self._record.faults = tuple(kinds)
         if "status" in kinds:
             self._error(kinds["status"].status, None, "injected failure", method, extra={"X-Repo-Commit": sha})
             return
+        if redirect:
+            self._redirect_to_cdn(method, repo_id, sha, filename, blob, kinds)
+            return
+        self._serve_blob(method, blob, kinds, sha)
 
+    def _redirect_to_cdn(self, method: str, repo_id: str, sha: str, filename: str, blob: Blob,
+                         kinds: dict[str, Fault]) -> None:
+        port = self.server.server_address[1]
+        self.send_response(302)
+        self.send_header("Location", f"http://localhost:{port}/cdn/{quote(repo_id)}/{blob.sha256}/{quote(filename)}")
+        if "no_commit" not in kinds:
+            self.send_header("X-Repo-Commit", sha)
+        if "no_etag" not in kinds:
+            self.send_header("X-Linked-Etag", f'"{blob.sha256}"')
+            self.send_header("ETag", f'"{blob.git_oid}"')   # the pointer's; the client prefers X-Linked-Etag
+        if "no_size" not in kinds:
+            self.send_header("X-Linked-Size", str(blob.size))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        self._record.status = 302
+
+    def _cdn(self, method: str, repo_id: str, sha256: str, filename: str) -> None:
+        with self.hub._lock:
+            repo = self.hub.repos.get(repo_id)
+            blob = next((b for tree in (repo.commits.values() if repo else ()) for b in tree.values()
+                         if b.lfs and b.sha256 == sha256), None)
+        if blob is None:
+            self._error(404, None, "no such object", method)
+            return
+        faults = self.hub._take_faults(method, repo_id, filename, BODY_FAULTS)
+        kinds = {f.kind: f for f in faults}
+        self._record.faults = tuple(kinds)
+        self._serve_blob(method, blob, kinds, None)
+
+    def _serve_blob(self, method: str, blob: Blob, kinds: dict[str, Fault], sha: str | None) -> None:
+        """The bytes, with Range; hub headers when `sha` is given (None: a CDN answering)."""
         start, end, partial = 0, blob.size, False
         wanted = self.headers.get("Range")
         if wanted and "ignore_range" not in kinds and method == "GET":
@@ -509,16 +559,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             partial = True
 
         headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
-        if "no_commit" not in kinds:
+        if "no_commit" not in kinds and sha is not None:
             headers["X-Repo-Commit"] = sha
         if "no_etag" not in kinds:
             headers["ETag"] = f'"{blob.etag}"'
-            if blob.lfs:
+            if blob.lfs and sha is not None:
                 headers["X-Linked-Etag"] = f'"{blob.sha256}"'
         send_size = "no_size" not in kinds
         if send_size:
             headers["Content-Length"] = str(end - start)
-            if blob.lfs:
+            if blob.lfs and sha is not None:
                 headers["X-Linked-Size"] = str(blob.size)
         if partial:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{blob.size}"
@@ -893,8 +943,8 @@ def client_env(hub_url: str, home: str) -> dict[str, str]:
 
 
 @contextmanager
-def serve() -> Iterator[HubEmulator]:
-    hub = HubEmulator().start()
+def serve(*, cdn: bool = False) -> Iterator[HubEmulator]:
+    hub = HubEmulator(cdn=cdn).start()
     try:
         yield hub
     finally:
@@ -902,12 +952,13 @@ def serve() -> Iterator[HubEmulator]:
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch) -> Iterator[HubEmulator]:
+def hub(request, tmp_path, monkeypatch) -> Iterator[HubEmulator]:
     """A running emulator; the environment (for job subprocesses) points at it, with a fresh
-    HF_HOME, no token and no offline mode."""
+    HF_HOME, no token and no offline mode. `@pytest.mark.parametrize("hub", ["cdn"],
+    indirect=True)` serves LFS files through the CDN redirect."""
     home = tmp_path / "hf-home"
     home.mkdir()
-    with serve() as emulator:
+    with serve(cdn=getattr(request, "param", None) == "cdn") as emulator:
         for key, value in client_env(emulator.url, str(home)).items():
             monkeypatch.setenv(key, value)
         for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):

@@ -254,3 +254,23 @@ def test_emulator_is_reusable_standalone():
         assert HfApi(endpoint=emulator.url).model_info("a/b").sha
     finally:
         emulator.stop()
+
+
+def test_cdn_route_like_the_real_hub(tmp_path):
+    """LFS files: a 302 carrying the hub headers to another origin that serves the bytes."""
+    with serve(cdn=True) as emulator:
+        files = llama_repo_files()
+        sha = emulator.commit(REPO, files)
+        shard = "model-00001-of-00003.safetensors"
+        url = hf_hub_url(REPO, shard, endpoint=emulator.url)
+        response = httpx2.head(url)
+        assert response.status_code == 302 and response.headers["x-repo-commit"] == sha
+        assert response.headers["location"].startswith("http://localhost:")
+        meta = get_hf_file_metadata(url)   # not followed: another origin, as with the real CDN
+        assert (meta.commit_hash, meta.etag, meta.size) == (sha, hashlib.sha256(files[shard]).hexdigest(),
+                                                              len(files[shard]))
+        path = hf_hub_download(REPO, shard, cache_dir=tmp_path / "cache", endpoint=emulator.url)
+        assert Path(path).read_bytes() == files[shard]
+        cdn_gets = [r for r in emulator.log_for(shard, method="GET") if r.path.startswith("/cdn/")]
+        assert cdn_gets and cdn_gets[-1].status == 200
+        assert HfApi(endpoint=emulator.url).get_safetensors_metadata(REPO).parameter_count == expected_params()
