@@ -53,6 +53,7 @@ LIGHT = Theme(
 )
 
 THEMES: tuple[Theme, ...] = (DARK, LIGHT)
+THEMES_BY_NAME: dict[str, Theme] = {theme.name: theme for theme in THEMES}
 DEFAULT_THEME = DARK.name
 
 

@@ -82,6 +82,9 @@ class WeightgateApp(App[int]):
 
     def __init__(self, workspace_path: Path | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        for theme in THEMES:
+            self.register_theme(theme)
+        self.theme = DEFAULT_THEME
         root = workspace_path or os.environ.get("WEIGHTGATE_WORKSPACE") or Path.cwd()
         self.workspace_root = Path(root).expanduser().resolve()
         self.workspace_label = _short_path(self.workspace_root)
@@ -100,9 +103,6 @@ class WeightgateApp(App[int]):
     # --- life cycle ---------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        for theme in THEMES:
-            self.register_theme(theme)
-        self.theme = DEFAULT_THEME
         self.push_screen(OVERVIEW)
         # Paint the frame first; the engine's imports and the first report come right after.
         self.call_after_refresh(self._start_reading)
