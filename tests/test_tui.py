@@ -155,6 +155,26 @@ async def test_sidebar_navigates_with_enter(ws: Workspace) -> None:
         assert app.screen.query_one("PhaseSidebar").highlighted_option.id == "phase-3"
 
 
+async def test_phase_screens_add_panels_selection_shows_requirements(ws: Workspace) -> None:
+    from tui.widgets.facts import FactsPanel
+
+    fill_requirements(ws)
+    app = WeightgateApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("1")
+        await wait_for(pilot, lambda: app.screen.TARGET == "phase-1")
+        panel = app.screen.query_one("#requirements", FactsPanel)
+        await wait_for(pilot, lambda: "exact_match >= 0.9" in panel.plain, what="requirements panel")
+        assert "Rewrite dates in free text as ISO 8601" in panel.plain
+        assert "self-hosted, on-prem" in panel.plain
+        assert "fail: 1 case in evals/task.jsonl" in panel.plain  # the template's single example
+        await pilot.press("4")
+        await wait_for(pilot, lambda: app.screen.TARGET == "phase-4")
+        eval_sets = app.screen.query_one("#eval-sets", FactsPanel)
+        await wait_for(pilot, lambda: "general set" in eval_sets.plain and "todo" in eval_sets.plain)
+
+
 async def test_locked_phase_says_which_items_hold_it(ws: Workspace) -> None:
     app = WeightgateApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:

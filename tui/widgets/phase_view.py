@@ -64,7 +64,7 @@ def gate_text(status: PhaseStatus | None, number: int, *, overview: bool = False
         stale = " (some are stale: re-measure them)" if status.state == "stale" else ""
         lines.append(Content.assemble(
             ("Gate: ", "bold $primary"),
-            f"{count} item{'s' if count != 1 else ''} of this phase hold {later}{stale}: ",
+            f"{later} is held by {count} item{'s' if count != 1 else ''} of this phase{stale}: ",
             (held_list(status.blocking), "bold"),
         ))
     return Content("\n").join(lines)
