@@ -766,20 +766,35 @@ def license_from_card(card: dict | None) -> str:
 
 
 def remote_code_reasons(config: dict, paths: Iterable[str]) -> list[str]:
-    """Why loading this model would run code from its repo: an `auto_map` in the raw config
-    (not what transformers makes of it), or Python files in the repo."""
+    """Why loading this model would run code from its repo: an `auto_map` (or
+    `custom_pipelines`) anywhere in the raw config JSON (composite configs nest them, e.g. in
+    text_config; the raw JSON, not what transformers makes of it), or Python files in the repo.
+    Same rule as core.pickle_policy.remote_code_reasons."""
     reasons = []
-    auto_map = config.get("auto_map") if isinstance(config, dict) else None
-    if auto_map:
-        if isinstance(auto_map, dict):
-            shown = ", ".join(f"{k} -> {v}" for k, v in list(auto_map.items())[:4])
+    for where, value in _find_keys(config, ("auto_map", "custom_pipelines")):
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k} -> {v}" for k, v in list(value.items())[:4])
         else:
-            shown = str(auto_map)[:120]
-        reasons.append(f"config.json auto_map: {shown}")
+            shown = str(value)[:120]
+        reasons.append(f"config.json {where}: {shown}")
     for path in sorted(paths):
         if path.lower().endswith(".py"):
             reasons.append(f"python file {path}")
     return reasons
+
+
+def _find_keys(data: Any, keys: tuple[str, ...], prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
+    """(dotted path, value) of every `keys` entry in nested dicts (bounded depth)."""
+    found: list[tuple[str, Any]] = []
+    if not isinstance(data, dict) or depth > 8:
+        return found
+    for key, value in data.items():
+        where = f"{prefix}.{key}" if prefix else str(key)
+        if key in keys and value:
+            found.append((where, value))
+        elif isinstance(value, dict):
+            found.extend(_find_keys(value, keys, where, depth + 1))
+    return found
 
 
 # --- local directories and GGUF files -------------------------------------------------------

@@ -393,3 +393,20 @@ def test_cancelled_download_job_keeps_partials_and_the_next_run_resumes(repo, tm
     (get,) = hub.log_for(SHARD, method="GET")
     assert get.range == f"bytes={kept}-" and get.status == 206
     assert read_lock(ws).commit == sha
+
+
+def test_download_job_takes_remote_code_consent_from_weightgate_toml(hub, tmp_path):
+    from core.pickle_policy import trust_remote_code
+
+    files = llama_repo_files(config_extra={"auto_map": {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}})
+    files["modeling_x.py"] = b"class XForCausalLM: pass\n"
+    sha = hub.commit("org/custom", files)
+    ws = init_workspace(tmp_path / "ws")
+    handle, status, events = run_job(ws, {"source": "org/custom", **FAST})
+    assert status.state == "failed" and "refused without consent" in status.error
+    assert read_lock(ws) is None
+    trust_remote_code(ws, "org/custom", sha, note="reviewed modeling_x.py")
+    handle, status, events = run_job(ws, {"source": "org/custom", **FAST})
+    assert status.state == "succeeded", status.error
+    lock = read_lock(ws)
+    assert lock.remote_code is True and lock.file("modeling_x.py") is not None

@@ -204,6 +204,11 @@ def test_remote_code_from_auto_map_and_python_files(hub):
     assert meta.remote_code
     assert any("auto_map" in r and "modeling_x.XForCausalLM" in r for r in meta.remote_code_reasons)
     assert any("modeling_x.py" in r for r in meta.remote_code_reasons)
+    # Composite configs nest it (text_config.auto_map): still remote code.
+    nested = llama_repo_files(config_extra={"text_config": {"auto_map": {"AutoModel": "m.X"}}})
+    hub.commit("org/nested", nested)
+    reasons = fetch_metadata("org/nested", endpoint=hub.url).remote_code_reasons
+    assert reasons == ["config.json text_config.auto_map: AutoModel -> m.X"]
     # Python files alone are enough to flag it.
     plain = llama_repo_files()
     plain["tokenization_x.py"] = b"pass\n"

@@ -7,8 +7,10 @@ params:
     cache_dir              default: HF_HUB_CACHE / HF_HOME/hub, as the client resolves it
     endpoint               default: HF_ENDPOINT
     include                extra glob patterns to fetch
-    trust_remote_code_at   the commit the user trusted the repo's code at (remote code is refused
-                           otherwise)
+    trust_remote_code_at   the commit the user trusted the repo's code at. Absent: read from the
+                           workspace's weightgate.toml ([trust.remote_code."org/name"] commit, as
+                           written by `weightgate trust remote-code`). Remote code is refused
+                           unless it equals the pinned commit.
     workers (4), max_attempts (5), retry_wait_s (1.0)
     write_lock (true)      write weightgate.lock in the job's workspace after success
 
@@ -52,6 +54,12 @@ def run(ctx: JobContext) -> dict:
             payload["file"] = update.path
         ctx.emit("progress", payload)
 
+    trusted_at = params.get("trust_remote_code_at")
+    if trusted_at is None and ctx.workspace is not None:
+        from core.pickle_policy import remote_code_trust
+
+        trust = remote_code_trust(Workspace(ctx.workspace), source.repo_id)
+        trusted_at = trust.commit if trust is not None else None
     ctx.log(f"download {source} " + (f"at pinned commit {params['commit']}" if params.get("commit")
                                      else "(pinning the revision now)"))
     result = download_model(
@@ -60,7 +68,7 @@ def run(ctx: JobContext) -> dict:
         cache_dir=params.get("cache_dir"),
         endpoint=params.get("endpoint"),
         include=params.get("include"),
-        trust_remote_code_at=params.get("trust_remote_code_at"),
+        trust_remote_code_at=trusted_at,
         workers=int(params.get("workers", 4)),
         max_attempts=int(params.get("max_attempts", 5)),
         retry_wait_s=float(params.get("retry_wait_s", 1.0)),
