@@ -129,6 +129,11 @@ class JobTable(DataTable):
     def on_mount(self) -> None:
         for key, label, width in JOB_COLUMNS:
             self.add_column(label, key=key, width=width)
+        self.watch(self.app, "theme", lambda _: self._repaint(), init=False)
+
+    def _repaint(self) -> None:
+        self._cells = {}  # forces a rebuild with the new theme's colours
+        self.show(list(self.rows_by_id.values()))
 
     @property
     def selected_id(self) -> str | None:

@@ -71,7 +71,6 @@ class PhaseSidebar(OptionList):
         options += [None, Option(jobs_prompt(None), id=JOBS)]
         super().__init__(*options, **kwargs)
         self.current = current
-        self.can_focus = True
 
     def on_mount(self) -> None:
         self._highlight_current()
