@@ -37,17 +37,21 @@ def _tui_only(argv: list[str]):
 
 
 def _launch_tui(workspace: str | None) -> int:
-    from core.errors import WeightgateError
-    from core.workspace import open_workspace
+    """Open the TUI. Only a missing workspace stops here; a broken weightgate.toml opens the
+    UI, which shows the error with its line and column and recovers once the file is fixed."""
+    from core.errors import NotAWorkspace
+    from core.workspace import Workspace, open_workspace
 
-    try:
-        ws = open_workspace(workspace)
-    except WeightgateError as exc:
-        print(f"weightgate: {exc}", file=sys.stderr)
-        return exc.exit_code
+    root = Path(workspace or os.environ.get("WEIGHTGATE_WORKSPACE") or Path.cwd()).resolve()
+    if not Workspace(root).config_path.exists():
+        try:
+            open_workspace(root)
+        except NotAWorkspace as exc:
+            print(f"weightgate: {exc}", file=sys.stderr)
+            return exc.exit_code
     from tui.app import run_tui
 
-    return run_tui(ws.root) or 0
+    return run_tui(root) or 0
 
 
 def build_app():
