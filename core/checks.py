@@ -34,6 +34,7 @@ class CheckContext:
         self.ws = ws
         self.config = config
         self._evalsets: dict[str, EvalSet | None] = {}
+        self.cache: dict = {}   # per-computation memo for other check modules (the lock, scans)
 
     def requirements(self) -> dict:
         value = self.config.get("requirements")

@@ -53,6 +53,29 @@ def _model(ws: Workspace, config: dict) -> str:
     return lock_digest(read_lock(ws))
 
 
+def _weights_on_disk(ws: Workspace, config: dict) -> str:
+    """Size and mtime of every locked file as it is on disk now: a touched file makes every
+    hash verification of it stale, without re-hashing at status time."""
+    from core.lock import read_lock
+    from core.verify import snapshot_dir
+
+    lock = read_lock(ws)
+    if lock is None:
+        return ABSENT
+    try:
+        root = snapshot_dir(ws, lock)
+    except Exception:
+        return ABSENT
+    seen = []
+    for entry in sorted(lock.files, key=lambda f: f.path):
+        try:
+            stat = (root / entry.path).stat()
+            seen.append((entry.path, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            seen.append((entry.path, None, None))
+    return digest_value(seen)
+
+
 def _precision(ws: Workspace, config: dict) -> str:
     precision = _decision(config, "precision")
     return digest_value(precision) if precision else ABSENT
@@ -88,6 +111,7 @@ COMPUTE: dict[str, Callable[[Workspace, dict], str]] = {
     "candidates": _candidates,
     "choice": _choice,
     "model": _model,
+    "weights_on_disk": _weights_on_disk,
     "precision": _precision,
     "adapter": _adapter,
     "evalset.task": _evalset("eval_set", "evals/task.jsonl"),

@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field
 
 from core.checklist import PHASES, Item, Mode, Phase, Severity, items_of
-from core.checks import LIVE_CHECKS, CheckContext, CheckResult
+from core.checks import CheckContext, CheckResult
+from core.live_checks import LIVE_CHECKS
 from core.evidence import (FAIL, NOT_NEEDED, PASS, REVOKED, WAIVED, Evidence, append_evidence,
                            read_evidence)
 from core.fingerprints import Fingerprints, plain

@@ -42,6 +42,7 @@ class ModelLock:
     local_dir: str = ""        # where the files are (HF cache snapshot or local directory)
     license: str = ""
     remote_code: bool = False
+    provenance: str = ""       # how a local source was obtained, e.g. the published hash it came from
     files: list[LockedFile] = field(default_factory=list)
     locked_at: float = 0.0
 

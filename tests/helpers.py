@@ -45,3 +45,21 @@ def phase1_ready(root: Path) -> Workspace:
     fill_requirements(ws)
     write_cases(ws.evals_dir / "task.jsonl", 24)
     return ws
+
+
+def add_candidate(ws: Workspace, spec: str, parameters: int, licence: str = "apache-2.0") -> None:
+    """A shortlisted candidate with cached metadata, as `weightgate add` leaves it."""
+    import tomlkit
+
+    from core.metadata_cache import save_metadata
+    from core.sources import size_class
+
+    def change(doc):
+        if "candidates" not in doc:
+            doc["candidates"] = tomlkit.aot()
+        table = tomlkit.table()
+        table["source"] = spec
+        doc["candidates"].append(table)
+    ws.update_config(change)
+    save_metadata(ws, spec, {"parameter_count": parameters, "size_class": size_class(parameters),
+                             "license": licence})

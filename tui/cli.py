@@ -263,6 +263,170 @@ def build_app():
         if not no_tui and not as_json:
             raise typer.Exit(_launch_tui(str(ws.root)))
 
+    @app.command()
+    def inspect(source: str = typer.Argument(..., help="org/name[@revision], a model directory or a .gguf"),
+                save: bool = typer.Option(False, "--save", help="Cache it for the shortlist check."),
+                as_json: bool = typer.Option(False, "--json")) -> None:
+        """Model metadata without downloading weights: parameters by dtype (from safetensors
+        headers), files with sizes and published hashes, licence, remote code, architecture."""
+        from core.candidates import metadata_summary
+        from core.metadata_cache import save_metadata
+        from core.sources import fetch_metadata
+
+        try:
+            meta = fetch_metadata(source)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        data = meta.to_dict()
+        if save:
+            save_metadata(workspace(as_json), source, metadata_summary(data))
+        if as_json:
+            print(json.dumps(data, indent=2, default=str))
+        else:
+            print(render_metadata(data))
+
+    @app.command()
+    def add(source: str = typer.Argument(..., help="org/name[@revision], a model directory or a .gguf"),
+            note: str = typer.Option("", "--note", "-n", help="Why it is a candidate."),
+            as_json: bool = typer.Option(False, "--json")) -> None:
+        """Shortlist a candidate: reads its metadata (no weights), appends it to [[candidates]]."""
+        from core.candidates import add_candidate
+
+        ws = workspace(as_json)
+        try:
+            summary = add_candidate(ws, source, note)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        if as_json:
+            print(json.dumps(summary, indent=2, default=str))
+        else:
+            print(f"added {source}: {summary['parameter_count']:,} parameters ({summary['size_class']}), "
+                  f"licence {summary['license'] or '?'}"
+                  + (", REMOTE CODE" if summary.get("remote_code") else ""))
+            for warning in summary.get("warnings", []):
+                print(f"  warning: {warning}")
+
+    @app.command()
+    def choose(source: str = typer.Argument(..., help="A shortlisted candidate."),
+               reason: str = typer.Option(..., "--reason", "-r", help="Why this one."),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+        """Record the chosen model in [decisions] (attestations about the choice then apply to it)."""
+        from core.candidates import choose_model
+
+        ws = workspace(as_json)
+        try:
+            choose_model(ws, source, reason)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        print(json.dumps({"model": source, "reason": reason}) if as_json else f"chose {source}: {reason}")
+
+    @app.command()
+    def fetch(source: Optional[str] = typer.Argument(None, help="Default: the chosen model."),
+              follow: bool = typer.Option(False, "--attach", help="Follow the job until it ends."),
+              as_json: bool = typer.Option(False, "--json")) -> None:
+        """Download (a detached job: verified while downloading, resumable) and write the lock.
+        A local directory or .gguf is hashed in parallel and locked."""
+        from core.candidates import chosen_model, start_fetch
+
+        ws = workspace(as_json)
+        try:
+            spec = source or chosen_model(ws)
+            outcome = start_fetch(ws, spec)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        if outcome.get("job"):
+            job_dir = Path(outcome["job_dir"])
+            if as_json and not follow:
+                print(json.dumps(outcome, default=str))
+            elif not follow:
+                print(f"started download {job_dir.name}; follow it with `weightgate attach {job_dir.name}`")
+            if follow:
+                raise typer.Exit(_attach(job_dir, as_json, follow=True))
+            return
+        if as_json:
+            print(json.dumps(outcome, indent=2, default=str))
+        else:
+            print(f"locked {outcome['source']}: {outcome['files']} files, {outcome['bytes']:,} bytes hashed")
+
+    @app.command()
+    def verify(changed: bool = typer.Option(False, "--changed", help="Only files whose size/mtime moved."),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+        """Re-hash every locked file in parallel against weightgate.lock and check every header."""
+        from core.verify import verify_lock
+        from core.weights_checks import record_verification
+
+        ws = workspace(as_json)
+        try:
+            report = verify_lock(ws, only_changed=changed)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        record_verification(ws, report)
+        if as_json:
+            print(json.dumps(report.to_dict(), indent=2, default=str))
+        else:
+            for result in report.files:
+                mark = "✓" if result.ok else "✗"
+                extra = f"  {result.message}" if result.message else ""
+                header = f"  header {result.header}" if result.header_kind else ""
+                print(f"  {mark} {result.status:<14} {result.path}{header}{extra}")
+            print(f"{len(report.files)} files, {report.bytes_hashed / 2**20:,.1f} MiB hashed in "
+                  f"{report.seconds:.2f} s ({report.mb_per_s:,.0f} MB/s, {report.workers} workers): "
+                  + ("all match" if report.ok else "VERIFICATION FAILED"))
+        raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)
+
+    @app.command()
+    def scan(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A pickle-based file."),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+        """Statically scan a pickle / torch checkpoint (never unpickles): what would it import?"""
+        from core.picklescan import scan_file
+
+        try:
+            result = scan_file(path)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        if as_json:
+            print(json.dumps(result.to_dict(), indent=2, default=str))
+        else:
+            print(f"{path}: {result.format}, {len(result.imports)} import(s), "
+                  + ("no findings" if result.safe else f"{len(result.findings)} finding(s)"))
+            for finding in result.findings:
+                print(f"  {finding.severity:<9} {finding.describe()}")
+        raise typer.Exit(EXIT_OK if result.safe else EXIT_FAILED)
+
+    trust_app = typer.Typer(help="Explicit trust: pickle files by sha256, remote code by pinned commit.")
+    app.add_typer(trust_app, name="trust")
+
+    @trust_app.command("pickle")
+    def trust_pickle_cmd(path: str = typer.Argument(...),
+                         sha256: str = typer.Option(..., "--sha256", help="The exact bytes you reviewed."),
+                         note: str = typer.Option(..., "--note", "-n"),
+                         as_json: bool = typer.Option(False, "--json")) -> None:
+        """Trust one pickle file at one sha256 (it is still scanned and loaded weights_only)."""
+        from core.pickle_policy import trust_pickle
+
+        ws = workspace(as_json)
+        try:
+            trust = trust_pickle(ws, path, sha256, note)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        print(json.dumps(_status_dict(trust), default=str) if as_json else f"trusted {trust.path} at {trust.sha256[:12]}")
+
+    @trust_app.command("remote-code")
+    def trust_remote_code_cmd(target: str = typer.Argument(..., help="org/name@<40-hex commit>"),
+                              note: str = typer.Option(..., "--note", "-n"),
+                              as_json: bool = typer.Option(False, "--json")) -> None:
+        """Trust a repo's Python code at one pinned commit (a branch name is refused)."""
+        from core.pickle_policy import trust_remote_code
+
+        ws = workspace(as_json)
+        repo, _, commit = target.partition("@")
+        try:
+            trust = trust_remote_code(ws, repo, commit, note)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        print(json.dumps(_status_dict(trust), default=str) if as_json
+              else f"trusted remote code of {trust.repo} at {trust.commit}")
+
     evalset_app = typer.Typer(help="Eval-set files.")
     app.add_typer(evalset_app, name="evalset")
 
@@ -320,6 +484,27 @@ def render_status(report, only_phase: int | None = None) -> str:
             severity = status.item.severity.value[0].upper()
             lines.append(f"  {STATUS_MARK.get(status.status, '?')} {status.status:<10} [{severity}] "
                          f"{status.item.id:<26} {status.detail}")
+    return "\n".join(lines)
+
+
+def render_metadata(data: dict) -> str:
+    gib = 2 ** 30
+    lines = [f"{data['source']['display']}" + (f" @ {data['commit'][:12]}" if data.get("commit") else "")]
+    params = data.get("parameter_count") or 0
+    by_dtype = ", ".join(f"{k} {v:,}" for k, v in sorted((data.get("parameters") or {}).items()))
+    lines.append(f"  parameters    {params:,} ({data.get('size_class')}){'  [' + by_dtype + ']' if by_dtype else ''}")
+    lines.append(f"  bf16 size     {data.get('bf16_bytes', 0) / gib:.2f} GiB   weights on disk "
+                 f"{data.get('weight_bytes', 0) / gib:.2f} GiB ({data.get('weight_format') or '?'})")
+    lines.append(f"  architecture  {data.get('architecture') or '?'}  layers {data.get('num_layers')}  "
+                 f"heads {data.get('num_attention_heads')}  kv heads {data.get('num_kv_heads')}  "
+                 f"head_dim {data.get('head_dim')}  context {data.get('context_length')}"
+                 + (f"  sliding window {data['sliding_window']}" if data.get("sliding_window") else ""))
+    lines.append(f"  licence       {data.get('license') or 'none found'}")
+    remote = data.get("remote_code")
+    lines.append("  remote code   " + ("YES: " + "; ".join(data.get("remote_code_reasons") or []) if remote else "no"))
+    lines.append(f"  files         {len(data.get('files') or [])}  (metadata cost {data.get('bytes_fetched', 0):,} bytes)")
+    for warning in data.get("warnings") or []:
+        lines.append(f"  warning       {warning}")
     return "\n".join(lines)
 
 

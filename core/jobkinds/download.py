@@ -88,8 +88,12 @@ def run(ctx: JobContext) -> dict:
     }
     if ctx.workspace is not None and params.get("write_lock", True):
         workspace = Workspace(ctx.workspace)
+        lock = result.to_lock(source.repo_id)
         with ctx.shielded():   # a cancel arriving now waits: the lock is written whole or not at all
-            write_lock(workspace, result.to_lock(source.repo_id))
+            write_lock(workspace, lock)
         ctx.artifact(workspace.lock_path, label="lock")
         data["lock"] = str(workspace.lock_path)
+        # Every byte was hashed on the way in; headers are read now (no tensor data).
+        from core.weights_checks import record_download
+        data["evidence"] = record_download(workspace, lock)
     return data

@@ -1,0 +1,18 @@
+"""Every check decided live at status time, by item id (one registry for the gates)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from core import checks, weights_checks
+from core.checks import CheckContext, CheckResult
+
+LIVE_CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
+    **checks.LIVE_CHECKS,
+    "select.shortlist": weights_checks.check_shortlist,
+    "verify.source": weights_checks.check_source,
+    "verify.safetensors": weights_checks.check_safetensors,
+    "verify.pickle": weights_checks.check_pickle,
+    "verify.remote_code": weights_checks.check_remote_code,
+    "verify.license": weights_checks.check_license,
+}
