@@ -89,3 +89,29 @@ def create_demo_workspace(root: Path) -> tuple[Workspace, bool]:
     write_atomic(ws.evals_dir / "task.jsonl", "\n".join(task_lines()) + "\n")
     write_atomic(ws.evals_dir / "general.jsonl", "\n".join(general_lines()) + "\n")
     return ws, True
+
+
+def demo_provenance(demo) -> str:
+    return (f"SmolLM2-135M-Instruct converted from the published GGUF sha256 {demo.gguf_sha256[:16]}... "
+            f"(wheel sha256 {demo.wheel_sha256[:16]}...)")
+
+
+def setup_demo_model(ws: Workspace, demo) -> dict:
+    """Shortlist, choose and lock the converted demo model (a local source) in the demo workspace."""
+    import tomlkit
+
+    from core.candidates import add_candidate, choose_model
+    from core.fingerprints import plain
+    from core.local_source import lock_local_source
+    from core.metadata_cache import candidate_specs
+
+    spec = str(demo.path)
+    if spec not in candidate_specs(plain(ws.config())):
+        add_candidate(ws, spec, "SmolLM2-135M-Instruct, Apache-2.0: the smallest plausible instruct model")
+        choose_model(ws, spec, "the only candidate small enough for a CPU demo")
+
+        def provenance(doc):
+            doc["decisions"]["model_provenance"] = demo_provenance(demo)
+        ws.update_config(provenance)
+    lock = lock_local_source(ws, spec, provenance=demo_provenance(demo))
+    return {"model": spec, "files": len(lock.files), "bytes": lock.total_bytes()}

