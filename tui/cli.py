@@ -39,11 +39,12 @@ def _tui_only(argv: list[str]):
 def _launch_tui(workspace: str | None) -> int:
     """Open the TUI. Only a missing workspace stops here; a broken weightgate.toml opens the
     UI, which shows the error with its line and column and recovers once the file is fixed."""
-    from core.errors import NotAWorkspace
-    from core.workspace import Workspace, open_workspace
-
     root = Path(workspace or os.environ.get("WEIGHTGATE_WORKSPACE") or Path.cwd()).resolve()
-    if not Workspace(root).config_path.exists():
+    # Start-up path: a plain stat here; core.workspace (tomlkit) loads in the app's worker.
+    if not (root / "weightgate.toml").exists():
+        from core.errors import NotAWorkspace
+        from core.workspace import open_workspace
+
         try:
             open_workspace(root)
         except NotAWorkspace as exc:

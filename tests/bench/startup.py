@@ -93,7 +93,10 @@ def time_tui(workspace: Path | None, timeout: float = 20.0) -> tuple[float, floa
     if workspace is None:
         argv = [sys.executable, "-c", BARE_TEXTUAL_APP]
     else:
-        argv = [sys.executable, "-m", "tui.app", "-w", str(workspace)]
+        # The real entry point a user types: the `weightgate` console script beside this Python
+        # (`python -m tui.cli` when it is not installed).
+        script = Path(sys.executable).with_name("weightgate")
+        argv = ([str(script)] if script.exists() else [sys.executable, "-m", "tui.cli"]) + ["-w", str(workspace)]
     began = time.perf_counter()
     process, master = _spawn_in_pty(argv, env)
     output = b""
