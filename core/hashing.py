@@ -18,7 +18,10 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable, Hashable, Iterable, TypeVar
 
-DEFAULT_CHUNK = 8 << 20         # 8 MiB: syscall and per-update overhead vanish, still cache-friendly
+# 1 MiB: the buffer stays in a core's L2, so sha256 reads back what readinto just wrote from
+# cache, not DRAM (measured here: 1 MiB ~5% faster than 8 MiB per core); 1000 syscalls a second
+# per core at 1 GB/s is nothing.
+DEFAULT_CHUNK = 1 << 20
 PROGRESS_INTERVAL = 0.1         # seconds between progress calls (a UI repaints ~10x a second)
 
 ProgressFn = Callable[[int, int], None]    # (bytes done, bytes total)

@@ -145,6 +145,14 @@ class SafetensorsInfo:
         return [t.name for t in self.tensors]
 
     @property
+    def dtypes(self) -> dict[str, str]:
+        return {t.name: t.dtype for t in self.tensors}
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {t.name: t.shape for t in self.tensors}
+
+    @property
     def data_offset(self) -> int:
         return 8 + self.header_size
 

@@ -279,7 +279,7 @@ def verify_lock(ws: Workspace, *, workers: int | None = None, progress: Progress
 
 
 def _result_for(entry: LockedFile) -> FileResult:
-    suffix = Path(entry.path).suffix.lower() if "\x00" not in entry.path else ""
+    suffix = Path(entry.path).suffix.lower()
     return FileResult(path=entry.path, status=UNREADABLE, expected_size=entry.size,
                       expected_sha256=entry.sha256, hash_source=entry.hash_source,
                       header_kind=HEADER_KINDS.get(suffix, ""))

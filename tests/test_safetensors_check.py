@@ -216,6 +216,7 @@ def test_info_fields():
     assert info.parameter_count == 7
     assert info.data_offset + info.data_size == info.file_size == len(data)
     assert info.by_name["b"].shape == (2, 2) and info.by_name["b"].nbytes == 8
+    assert info.dtypes == {"a": "F32", "b": "BF16", "s": "I64"} and info.shapes["s"] == ()
     assert json.loads(json.dumps(info.to_dict()))["tensor_count"] == 3
 
 
