@@ -137,12 +137,14 @@ def measure(run) -> Run:
 def download_vs_verify(args: argparse.Namespace) -> dict | None:
     """Download + verify time over download-only time from the loopback hub (target <= 1.10),
     and the bytes fetched for metadata as a share of a sharded model's weights (target <= 0.1%).
+    Measured by tests/bench/download.py in this same run, with this run's shard count and size."""
+    import sys
 
-    The hub engineer fills this in once the loopback hub emulator and the download job exist:
-    return {"download_s": ..., "download_verify_s": ..., "ratio": ..., "metadata_bytes": ...,
-    "weights_bytes": ..., "metadata_share": ...}. None means "not measured in this build".
-    """
-    return None
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.bench.download import measure
+
+    return measure(shards=args.shards, size_mib=args.size_mib, repeat=min(args.repeat, 3), base=args.dir,
+                   verbose=False)
 
 
 def main(argv: list[str] | None = None) -> int:
