@@ -253,3 +253,22 @@ def record_download(ws: Workspace, lock: ModelLock) -> dict:
 
 def record_local_lock(ws: Workspace, lock: ModelLock) -> dict:
     return record_lock_evidence(ws, lock, "hashed at lock time")
+
+
+def verified_snapshot(ws: Workspace, *, progress=None) -> Path:
+    """The locked weights' directory, safe to load: called by every later phase before it loads
+    weights. Files whose size or mtime differ from the lock are re-hashed first (the rest are
+    trusted from their last verification); any mismatch raises, naming the files."""
+    from core.verify import snapshot_dir, verify_lock
+
+    lock = read_lock(ws)
+    if lock is None:
+        raise InputError("no weights locked in this workspace", path=ws.lock_path, hint=FETCH_HINT)
+    report = verify_lock(ws, only_changed=True, progress=progress)
+    if report.lock_updated or not report.ok:
+        record_verification(ws, report)
+    if not report.ok:
+        bad = ", ".join(f"{r.path} ({r.status})" for r in report.failed()) or "a weight header is invalid"
+        raise InputError(f"the locked weights do not match weightgate.lock: {bad}", path=ws.lock_path,
+                         hint="re-fetch the model (`weightgate fetch`); never load bytes you cannot verify")
+    return snapshot_dir(ws, lock)

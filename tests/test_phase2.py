@@ -143,3 +143,20 @@ def test_remote_code_needs_trust_at_the_locked_commit(tmp_path, hub):
     assert out.returncode == 0, out.stdout[-2000:]
     state = items(ws.root)["verify.remote_code"]
     assert state["status"] == "pass" and sha[:12] in state["detail"]
+
+
+def test_verified_snapshot_rehashes_only_changed_and_refuses_tampered(tmp_path, local_model):
+    from core.candidates import start_fetch
+    from core.errors import InputError
+    from core.weights_checks import verified_snapshot
+
+    ws = init_workspace(tmp_path / "w")
+    start_fetch(ws, str(local_model))
+    assert verified_snapshot(ws) == local_model
+    weights = local_model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="model.safetensors"):
+        verified_snapshot(ws)
+    assert compute_report(ws).item("verify.checksum").status == "fail"
