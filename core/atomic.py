@@ -5,19 +5,27 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Replace `path` with `data` so a reader sees the old file or the new one, never half."""
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path next to `path` for the caller (or a library) to write; on success it
+    is fsynced and renamed over `path`, so a reader sees the old file or the new one, never half.
+
+    On an exception the temp file is removed and `path` is untouched. A file that already exists
+    keeps its mode; a new one gets mkstemp's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-            handle.flush()
+        yield Path(tmp)
+        # Reopened by name: whoever wrote `tmp` (a library's save function, say) has closed it.
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         if path.exists():
             os.chmod(tmp, path.stat().st_mode & 0o777)
@@ -28,7 +36,15 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Replace `path` with `data` so a reader sees the old file or the new one, never half."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(raw)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
@@ -69,7 +85,9 @@ def _cut_torn_tail(fd: int) -> None:
     os.ftruncate(fd, 0)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Make a rename or a new entry in `directory` durable; best effort where a directory cannot
+    be opened or fsynced (some filesystems refuse both, and the data itself is already synced)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from core.atomic import fsync_dir
 from core.errors import InputError
 from core.lock import HASH_COMPUTED, HASH_PUBLISHED, LockedFile, ModelLock
 from core.sources import (
@@ -547,7 +548,7 @@ def _transfer(ctx: _Context, info: FileInfo, etag: str, size: int, blob: Path) -
             hint="retry; if it fails again, the hub copy or something between you and it is corrupting data")
     os.chmod(partial_path, 0o644)
     os.replace(partial_path, blob)   # only now does the cache see a complete file
-    _fsync_dir(blob.parent)
+    fsync_dir(blob.parent)
     ctx.tracker.file_state(info.path, "verified")
     stat = blob.stat()
     return FileResult(path=info.path, size=size, sha256=hashers.sha256.hexdigest(),
@@ -688,19 +689,6 @@ def _write_ref(storage: Path, revision: str, commit: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, ref)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- progress -------------------------------------------------------------------------------
