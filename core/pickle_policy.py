@@ -25,7 +25,6 @@ throwaway sandbox and brings back safetensors.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -36,6 +35,7 @@ from typing import BinaryIO, Iterable
 import tomlkit
 
 from core.errors import InputError
+from core.hashing import sha256_file, sha256_handle
 from core.picklescan import PickleFinding, PickleScanError, ScanResult, scan_handle
 from core.workspace import Workspace
 
@@ -300,18 +300,12 @@ def remote_code_trust(ws: Workspace, repo: str) -> RemoteCodeTrust | None:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    with open(path, "rb") as handle:
-        return _sha256_handle(handle)
-
-
 def _sha256_handle(handle: BinaryIO) -> str:
+    """The whole file's sha256, leaving the handle at the start for the scan and the load."""
     handle.seek(0)
-    hasher = hashlib.sha256()
-    while chunk := handle.read(1 << 20):
-        hasher.update(chunk)
+    sha = sha256_handle(handle)
     handle.seek(0)
-    return hasher.hexdigest()
+    return sha
 
 
 def _full_path(ws: Workspace, path: str | os.PathLike) -> Path:

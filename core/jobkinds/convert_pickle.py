@@ -13,13 +13,13 @@ handle. The load is `torch.load(weights_only=True)`, never a plain unpickle.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from core.atomic import atomic_output
 from core.errors import InputError
+from core.hashing import sha256_file
 from core.jobs import JobContext
 from core.pickle_policy import check_pickle_handle
 from core.workspace import open_workspace
@@ -60,7 +60,7 @@ def run(ctx: JobContext) -> dict:
     metadata = {"format": "pt", "source": source.name, "source_sha256": source_sha}
     _save_atomic(prepared, output, metadata)
     _verify(output, tensors, ctx)
-    output_sha = _sha256(output)
+    output_sha = sha256_file(output)
     ctx.artifact(output, label=f"safetensors sha256:{output_sha}")
     return {"output": str(output), "sha256": output_sha, "source": str(source), "source_sha256": source_sha,
             "tensors": len(prepared), "cloned_shared": cloned}
@@ -139,25 +139,8 @@ def _storage_id(tensor: Any) -> tuple:
 def _save_atomic(tensors: dict, output: Path, metadata: dict) -> None:
     from safetensors.torch import save_file
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    directory = os.open(output.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    with atomic_output(output) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def _verify(output: Path, originals: dict, ctx: JobContext) -> None:
@@ -182,11 +165,3 @@ def _bits(tensor: Any) -> Any:
     import torch
 
     return tensor.contiguous().reshape(-1).view(torch.uint8)
-
-
-def _sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            hasher.update(chunk)
-    return hasher.hexdigest()
