@@ -37,6 +37,7 @@ import tomlkit
 from core.errors import InputError
 from core.hashing import sha256_file, sha256_handle
 from core.picklescan import PickleFinding, PickleScanError, ScanResult, scan_handle
+from core.sources import remote_code_reasons
 from core.workspace import Workspace
 
 TRUST_TABLE = "trust"
@@ -222,23 +223,13 @@ def check_pickle_handle(ws: Workspace, path: str | os.PathLike, handle: BinaryIO
 # --- remote code ----------------------------------------------------------------------------
 
 
-def remote_code_reasons(config_json: dict, files: Iterable[str] = ()) -> tuple[str, ...]:
-    """Why transformers would run code from this repo: an auto_map (anywhere in the config, as
-    composite configs nest them) or custom pipelines, or Python files in the repo."""
-    reasons: list[str] = []
-    for where, key in _walk_keys(config_json, ""):
-        if key in ("auto_map", "custom_pipelines"):
-            reasons.append(f"config has {where or key}")
-    for name in files:
-        if str(name).lower().endswith(".py"):
-            reasons.append(f"custom code file {name}")
-    return tuple(reasons)
-
-
 def check_remote_code(ws: Workspace, repo: str, commit: str, config_json: dict,
                       files: Iterable[str] = ()) -> RemoteCodeCheck:
-    """Allow a model's custom code only if the workspace trusts `repo` at exactly `commit`."""
-    reasons = remote_code_reasons(config_json, files)
+    """Allow a model's custom code only if the workspace trusts `repo` at exactly `commit`.
+
+    What counts as custom code is core.sources.remote_code_reasons: the rule the metadata and
+    the download apply, so this check never disagrees with them about the same repo."""
+    reasons = tuple(remote_code_reasons(config_json, files))
     if not reasons:
         return RemoteCodeCheck(needed=False, reasons=())
     repo = _check_repo(repo)
@@ -380,17 +371,6 @@ def _remove(ws: Workspace, name: str, key: str) -> bool:
     if key in _entries(ws, name):
         ws.update_config(change)
     return removed
-
-
-def _walk_keys(value, where: str):
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            path = f"{where}.{key}" if where else str(key)
-            yield path, key
-            yield from _walk_keys(inner, path)
-    elif isinstance(value, list):
-        for index, inner in enumerate(value):
-            yield from _walk_keys(inner, f"{where}[{index}]")
 
 
 def _shell_quote(text: str) -> str:

@@ -765,11 +765,11 @@ def license_from_card(card: dict | None) -> str:
     return value
 
 
-def remote_code_reasons(config: dict, paths: Iterable[str]) -> list[str]:
+def remote_code_reasons(config: dict, paths: Iterable[str] = ()) -> list[str]:
     """Why loading this model would run code from its repo: an `auto_map` (or
     `custom_pipelines`) anywhere in the raw config JSON (composite configs nest them, e.g. in
     text_config; the raw JSON, not what transformers makes of it), or Python files in the repo.
-    Same rule as core.pickle_policy.remote_code_reasons."""
+    The one detector: metadata, the download and core.pickle_policy's trust check all use it."""
     reasons = []
     for where, value in _find_keys(config, ("auto_map", "custom_pipelines")):
         if isinstance(value, dict):

@@ -23,11 +23,11 @@ from core.pickle_policy import (
     check_remote_code,
     is_trusted,
     pickle_trust,
-    remote_code_reasons,
     trust_pickle,
     trust_remote_code,
     untrust_pickle,
 )
+from core.sources import remote_code_reasons
 from core.workspace import init_workspace
 from tests.pickle_corpus import corpus, torch_corpus
 
@@ -182,7 +182,7 @@ def test_remote_code_refused_without_consent(ws):
     with pytest.raises(RemoteCodeRefused):
         check_remote_code(ws, "org/model", COMMIT_A, {"model_type": "x"}, files=["config.json", "modeling_x.py"])
     nested = {"text_config": {"auto_map": {"AutoConfig": "c.C"}}}
-    assert remote_code_reasons(nested) == ("config has text_config.auto_map",)
+    assert remote_code_reasons(nested) == ["config.json text_config.auto_map: AutoConfig -> c.C"]
     plain = check_remote_code(ws, "org/model", "main", {"model_type": "llama"}, files=["model.safetensors"])
     assert not plain.needed
 
