@@ -219,6 +219,12 @@ def validate_safetensors_bytes(data: bytes, *, path: str | os.PathLike | None = 
     return validate_header(data, len(data), path=path)
 
 
+def header_length(prefix: bytes, file_size: int, *, path: str | os.PathLike | None = None) -> int:
+    """n, the JSON header's length, from the file's first 8 bytes: how much a remote reader must
+    fetch before validate_header. An impossible n raises the same faults validate_header would."""
+    return _header_length(bytes(prefix[:8]), file_size, Path(path) if path is not None else None)
+
+
 # --------------------------------------------------------------------------- the checks
 
 def _header_length(first8: bytes, file_size: int, path: Path | None) -> int:
@@ -231,8 +237,8 @@ def _header_length(first8: bytes, file_size: int, path: Path | None) -> int:
     if n > MAX_HEADER_SIZE:
         raise _fail("header_too_large", f"header length {n} is above the {MAX_HEADER_SIZE}-byte limit", path)
     if 8 + n > file_size:
-        raise _fail("header_exceeds_file", f"header length {n} runs past the end of the "
-                    f"{file_size}-byte file", path)
+        raise _fail("header_exceeds_file", f"header length {n} runs past the end of the file "
+                    f"({file_size} bytes)", path)
     return n
 
 

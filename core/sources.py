@@ -21,19 +21,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 from urllib.parse import quote
 
 from core.errors import InputError
+from core.safetensors_check import (SafetensorsError, SafetensorsInfo, header_length, validate_header,
+                                    validate_safetensors)
 
 HUB, LOCAL, GGUF = "hub", "local", "gguf"
 DEFAULT_REVISION = "main"
 
-SAFETENSORS_MAX_HEADER = 100_000_000   # the reference implementation's limit
 HEADER_PROBE_MAX = 64 * 1024            # first range request: at most this much
 HEADER_PROBE_SHARE = 10_000             # ... and at most 0.01% of the shard
 CONFIG_MAX_BYTES = 4 * 1024 * 1024
@@ -590,69 +590,41 @@ def _get_range(url: str, start: int, length: int, *, token, counter: _Counter, w
 
 
 def _hub_safetensors_headers(repo_id: str, commit: str, shards: list[FileInfo], endpoint: str, token,
-                             counter: _Counter) -> dict[str, dict]:
-    def one(info: FileInfo) -> tuple[str, dict]:
+                             counter: _Counter) -> dict[str, SafetensorsInfo]:
+    """Each shard's header through range requests, checked by core.safetensors_check against the
+    size the hub lists: a hostile header is refused here with the same fault codes as on disk."""
+    def one(info: FileInfo) -> tuple[str, SafetensorsInfo]:
         url = _resolve_url(endpoint, repo_id, commit, info.path)
         what = (repo_id, commit, info.path, endpoint)
-        size = info.size or 0
-        probe = max(8, min(HEADER_PROBE_MAX, size // HEADER_PROBE_SHARE))
+        where = f"{repo_id}@{commit[:12]}:{info.path}"
+        if info.size is None:   # the layout check needs the file's end
+            raise HubError(f"{where}: the hub lists no size for this file, so its header cannot be checked")
+        probe = max(8, min(HEADER_PROBE_MAX, info.size // HEADER_PROBE_SHARE))
         head = _get_range(url, 0, probe, token=token, counter=counter, what=what)
-        if len(head) < 8:
-            raise HubError(f"{repo_id}@{commit[:12]}: {info.path}: too short for a safetensors file")
-        (length,) = struct.unpack("<Q", head[:8])
-        _check_header_length(length, size, f"{repo_id}@{commit[:12]}:{info.path}")
-        raw = head[8:8 + length]
-        if len(raw) < length:
-            raw += _get_range(url, 8 + len(raw), length - len(raw), token=token, counter=counter, what=what)
-        return info.path, parse_safetensors_header(raw, f"{repo_id}@{commit[:12]}:{info.path}")
+        try:
+            if len(head) < min(8, info.size):
+                raise HubError(f"{where}: the server sent {len(head)} bytes of a {info.size}-byte file")
+            n = header_length(head, info.size, path=where)
+            if len(head) < 8 + n:
+                head += _get_range(url, len(head), 8 + n - len(head), token=token, counter=counter, what=what)
+            if len(head) < 8 + n:
+                raise HubError(f"{where}: the server sent {len(head)} bytes of an {8 + n}-byte header")
+            return info.path, validate_header(head, info.size, path=where)
+        except SafetensorsError as exc:
+            # The stock hint says to fetch the file again; the hub would serve the same bytes.
+            raise replace(exc, hint="the hub's copy of the file is malformed: do not use this model") from None
 
     # A few shards in parallel: each is one or two small requests, mostly latency.
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(shards)))) as pool:
         return dict(pool.map(one, shards))
 
 
-def _check_header_length(length: int, file_size: int, where: str) -> None:
-    problem = header_length_problem(length, file_size)
-    if problem:
-        raise HubError(f"{where}: {problem}")
-
-
-def header_length_problem(length: int, file_size: int) -> str | None:
-    if length > SAFETENSORS_MAX_HEADER:
-        return f"safetensors header of {length} bytes is over the {SAFETENSORS_MAX_HEADER} limit"
-    if file_size and 8 + length > file_size:
-        return f"safetensors header length {length} runs past the end of the file ({file_size} bytes)"
-    return None
-
-
-def parse_safetensors_header(raw: bytes, where: str) -> dict:
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise HubError(f"{where}: the safetensors header is not UTF-8 JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise HubError(f"{where}: the safetensors header is not a JSON object")
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        shape = entry.get("shape") if isinstance(entry, dict) else None
-        if (not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str) or not isinstance(shape, list)
-                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
-            raise HubError(f"{where}: tensor {name!r} has no valid dtype and shape")
-    return header
-
-
-def count_parameters(headers: Iterable[dict]) -> dict[str, int]:
-    """Exact parameter counts by dtype from safetensors headers."""
+def count_parameters(headers: Iterable[SafetensorsInfo]) -> dict[str, int]:
+    """Exact parameter counts by dtype over a model's safetensors shards."""
     counts: dict[str, int] = {}
     for header in headers:
-        for name, entry in header.items():
-            if name == "__metadata__":
-                continue
-            count = 1
-            for dim in entry["shape"]:
-                count *= dim
-            counts[entry["dtype"]] = counts.get(entry["dtype"], 0) + count
+        for dtype, count in header.params_by_dtype().items():
+            counts[dtype] = counts.get(dtype, 0) + count
     return dict(sorted(counts.items()))
 
 
@@ -830,8 +802,7 @@ def local_metadata(source: Source) -> ModelMetadata:
     meta.weight_files = weight_files(paths)
     if meta.weight_files:
         meta.weight_format = "safetensors"
-        headers = [read_safetensors_header(root / p) for p in meta.weight_files]
-        meta.parameters = count_parameters(headers)
+        meta.parameters = count_parameters(validate_safetensors(root / p) for p in meta.weight_files)
     elif ggufs := sorted(p for p in paths if p.lower().endswith(".gguf")):
         meta.weight_format, meta.weight_files = "gguf", ggufs
     elif pickles := sorted(p for p in paths if "/" not in p and p.lower().endswith(PICKLE_SUFFIXES)
@@ -845,22 +816,6 @@ def local_metadata(source: Source) -> ModelMetadata:
     meta.remote_code_reasons = remote_code_reasons(meta.config, paths)
     meta.remote_code = bool(meta.remote_code_reasons)
     return meta
-
-
-def read_safetensors_header(path: Path) -> dict:
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise InputError("too short for a safetensors file", path=path)
-        (length,) = struct.unpack("<Q", head)
-        problem = header_length_problem(length, os.fstat(handle.fileno()).st_size)
-        if problem:
-            raise InputError(problem, path=path)
-        raw = handle.read(length)
-    try:
-        return parse_safetensors_header(raw, "safetensors header")
-    except HubError as exc:
-        raise InputError(exc.message, path=path) from None
 
 
 def gguf_metadata(source: Source) -> ModelMetadata:

@@ -188,6 +188,22 @@ def test_metadata_when_the_server_ignores_range(hub):
     assert meta.bytes_fetched < 1_000_000
 
 
+@pytest.mark.parametrize("damage, fault", [
+    (lambda shard: shard + b"\0" * 8, "trailing_bytes"),            # the hub lists the longer size
+    (lambda shard: shard[:8] + shard[8:].replace(b'"BF16"', b'"XX16"', 1), "unknown_dtype"),
+])
+def test_hostile_hub_header_gets_the_validators_fault(hub, damage, fault):
+    from core.safetensors_check import SafetensorsError
+
+    files = llama_repo_files(n_shards=1, with_pickle=False)
+    files["model.safetensors"] = damage(files["model.safetensors"])
+    hub.commit(REPO, files)
+    with pytest.raises(SafetensorsError) as caught:
+        fetch_metadata(REPO, endpoint=hub.url)
+    assert caught.value.fault == fault and "model.safetensors" in str(caught.value)
+    assert "hub's copy" in caught.value.hint
+
+
 def test_pinned_commit_is_used_even_after_the_branch_moves(hub):
     first = hub.commit(REPO, llama_repo_files())
     hub.commit(REPO, {"config.json": json.dumps(llama_config(LlamaShape(), num_hidden_layers=99)).encode()})
