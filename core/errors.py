@@ -39,10 +39,15 @@ class InputError(WeightgateError):
 
     def __str__(self) -> str:
         where = self.location()
-        text = f"{where}: {self.message}" if where else self.message
+        what = self.describe()
+        text = f"{where}: {what}" if where else what
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+    def describe(self) -> str:
+        """What is wrong, as shown after the location (subclasses add what they know)."""
+        return self.message
 
     def to_dict(self) -> dict:
         return {
@@ -56,6 +61,24 @@ class InputError(WeightgateError):
 
 class NotAWorkspace(InputError):
     pass
+
+
+@dataclass
+class FaultError(InputError):
+    """A file that must not be loaded, with a stable `fault` code (see each format's FAULTS):
+    evidence records, checks and tests key on the code; people read the message."""
+
+    fault: str = "invalid"
+
+    def detail(self) -> str:
+        """Where inside the file (a tensor, a byte offset), appended to the message."""
+        return ""
+
+    def describe(self) -> str:
+        return f"{self.message}{self.detail()} [{self.fault}]"
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "fault": self.fault}
 
 
 def line_col(text: str, offset: int) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from core.errors import InputError
+from core.errors import FaultError
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)      # v1 used 32-bit lengths and is long gone
@@ -65,27 +65,18 @@ _REFETCH = "the file is damaged or is not a GGUF file; fetch it again and re-ver
 
 
 @dataclass
-class GgufError(InputError):
+class GgufError(FaultError):
     """A GGUF file whose header must not be trusted. `fault` is a stable code (see FAULTS)."""
 
-    fault: str = "invalid"
     offset: int | None = None       # byte offset in the file where the fault was found
     item: str | None = None         # the key or tensor name involved, if any
 
-    def __str__(self) -> str:
-        where = self.location()
-        what = self.message
-        if self.item is not None:
-            what += f" ({self.item!r})"
-        if self.offset is not None:
-            what += f" at byte {self.offset}"
-        text = f"{where}: {what} [{self.fault}]" if where else f"{what} [{self.fault}]"
-        if self.hint:
-            text += f"\n  hint: {self.hint}"
-        return text
+    def detail(self) -> str:
+        return ((f" ({self.item!r})" if self.item is not None else "")
+                + (f" at byte {self.offset}" if self.offset is not None else ""))
 
     def to_dict(self) -> dict:
-        return {**super().to_dict(), "fault": self.fault, "offset": self.offset, "item": self.item}
+        return {**super().to_dict(), "offset": self.offset, "item": self.item}
 
 
 class GgufFramingError(GgufError):

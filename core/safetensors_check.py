@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import InputError
+from core.errors import FaultError
 
 MAX_HEADER_SIZE = 100_000_000   # the crate's MAX_HEADER_SIZE
 USIZE_MAX = 2**64 - 1           # the crate's usize on the 64-bit hosts that load weights
@@ -43,22 +43,16 @@ _REFETCH = "the file is damaged or was not written by a safetensors writer; fetc
 
 
 @dataclass
-class SafetensorsError(InputError):
+class SafetensorsError(FaultError):
     """A .safetensors file that must not be loaded. `fault` is a stable code (see FAULTS)."""
 
-    fault: str = "invalid"
     tensor: str | None = None
 
-    def __str__(self) -> str:
-        where = self.location()
-        what = self.message + (f" (tensor {self.tensor!r})" if self.tensor is not None else "")
-        text = f"{where}: {what} [{self.fault}]" if where else f"{what} [{self.fault}]"
-        if self.hint:
-            text += f"\n  hint: {self.hint}"
-        return text
+    def detail(self) -> str:
+        return f" (tensor {self.tensor!r})" if self.tensor is not None else ""
 
     def to_dict(self) -> dict:
-        return {**super().to_dict(), "fault": self.fault, "tensor": self.tensor}
+        return {**super().to_dict(), "tensor": self.tensor}
 
 
 class SafetensorsFramingError(SafetensorsError):
