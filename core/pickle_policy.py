@@ -130,15 +130,7 @@ def trust_pickle(ws: Workspace, relative_path: str | os.PathLike, sha256: str, n
             raise InputError(f"the file's sha256 is {actual}, not {sha}", path=full,
                              hint="trust the hash of the bytes you reviewed; re-download if it changed")
     trust = PickleTrust(path=key, sha256=sha, note=note, trusted_at=_now())
-
-    def change(doc):
-        entry = tomlkit.table()
-        entry.add("sha256", trust.sha256)
-        entry.add("note", trust.note)
-        entry.add("trusted_at", trust.trusted_at)
-        _table(doc, PICKLE_TABLE)[key] = entry
-
-    ws.update_config(change)
+    _save(ws, PICKLE_TABLE, key, {"sha256": trust.sha256, "note": trust.note, "trusted_at": trust.trusted_at})
     return trust
 
 
@@ -261,15 +253,7 @@ def trust_remote_code(ws: Workspace, repo: str, commit: str, note: str) -> Remot
     commit = _check_commit(commit)
     note = _check_note(note)
     trust = RemoteCodeTrust(repo=repo, commit=commit, note=note, trusted_at=_now())
-
-    def change(doc):
-        entry = tomlkit.table()
-        entry.add("commit", trust.commit)
-        entry.add("note", trust.note)
-        entry.add("trusted_at", trust.trusted_at)
-        _table(doc, REMOTE_CODE_TABLE)[repo] = entry
-
-    ws.update_config(change)
+    _save(ws, REMOTE_CODE_TABLE, repo, {"commit": trust.commit, "note": trust.note, "trusted_at": trust.trusted_at})
     return trust
 
 
@@ -356,6 +340,18 @@ def _entries(ws: Workspace, name: str) -> dict:
     if not isinstance(table, dict):
         raise InputError(f"[{TRUST_TABLE}.{name}] must be a table", path=ws.config_path)
     return {str(key): value for key, value in table.items() if isinstance(value, dict)}
+
+
+def _save(ws: Workspace, name: str, key: str, fields: dict[str, str]) -> None:
+    """[trust.<name>."<key>"] = fields, replacing that entry only (the rest of the file, comments
+    included, is kept by update_config)."""
+    def change(doc):
+        entry = tomlkit.table()
+        for field_name, value in fields.items():
+            entry.add(field_name, value)
+        _table(doc, name)[key] = entry
+
+    ws.update_config(change)
 
 
 def _remove(ws: Workspace, name: str, key: str) -> bool:
