@@ -486,22 +486,13 @@ def _hub_metadata(source: Source, *, commit: str | None, endpoint: str | None,
         meta.warnings.append("no config.json in the repo")
     _apply_config(meta, meta.config)
 
-    meta.weight_files = weight_files(by_path)
-    if meta.weight_files:
-        meta.weight_format = "safetensors"
-    if meta.weight_files and parameters:
+    _apply_weights(meta, by_path)
+    if meta.weight_format == "safetensors" and parameters:
         headers = _hub_safetensors_headers(source.repo_id, commit, [by_path[p] for p in meta.weight_files],
                                            endpoint, token, counter)
         meta.parameters = count_parameters(headers.values())
-    elif any(p.lower().endswith(".gguf") for p in by_path):
-        meta.weight_format = "gguf"
-        meta.weight_files = sorted(p for p in by_path if p.lower().endswith(".gguf"))
+    elif meta.weight_format == "gguf":
         meta.warnings.append("a GGUF repo: parameter counts need a chosen GGUF file")
-    elif pickles := sorted(p for p in by_path if "/" not in p and p.lower().endswith(PICKLE_SUFFIXES)
-                           and PurePosixPath(p).name not in TRAINING_LEFTOVERS):
-        meta.weight_format = "pickle"
-        meta.weight_files = pickles
-        meta.warnings.append("pickle weights only: they must be scanned and trusted before any use")
 
     card = info.get("cardData") if isinstance(info.get("cardData"), dict) else None
     meta.license = license_from_card(card)
@@ -639,6 +630,20 @@ def _parse_config(raw: bytes, where: str) -> dict:
     if not isinstance(config, dict):
         raise InputError(f"{where}: config.json is not a JSON object")
     return config
+
+
+def _apply_weights(meta: ModelMetadata, paths: Iterable[str]) -> None:
+    """Which files hold the weights, in which format: the safetensors set, else the GGUF files,
+    else root-level pickles (training leftovers aside). Hub and local sources decide alike."""
+    paths = sorted(paths)
+    if safetensors := weight_files(paths):
+        meta.weight_format, meta.weight_files = "safetensors", safetensors
+    elif ggufs := [p for p in paths if p.lower().endswith(".gguf")]:
+        meta.weight_format, meta.weight_files = "gguf", ggufs
+    elif pickles := [p for p in paths if "/" not in p and p.lower().endswith(PICKLE_SUFFIXES)
+                     and p not in TRAINING_LEFTOVERS]:
+        meta.weight_format, meta.weight_files = "pickle", pickles
+        meta.warnings.append("pickle weights only: they must be scanned and trusted before any use")
 
 
 def _first(config: dict, *keys: str) -> Any:
@@ -799,16 +804,9 @@ def local_metadata(source: Source) -> ModelMetadata:
     else:
         meta.warnings.append("no config.json in the directory")
     _apply_config(meta, meta.config)
-    meta.weight_files = weight_files(paths)
-    if meta.weight_files:
-        meta.weight_format = "safetensors"
+    _apply_weights(meta, paths)
+    if meta.weight_format == "safetensors":
         meta.parameters = count_parameters(validate_safetensors(root / p) for p in meta.weight_files)
-    elif ggufs := sorted(p for p in paths if p.lower().endswith(".gguf")):
-        meta.weight_format, meta.weight_files = "gguf", ggufs
-    elif pickles := sorted(p for p in paths if "/" not in p and p.lower().endswith(PICKLE_SUFFIXES)
-                           and p not in TRAINING_LEFTOVERS):
-        meta.weight_format, meta.weight_files = "pickle", pickles
-        meta.warnings.append("pickle weights only: they must be scanned and trusted before any use")
     if "README.md" in paths:
         with open(root / "README.md", "rb") as handle:
             readme = handle.read(README_MAX_BYTES)
