@@ -42,11 +42,6 @@ def _candidates(ws: Workspace, config: dict) -> str:
     return digest_value(_table(config, "candidates") or [])
 
 
-def _choice(ws: Workspace, config: dict) -> str:
-    choice = _decision(config, "model")
-    return digest_value(choice) if choice else ABSENT
-
-
 def _model(ws: Workspace, config: dict) -> str:
     from core.lock import lock_digest, read_lock
 
@@ -76,24 +71,19 @@ def _weights_on_disk(ws: Workspace, config: dict) -> str:
     return digest_value(seen)
 
 
-def _precision(ws: Workspace, config: dict) -> str:
-    precision = _decision(config, "precision")
-    return digest_value(precision) if precision else ABSENT
-
-
-def _adapter(ws: Workspace, config: dict) -> str:
-    adapter = _decision(config, "adapter")
-    return digest_value(adapter) if adapter else ABSENT
-
-
-def _evalset(setting: str, default: str) -> Callable[[Workspace, dict], str]:
+def _decided(key: str) -> Callable[[Workspace, dict], str]:
+    """The digest of [decisions].<key>, ABSENT while nothing is decided."""
     def compute(ws: Workspace, config: dict) -> str:
-        return digest_file(setting_path(ws, config, setting, default))
+        decision = _decision(config, key)
+        return digest_value(decision) if decision else ABSENT
     return compute
 
 
-def _dataset(ws: Workspace, config: dict) -> str:
-    return digest_file(setting_path(ws, config, "train_data", "data/train.jsonl"))
+def _file_setting(setting: str, default: str) -> Callable[[Workspace, dict], str]:
+    """The digest of the file a setting names (an eval set, the training data)."""
+    def compute(ws: Workspace, config: dict) -> str:
+        return digest_file(setting_path(ws, config, setting, default))
+    return compute
 
 
 def _train_config(ws: Workspace, config: dict) -> str:
@@ -101,24 +91,19 @@ def _train_config(ws: Workspace, config: dict) -> str:
     return digest_value(training) if training else ABSENT
 
 
-def _release(ws: Workspace, config: dict) -> str:
-    release = _decision(config, "release")
-    return digest_value(release) if release else ABSENT
-
-
 COMPUTE: dict[str, Callable[[Workspace, dict], str]] = {
     "requirements": _requirements,
     "candidates": _candidates,
-    "choice": _choice,
+    "choice": _decided("model"),
     "model": _model,
     "weights_on_disk": _weights_on_disk,
-    "precision": _precision,
-    "adapter": _adapter,
-    "evalset.task": _evalset("eval_set", "evals/task.jsonl"),
-    "evalset.general": _evalset("general_set", "evals/general.jsonl"),
-    "dataset": _dataset,
+    "precision": _decided("precision"),
+    "adapter": _decided("adapter"),
+    "evalset.task": _file_setting("eval_set", "evals/task.jsonl"),
+    "evalset.general": _file_setting("general_set", "evals/general.jsonl"),
+    "dataset": _file_setting("train_data", "data/train.jsonl"),
     "train_config": _train_config,
-    "release": _release,
+    "release": _decided("release"),
 }
 
 
