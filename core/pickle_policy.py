@@ -37,7 +37,7 @@ import tomlkit
 from core.errors import InputError
 from core.hashing import sha256_file, sha256_handle
 from core.picklescan import PickleFinding, PickleScanError, ScanResult, scan_handle
-from core.sources import remote_code_reasons
+from core.sources import is_commit, remote_code_reasons
 from core.workspace import Workspace
 
 TRUST_TABLE = "trust"
@@ -54,7 +54,6 @@ UNSAFE = "unsafe"
 MALFORMED = "malformed"
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _REPO = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]*/)?[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -226,7 +225,7 @@ def check_remote_code(ws: Workspace, repo: str, commit: str, config_json: dict,
         return RemoteCodeCheck(needed=False, reasons=())
     repo = _check_repo(repo)
     shown = "; ".join(reasons[:3]) + (" ..." if len(reasons) > 3 else "")
-    if not _COMMIT.match(commit.strip().lower()):
+    if not is_commit(commit.strip().lower()):
         raise RemoteCodeRefused(
             f"{repo} needs remote code ({shown}) and {commit!r} is not a pinned commit",
             path=ws.config_path, repo=repo, commit=commit, reasons=reasons,
@@ -266,7 +265,7 @@ def remote_code_trust(ws: Workspace, repo: str) -> RemoteCodeTrust | None:
     if entry is None:
         return None
     commit, note = entry.get("commit"), entry.get("note", "")
-    if not isinstance(commit, str) or not _COMMIT.match(commit.lower()) or not isinstance(note, str):
+    if not isinstance(commit, str) or not is_commit(commit.lower()) or not isinstance(note, str):
         raise InputError(f'[trust.remote_code."{repo}"] needs commit = "<40 hex digits>" and a note string',
                          path=ws.config_path, hint=f"remove the entry and run `{TRUST_REMOTE_CODE_COMMAND}` again")
     return RemoteCodeTrust(repo=repo, commit=commit.lower(), note=note, trusted_at=str(entry.get("trusted_at", "")))
@@ -300,7 +299,7 @@ def _check_sha256(sha256: str) -> str:
 
 def _check_commit(commit: str) -> str:
     value = str(commit).strip()
-    if _COMMIT.match(value.lower()):
+    if is_commit(value.lower()):
         return value.lower()
     if _HEX.match(value) and 4 <= len(value) < 40:
         raise InputError(f"{value!r} is a short commit sha; remote code is trusted only at a full 40-hex commit",
