@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from core import checks, weights_checks
+from core import checks, eval_checks, weights_checks
 from core.checks import CheckContext, CheckResult
 
 LIVE_CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
@@ -15,4 +15,6 @@ LIVE_CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
     "verify.pickle": weights_checks.check_pickle,
     "verify.remote_code": weights_checks.check_remote_code,
     "verify.license": weights_checks.check_license,
+    "eval.fresh": eval_checks.check_fresh,
+    "select.choice": eval_checks.check_choice,
 }

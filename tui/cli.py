@@ -471,6 +471,8 @@ def build_app():
                   f"{len(evalset.problems)} problems")
         raise typer.Exit(EXIT_USAGE if evalset.problems else EXIT_OK)
 
+    _add_eval_commands(app, workspace, fail)   # eval, runs, baseline, rescore, determinism, latency, benchmark
+
     @app.command()
     def tui() -> None:
         """Open the terminal UI (the default when no command is given)."""
@@ -587,6 +589,210 @@ def _render_event(event) -> str:
     else:
         text = payload.get("message") or json.dumps(payload, default=str)
     return f"{stamp} #{event.seq:<5} {event.kind:<8} {text}"
+
+
+# --- evaluation commands (issue 4): eval, runs, baseline, rescore, determinism, latency, benchmark ----
+
+
+def _add_eval_commands(app, workspace, fail) -> None:
+    import typer
+
+    from core.errors import WeightgateError
+
+    def start(kind: str, params: dict, as_json: bool, follow: bool, verdict=None) -> None:
+        """Start a detached job; with --attach follow it and exit with its verdict."""
+        from core.jobs import start_job
+
+        ws = workspace(as_json)
+        handle = start_job(ws.jobs_dir, kind, params, workspace=ws.root)
+        if not follow:
+            print(json.dumps({"job": handle.job_id, "dir": str(handle.job_dir)}) if as_json
+                  else f"started {kind} job {handle.job_id}; follow it with `weightgate attach {handle.job_id}`")
+            raise typer.Exit(EXIT_OK)
+        code = _attach(handle.job_dir, as_json, follow=True)
+        result = _job_result(handle.job_dir)
+        if code == EXIT_OK and verdict is not None and result is not None:
+            message, ok = verdict(result)
+            if not as_json and message:
+                print(message)
+            code = EXIT_OK if ok else EXIT_FAILED
+        raise typer.Exit(code)
+
+    def check_plan(set_name: str, batch_size, limit, as_json: bool) -> None:
+        """A bad eval set or a missing lock is reported here (exit 2), not in a job's log."""
+        from core.evaluation import plan_eval
+
+        try:
+            plan_eval(workspace(as_json), set_name, batch_size=batch_size, limit=limit)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+
+    @app.command("eval")
+    def eval_cmd(set_name: str = typer.Option("task", "--set", help="task or general"),
+                 batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
+                                                          help="Default: [settings] eval_batch_size or 8."),
+                 limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N cases."),
+                 baseline: Optional[bool] = typer.Option(None, "--baseline/--no-baseline",
+                                                         help="Mark as baseline (default: the first full run "
+                                                              "of a model + precision + adapter)."),
+                 name: str = typer.Option("", "--name", help="A name for the run."),
+                 fresh: bool = typer.Option(False, "--fresh", help="Generate even if only scorers changed."),
+                 follow: bool = typer.Option(False, "--attach", help="Follow the job until it ends."),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+        """Run an eval set on the workspace's model (a detached job): batched greedy generation,
+        scores, a run under .weightgate/runs/."""
+        check_plan(set_name, batch_size, limit, as_json)
+        params = {"set": set_name, "batch_size": batch_size, "limit": limit, "baseline": baseline, "name": name,
+                  "reuse": not fresh}
+
+        def verdict(result: dict):
+            summary = result.get("summary") or {}
+            how = f" (re-scored {result['rescored_from']}, nothing generated)" if result.get("rescored_from") else ""
+            return (f"run {result.get('run')}: score {summary.get('score', 0):.3f} "
+                    f"({summary.get('passed')}/{summary.get('cases')}){how}", result.get("status") == "complete")
+        start("eval", params, as_json, follow, verdict)
+
+    @app.command("runs")
+    def runs_cmd(set_name: Optional[str] = typer.Option(None, "--set", help="Only runs of this set."),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+        """List eval runs, newest first (B marks a baseline)."""
+        from core.runs import list_runs
+
+        runs = list_runs(workspace(as_json), set_name)
+        if as_json:
+            print(json.dumps([{k: v for k, v in r.to_dict().items() if k != "environment"} for r in runs],
+                             indent=2, default=str))
+            return
+        if not runs:
+            print("no eval runs yet: weightgate eval")
+            return
+        for r in runs:
+            summary = r.summary
+            score = f"{summary['score']:.3f} {summary.get('passed')}/{summary.get('cases')}" if "score" in summary else "-"
+            print(f"{r.id:<28} {'B' if r.baseline else ' '} {r.set:<7} {r.status:<8} "
+                  f"{r.config.get('kind', 'eval'):<10} {score:<14} {r.name}")
+
+    @app.command("baseline")
+    def baseline_cmd(run: str = typer.Argument(..., help="Run id or a unique prefix."),
+                     as_json: bool = typer.Option(False, "--json")) -> None:
+        """Mark a run as the baseline for its model, precision and adapter."""
+        from core.evaluation import mark_baseline
+
+        ws = workspace(as_json)
+        try:
+            outcome = mark_baseline(ws, run)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        if as_json:
+            print(json.dumps(outcome, indent=2, default=str))
+            return
+        print(f"{outcome['run']} is the baseline")
+        if outcome["mismatch"]:
+            print(f"  not of today's workspace ({', '.join(outcome['mismatch'])} differ): eval.baseline not recorded")
+        if outcome["finetuning_needed"] is not None:
+            print("  fine-tuning " + ("needed: the baseline misses the quality threshold" if outcome["finetuning_needed"]
+                                      else "not needed: the baseline meets the quality threshold"))
+
+    @app.command("rescore")
+    def rescore_cmd(run: str = typer.Argument(..., help="Run id or a unique prefix."),
+                    name: str = typer.Option("", "--name"),
+                    as_json: bool = typer.Option(False, "--json")) -> None:
+        """Re-score a run's saved outputs with today's expected answers and scorers (no model)."""
+        from core.evaluation import rescore
+        from core.runs import read_run
+
+        ws = workspace(as_json)
+        try:
+            before = read_run(ws, run)
+            after = rescore(ws, before.id, name=name)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        if as_json:
+            print(json.dumps({"run": after.id, "from": before.id, "summary": after.summary}, indent=2))
+        else:
+            changed = sum(1 for a, b in zip(before.cases, after.cases) if a.passed != b.passed)
+            print(f"re-scored {before.id} -> {after.id}: score {before.summary.get('score', 0):.3f} -> "
+                  f"{after.summary['score']:.3f} ({changed} case(s) changed verdict)")
+
+    @app.command("determinism")
+    def determinism_cmd(repeats: int = typer.Option(3, "--repeats", min=2),
+                        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+                        limit: Optional[int] = typer.Option(None, "--limit", min=1),
+                        follow: bool = typer.Option(False, "--attach"),
+                        as_json: bool = typer.Option(False, "--json")) -> None:
+        """Repeat the task set at temperature 0 (a job): identical, or the first divergence."""
+        check_plan("task", batch_size, limit, as_json)
+
+        def verdict(result: dict):
+            if result.get("identical"):
+                return f"{result['repeats']} repeats identical over {result['cases']} cases", True
+            d = result.get("divergence") or {}
+            return (f"repeat {d.get('repeat')} diverges at case {d.get('case')}, token {d.get('position')}: "
+                    f"{d.get('output_first')!r} vs {d.get('output_other')!r}"), False
+        start("determinism", {"repeats": repeats, "batch_size": batch_size, "limit": limit}, as_json, follow, verdict)
+
+    @app.command("latency")
+    def latency_cmd(batch_sizes: str = typer.Option("1,2,4,8", "--batch-sizes", help="Comma-separated."),
+                    requests: Optional[int] = typer.Option(None, "--requests", min=1,
+                                                           help="Requests per batch size (default 8, at least 2 batches)."),
+                    follow: bool = typer.Option(False, "--attach"),
+                    as_json: bool = typer.Option(False, "--json")) -> None:
+        """TTFT and tokens/s at several batch sizes (a job), checked against the ceilings."""
+        from core.errors import InputError
+
+        try:
+            sizes = [int(part) for part in batch_sizes.split(",") if part.strip()]
+            if not sizes or min(sizes) < 1:
+                raise ValueError
+        except ValueError:
+            fail(InputError(f"--batch-sizes {batch_sizes!r}: positive integers separated by commas"), as_json)
+        check_plan("task", 1, None, as_json)
+
+        def verdict(result: dict):
+            lines = [f"batch {r['batch_size']:>2}: ttft p50 {r['ttft_ms']['p50']:.0f} ms  latency p50 "
+                     f"{r['latency_ms']['p50']:.0f} / p95 {r['latency_ms']['p95']:.0f} ms  "
+                     f"{r['tokens_per_s']['p50']:.1f} tok/s per request  {r['throughput_tokens_per_s']:.1f} tok/s total"
+                     for r in result.get("batch_sizes", [])]
+            lines += [f"  over a ceiling: {v}" for v in result.get("violations", [])]
+            if result.get("missing_ceilings"):
+                lines.append("  set [requirements.ceilings] " + ", ".join(result["missing_ceilings"]))
+            return "\n".join(lines), bool(result.get("within"))
+        start("latency", {"batch_sizes": sizes, "requests": requests}, as_json, follow, verdict)
+
+    @app.command("benchmark")
+    def benchmark_cmd(limit: Optional[int] = typer.Option(None, "--limit", min=1,
+                                                          help="Only the first N cases (not recorded as evidence)."),
+                      batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+                      show: bool = typer.Option(False, "--show", help="Print the latest table; run nothing."),
+                      follow: bool = typer.Option(False, "--attach"),
+                      as_json: bool = typer.Option(False, "--json")) -> None:
+        """Phase 1: every shortlisted candidate on the task set (a job): score, latency, tokens/s,
+        memory, cost per task (settings.price_per_hour), against every requirement."""
+        from core.benchmark import render_table
+        from core.reports import latest_report
+
+        if show:
+            report = latest_report(workspace(as_json), "benchmark")
+            if report is None:
+                print(json.dumps(None) if as_json else "no benchmark yet: weightgate benchmark")
+                raise typer.Exit(EXIT_FAILED)
+            print(json.dumps(report, indent=2, default=str) if as_json else render_table(report))
+            return
+        check_plan("task", batch_size, limit, as_json)
+
+        def verdict(result: dict):
+            return render_table(result), not any(row.get("error") for row in result.get("rows", []))
+        start("benchmark", {"limit": limit, "batch_size": batch_size}, as_json, follow, verdict)
+
+
+def _job_result(job_dir: Path) -> dict | None:
+    """The data of a finished job's `result` event."""
+    from core.events import read_events
+    from core.jobs import events_path
+
+    events, _ = read_events(events_path(job_dir))
+    results = [event for event in events if event.kind == "result"]
+    return results[-1].payload.get("data") if results else None
 
 
 if __name__ == "__main__":

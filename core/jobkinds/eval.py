@@ -1,0 +1,108 @@
+"""Eval job kinds: `eval`, `determinism`, `latency`, `benchmark`. Each loads torch in the job
+process only, streams progress (cases done / total, ETA) and a live metric (the running score),
+and returns a JSON summary as the job's result.
+
+params:
+    eval         set ("task"), batch_size, limit, baseline (true / false / null = first full run),
+                 name, reuse (true: re-score instead of generating when only scorers changed)
+    determinism  repeats (3), set, batch_size, limit
+    latency      batch_sizes ([1, 2, 4, 8]), set, requests
+    benchmark    batch_size, limit, latency_requests
+"""
+
+from __future__ import annotations
+
+from core.jobs import JobContext
+
+
+def _workspace(ctx: JobContext):
+    from core.errors import InputError
+    from core.workspace import open_workspace
+
+    if ctx.workspace is None:
+        raise InputError("this job needs a workspace")
+    return open_workspace(ctx.workspace)
+
+
+def run(ctx: JobContext) -> dict:
+    from core.evaluation import run_eval
+
+    ws = _workspace(ctx)
+    params = ctx.params
+
+    def progress(event: dict) -> None:
+        ctx.progress(event["done"], event["total"], unit="case", eta_s=event["eta_s"],
+                     message=f"score {event['score']:.3f} so far")
+        ctx.metric({"score": round(event["score"], 6), "passed": event["passed"], "cases_done": event["done"]},
+                   step=event["done"])
+        ctx.check_cancel()
+
+    outcome = run_eval(ws, params.get("set", "task"), batch_size=params.get("batch_size"), limit=params.get("limit"),
+                       baseline=params.get("baseline"), name=params.get("name", ""),
+                       reuse=params.get("reuse", True), job_id=ctx.job_id, progress=progress, log=ctx.log)
+    summary = outcome["summary"]
+    ctx.log(f"run {outcome['run']}: score {summary.get('score', 0):.3f} ({summary.get('passed')}/{summary.get('cases')}),"
+            f" {summary.get('tokens_per_s', 0):.1f} tokens/s")
+    ctx.artifact(ws.runs_dir / outcome["run"] / "run.json", label="run")
+    baseline = outcome.get("baseline")
+    if baseline:
+        ctx.log(f"marked as baseline{'' if not baseline.get('mismatch') else ' (not of today: ' + ', '.join(baseline['mismatch']) + ')'}"
+                + ("" if baseline.get("finetuning_needed") is None
+                   else f"; fine-tuning {'needed' if baseline['finetuning_needed'] else 'not needed'}"))
+    return outcome
+
+
+def run_determinism(ctx: JobContext) -> dict:
+    from core.determinism import DEFAULT_REPEATS, check_determinism
+
+    ws = _workspace(ctx)
+    params = ctx.params
+
+    def progress(event: dict) -> None:
+        ctx.progress(event["done"], event["total"], unit="repeat", eta_s=event["eta_s"])
+        ctx.check_cancel()
+
+    result = check_determinism(ws, repeats=int(params.get("repeats", DEFAULT_REPEATS)), set_name=params.get("set", "task"),
+                               batch_size=params.get("batch_size"), limit=params.get("limit"), progress=progress)
+    if result["identical"]:
+        ctx.log(f"{result['repeats']} repeats identical over {result['cases']} cases")
+    else:
+        d = result["divergence"]
+        ctx.log(f"repeat {d['repeat']} diverges at case {d['case']}, token {d['position']}", level="warning")
+    return result
+
+
+def run_latency(ctx: JobContext) -> dict:
+    from core.latency import DEFAULT_BATCH_SIZES, measure_latency
+
+    ws = _workspace(ctx)
+    params = ctx.params
+
+    def progress(event: dict) -> None:
+        ctx.progress(event["done"], event["total"], unit="batch size", message=f"batch {event['batch_size']}")
+        ctx.metric({"batch_size": event["batch_size"], "p95_latency_ms": event["p95_latency_ms"],
+                    "tokens_per_s": event["tokens_per_s"]}, step=event["done"])
+        ctx.check_cancel()
+
+    result = measure_latency(ws, batch_sizes=params.get("batch_sizes") or DEFAULT_BATCH_SIZES,
+                             set_name=params.get("set", "task"), requests=params.get("requests"), progress=progress)
+    for violation in result["violations"]:
+        ctx.log(violation, level="warning")
+    return result
+
+
+def run_benchmark(ctx: JobContext) -> dict:
+    from core.benchmark import LATENCY_REQUESTS, run_benchmark as benchmark
+
+    ws = _workspace(ctx)
+    params = ctx.params
+
+    def progress(event: dict) -> None:
+        ctx.progress(event["done"], event["total"], unit="case", eta_s=event["eta_s"],
+                     message=f"{event['candidate']} ({event['candidate_index']}/{event['candidates']})")
+        ctx.metric({"score": round(event["score"], 6), "cases_done": event["done"]}, step=event["done"])
+        ctx.check_cancel()
+
+    return benchmark(ws, batch_size=params.get("batch_size"), limit=params.get("limit"),
+                     latency_requests=int(params.get("latency_requests", LATENCY_REQUESTS)),
+                     progress=progress, log=ctx.log)
