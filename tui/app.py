@@ -150,7 +150,7 @@ class WeightgateApp(App[int]):
                 ("enter (sidebar)", "Go to the highlighted screen"),
                 ("ctrl+q", "Quit"),
             )),
-            *([HelpSection("This screen", here, ())] if here else []),
+            *([HelpSection("This screen", here, self._screen_bindings())] if here else []),
             HelpSection("Overview and phase screens (1-6)",
                         "↑ ↓ select an item; the pane below says why it matters, what was measured and what "
                         "it needs.", tuple(PhaseScreen.BINDINGS)),
@@ -158,6 +158,11 @@ class WeightgateApp(App[int]):
                         tuple(JobsScreen.BINDINGS)),
             HelpSection("Dialogs", "", tuple(NoteModal.BINDINGS), (("enter", "Submit"),)),
         ]
+
+    def _screen_bindings(self) -> tuple:
+        """The keys a phase screen adds to the shared phase keys (its own BINDINGS)."""
+        screen = self.screen
+        return tuple(type(screen).__dict__.get("BINDINGS", ())) if isinstance(screen, PhaseScreen) else ()
 
     def action_toggle_theme(self) -> None:
         self.toggle_theme()
