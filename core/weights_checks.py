@@ -255,6 +255,14 @@ def record_local_lock(ws: Workspace, lock: ModelLock) -> dict:
     return record_lock_evidence(ws, lock, "hashed at lock time")
 
 
+def restore_hint(lock: ModelLock | None) -> str:
+    """What to do about weights that no longer match the lock."""
+    if lock is not None and lock.kind == "hub":
+        return "re-fetch the model (`weightgate fetch`); never load bytes you cannot verify"
+    return ("restore the original files from where they came from: re-locking a local source "
+            "(`weightgate fetch DIR`) would bless the changed bytes")
+
+
 def verified_snapshot(ws: Workspace, *, progress=None) -> Path:
     """The locked weights' directory, safe to load: called by every later phase before it loads
     weights. Files whose size or mtime differ from the lock are re-hashed first (the rest are
@@ -270,5 +278,5 @@ def verified_snapshot(ws: Workspace, *, progress=None) -> Path:
     if not report.ok:
         bad = ", ".join(f"{r.path} ({r.status})" for r in report.failed()) or "a weight header is invalid"
         raise InputError(f"the locked weights do not match weightgate.lock: {bad}", path=ws.lock_path,
-                         hint="re-fetch the model (`weightgate fetch`); never load bytes you cannot verify")
+                         hint=restore_hint(lock))
     return snapshot_dir(ws, lock)

@@ -63,3 +63,23 @@ def add_candidate(ws: Workspace, spec: str, parameters: int, licence: str = "apa
     ws.update_config(change)
     save_metadata(ws, spec, {"parameter_count": parameters, "size_class": size_class(parameters),
                              "license": licence})
+
+
+def record_benchmark(ws: Workspace, spec: str, **row) -> None:
+    """A benchmark report as `weightgate benchmark` leaves it, with one row for `spec` (for
+    tests of the gates and the UI; the benchmark itself is tested in tests/test_benchmark.py)."""
+    from core.benchmark import BENCHMARK_INPUTS
+    from core.fingerprints import Fingerprints
+    from core.reports import save_report
+
+    values = {"source": spec, "score": 0.95, "p50_latency_ms": 300.0, "p95_latency_ms": 400.0,
+              "tokens_per_s": 50.0, "memory_gib": 1.0, "cost_per_1k_tasks": 0.01, "passed": 19,
+              "cases": 20, "precision": "bf16", **row}
+    save_report(ws, "benchmark", {"rows": [values], "fingerprints": Fingerprints(ws).of(BENCHMARK_INPUTS),
+                                  "limit": None, "device": "cpu", "time": 0})
+
+
+def choose(ws: Workspace, spec: str) -> None:
+    from core.candidates import choose_model
+
+    choose_model(ws, spec, "clears every requirement in the benchmark")

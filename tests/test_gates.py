@@ -9,7 +9,7 @@ from core.checklist import ITEMS, PHASES, Mode, Severity
 from core.errors import InputError
 from core.gates import compute_report, record_finetuning_decision
 from core.workspace import init_workspace
-from tests.helpers import add_candidate, fill_requirements, phase1_ready, write_cases
+from tests.helpers import add_candidate, choose, fill_requirements, phase1_ready, record_benchmark, write_cases
 
 
 def test_six_phases_and_item_table():
@@ -147,19 +147,22 @@ def test_gate_opens_when_phase_one_holds(tmp_path):
                     "select.benchmark", "select.choice"}
     # Candidates first: the attestations below are about them.
     add_candidate(ws, "org/small", 135_000_000)
+    choose(ws, "org/small")
     evidence.attest(ws, "select.training_quality", "read the tech report")
     evidence.waive(ws, "select.domain_fit", "general task, no domain")
-    for item_id in ("select.benchmark", "select.choice"):
-        evidence.record_result(ws, item_id, "pass", {"measured": True})
+    record_benchmark(ws, "org/small")
+    evidence.record_result(ws, "select.benchmark", "pass", {"measured": True})
     report = compute_report(ws)
     assert report.phase(1).state == "passed"
     assert report.phase(2).state == "open"
     assert report.phase(3).locked
     assert report.current_phase == 2
     assert report.item("select.domain_fit").status == "waived"
-    # A failing measurement closes the gate again.
-    evidence.record_result(ws, "select.choice", "fail", {"reason": "latency"})
-    assert compute_report(ws).phase(2).locked
+    # A newer benchmark in which the choice misses the latency ceiling closes the gate again.
+    record_benchmark(ws, "org/small", p95_latency_ms=9000.0)
+    report = compute_report(ws)
+    assert report.phase(2).locked
+    assert "p95 latency" in report.item("select.choice").detail
 
 
 def test_waive_rules(tmp_path):

@@ -77,17 +77,17 @@ def write_cases(ws: Workspace, count: int = 20) -> None:
 
 
 def pass_phase_one(ws: Workspace) -> None:
-    from tests.helpers import add_candidate
-
-    """Everything phase 1 needs: requirements, 20 cases, and the records of its other checks."""
+    """Everything phase 1 needs: requirements, 20 cases, a shortlisted and chosen candidate,
+    and the benchmark records its jobs leave."""
     from core.evidence import attest, record_result
+    from tests.helpers import add_candidate, choose, record_benchmark
 
     fill_requirements(ws)
     write_cases(ws, 20)
     add_candidate(ws, "org/small-model", 135_000_000)
-    # Decided by eval runs (a later issue): the records those jobs append.
-    for item_id in ("select.benchmark", "select.choice"):
-        record_result(ws, item_id, "pass", {"by": "test"})
+    choose(ws, "org/small-model")
+    record_benchmark(ws, "org/small-model")
+    record_result(ws, "select.benchmark", "pass", {"by": "test"})
     attest(ws, "select.training_quality", "read the model card's training-data section")
     attest(ws, "select.domain_fit", "general instruct model; dates are general text")
 

@@ -39,5 +39,8 @@ def run(ctx: JobContext) -> dict:
     if not report.ok:   # the evidence is recorded; the job itself ends failed, naming the files
         bad = ", ".join(f"{r.path} ({r.status if not r.ok else r.header})" for r in report.files
                         if not r.ok or (r.header_kind and r.header != "ok"))
-        raise InputError(f"verification failed: {bad}", hint="re-fetch the model: `weightgate fetch`")
+        from core.lock import read_lock
+        from core.weights_checks import restore_hint
+
+        raise InputError(f"verification failed: {bad}", hint=restore_hint(read_lock(ws)))
     return report.to_dict()
