@@ -199,6 +199,15 @@ def _join_replacements(segments: list[tuple[str, str]]) -> list[tuple[str, str]]
     return merged
 
 
+_CONTROL = {code: 0x2400 + code for code in range(32) if code not in (9, 10)} | {127: 0x2421}
+
+
+def visible(text: str) -> str:
+    """Control characters (small models emit them) as their Unicode pictures (␅), so they
+    neither garble a terminal nor vanish; newlines and tabs stay."""
+    return text.translate(_CONTROL)
+
+
 def side(segments: list[tuple[str, str]], which: str) -> list[tuple[str, str]]:
     """The segments one side shows: A keeps equal + delete, B keeps equal + insert."""
     drop = INSERT if which == "a" else DELETE
@@ -557,4 +566,4 @@ def render_comparison_text(comparison: Comparison, *, show_unchanged: bool = Fal
 
 
 def _one_line(text: str) -> str:
-    return text.replace("\n", "⏎ ")
+    return visible(text.replace("\n", "⏎ "))

@@ -296,10 +296,10 @@ def list_reviews(ws) -> list[ReviewInfo]:
     return infos
 
 
-def latest_open_review(ws) -> ReviewSession | None:
-    """The most recent unfinished review whose runs still exist, to resume."""
+def latest_open_review(ws, run_a: str | None = None, run_b: str | None = None) -> ReviewSession | None:
+    """The most recent unfinished review whose runs still exist (of runs A and B, if given)."""
     for info in reversed(list_reviews(ws)):
-        if not info.done:
+        if not info.done and (run_a is None or info.run_a == run_a) and (run_b is None or info.run_b == run_b):
             session = open_review(ws, info.id)
             try:
                 session.runs()

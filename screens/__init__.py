@@ -1,4 +1,4 @@
-"""One Screen per phase, plus the Overview and Jobs. `SCREENS` maps screen names to classes.
+"""One Screen per phase, plus the Overview, Jobs, Compare and Review. `SCREENS` maps screen names to classes.
 
 Every phase screen is a `tui.widgets.base_screen.PhaseScreen`: the shared frame, the phase's
 gate and items, and the attest / waive / revoke keys. Later work adds its panels by
@@ -30,8 +30,22 @@ def _jobs_screen() -> Screen:
     return JobsScreen()
 
 
+def _compare_screen() -> Screen:
+    from screens.compare import CompareScreen  # noqa: PLC0415 - Select and the diff panes load on first use
+
+    return CompareScreen()
+
+
+def _review_screen() -> Screen:
+    from screens.review import ReviewScreen  # noqa: PLC0415
+
+    return ReviewScreen()
+
+
 SCREENS: dict[str, Callable[[], Screen]] = {
     OverviewScreen.TARGET: OverviewScreen,
     **{screen.TARGET: screen for screen in PHASE_SCREENS},
     "jobs": _jobs_screen,
+    "compare": _compare_screen,
+    "review": _review_screen,
 }

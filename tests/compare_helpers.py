@@ -58,3 +58,44 @@ def two_runs(ws: Workspace, n: int = 12) -> tuple[Run, Run]:
     b = make_run(ws, "20240102-000000-task-bbbb", cases_b, name="lora v1", created=now,
                  components={"adapter": "sha256:adapter1"})
     return a, b
+
+
+def real_runs(ws: Workspace, model_dir, *, cases: int = 8) -> tuple[Run, Run]:
+    """Two real runs of the tiny model through the eval engine (core.evaluation): A generates 3
+    new tokens per case, B 6. The eval set's expected answers are then set from the real outputs
+    (A's for cases 0-2, B's for case 3) and both runs are re-scored by the engine without
+    generating again, so A -> B has three regressions and one improvement, on one eval-set
+    digest. A is marked baseline."""
+    import json
+
+    from core.evaluation import Target, execute, plan_eval, rescore
+    from core.runs import set_baseline
+
+    path = ws.evals_dir / "task.jsonl"
+    rows = [{"id": f"date-{n:02d}", "input": f"Rewrite as YYYY-MM-DD: March {n + 1}, 2021",
+             "expected": "(set below)", "scorer": "exact",
+             "tags": ["hard"] if n % 2 == 0 else (["edge"] if n % 3 == 0 else ["easy"])} for n in range(cases)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    target = Target(model_dir=model_dir, model_id="tiny-model", label="tiny")
+    generated = []
+    for tokens in (3, 6):
+        plan = plan_eval(ws, "task", target=target, overrides={"max_new_tokens": tokens}, batch_size=4)
+        generated.append(execute(plan, name=f"tiny, {tokens} new tokens"))
+    short, long = ({c.id: c.output for c in run.cases} for run in generated)
+    differing = [row["id"] for row in rows if short[row["id"]] != long[row["id"]]]
+    assert len(differing) >= 4, "the tiny model's 3- and 6-token outputs should differ"
+    for row in rows:
+        case_id = row["id"]
+        index = differing.index(case_id) if case_id in differing else None
+        row["expected"] = [short[case_id] if index in (0, 1, 2) else long[case_id] if index == 3 else "never"]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    a = rescore(ws, generated[0].id, name="tiny 3 tokens")
+    b = rescore(ws, generated[1].id, name="tiny 6 tokens")
+    set_baseline(ws, a.id)
+    return read_run_pair(ws, a.id, b.id)
+
+
+def read_run_pair(ws: Workspace, a: str, b: str) -> tuple[Run, Run]:
+    from core.runs import read_run
+
+    return read_run(ws, a), read_run(ws, b)

@@ -71,6 +71,8 @@ class WeightgateApp(App[int]):
     COMMAND_PALETTE_BINDING = "ctrl+p"
     BINDINGS = [
         Binding("f1", "help", "Help"),
+        Binding("C", "show_screen('compare')", "Compare runs", show=False),
+        Binding("R", "show_screen('review')", "Blind A/B review", show=False),
         Binding("t", "toggle_theme", "Theme"),
         Binding("q", "quit", "Quit"),
     ]
@@ -126,6 +128,9 @@ class WeightgateApp(App[int]):
         reopened = getattr(self.get_screen(target), "reopened", None)
         if reopened is not None:
             self.call_after_refresh(reopened)
+
+    def action_show_screen(self, target: str) -> None:
+        self.goto(target)
 
     def action_help(self) -> None:
         self.show_help()

@@ -1,5 +1,5 @@
 """Command-palette entries (ctrl+p): go to a phase, attest / waive / revoke the selected item,
-start a selftest job, jobs, help, toggle the theme.
+start a selftest job, jobs, compare runs, blind review, help, toggle the theme.
 
 Commands call the App's public methods (goto, start_selftest, toggle_theme, show_help) and the
 item actions of the screen the palette was opened on.
@@ -35,6 +35,10 @@ class WeightgateCommands(Provider):
                                      partial(goto, phase_target(phase.number)))
             yield PaletteCommand("Jobs", "Running and finished jobs; attach to one to follow it live",
                                  partial(goto, JOBS))
+            yield PaletteCommand("Compare runs (C)", "Two eval runs side by side: regressions first, word diff, "
+                                 "significance", partial(goto, "compare"))
+            yield PaletteCommand("Blind A/B review (R)", "Judge two runs' outputs without their names; resumes "
+                                 "where you stopped", partial(goto, "review"))
         screen = self.screen
         for action, name, about in (
             ("attest", "Attest selected item", "Confirm an attest item with a note"),
