@@ -127,6 +127,48 @@ def default_pair(ws) -> tuple[Any, Any]:
     return (older[0] if older else (same_set[0] if same_set else None)), latest
 
 
+def resolve_pair(ws, ref_a: str | None = None, ref_b: str | None = None) -> tuple[Any, Any]:
+    """Runs A and B for `weightgate compare [A [B]]`: ids or unique prefixes, or the words
+    "baseline" (the baseline of B's set) and "latest"; what is not given follows default_pair."""
+    from core.errors import InputError  # noqa: PLC0415
+    from core.runs import find_run, list_runs  # noqa: PLC0415
+
+    default_a, default_b = default_pair(ws)
+
+    def pick(ref: str | None, default, role: str):
+        if ref is None or ref == ("baseline" if role == "A" else "latest"):
+            if default is None:
+                raise InputError(f"no run to use as {role}", path=ws.runs_dir,
+                                 hint="compare needs two eval runs: `weightgate eval`, change something, run it again")
+            return default
+        if ref == "latest":
+            runs = list_runs(ws)
+            if not runs:
+                raise InputError("no eval runs yet", path=ws.runs_dir, hint="`weightgate eval`")
+            return runs[0]
+        if ref == "baseline":
+            if default_a is None or not default_a.baseline:
+                raise InputError("no baseline run", hint="mark one with `weightgate baseline RUN`")
+            return default_a
+        return find_run(ws, ref)
+
+    return pick(ref_a, default_a, "A"), pick(ref_b, default_b, "B")
+
+
+def compare_command(ws, ref_a: str | None = None, ref_b: str | None = None, *, as_json: bool = False,
+                    fail_on_regression: bool = False, show_unchanged: bool = False) -> tuple[str, int]:
+    """What `weightgate compare A B [--json] [--fail-on-regression]` prints and its exit code:
+    1 when --fail-on-regression is given and any case went from pass to fail, else 0."""
+    import json  # noqa: PLC0415
+
+    comparison = compare_runs(*resolve_pair(ws, ref_a, ref_b))
+    if as_json:
+        text = json.dumps(comparison.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = render_comparison_text(comparison, show_unchanged=show_unchanged)
+    return text, 1 if fail_on_regression and comparison.regressions else 0
+
+
 # --- word diff ------------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")

@@ -449,3 +449,19 @@ def default_runs(ws) -> tuple[str | None, str | None]:
 
 def environment_reviewer() -> str:
     return os.environ.get("WEIGHTGATE_REVIEWER") or _user()
+
+
+def render_reviews_text(ws) -> str:
+    """What `weightgate review` (list) prints: every review, its progress, and the reveal of the
+    finished ones. Unfinished reviews show no winner (they stay blind)."""
+    infos = list_reviews(ws)
+    if not infos:
+        return "no reviews yet: open the workbench and press R (blind A/B review)\n"
+    blocks = []
+    for info in infos:
+        state = "finished" if info.done else f"{info.answered} of {info.total} answered (resume with R)"
+        block = [f"{info.id}   reviewer {info.reviewer}   {state}"]
+        if info.done:
+            block += ["  " + line for line in reveal(open_review(ws, info.id)).text().splitlines()]
+        blocks.append("\n".join(block))
+    return "\n\n".join(blocks) + "\n"

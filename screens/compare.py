@@ -171,6 +171,8 @@ class CompareScreen(WorkspaceScreen):
         self.app.call_from_thread(self._show_comparison, comparison)
 
     def _show_comparison(self, comparison: Comparison) -> None:
+        if (comparison.run_a.id, comparison.run_b.id) != self._pair:
+            return  # an older request finished late: the user has picked other runs since
         same = self.comparison is not None and (self.comparison.run_a.id, self.comparison.run_b.id) == (
             comparison.run_a.id, comparison.run_b.id)
         self.comparison = comparison

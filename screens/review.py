@@ -205,9 +205,17 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
         self.show_case(index)
 
     def show_case(self, index: int) -> None:
+        from core.errors import InputError  # noqa: PLC0415
+
         assert self.session is not None
+        try:
+            view = self.session.view(index)
+        except InputError as exc:  # a run was changed or deleted under the review
+            self.notify(f"{exc.message}\nhint: {exc.hint}", title="Cannot show the case", severity="error", timeout=10)
+            self.load(resume=False)
+            return
         self.index = index
-        self.case_panel.show(self.session.view(index), self.session.answered)
+        self.case_panel.show(view, self.session.answered)
         self._set_mode(CASE)
 
     # --- answering --------------------------------------------------------------------------

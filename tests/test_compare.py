@@ -12,7 +12,7 @@ import pytest
 
 from compare_helpers import case, make_run, two_runs
 from core import stats
-from core.compare import (CHANGED, DELETE, EQUAL, IMPROVEMENT, INSERT, REGRESSION, UNCHANGED, compare_runs,
+from core.compare import (CHANGED, DELETE, EQUAL, IMPROVEMENT, INSERT, REGRESSION, UNCHANGED, compare_command, compare_runs,
                           default_pair, marked_text, render_comparison_text, side, word_diff)
 from core.workspace import Workspace, init_workspace
 
@@ -231,3 +231,21 @@ def test_compare_and_review_import_neither_textual_rich_nor_torch():
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_compare_command_text_json_and_fail_on_regression(ws):
+    a, b = two_runs(ws)
+    text, code = compare_command(ws)  # default: baseline vs latest
+    assert code == 0 and text.startswith(f"A  {a.id}")
+    text, code = compare_command(ws, "baseline", "latest", fail_on_regression=True)
+    assert code == 1 and "2 regression(s)" in text
+    text, code = compare_command(ws, b.id[:12], a.id[:12], as_json=True, fail_on_regression=True)
+    data = json.loads(text)
+    assert data["run_a"]["id"] == b.id and data["regressions"] == 1 and code == 1
+
+
+def test_compare_command_without_runs_says_what_to_do(ws):
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match="no run to use as A"):
+        compare_command(ws)

@@ -205,3 +205,19 @@ def test_a_review_needs_two_runs_with_differences(ws):
         start_review(ws, a, b)
     with pytest.raises(InputError, match="two different runs"):
         start_review(ws, a, a)
+
+
+def test_reviews_text_reveals_only_finished_reviews(ws):
+    from core.review import render_reviews_text
+
+    assert "no reviews yet" in render_reviews_text(ws)
+    a, b = ten_case_runs(ws)
+    done = start_review(ws, a, b, reviewer="ana", seed=1)
+    for index in range(10):
+        done.answer(done.cases[index].id, answer_for(done, index, "b"))
+    open_one = start_review(ws, a, b, reviewer="bo", seed=2)
+    open_one.answer(open_one.cases[0].id, "tie")
+    text = render_reviews_text(ws)
+    finished, unfinished = text.split("\n\n")
+    assert done.id in finished and "win rate of B over A: 100.0%" in finished and "A = run-a (base)" in finished
+    assert open_one.id in unfinished and "1 of 10 answered" in unfinished and "run-a" not in unfinished
