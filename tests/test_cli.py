@@ -162,3 +162,17 @@ def test_evalset_check_reports_every_bad_line(tmp_path):
     assert data["cases"] == 2
     text = wg("-w", ws.root, "evalset", "check").stdout
     assert "task.jsonl:4: unknown scorer 'fuzzy'" in text
+
+
+def test_compare_cli_regressions_first_and_fail_on_regression(tmp_path):
+    from tests.compare_helpers import two_runs
+
+    ws = init_workspace(tmp_path)
+    run_a, run_b = two_runs(ws)
+    out = wg("-w", ws.root, "compare", run_a.id, run_b.id, "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["regressions"] >= 1
+    out = wg("-w", ws.root, "compare", run_a.id, run_b.id, "--fail-on-regression")
+    assert out.returncode == 1
+    assert out.stdout.index("regress") < out.stdout.index("improve")

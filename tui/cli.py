@@ -444,6 +444,32 @@ def build_app():
         print(json.dumps(_status_dict(trust), default=str) if as_json
               else f"trusted remote code of {trust.repo} at {trust.commit}")
 
+    @app.command()
+    def compare(run_a: Optional[str] = typer.Argument(None, help="Run id, prefix, 'baseline' or 'latest' (default: baseline)"),
+                run_b: Optional[str] = typer.Argument(None, help="Default: the latest run"),
+                fail_on_regression: bool = typer.Option(False, "--fail-on-regression",
+                                                        help="Exit 1 when any case went from pass to fail."),
+                all_cases: bool = typer.Option(False, "--all", help="Also list unchanged cases."),
+                as_json: bool = typer.Option(False, "--json")) -> None:
+        """Two eval runs side by side: regressions first, by tag (hard/edge apart), paired significance."""
+        from core.compare import compare_command
+
+        ws = workspace(as_json)
+        try:
+            text, code = compare_command(ws, run_a, run_b, as_json=as_json,
+                                         fail_on_regression=fail_on_regression, show_unchanged=all_cases)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        sys.stdout.write(text)
+        raise typer.Exit(code)
+
+    @app.command()
+    def reviews() -> None:
+        """Blind A/B reviews: progress, and the reveal of finished ones (start one in the TUI with R)."""
+        from core.review import render_reviews_text
+
+        sys.stdout.write(render_reviews_text(workspace()))
+
     evalset_app = typer.Typer(help="Eval-set files.")
     app.add_typer(evalset_app, name="evalset")
 
