@@ -177,8 +177,11 @@ def _case_of(run: RunView, case_id: str) -> dict:
 
 
 def _load_run(review_dir: Path, run_id: str) -> RunView:
-    runs_dir = review_dir.parent.parent / "runs"
-    return as_run_view(runs_dir / run_id)
+    """A review lives in <workspace>/.weightgate/reviews/<id>/; its runs in the same workspace."""
+    from core.runs import read_run  # noqa: PLC0415
+    from core.workspace import Workspace  # noqa: PLC0415
+
+    return as_run_view(read_run(Workspace(review_dir.parents[2]), run_id))
 
 
 def _user() -> str:

@@ -86,7 +86,7 @@ def summary_content(comparison: Comparison) -> Content:
     lines.append(Content.assemble(
         ("tests    ", "bold"), "McNemar ", (format_p(sig.mcnemar_p), "bold"),
         (f" ({b} pass→fail, {i} fail→pass)", "$text-muted"), "   Wilcoxon ",
-        (format_p(sig.wilcoxon_p), "bold"), (f" ({sig.wilcoxon_n} scores moved)", "$text-muted")))
+        (format_p(sig.wilcoxon_p), "bold"), (f" (n={sig.wilcoxon_n})", "$text-muted")))
     return Content("\n").join(lines)
 
 
@@ -236,7 +236,7 @@ class SideBySide(Vertical):
             (f"{ARROWS[case.status]} {STATUS_WORDS[case.status]} ", "bold"), (case.id, "bold"),
             (f"  [{', '.join(case.tags)}]" if case.tags else "", "$text-muted"), "\n",
             ("prompt   ", "bold $text-muted"), visible(case.prompt.replace("\n", " ⏎ ")), "\n",
-            ("expected ", "bold $text-muted"), _expected(case.expected))
+            ("expected ", "bold $text-muted"), expected_text(case.expected))
 
     def side_content(self, which: str) -> Content:
         if self.case is None:
@@ -252,7 +252,8 @@ class SideBySide(Vertical):
         return self.side_content(which).plain
 
 
-def _expected(expected) -> str:
+def expected_text(expected) -> str:
+    """A case's expected answers on one line (several: joined with |)."""
     if isinstance(expected, list):
-        return " | ".join(str(x) for x in expected)
-    return "" if expected is None else str(expected)
+        return visible(" | ".join(str(x) for x in expected))
+    return "" if expected is None else visible(str(expected))

@@ -15,13 +15,13 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Button, Input, Select, Static
 
-from tui.widgets.compare_view import OutputPane, visible
+from tui.widgets.compare_view import OutputPane, expected_text, visible
 
 if TYPE_CHECKING:
     from core.review import CaseView, ReviewResult
 
 ANSWER_WORDS = {"better": "left is better", "worse": "right is better", "tie": "tie"}
-KEYS_LINE = "1 / ← left is better  ·  2 / → right is better  ·  t / space tie  ·  backspace / b back one case"
+KEYS_LINE = "1 / ← left better  ·  2 / → right better  ·  t / space tie  ·  backspace / b back a case"
 
 
 class ReviewPicker(Vertical):
@@ -111,7 +111,7 @@ class ReviewCasePanel(Vertical):
         self.query_one("#review-progress", Static).update(self.progress_content())
         self.query_one("#review-prompt", Static).update(Content.assemble(
             ("prompt   ", "bold $text-muted"), visible(view.prompt), "\n",
-            ("expected ", "bold $text-muted"), _expected(view.expected)))
+            ("expected ", "bold $text-muted"), expected_text(view.expected)))
         self.query_one("#review-left", OutputPane).show(_output(view.left), "left")
         self.query_one("#review-right", OutputPane).show(_output(view.right), "right")
 
@@ -130,7 +130,7 @@ class ReviewCasePanel(Vertical):
         if self.view is None:
             return ""
         v = self.view
-        return "\n".join([self.progress_content().plain, f"prompt {v.prompt}", f"expected {_expected(v.expected)}",
+        return "\n".join([self.progress_content().plain, f"prompt {v.prompt}", f"expected {expected_text(v.expected)}",
                           f"left: {v.left}", f"right: {v.right}"])
 
 
@@ -181,9 +181,3 @@ class RevealView(Static):
 
 def _output(text: str) -> Content:
     return Content(visible(text)) if text else Content.styled("(empty output)", "$text-muted italic")
-
-
-def _expected(expected) -> str:
-    if isinstance(expected, list):
-        return " | ".join(str(x) for x in expected)
-    return "" if expected is None else str(expected)
