@@ -108,7 +108,12 @@ class AppHeader(Horizontal):
         self._update("#jobs-badge", jobs_badge(rows))
 
     def _update(self, selector: str, content: Content) -> None:
-        static = self.query_one(selector, Static)
+        # The app-level watch can fire while this header's screen is being torn down (its
+        # children already gone); there is nothing to update then.
+        found = self.query(selector).results(Static)
+        static = next(found, None)
+        if static is None:
+            return
         if static.content != content:
             static.update(content)
 
