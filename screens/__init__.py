@@ -11,16 +11,25 @@ from typing import Callable
 
 from textual.screen import Screen
 
-from screens.deployment import DeploymentScreen
-from screens.evaluation import EvaluationScreen
-from screens.finetuning import FinetuningScreen
-from screens.memory import MemoryScreen
 from screens.overview import OverviewScreen
-from screens.selection import SelectionScreen
-from screens.verification import VerificationScreen
 
-PHASE_SCREENS = (SelectionScreen, VerificationScreen, MemoryScreen, EvaluationScreen, FinetuningScreen,
-                 DeploymentScreen)
+# Phase screens are imported when first shown: the first frame needs only the Overview.
+PHASE_MODULES = {
+    "phase-1": ("screens.selection", "SelectionScreen"),
+    "phase-2": ("screens.verification", "VerificationScreen"),
+    "phase-3": ("screens.memory", "MemoryScreen"),
+    "phase-4": ("screens.evaluation", "EvaluationScreen"),
+    "phase-5": ("screens.finetuning", "FinetuningScreen"),
+    "phase-6": ("screens.deployment", "DeploymentScreen"),
+}
+
+
+def _lazy(module: str, name: str) -> Callable[[], Screen]:
+    def make() -> Screen:
+        import importlib  # noqa: PLC0415
+
+        return getattr(importlib.import_module(module), name)()
+    return make
 
 
 def _jobs_screen() -> Screen:
@@ -44,7 +53,7 @@ def _review_screen() -> Screen:
 
 SCREENS: dict[str, Callable[[], Screen]] = {
     OverviewScreen.TARGET: OverviewScreen,
-    **{screen.TARGET: screen for screen in PHASE_SCREENS},
+    **{target: _lazy(module, name) for target, (module, name) in PHASE_MODULES.items()},
     "jobs": _jobs_screen,
     "compare": _compare_screen,
     "review": _review_screen,
