@@ -161,7 +161,7 @@ def benchmark_candidate(ws: Workspace, spec: str, config: dict, *, device: str, 
             "p50_latency_ms": latency["latency_ms"]["p50"], "p95_latency_ms": latency["latency_ms"]["p95"],
             "ttft_p50_ms": latency["ttft_ms"]["p50"], "tokens_per_s": latency["tokens_per_s"]["p50"],
             "throughput_tokens_per_s": summary["tokens_per_s"], "memory_gib": round(footprint / GIB, 4),
-            "seconds_per_task": round(summary["seconds"] / summary["cases"], 4) if summary["cases"] else None,
+            "seconds_per_task": round(summary["seconds"] / summary["cases"], 6) if summary["cases"] else None,
             "cost_per_task": cost, "cost_per_1k_tasks": None if cost is None else round(cost * 1000, 6),
             "model_id": target.model_id}
 

@@ -83,7 +83,7 @@ def test_benchmark_table_and_the_choice(two_candidates):
     ws.update_config(price)
     report = run_benchmark(ws, latency_requests=2, batch_size=8)
     row = report["rows"][0]
-    assert row["score"] == 1.0 and row["cost_per_task"] == pytest.approx(2.0 * row["seconds_per_task"] / 3600, rel=1e-3)
+    assert row["score"] == 1.0 and row["cost_per_task"] == pytest.approx(2.0 * row["seconds_per_task"] / 3600, rel=1e-2)
     choice = compute_report(ws).item("select.choice")
     assert choice.status == "pass" and "clears every requirement" in choice.detail, choice.detail
 
