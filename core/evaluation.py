@@ -356,8 +356,8 @@ def rescore(ws: Workspace, run_id: str, *, name: str = "") -> Run:
     summary = summarize(rescored, float(source.summary.get("seconds") or 0.0))
     run = Run(id=new_run_id(source.set, created), name=name or f"{source.name} (re-scored)", created=created,
               set=source.set, evalset_path=source.evalset_path, identity=identity, environment=source.environment,
-              config={**source.config, "kind": "rescore" if source.config.get("kind") in EVAL_KINDS
-                      else source.config.get("kind"), "rescored_from": source.id, "job": None},
+              config={**source.config, "kind": "rescore", "rescored_kind": source.config.get("kind", "eval"),
+                      "rescored_from": source.id, "job": None},
               summary=summary, status=COMPLETE)
     write_run(ws, run, rescored)
     return run

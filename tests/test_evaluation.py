@@ -354,3 +354,27 @@ def test_bitsandbytes_precisions_load_and_generate_on_cpu(tiny_model_dir, precis
     alone = generate_all(loaded, prompts, settings, 1)
     assert all(r.tokens_out == 5 for r in alone)
     assert [r.token_ids for r in generate_all(loaded, prompts, settings, 4)] == [r.token_ids for r in alone]
+
+
+def wg(*args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_cli_eval_runs_baseline_rescore(tmp_path, tiny_model_dir):
+    ws = tiny_workspace(tmp_path / "ws", tiny_model_dir)
+    out = wg("-w", ws.root, "eval", "--limit", "5", "--batch-size", "5", "--attach", "--json")
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [e["payload"]["done"] for e in events if e["kind"] == "progress"] == [5]
+    run_id = events[-1]["payload"]["data"]["run"]
+    listed = json.loads(wg("-w", ws.root, "runs", "--json").stdout)
+    assert [r["id"] for r in listed] == [run_id] and listed[0]["summary"]["cases"] == 5
+    assert not listed[0]["baseline"]   # a --limit run is never the baseline
+    refused = wg("-w", ws.root, "baseline", run_id[:-3])
+    assert refused.returncode == 2 and "covers only the first 5 cases" in refused.stderr
+    rescored = wg("-w", ws.root, "rescore", run_id, "--json")
+    assert rescored.returncode == 0, rescored.stderr
+    assert json.loads(rescored.stdout)["from"] == run_id
+    assert wg("-w", ws.root, "rescore", "nope").returncode == 2
