@@ -312,14 +312,21 @@ def generate_batch(loaded: LoadedModel, prompts: list[str], settings: dict) -> l
     config = GenerationConfig(**config_values)
     stops = stop_ids(settings, tokenizer)
     timing = BatchTiming(started=time.perf_counter())
-    if loaded.precision.get("flush_denormal"):
-        torch.set_flush_denormal(True)   # process-wide; see precision_spec
     if settings.get("seed") is not None:
         torch.manual_seed(int(settings["seed"]))
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                                logits_processor=LogitsProcessorList([_step_timer(timing, loaded.device)]))
+    # Flushing subnormals is process-wide CPU state (MXCSR): set it for this call only and put
+    # it back, so it cannot leak into whatever the process does next (other libraries' floats).
+    flush = bool(loaded.precision.get("flush_denormal"))
+    try:
+        if flush:
+            torch.set_flush_denormal(True)   # see precision_spec
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                                    logits_processor=LogitsProcessorList([_step_timer(timing, loaded.device)]))
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)
     CALLS["generate"] += 1
     timing.ended = time.perf_counter()
     new_tokens = output[:, input_ids.shape[1]:].tolist()
