@@ -177,7 +177,10 @@ class PhaseScreen(WorkspaceScreen):
 
     @property
     def selected(self) -> ItemStatus | None:
-        return self.phase_view.selected
+        # check_action asks this whenever the footer refreshes, which can happen while the
+        # screen is still composing or already tearing down: no PhaseView then, nothing selected.
+        views = self.query(PhaseView)
+        return views.first().selected if views else None
 
     def select_item(self, item_id: str) -> bool:
         return self.phase_view.table.select_item(item_id)
