@@ -24,6 +24,8 @@ kv cache     2 x batch x b x kv_heads x head_dim x (full layers x seq + window l
 inference    prefill transient of one layer: T x (b (2h + 3I) + 8h) (residual, normed input,
              gate, up, act; RMSNorm works in fp32) + logits: batch x (1, or seq with
              full_logits) x V x (b + 4) (generate keeps the last position and upcasts to fp32)
+             + for int8/nf4/fp4: bitsandbytes dequantizes a weight per matmul: 2 x the largest
+             quantized matrix at the compute dtype (training too)
 training     adapter P = sum r (in + out) over the targets, in fp32 (peft's default
              autocast_adapter_dtype): weights 4P (they are the master copy: no other), grads
              4P, AdamW exp_avg + exp_avg_sq 8P, so 16P; activations saved for backward, counted
@@ -547,9 +549,12 @@ def estimate(layout: Layout, precision: str, *, batch: int = 1, seq: int | None 
     w = weights(layout, precision, device, double_quant=double_quant)
     kv = kv_cache_bytes(layout, batch, seq, b)
     act = inference_activation_bytes(layout, batch, seq, b, full_logits=full_logits)
+    workspace = _dequant_workspace(layout, precision, b)
     over = overhead(device, tokenizer_bytes=tokenizer_bytes)
-    breakdown = {"weights": w.total, "kv_cache": kv, "activations": act["total"], "overhead": sum(over.values())}
-    details = {"weights": asdict(w), "activations": act, "compute_dtype": compute, "overhead": over,
+    breakdown = {"weights": w.total, "kv_cache": kv, "activations": act["total"] + workspace,
+                 "overhead": sum(over.values())}
+    details = {"weights": asdict(w), "activations": act, "dequant_workspace": workspace, "compute_dtype": compute,
+               "overhead": over,
                "kv_per_token": kv_cache_bytes(layout, 1, 1, b) if not layout.sliding_window else None}
     return Estimate(precision, device, "inference", batch, seq, breakdown, details, budget, headroom)
 
@@ -579,10 +584,11 @@ def _training_estimate(layout: Layout, precision: str, setup: TrainingSetup, *, 
 
 
 def _dequant_workspace(layout: Layout, precision: str, dtype_bytes: int) -> int:
-    """bitsandbytes dequantizes one weight at a time for the matmul / its backward."""
+    """bitsandbytes dequantizes one weight at a time for the matmul (and a transposed copy):
+    two of the largest quantized matrix at the compute dtype."""
     if precision not in QUANTIZED or not layout.linears:
         return 0
-    return max(l.weight_params for l in layout.linears) * dtype_bytes
+    return 2 * max(l.weight_params for l in layout.linears) * dtype_bytes
 
 
 def estimate_all(layout: Layout, precisions: Iterable[str] | None = None, **kwargs) -> list[Estimate]:

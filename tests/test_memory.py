@@ -214,7 +214,7 @@ def test_estimate_from_hub_metadata_downloads_no_weights(hub):
 
 
 def test_estimate_modules_stay_torch_free():
-    code = ("import sys; import core.memory, core.precision; "
+    code = ("import sys; import core.memory, core.precision, core.memory_measure; "
             "from core.precision import estimate_report; "
             "bad = [m for m in ('torch', 'transformers', 'textual', 'rich') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")

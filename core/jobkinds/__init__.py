@@ -25,6 +25,7 @@ KINDS: dict[str, str] = {
     "determinism": "core.jobkinds.eval:run_determinism",
     "latency": "core.jobkinds.eval:run_latency",
     "benchmark": "core.jobkinds.eval:run_benchmark",
+    "memory_measure": "core.jobkinds.memory_measure:run",
 }
 
 KindFunction = Callable[[Any], "dict | None"]
