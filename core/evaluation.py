@@ -275,6 +275,13 @@ def execute(plan: EvalPlan, *, loaded=None, name: str = "", job_id: str | None =
     if (loaded.tokenizer.chat_template or None) != chat_template_text(plan.target.model_dir):
         raise InputError("the loaded tokenizer's chat template differs from the model directory's",
                          path=plan.target.model_dir, hint="the files changed while loading; run again")
+    if loaded.precision != plan.identity["components"]["precision_spec"]:
+        # The load had to differ from the plan (no per-thread subnormal flushing on this build):
+        # the identity records what ran.
+        components = {**plan.identity["components"], "precision_spec": loaded.precision}
+        evalset_inputs = plan.identity["evalset_inputs"]
+        plan.identity = {**plan.identity, "components": components, "digest": digest_value(components),
+                         "outputs": digest_value({**components, "evalset": evalset_inputs})}
     config = {"kind": plan.kind, "batch_size": plan.batch_size, "limit": plan.limit, "device": plan.device,
               "precision": loaded.precision["name"], "adapter": str(plan.target.adapter) if plan.target.adapter else None,
               "model": plan.target.label, "model_dir": str(plan.target.model_dir),

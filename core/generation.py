@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from core.errors import InputError
 
@@ -206,6 +207,10 @@ def load_model(model_dir: str | Path, precision: Any = "native", adapter: str | 
     model_dir = Path(model_dir)
     device = device or default_device()
     spec = precision_spec(precision, model_dir, device)
+    if spec["flush_denormal"] and not subnormals_flush_everywhere(torch):
+        # Not every thread can be switched: compute subnormals everywhere (slower, consistent).
+        spec["flush_denormal"] = False
+        warnings.warn("cannot flush subnormal floats in every CPU thread here; computing them (slower)")
     kwargs: dict[str, Any] = {"dtype": getattr(torch, spec["dtype"]), "use_safetensors": True,
                               "trust_remote_code": False}
     quant = spec["quantization"]
@@ -241,6 +246,70 @@ def load_model(model_dir: str | Path, precision: Any = "native", adapter: str | 
     CALLS["load"] += 1
     return LoadedModel(model, tokenizer, model_dir, spec, device, Path(adapter) if adapter else None,
                        footprint, time.perf_counter() - began)
+
+
+# --- subnormal floats -------------------------------------------------------------------------
+# torch.set_flush_denormal sets the MXCSR of the calling thread only. OpenMP worker threads that
+# already exist keep computing subnormals; then which thread computed a chunk of a tensor would
+# decide its last bits, and chunking follows tensor sizes, i.e. the batch size. So the flag is
+# set in every thread of torch's GNU OpenMP pool too, and only for the duration of a generate
+# call (it is process-wide CPU state that other code in the process must not inherit).
+
+_GOMP: dict = {}
+
+
+def _gomp():
+    """torch's libgomp and a callback per flag value, or None where that is not what runs."""
+    if "lib" not in _GOMP:
+        import ctypes
+
+        import torch
+
+        _GOMP["lib"] = None
+        try:
+            with open("/proc/self/maps", encoding="utf-8") as maps:
+                libraries = sorted({line.split()[-1] for line in maps if "libgomp" in line})
+            if libraries:
+                lib = ctypes.CDLL(libraries[0])
+                callback_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+                lib.GOMP_parallel.argtypes = [callback_type, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+                lib.GOMP_parallel.restype = None
+                _GOMP.update(lib=lib, on=callback_type(lambda _: torch.set_flush_denormal(True)),
+                             off=callback_type(lambda _: torch.set_flush_denormal(False)))
+        except (OSError, AttributeError):
+            pass
+    return _GOMP["lib"]
+
+
+def _flush_everywhere(torch, on: bool) -> bool:
+    torch.set_flush_denormal(on)
+    lib = _gomp()
+    if lib is None:
+        return False
+    lib.GOMP_parallel(_GOMP["on" if on else "off"], None, torch.get_num_threads(), 0)   # every pool thread
+    return True
+
+
+@contextmanager
+def flushed_subnormals(torch, enabled: bool = True) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    _flush_everywhere(torch, True)
+    try:
+        yield
+    finally:
+        _flush_everywhere(torch, False)
+
+
+def subnormals_flush_everywhere(torch) -> bool:
+    """Probe: inside flushed_subnormals, does every intra-op thread flush? (A subnormal product
+    must come out zero in every chunk of a tensor split across all threads.)"""
+    size = max(1 << 20, torch.get_num_threads() * (1 << 16))
+    tiny = torch.full((size,), 1e-30, dtype=torch.float32)
+    with flushed_subnormals(torch):
+        flushed = not bool(((tiny * 1e-10) != 0).any())
+    return flushed
 
 
 # --- generation -------------------------------------------------------------------------------
@@ -314,19 +383,13 @@ def generate_batch(loaded: LoadedModel, prompts: list[str], settings: dict) -> l
     timing = BatchTiming(started=time.perf_counter())
     if settings.get("seed") is not None:
         torch.manual_seed(int(settings["seed"]))
-    # Flushing subnormals is process-wide CPU state (MXCSR): set it for this call only and put
-    # it back, so it cannot leak into whatever the process does next (other libraries' floats).
-    flush = bool(loaded.precision.get("flush_denormal"))
-    try:
-        if flush:
-            torch.set_flush_denormal(True)   # see precision_spec
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                                    logits_processor=LogitsProcessorList([_step_timer(timing, loaded.device)]))
-    finally:
-        if flush:
-            torch.set_flush_denormal(False)
+    # Flushing subnormals is process-wide CPU state (MXCSR): set it in every thread for this call
+    # only and put it back, so it cannot leak into whatever the process does next.
+    with flushed_subnormals(torch, bool(loaded.precision.get("flush_denormal"))), torch.inference_mode(), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                                logits_processor=LogitsProcessorList([_step_timer(timing, loaded.device)]))
     CALLS["generate"] += 1
     timing.ended = time.perf_counter()
     new_tokens = output[:, input_ids.shape[1]:].tolist()
