@@ -272,7 +272,8 @@ def execute(plan: EvalPlan, *, loaded=None, name: str = "", job_id: str | None =
     created = time.time()
     loaded = loaded or load_target(ws, plan.target, plan.device)
     prompts = [render(loaded.tokenizer, plan.messages(case)) for case in plan.cases]
-    if (loaded.tokenizer.chat_template or None) != chat_template_text(plan.target.model_dir):
+    loaded_template = getattr(loaded.tokenizer, "chat_template", None)
+    if isinstance(loaded_template, str) and loaded_template != chat_template_text(plan.target.model_dir):
         raise InputError("the loaded tokenizer's chat template differs from the model directory's",
                          path=plan.target.model_dir, hint="the files changed while loading; run again")
     if loaded.precision != plan.identity["components"]["precision_spec"]:
