@@ -325,7 +325,9 @@ def canonical_precision(name: str, native: str = "fp32") -> str:
     if value in ("native", "auto", "default"):
         return native
     if value not in CANONICAL:
-        raise ValueError(f"unknown precision {name!r}: one of native, {', '.join(CANONICAL)}")
+        from core.errors import InputError
+
+        raise InputError(f"unknown precision {name!r}", hint="one of: native, " + ", ".join(CANONICAL))
     return value
 
 
