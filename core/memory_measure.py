@@ -390,7 +390,12 @@ def measure_training_step(model: Any, tokenizer: Any, train: dict, *, device: st
 # --- estimate versus measurement (torch-free) -------------------------------------------------
 
 WEIGHTS_TOLERANCE = 0.05        # the weights estimate must be within 5% of the measured footprint
-RSS_NOISE_BYTES = 16 * 1024**2  # RSS moves by this much on its own (lazy runtime state, pages)
+# What the CPU runtime allocates lazily on first use (oneDNN / bitsandbytes kernels, autograd and
+# OpenMP thread state, pages) is not the model's and differs by machine: on the CI machine a
+# tiny model's training peak sat 16-31 MiB above the same figure here, while the demo model's
+# stayed within 5%. Process-level (RSS) rows get this much slack on top of the headroom.
+CPU_LAZY_RUNTIME_BYTES = 48 * 1024**2
+CUDA_NOISE_BYTES = 16 * 1024**2  # allocator rounding and cuBLAS workspaces on a GPU
 
 
 def relative_error(estimated: int | float, measured: int | float) -> float | None:
@@ -442,17 +447,18 @@ def compare_with_estimate(result: dict, layout: Any, *, tokenizer_bytes: int = 0
 
 def verdict(comparison: dict, headroom: float = 0.3) -> tuple[str, str]:
     """pass when the weights estimate is within 5% of the footprint and every process-level
-    measurement stays inside the estimate plus the headroom budgeted for it (plus 16 MiB of
-    RSS noise: a tiny model's prefill is smaller than what the runtime allocates lazily)."""
+    measurement stays inside the estimate plus the headroom budgeted for it (plus, on the CPU,
+    the runtime's lazily allocated state: a tiny model's whole peak is smaller than that)."""
     rows = comparison["rows"]
     problems = []
     weights = rows.get("weights")
     if weights is None or weights["error"] is None or abs(weights["error"]) > WEIGHTS_TOLERANCE:
         problems.append(f"weights estimate off by {weights['error']:+.1%} (tolerance 5%)" if weights
                         else "no footprint measured")
+    slack = CUDA_NOISE_BYTES if str(comparison.get("device", "cpu")).startswith("cuda") else CPU_LAZY_RUNTIME_BYTES
     for name in ("load", "prefill", "train"):
         entry = rows.get(name)
-        if entry and entry["measured"] > entry["estimate"] * (1 + headroom) + RSS_NOISE_BYTES:
+        if entry and entry["measured"] > entry["estimate"] * (1 + headroom) + slack:
             problems.append(f"{name}: measured {entry['measured']:,} B exceeds the estimate {entry['estimate']:,} B "
                             f"+ {headroom:.0%} headroom")
     summary = ", ".join(f"{name} {entry['error']:+.1%}" for name, entry in rows.items() if entry["error"] is not None)

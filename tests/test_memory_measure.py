@@ -18,7 +18,10 @@ How the measured side is taken (core/memory_measure.py):
   imported): weights + adapter + grads + optimizer + activations + transients + what loading and
   training add besides tensors. tracemalloc would not see torch's allocations, and the RSS
   sampled after the step would miss the peak; the kernel's high-water mark sees both. The
-  estimate (its total less the runtime overhead) must be within 20%.
+  estimate (its total less the runtime overhead) must be within 20%, give or take what the
+  runtime allocates lazily on first use (CPU_LAZY_RUNTIME_BYTES: kernels, thread state), which
+  differs by machine and is all of a tiny model's peak but noise in the demo model's. The
+  step's own peak (activations + gradients over the state before it) must be within 20%.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from core.memory_measure import compare_with_estimate, measure_plan_in_subprocess, verdict
+from core.memory_measure import CPU_LAZY_RUNTIME_BYTES, compare_with_estimate, measure_plan_in_subprocess, verdict
 from core.precision import layout_for, tokenizer_bytes
 from core.sources import fetch_metadata
 
@@ -70,7 +73,12 @@ def test_tiny_and_demo_estimates_match_measurements(tiny_model_dir, demo_model_d
     for (name, precision), comparison in comparisons.items():
         rows = comparison["rows"]
         assert abs(rows["weights"]["error"]) <= WEIGHTS_TOLERANCE, (name, precision, rows["weights"])
-        assert abs(rows["train"]["error"]) <= TRAIN_TOLERANCE, (name, precision, rows["train"])
+        train, step = rows["train"], rows["step"]
+        assert abs(train["measured"] - train["estimate"]) <= TRAIN_TOLERANCE * train["estimate"] + CPU_LAZY_RUNTIME_BYTES, (
+            name, precision, train)
+        assert abs(step["error"]) <= TRAIN_TOLERANCE, (name, precision, step)
+        if name == "demo":
+            assert abs(train["error"]) <= TRAIN_TOLERANCE, (precision, train)
         assert rows["train"]["measured"] > rows["weights"]["measured"]
         if name == "demo":
             assert verdict(comparison)[0] == "pass", (precision, verdict(comparison))
