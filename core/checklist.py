@@ -64,10 +64,12 @@ PHASES: tuple[Phase, ...] = (
 C, R, O = Severity.CRITICAL, Severity.RECOMMENDED, Severity.OPTIONAL
 A, T = Mode.AUTO, Mode.ATTEST
 
-NEEDS_SOURCES = "model sources and metadata (issue 3)"
-NEEDS_VERIFY = "verified downloads and the lock (issue 3)"
-NEEDS_EVAL = "eval runs (issue 4)"
-NEEDS_MEMORY = "memory estimates and measurement (issue 5)"
+NEEDS_SOURCES = "weightgate add SOURCE (reads the metadata, no weights)"
+NEEDS_VERIFY = "weightgate fetch / weightgate verify (the lock and the hashes)"
+NEEDS_EVAL = "weightgate eval (a run of the eval set)"
+NEEDS_FIT = "weightgate fit (estimates every precision, records the largest that fits)"
+NEEDS_MEASURE = "weightgate measure (loads the model at the chosen precision)"
+NEEDS_QUANT_CHECK = "weightgate quant-check (the task set at the reference and the chosen precision)"
 NEEDS_TRAIN = "fine-tuning data checks and training (issue 6)"
 NEEDS_REGISTRY = "the registry (issue 7)"
 
@@ -129,22 +131,22 @@ ITEMS: tuple[Item, ...] = (
 
     # Phase 3: memory & precision
     Item("memory.weights", 3, "Weight memory estimated",
-         "Parameters x bytes per parameter is the starting budget.", C, A, ("model",), NEEDS_MEMORY),
+         "Parameters x bytes per parameter is the starting budget.", C, A, ("model",), NEEDS_FIT),
     Item("memory.kv_cache", 3, "Context cache budgeted (target context x batch)",
          "The KV cache grows with input length and is the most commonly forgotten cost.", C, A,
-         ("model", "requirements"), NEEDS_MEMORY),
+         ("model", "requirements"), NEEDS_FIT),
     Item("memory.fits", 3, "Chosen precision fits with headroom",
          "Budget 20-40% headroom over the estimate, or it will fail under load.", C, A,
-         ("model", "precision", "requirements"), NEEDS_MEMORY),
+         ("model", "precision", "requirements"), NEEDS_FIT),
     Item("memory.largest_precision", 3, "Largest precision that fits (native, then 8-bit, then 4-bit)",
          "Quantize to the largest precision that fits, not the smallest available.", R, A,
-         ("model", "precision", "requirements"), NEEDS_MEMORY),
+         ("model", "precision", "requirements"), NEEDS_FIT),
     Item("memory.measured", 3, "Measured memory matches the estimate",
          "An estimate you never checked is a guess; measure the loaded model.", R, A,
-         ("model", "precision"), NEEDS_MEMORY),
+         ("model", "precision"), NEEDS_MEASURE),
     Item("memory.quant_quality", 3, "Quantized quality verified on hard cases",
          "Quality loss hides on easy cases and appears on edge cases.", C, A,
-         ("model", "precision", "evalset.task"), NEEDS_MEMORY),
+         ("model", "precision", "evalset.task"), NEEDS_QUANT_CHECK),
     Item("memory.offload", 3, "Sharding or offload only if quantization is not enough",
          "Offloading trades a lot of latency; use it only when nothing else fits.", O, T,
          ("model", "precision")),

@@ -498,6 +498,9 @@ def build_app():
         raise typer.Exit(EXIT_USAGE if evalset.problems else EXIT_OK)
 
     _add_eval_commands(app, workspace, fail)   # eval, runs, baseline, rescore, determinism, latency, benchmark
+    from tui.cli_memory import add_memory_commands
+
+    add_memory_commands(app, workspace, fail)  # estimate, fit, measure, quant-check
 
     @app.command()
     def tui() -> None:

@@ -26,6 +26,7 @@ KINDS: dict[str, str] = {
     "latency": "core.jobkinds.eval:run_latency",
     "benchmark": "core.jobkinds.eval:run_benchmark",
     "memory_measure": "core.jobkinds.memory_measure:run",
+    "quant_quality": "core.jobkinds.quant_quality:run",
 }
 
 KindFunction = Callable[[Any], "dict | None"]
