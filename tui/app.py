@@ -294,6 +294,14 @@ class WeightgateApp(App[int]):
             return
         self._start_job("selftest", dict(SELFTEST_PARAMS))
 
+    def start_job(self, kind: str, params: dict) -> bool:
+        """Start a detached job of `kind` (a thread worker); the Jobs screen follows it."""
+        if self.workspace is None:
+            self.notify("No workspace is open, so there is nowhere to keep the job.", severity="error")
+            return False
+        self._start_job(kind, dict(params))
+        return True
+
     @work(thread=True, group="job-control", exit_on_error=False)
     def _start_job(self, kind: str, params: dict) -> None:
         from core.errors import InputError  # noqa: PLC0415
