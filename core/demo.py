@@ -88,6 +88,9 @@ def create_demo_workspace(root: Path) -> tuple[Workspace, bool]:
     write_atomic(ws.config_path, template_text("demo/weightgate.toml"))
     write_atomic(ws.evals_dir / "task.jsonl", "\n".join(task_lines()) + "\n")
     write_atomic(ws.evals_dir / "general.jsonl", "\n".join(general_lines()) + "\n")
+    from core.demo_data import demo_train_lines   # phase 5's data, with planted problems to find
+
+    write_atomic(ws.root / "data" / "train.jsonl", "\n".join(demo_train_lines()) + "\n")
     return ws, True
 
 
