@@ -72,7 +72,8 @@ def _example(example_id: str, request: str, answer: str, tags: list[str]) -> dic
                                            {"role": "assistant", "content": answer}], "tags": tags}
 
 
-def demo_examples(count: int = COUNT, seed: int = SEED) -> list[dict]:
+def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -> list[dict]:
+    """`count` regular examples, then (plant=True, count >= 50) the planted ones spread among them."""
     rng = random.Random(seed)
     avoid = _eval_dates()
     first, span = dt.date(1950, 1, 1), (dt.date(2035, 12, 31) - dt.date(1950, 1, 1)).days
@@ -86,6 +87,8 @@ def demo_examples(count: int = COUNT, seed: int = SEED) -> list[dict]:
         seen.add((date, name))
         request = REQUESTS[rng.randrange(len(REQUESTS))].format(date=write(date))
         examples.append(_example(f"demo-{len(examples) + 1:04d}", request, date.isoformat(), [tag]))
+    if not plant:
+        return examples
     by_id = {example["id"]: example for example in examples}
 
     def copy(source: str, new_id: str, change=None) -> dict:

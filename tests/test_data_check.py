@@ -1,0 +1,280 @@
+"""Training-data checks on crafted data: every planted problem found with its line, the original
+untouched, the split deterministic and stable; the demo data's planted problems found and the
+cleaned set clean; raw text chunked without its boilerplate."""
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.data_check import check_dataset, prepare_dataset
+from core.demo import INSTRUCTION, create_demo_workspace
+from core.demo_data import PLANTED, demo_examples, demo_train_lines
+from core.errors import InputError
+from core.gates import compute_report
+from core.pii import find_pii, iban_ok, luhn_ok
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def chat(user: str, answer: str, tags=("common",), **extra) -> dict:
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
+            "tags": list(tags), **extra}
+
+
+LONG_SENTENCE = ("I found this written on the back of an old photograph from my grandmother's album, "
+                 "next to a note about the harvest festival in the village, and I need it for a form: "
+                 "the 14th of September, 1962. ")
+
+
+def crafted_lines() -> tuple[list[str], dict[str, int]]:
+    """The bad dataset and the 1-based line of each planted problem."""
+    lines: list[str] = []
+    where: dict[str, int] = {}
+
+    def add(key: str | None, value) -> None:
+        lines.append(value if isinstance(value, str) else json.dumps(value))
+        if key:
+            where[key] = len(lines)
+
+    # One valid example of each format.
+    add("chat", chat("Rewrite Mar 3rd '09 as YYYY-MM-DD.", "2009-03-03", id="first"))
+    add("alpaca", {"instruction": "Rewrite the date as YYYY-MM-DD.", "input": "the 9th of May, 1911",
+                   "output": "1911-05-09", "tags": ["common"]})
+    add("sharegpt", {"conversations": [{"from": "system", "value": "You rewrite dates."},
+                                       {"from": "human", "value": "Rewrite 17 August 1945 as YYYY-MM-DD."},
+                                       {"from": "gpt", "value": "1945-08-17"}], "tags": ["common"]})
+    add("text", {"text": "A short note about calendars: the Gregorian calendar was adopted in 1582.",
+                 "tags": ["common"]})
+    # Schema errors, one kind a line.
+    add("bad_role", {"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "hello"}]})
+    add("bad_json", '{"messages": [{"role": "user", "content": "unclosed"}')
+    add("alpaca_no_output", {"instruction": "Rewrite 1 May 2001 as YYYY-MM-DD.", "input": ""})
+    add("sharegpt_bad_from", {"conversations": [{"from": "alien", "value": "x"}, {"from": "gpt", "value": "y"}]})
+    add("unknown_format", {"prompt": "Rewrite 2 May 2002", "completion": "2002-05-02"})
+    add("ends_with_user", {"messages": [{"role": "user", "content": "Rewrite 3 May 2003"}]})
+    # Filler: varied date examples (they avoid the demo eval dates), all tagged common.
+    for example in demo_examples(count=30, seed=7, plant=False):
+        add(None, {"messages": example["messages"], "tags": ["common"]})
+    # Duplicates: an exact copy of the chat example in other case and spacing, a near copy.
+    add("exact_dup", chat("rewrite  MAR 3rd '09 as yyyy-mm-dd", "2009-03-03"))
+    add("near_original", chat(LONG_SENTENCE + "Please answer as YYYY-MM-DD.", "1962-09-14"))
+    add("near_dup", chat(LONG_SENTENCE.replace("photograph", "postcard") + "Please answer as YYYY-MM-DD.",
+                         "1962-09-14"))
+    # Leakage: a task eval case (with its answer) and a general one.
+    add("leak_task", chat(INSTRUCTION + "July 4, 1976", "1976-07-04"))
+    add("leak_general", chat("Quick one: what is the capital of Japan? Answer in one word.", "Tokyo"))
+    # Over-long for the tiny model's 512-token context.
+    add("over_long", chat("Here is the log. " + " ".join(f"line {n} ok." for n in range(400))
+                          + " Rewrite 5 June 2005 as YYYY-MM-DD.", "2005-06-05"))
+    # PII, one kind per line, and a 16-digit number that fails Luhn (not a card).
+    add("email", chat("Send 1 May 1999 as YYYY-MM-DD to ana.lopez@example.org please.", "1999-05-01"))
+    add("phone", chat("My number is +44 20 7946 0958; rewrite 2 May 1998 as YYYY-MM-DD.", "1998-05-02"))
+    add("card", chat("Card 4111 1111 1111 1111 expires 3 May 1997; rewrite that date as YYYY-MM-DD.", "1997-05-03"))
+    add("not_card", chat("Order 4111 1111 1111 1112 shipped 4 May 1996; rewrite that as YYYY-MM-DD.", "1996-05-04"))
+    add("iban", chat("Pay DE89 3704 0044 0532 0130 00 by 5 May 1995, as YYYY-MM-DD.", "1995-05-05"))
+    add("ipv4", chat("Server 10.20.30.40 rebooted on 6 May 1994; rewrite it as YYYY-MM-DD.", "1994-05-06"))
+    add("ipv6", chat("Host 2001:db8::ff00:42:8329 failed on 7 May 1993; as YYYY-MM-DD?", "1993-05-07"))
+    add("ssn", chat("SSN 123-45-6789 was issued 8 May 1992; rewrite as YYYY-MM-DD.", "1992-05-08"))
+    # The one edge-tagged example: common outnumbers edge far beyond 10 to 1.
+    add("edge", chat("Rewrite 29/02/2000 (day first) as YYYY-MM-DD.", "2000-02-29", tags=("edge",)))
+    return lines, where
+
+
+@pytest.fixture
+def crafted(tmp_path, tiny_model_dir):
+    ws, _ = create_demo_workspace(tmp_path / "ws")
+    lines, where = crafted_lines()
+    path = ws.root / "data" / "train.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return ws, path, where
+
+
+def test_every_planted_problem_is_found_with_its_line(crafted, tiny_model_dir):
+    ws, path, where = crafted
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    report = check_dataset(ws, tokenizer_dir=tiny_model_dir)
+    # Each format read and converted.
+    assert report.formats == {"chat": report.formats["chat"], "alpaca": 1, "sharegpt": 1, "text": 1}
+    by_line = {unit.line: unit for unit in report.units}
+    assert by_line[where["alpaca"]].messages == [
+        {"role": "user", "content": "Rewrite the date as YYYY-MM-DD.\n\nthe 9th of May, 1911"},
+        {"role": "assistant", "content": "1911-05-09"}]
+    assert [m["role"] for m in by_line[where["sharegpt"]].messages] == ["system", "user", "assistant"]
+    assert by_line[where["text"]].text.startswith("A short note")
+    # Schema errors: exactly these lines, each with what and a fix.
+    problems = {p.line: p for p in report.problems}
+    expected = {"bad_role": "role 'bot'", "bad_json": "invalid JSON", "alpaca_no_output": "'output'",
+                "sharegpt_bad_from": "from 'alien'", "unknown_format": "unknown format",
+                "ends_with_user": "must end with an assistant message"}
+    assert sorted(problems) == sorted(where[key] for key in expected)
+    for key, words in expected.items():
+        problem = problems[where[key]]
+        assert words in problem.message and problem.hint and problem.path == path, (key, problem)
+        assert str(problem).startswith(f"{path}:{where[key]}")
+    # Duplicates: the exact copy and the near-duplicate pair, with their lines.
+    assert [(g["kept"]["line"], [r["line"] for r in g["removed"]]) for g in report.exact_duplicates] == \
+        [(where["chat"], [where["exact_dup"]])]
+    assert [(p["a"]["line"], p["b"]["line"]) for p in report.near_duplicates] == \
+        [(where["near_original"], where["near_dup"])]
+    assert 0.7 <= report.near_duplicates[0]["similarity"] < 1
+    # Leakage of the task set and the general set.
+    assert {(leak["line"], leak["set"], leak["case"]) for leak in report.leakage} == {
+        (where["leak_task"], "task", "date-002"), (where["leak_general"], "general", "gen-001")}
+    # Over-long: listed, blocking, never truncated.
+    assert [(row["line"], row["tokens"] > 512) for row in report.over_long] == [(where["over_long"], True)]
+    assert any("over-long" in reason for reason in report.blocking)
+    # PII: every kind once, on its own line; the Luhn-failing number is not a card.
+    found = {(row["kind"], row["line"]) for row in report.pii["findings"]}
+    assert found == {(kind, where[kind]) for kind in ("email", "phone", "card", "iban", "ipv4", "ipv6", "ssn")}
+    assert not any(row["line"] == where["not_card"] for row in report.pii["findings"])
+    assert not luhn_ok("4111111111111112") and luhn_ok("4111111111111111")
+    assert iban_ok("DE89 3704 0044 0532 0130 00") and not iban_ok("DE89 3704 0044 0532 0130 01")
+    # Tag skew.
+    assert report.tags["skewed"] and report.tags["most"] == "common" and report.tags["least"] == "edge"
+    # The original is byte-identical, and preparing is refused while blocking problems remain.
+    with pytest.raises(InputError) as refused:
+        prepare_dataset(ws, tokenizer_dir=tiny_model_dir)
+    assert f"{path}:{where['bad_role']}" in str(refused.value)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    # The refusal recorded what it measured: format, lengths, dedup, pii, balance fail.
+    report_items = compute_report(ws, record=False)
+    statuses = {item: report_items.item(item).status for item in
+                ("tune.format", "tune.dedup", "tune.leakage", "tune.token_lengths", "tune.pii", "tune.balance",
+                 "tune.split")}
+    assert set(statuses.values()) == {"fail"}, statuses
+
+
+def test_fixed_copy_is_clean_scrubbed_and_split_stably(crafted, tiny_model_dir):
+    ws, path, where = crafted
+    lines = path.read_text().splitlines()
+    blocking = {where[key] for key in ("bad_role", "bad_json", "alpaca_no_output", "sharegpt_bad_from",
+                                       "unknown_format", "ends_with_user", "over_long")}
+    kept = [line for number, line in enumerate(lines, 1) if number not in blocking]
+    path.write_text("\n".join(kept) + "\n")
+    original = path.read_bytes()
+    prepared = prepare_dataset(ws, tokenizer_dir=tiny_model_dir)
+    assert path.read_bytes() == original
+    assert prepared.train_path.parent.name == prepared.digest[:16]
+    assert prepared.train_path.parent.parent == ws.state_dir / "data"
+    records = [json.loads(line) for p in (prepared.train_path, prepared.val_path) for line in p.read_text().splitlines()]
+    assert prepared.counts["train"] >= 9 * prepared.counts["val"] / 2 and prepared.counts["val"] >= 1
+    # Canonical lines only; duplicates and leaked examples left out; PII replaced.
+    for record in records:
+        assert set(record) in ({"id", "messages"}, {"id", "text"})
+    texts = "\n".join(json.dumps(r) for r in records)
+    for gone in ("rewrite  MAR", "postcard", "July 4, 1976", "capital of Japan"):
+        assert gone not in texts
+    for secret in ("ana.lopez@example.org", "7946 0958", "4111 1111 1111 1111", "DE89 3704", "10.20.30.40",
+                   "2001:db8::ff00", "123-45-6789"):
+        assert secret not in texts
+    assert "4111 1111 1111 1112" in texts and "[CARD]" in texts and "[EMAIL]" in texts
+    # Checking the prepared files again finds nothing to fix.
+    clean_path = ws.root / "data" / "clean.jsonl"
+    clean_path.write_text(prepared.train_path.read_text() + prepared.val_path.read_text())
+    again = check_dataset(ws, tokenizer_dir=tiny_model_dir, path=clean_path)
+    assert not again.problems and not again.exact_duplicates and not again.near_duplicates
+    assert not again.leakage and again.pii["total"] == 0 and not again.blocking
+    # Same input -> same split and digest; appended examples never move an old one.
+    assert prepare_dataset(ws, tokenizer_dir=tiny_model_dir).digest == prepared.digest
+    before = check_dataset(ws, tokenizer_dir=tiny_model_dir)
+    train0, val0 = ({u.id for u in part} for part in before.split_units())
+    more = [json.dumps(chat(e["messages"][0]["content"], e["messages"][1]["content"]))
+            for e in demo_examples(count=60, seed=99, plant=False)]
+    path.write_text(path.read_text() + "\n".join(more) + "\n")
+    after = check_dataset(ws, tokenizer_dir=tiny_model_dir)
+    train1, val1 = ({u.id for u in part} for part in after.split_units())
+    assert train0 <= train1 and val0 <= val1 and len(val1) > len(val0)
+    assert 0.04 <= len(val1) / (len(train1) + len(val1)) <= 0.2
+
+
+def test_demo_data_planted_problems_found_and_cleaned(tmp_path, tiny_model_dir):
+    assert demo_train_lines() == demo_train_lines()            # deterministic
+    lines = demo_train_lines()
+    assert 300 <= len(lines) <= 500
+    ws, _ = create_demo_workspace(tmp_path / "demo")
+    path = ws.root / "data" / "train.jsonl"
+    assert path.read_text() == "\n".join(lines) + "\n"
+    report = check_dataset(ws, tokenizer_dir=tiny_model_dir)
+    assert not report.problems and not report.render_problems
+    assert sorted(r["id"] for g in report.exact_duplicates for r in g["removed"]) == PLANTED["exact_duplicates"]
+    assert sorted(p["b"]["id"] for p in report.near_duplicates) == PLANTED["near_duplicates"]
+    assert {row["id"]: row["kind"] for row in report.pii["findings"]} == PLANTED["pii"]
+    assert [row["id"] for row in report.over_long] == PLANTED["over_long"]
+    assert report.leakage == [] and report.leakage_sets == {"task": 30, "general": 12}
+    # Remove the over-long example (the one thing a person must fix); the rest is cleaned.
+    path.write_text("".join(line + "\n" for line in lines if '"demo-long"' not in line))
+    prepared = prepare_dataset(ws, tokenizer_dir=tiny_model_dir)
+    assert prepared.counts["removed_duplicates"] == 4 and prepared.counts["pii_scrubbed"] == 4
+    clean = ws.root / "data" / "clean.jsonl"
+    clean.write_text(prepared.train_path.read_text() + prepared.val_path.read_text())
+    again = check_dataset(ws, tokenizer_dir=tiny_model_dir, path=clean)
+    assert (again.exact_duplicates, again.near_duplicates, again.leakage, again.over_long, again.pii["total"],
+            again.blocking) == ([], [], [], [], 0, [])
+    report = compute_report(ws, record=False)
+    for item in ("tune.format", "tune.dedup", "tune.leakage", "tune.token_lengths", "tune.pii", "tune.balance",
+                 "tune.split"):
+        assert report.item(item).status == "pass", (item, report.item(item).detail)
+    # The evidence is tied to the file: editing it turns every data item stale.
+    path.write_text(path.read_text() + json.dumps(chat("Rewrite 1 Jan 1951 as YYYY-MM-DD.", "1951-01-01")) + "\n")
+    assert compute_report(ws, record=False).item("tune.dedup").status == "stale"
+
+
+def test_raw_text_is_chunked_without_boilerplate(tmp_path, tiny_model_dir):
+    ws, _ = create_demo_workspace(tmp_path / "ws")
+    ws.update_config(lambda doc: doc["settings"].__setitem__("train_data", "data/notes.txt"))
+    banner = "Copyright 2024 Example Corp. Licensed under the Apache License, Version 2.0."
+    documents = []
+    for number in range(5):
+        body = "\n".join(f"Document {number} paragraph {p}: the meeting on day {p} covered budgets, "
+                         f"hiring and the {number}th roadmap item in detail." for p in range(40))
+        documents.append(f"{banner}\n{body}\nPage footer: internal use only")
+    (ws.root / "data" / "notes.txt").write_text("\n\n\n".join(documents) + "\n")
+    report = check_dataset(ws, tokenizer_dir=tiny_model_dir)
+    assert report.formats == {"text": 5} and not report.problems
+    assert report.boilerplate["lines_removed"] == 10
+    low, high = report.boilerplate["chunk_tokens"]
+    assert (low, high) == (255, 510)       # 512-1024 scaled to the tiny model's 512-token context
+    chunks = report.units
+    assert len(chunks) > 5 and all(unit.text and unit.tokens <= 512 for unit in chunks)
+    joined = "\n".join(unit.text for unit in chunks)
+    assert "Copyright 2024" not in joined and "Page footer" not in joined
+    for number in range(5):                 # nothing but the boilerplate is lost
+        for p in range(40):
+            assert f"Document {number} paragraph {p}:" in joined
+    per_doc: dict[int, list] = {}
+    for unit in chunks:
+        per_doc.setdefault(unit.line, []).append(unit)
+    assert len(per_doc) == 5
+    for units in per_doc.values():
+        assert len(units) >= 2 and all(unit.tokens - 2 >= low for unit in units[:-1])   # only a document's last chunk is short
+    prepared = prepare_dataset(ws, tokenizer_dir=tiny_model_dir)
+    first = json.loads(prepared.train_path.read_text().splitlines()[0])
+    assert set(first) == {"id", "text"}
+
+
+@pytest.mark.timeout(120)
+def test_cli_data_check_json_and_fix(tmp_path, tiny_model_dir):
+    from core.local_source import lock_local_source
+
+    ws, _ = create_demo_workspace(tmp_path / "ws")
+    lock_local_source(ws, str(tiny_model_dir))
+    path = ws.root / "data" / "train.jsonl"
+    path.write_text("".join(line + "\n" for line in demo_train_lines() if '"demo-long"' not in line))
+
+    def wg(*args):
+        return subprocess.run([sys.executable, "-m", "tui.cli", "-w", str(ws.root), *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    out = wg("data", "check", "--json")
+    assert out.returncode == 1, out.stderr
+    data = json.loads(out.stdout)
+    assert data["items"]["tune.dedup"] == "fail" and data["items"]["tune.pii"] == "fail"
+    assert data["prepared"] is None and "tune.split" not in data["items"]
+    out = wg("data", "check", "--fix")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "prepared" in out.stdout and "line 51 (demo-dup-1) = line 10 (demo-0010)" in out.stdout
+    assert "line 181 (demo-near-1) ~ line 30 (demo-0030)" in out.stdout

@@ -1,0 +1,109 @@
+"""Phase 5 commands: `data check [--fix]`, `tune fewshot`, `tune gate [ADAPTER]`.
+
+`data check` runs in the command itself (a tokenizer, no model weights: a few seconds); the
+eval runs `tune fewshot` and `tune gate` need are detached jobs, like `weightgate eval`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+EXIT_OK, EXIT_FAILED = 0, 1
+MARK = {"pass": "✓", "fail": "✗"}
+
+
+def add_data_commands(app, workspace, fail) -> None:
+    import typer
+
+    from core.errors import WeightgateError
+
+    data_app = typer.Typer(help="Training data for phase 5: check, clean, split.", no_args_is_help=True)
+    app.add_typer(data_app, name="data")
+
+    @data_app.command("check")
+    def data_check(fix: bool = typer.Option(False, "--fix", help="Write the cleaned, scrubbed, split copy under "
+                                                                 ".weightgate/data/ (the original is never edited)."),
+                   as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+        """Check [settings] train_data: formats, schema (file:line), chat-template rendering, token
+        lengths, exact and near duplicates, eval-set leakage, PII, tag balance, the 90/10 split.
+        Records tune.format / dedup / leakage / token_lengths / pii / balance / split.
+        Exit 1 while any of them fails."""
+        from core.data_check import check_dataset, save_latest_report, write_prepared
+        from core.data_evidence import record_data_evidence
+
+        ws = workspace(as_json)
+        try:
+            report = check_dataset(ws)
+            prepared = write_prepared(ws, report) if fix and not report.blocking else None
+            report_path = save_latest_report(ws, report, prepared)
+            decided = record_data_evidence(ws, report, prepared)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        if as_json:
+            data = {**report.to_dict(), "report": str(report_path), "items": decided,
+                    "prepared": None if prepared is None else {
+                        "digest": prepared.digest, "train": str(prepared.train_path), "val": str(prepared.val_path),
+                        "counts": prepared.counts}}
+            print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        else:
+            print(render_data_report(report, prepared, decided, fix))
+        raise typer.Exit(EXIT_FAILED if any(status != "pass" for status in decided.values()) or report.blocking
+                         else EXIT_OK)
+
+
+def _rows(rows: list[dict], limit: int = 10) -> list[str]:
+    out = [f"    line {row['line']} ({row['id']})" for row in rows[:limit]]
+    if len(rows) > limit:
+        out.append(f"    ... {len(rows) - limit} more (--json lists all)")
+    return out
+
+
+def render_data_report(report, prepared, decided: dict[str, str], fix: bool) -> str:
+    from core.data_evidence import decide
+
+    notes = {item: note for item, (_, _, note) in decide(report, prepared).items()}
+    formats = ", ".join(f"{name} {count}" for name, count in sorted(report.formats.items())) or "none"
+    lines = [f"{report.path}: {report.examples} examples ({formats}) -> {len(report.units)} records; "
+             f"context {report.max_tokens} tokens"]
+
+    def head(item: str, title: str) -> None:
+        status = decided.get(item) or ("pass" if item not in notes else "fail")
+        lines.append(f"{MARK.get(status, '·')} {title}: {notes.get(item, '')}")
+
+    head("tune.format", "format")
+    for problem in [*report.problems, *report.render_problems][:20]:
+        lines.extend("    " + text for text in str(problem).splitlines())
+    head("tune.dedup", "duplicates")
+    for group in report.exact_duplicates[:10]:
+        kept = group["kept"]
+        for row in group["removed"]:
+            lines.append(f"    line {row['line']} ({row['id']}) = line {kept['line']} ({kept['id']})")
+    for pair in report.near_duplicates[:10]:
+        lines.append(f"    line {pair['b']['line']} ({pair['b']['id']}) ~ line {pair['a']['line']} ({pair['a']['id']})"
+                     f"  similarity {pair['similarity']:.2f}")
+    head("tune.leakage", "eval leakage")
+    for leak in report.leakage[:10]:
+        lines.append(f"    line {leak['line']} ({leak['id']}) matches {leak['set']} case {leak['case']}"
+                     f" ({leak['containment']:.0%})")
+    head("tune.token_lengths", "token lengths")
+    for row in report.over_long[:10]:
+        lines.append(f"    line {row['line']} ({row['id']}): {row['tokens']} tokens > {report.max_tokens}")
+    head("tune.pii", "PII")
+    for row in report.pii["findings"][:10]:
+        lines.append(f"    line {row['line']} ({row['id']}): {row['kind']} {row['sample']}")
+    head("tune.balance", "tag balance")
+    if "tune.split" in notes:
+        head("tune.split", "split")
+    if report.boilerplate.get("lines_removed"):
+        lines.append(f"  raw text: {report.boilerplate['lines_removed']} boilerplate line(s) removed, "
+                     f"{report.boilerplate['chunks']} chunks of {report.boilerplate['chunk_tokens'][0]}-"
+                     f"{report.boilerplate['chunk_tokens'][1]} tokens")
+    if report.blocking:
+        lines.append("blocking: " + "; ".join(report.blocking) + " — fix the file, then run again")
+    elif prepared is not None:
+        lines.append(f"prepared {prepared.train_path.parent} (digest {prepared.digest[:16]}): "
+                     f"{prepared.counts['train']} train, {prepared.counts['val']} validation")
+    elif not fix:
+        lines.append("nothing written: `weightgate data check --fix` writes the cleaned copy")
+    return "\n".join(lines)
