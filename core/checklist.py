@@ -71,7 +71,13 @@ NEEDS_FIT = "weightgate fit (estimates every precision, records the largest that
 NEEDS_MEASURE = "weightgate measure (loads the model at the chosen precision)"
 NEEDS_QUANT_CHECK = "weightgate quant-check (the task set at the reference and the chosen precision)"
 NEEDS_TRAIN = "fine-tuning data checks and training (issue 6)"
-NEEDS_REGISTRY = "the registry (issue 7)"
+NEEDS_REGISTRY = "weightgate ship (builds a registry version: checksums, manifest, card)"
+NEEDS_SHIP_MERGE = "weightgate ship (merges or keeps the adapter; merged outputs checked equal)"
+NEEDS_SHIP_LATENCY = "weightgate ship (measures the shipped version against the ceilings)"
+NEEDS_SHIP_SERVING = "weightgate ship (writes the vLLM / TGI / transformers commands)"
+NEEDS_HEALTH = "weightgate health VERSION (a cold load and a ping)"
+NEEDS_CANARY = "weightgate canary VERSION (the eval set on the shipped version)"
+NEEDS_ROLLBACK = "a second weightgate ship (the previous version is the rollback target)"
 
 ITEMS: tuple[Item, ...] = (
     # Phase 1: selection
@@ -223,24 +229,24 @@ ITEMS: tuple[Item, ...] = (
          "Anything undocumented cannot be reproduced.", C, A, ("release",), NEEDS_REGISTRY),
     Item("ship.merge", 6, "Merge decision made; merged output matches adapter output",
          "Merge for speed or keep adapters for swapping, and prove the merge changed nothing.", C, A,
-         ("release",), NEEDS_REGISTRY),
+         ("release",), NEEDS_SHIP_MERGE),
     Item("ship.health", 6, "Health check: loads and answers a ping",
          "A readiness probe that proves the weights are loaded and responding.", C, A,
-         ("release",), NEEDS_REGISTRY),
+         ("release",), NEEDS_HEALTH),
     Item("ship.latency", 6, "Shipped version's latency within ceilings",
          "The shipped artefact, not the dev setup, must meet the ceilings.", C, A,
-         ("release", "requirements"), NEEDS_REGISTRY),
+         ("release", "requirements"), NEEDS_SHIP_LATENCY),
     Item("ship.license", 6, "Licence allows the intended use and distribution",
          "Shipping a fine-tune can be distribution under the base model's licence.", C, A,
          ("release", "requirements"), NEEDS_REGISTRY),
     Item("ship.rollback", 6, "Rollback target exists",
-         "A release you cannot undo is a gamble.", R, A, ("release",), NEEDS_REGISTRY),
+         "A release you cannot undo is a gamble.", R, A, ("release",), NEEDS_ROLLBACK),
     Item("ship.canary", 6, "Canary eval passes against the shipped version",
          "Scheduled canaries catch silent drift and upstream changes.", C, A,
-         ("release", "evalset.task"), NEEDS_REGISTRY),
+         ("release", "evalset.task"), NEEDS_CANARY),
     Item("ship.serving", 6, "Serving engine compatibility checked (vLLM / TGI commands)",
          "Optimized engines multiply throughput; know the exact serve command.", O, A,
-         ("release",), NEEDS_REGISTRY),
+         ("release",), NEEDS_SHIP_SERVING),
     Item("ship.monitoring", 6, "Quality, latency and cost drift monitored; loop-back trigger defined",
          "A workflow that ends at deployment is incomplete; know when to re-enter phase 1 or 2.", R, T,
          ("release",)),

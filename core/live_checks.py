@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from core import checks, eval_checks, weights_checks
+from core import checks, eval_checks, ship_checks, weights_checks
 from core.checks import CheckContext, CheckResult
 
 LIVE_CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
@@ -17,4 +17,5 @@ LIVE_CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
     "verify.license": weights_checks.check_license,
     "eval.fresh": eval_checks.check_fresh,
     "select.choice": eval_checks.check_choice,
+    **ship_checks.LIVE_CHECKS,
 }

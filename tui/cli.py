@@ -501,6 +501,9 @@ def build_app():
     from tui.cli_memory import add_memory_commands
 
     add_memory_commands(app, workspace, fail)  # estimate, fit, measure, quant-check
+    from tui.cli_ship import add_ship_commands
+
+    add_ship_commands(app, workspace, fail)  # ship, versions, rollback, verify-release, health, canary, serve-commands
     from tui.cli_data import add_data_commands
 
     add_data_commands(app, workspace, fail)    # data check, tune fewshot, tune gate

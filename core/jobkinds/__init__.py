@@ -27,6 +27,8 @@ KINDS: dict[str, str] = {
     "benchmark": "core.jobkinds.eval:run_benchmark",
     "memory_measure": "core.jobkinds.memory_measure:run",
     "quant_quality": "core.jobkinds.quant_quality:run",
+    "ship": "core.jobkinds.ship:run_ship",
+    "canary": "core.jobkinds.ship:run_canary",
 }
 
 KindFunction = Callable[[Any], "dict | None"]

@@ -1,0 +1,45 @@
+"""Deployment job kinds: `ship` (build, merge-check, publish a registry version, measure its
+latency) and `canary` (re-run the eval set on a registry version, compare with what shipped).
+torch loads in the job process only.
+
+params:
+    ship     name (null: the default), merge (true / false / null: [decisions] merge or mergeable)
+    canary   version ("current" by default), name
+"""
+
+from __future__ import annotations
+
+from core.jobs import JobContext
+
+
+def _workspace(ctx: JobContext):
+    from core.errors import InputError
+    from core.workspace import open_workspace
+
+    if ctx.workspace is None:
+        raise InputError("this job needs a workspace")
+    return open_workspace(ctx.workspace)
+
+
+def run_ship(ctx: JobContext) -> dict:
+    from core.ship import ShipRefused, ship
+
+    ws = _workspace(ctx)
+    try:
+        outcome = ship(ws, ctx.params.get("name"), ctx.params.get("merge"), log=ctx.log)
+    except ShipRefused as exc:
+        ctx.log(exc.message, level="error")
+        return {"ok": False, "refused": exc.message, **exc.values}
+    ctx.artifact(outcome["path"], label="version")
+    return {"ok": True, **outcome}
+
+
+def run_canary(ctx: JobContext) -> dict:
+    from core.canary import run_canary as canary
+    from core.registry import resolve
+
+    ws = _workspace(ctx)
+    ref = resolve(ws, ctx.params.get("version"), ctx.params.get("name"))
+    outcome = canary(ws, ref, log=ctx.log)
+    ctx.log(outcome["detail"], level="info" if outcome["ok"] else "warning")
+    return outcome

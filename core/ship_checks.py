@@ -1,0 +1,153 @@
+"""Phase 6 (deployment) items, decided for the release named by `[decisions] release`.
+
+Live at status time (torch-free, cheap):
+    ship.version    the release names an existing version of the registry
+    ship.checksums  its files' sizes and mtimes are as when SHA256SUMS last matched in full
+    ship.manifest   its manifest.toml holds every required field
+    ship.license    the base's licence allows the intended use (core.licenses, as phase 2)
+    ship.rollback   `previous` names another existing version to roll back to
+Recorded as evidence tied to the `release` fingerprint (by ship, health, canary):
+    ship.merge, ship.serving, ship.latency (ship); ship.health (health); ship.canary (canary).
+"""
+
+from __future__ import annotations
+
+from core.checks import CheckContext, CheckResult
+from core.errors import InputError
+from core.workspace import Workspace
+
+SHIP_HINT = "ship a version: weightgate ship"
+
+
+def _release(ctx: CheckContext):
+    """The VersionRef of [decisions] release, or a CheckResult saying why there is none."""
+    cached = ctx.cache.get("release", ...)
+    if cached is not ...:
+        return cached
+    from core.registry import release_decision, resolve
+
+    label = release_decision(ctx.config)
+    if not label:
+        result = CheckResult("todo", f"no release yet: {SHIP_HINT}")
+    else:
+        try:
+            result = resolve(ctx.ws, label)
+        except InputError as exc:
+            result = CheckResult("fail", f"[decisions] release = {label!r}: {exc.message}")
+    ctx.cache["release"] = result
+    return result
+
+
+def _manifest(ctx: CheckContext, ref):
+    from core.manifest import read_manifest
+
+    key = ("manifest", ref.label)
+    if key not in ctx.cache:
+        try:
+            ctx.cache[key] = read_manifest(ref.path)
+        except InputError as exc:
+            ctx.cache[key] = CheckResult("fail", str(exc))
+    return ctx.cache[key]
+
+
+def check_version(ctx: CheckContext) -> CheckResult:
+    ref = _release(ctx)
+    if isinstance(ref, CheckResult):
+        return ref
+    return CheckResult("pass", f"{ref.label} in {ref.path.parent.relative_to(ctx.ws.root)}",
+                       {"release": ref.label})
+
+
+def check_checksums(ctx: CheckContext) -> CheckResult:
+    ref = _release(ctx)
+    if isinstance(ref, CheckResult):
+        return ref
+    from core.release_verify import quick_state
+
+    status, detail, values = quick_state(ctx.ws, ref)
+    return CheckResult(status, detail, values)
+
+
+def check_manifest(ctx: CheckContext) -> CheckResult:
+    ref = _release(ctx)
+    if isinstance(ref, CheckResult):
+        return ref
+    manifest = _manifest(ctx, ref)
+    if isinstance(manifest, CheckResult):
+        return manifest
+    from core.manifest import missing_keys
+
+    missing = missing_keys(manifest)
+    if missing:
+        return CheckResult("fail", f"{ref.label}'s manifest lacks {', '.join(missing)}: ship again",
+                           {"missing": missing})
+    release, base = manifest["release"], manifest["base"]
+    evals = ", ".join(f"{e['set']} {e.get('score')}" for e in manifest.get("evals", []))
+    return CheckResult("pass", f"{release['relation']} of {base['repo']}"
+                               f"{'@' + base['commit'][:12] if base.get('commit') else ''}, "
+                               f"{manifest['precision']['name']}, evals: {evals or 'none'}",
+                       {"relation": release["relation"], "content_digest": release["content_digest"]})
+
+
+def check_license(ctx: CheckContext) -> CheckResult:
+    ref = _release(ctx)
+    if isinstance(ref, CheckResult):
+        return ref
+    manifest = _manifest(ctx, ref)
+    if isinstance(manifest, CheckResult):
+        return manifest
+    from core.licenses import check_licence
+
+    use = ctx.requirements().get("intended_use")
+    decisions = ctx.config.get("decisions") if isinstance(ctx.config.get("decisions"), dict) else {}
+    reviewed = decisions.get("license") if isinstance(decisions.get("license"), dict) else None
+    licence = manifest["base"].get("license", "")
+    verdict = check_licence(licence, use if isinstance(use, dict) else {}, reviewed)
+    relation = manifest["release"]["relation"]
+    detail = verdict.detail
+    if verdict.status == "pass" and relation in ("merged", "adapter"):
+        detail += f" (the {relation} version is a derivative of the base: its licence applies)"
+    return CheckResult(verdict.status, detail, {"license": licence, "category": verdict.category,
+                                                 "relation": relation})
+
+
+def check_rollback(ctx: CheckContext) -> CheckResult:
+    ref = _release(ctx)
+    if isinstance(ref, CheckResult):
+        return ref
+    from core.registry import PREVIOUS, list_versions, read_aliases
+
+    aliases = read_aliases(ctx.ws, ref.name)
+    previous = aliases.get(PREVIOUS)
+    versions = {v.version for v in list_versions(ctx.ws, ref.name)}
+    values = {"release": ref.label, "previous": previous}
+    if previous is None:
+        return CheckResult("fail", f"no previous version of {ref.name} to roll back to (the first release has "
+                                   "none: ship the next one, or waive with a reason)", values)
+    if previous not in versions:
+        return CheckResult("fail", f"previous -> {previous}, which is not in the registry", values)
+    if previous == ref.version:
+        return CheckResult("fail", f"previous is the release itself ({previous})", values)
+    return CheckResult("pass", f"weightgate rollback moves current back to {ref.name}@{previous}", values)
+
+
+def record_for_release(ws: Workspace, ref, item: str, ok: bool, values: dict, note: str) -> bool:
+    """Evidence about `ref`, recorded only while it is the release (the fingerprint would
+    otherwise tie it to another version). Returns whether it was recorded."""
+    from core.evidence import FAIL, PASS, record_result
+    from core.fingerprints import plain
+    from core.registry import release_decision
+
+    if release_decision(plain(ws.config())) != ref.label:
+        return False
+    record_result(ws, item, PASS if ok else FAIL, values, note=note)
+    return True
+
+
+LIVE_CHECKS = {
+    "ship.version": check_version,
+    "ship.checksums": check_checksums,
+    "ship.manifest": check_manifest,
+    "ship.license": check_license,
+    "ship.rollback": check_rollback,
+}

@@ -1,0 +1,391 @@
+"""Phase 6 on the tiny model with a real LoRA adapter (non-zero B: it changes outputs): merge and
+its equality check, the registry (versions, aliases, history, atomic builds), manifest, model
+card, SHA256SUMS, verify-release, rollback, health, canary, serving, and the ship.* items."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core import registry
+from core.gates import compute_report
+from core.local_source import lock_local_source
+from core.workspace import Workspace
+from tests.helpers import phase1_ready
+from tests.hub_emulator import hub  # noqa: F401 - `hub` is a fixture
+
+CASES = 6
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_adapter(model_dir: Path, out: Path, *, seed: int = 1, scale: float = 0.3) -> Path:
+    """A LoRA on q/v/up projections whose B matrices are random (peft starts them at zero, which
+    would change nothing)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                  target_modules=["q_proj", "v_proj", "up_proj"]))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+    peft_model.save_pretrained(out)
+    return out
+
+
+def flip_byte(path: Path, offset: int = -100) -> bytes:
+    data = bytearray(path.read_bytes())
+    original = bytes(data)
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    return original
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A workspace: tiny model (apache-2.0) locked, adapter decided, one task eval run."""
+    from core.evaluation import run_eval
+    from tests.tiny_model import build_tiny_model
+
+    root = tmp_path_factory.mktemp("ship")
+    model = build_tiny_model(root / "tiny-base")
+    (model / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
+    adapter = make_adapter(model, root / "adapter")
+    ws = phase1_ready(root / "ws")
+    # Ceilings this machine meets even with its CPUs shared (the latency code is tested elsewhere).
+    ws.update_config(lambda doc: doc["requirements"]["ceilings"].update(p95_latency_ms=60000, min_tokens_per_s=0.5))
+    path = ws.evals_dir / "task.jsonl"
+    lines = path.read_text().splitlines()[:CASES]
+    path.write_text(json.dumps({"_set": {"max_new_tokens": 4}}) + "\n" + "\n".join(lines) + "\n")
+    lock_local_source(ws, str(model))
+    shutil.copytree(adapter, ws.adapters_dir / "lora1")
+    ws.update_config(lambda doc: doc["decisions"].__setitem__("adapter", "lora1"))
+    run = run_eval(ws, "task", device="cpu")
+    return {"ws": ws, "model": model, "adapter": ws.adapters_dir / "lora1", "root": root, "run": run}
+
+
+def wg(*args, timeout=120):
+    import os
+
+    environment = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# --- merge ------------------------------------------------------------------------------------
+
+
+def test_merge_check_passes_for_a_true_merge_and_catches_a_scaled_delta(env, tmp_path):
+    from core.evaluation import plan_eval
+    from core.generation import generate_all, load_model, render
+    from core.merge import check_merge, merge_and_save, merge_refusal
+
+    ws = env["ws"]
+    plan = plan_eval(ws, "task", batch_size=4)
+    base = load_model(env["model"], "fp32")
+    prompts = [render(base.tokenizer, plan.messages(case)) for case in plan.cases]
+    ids = [case.id for case in plan.cases]
+    base_out = generate_all(base, prompts, plan.settings, 4)
+    loaded = load_model(env["model"], "fp32", env["adapter"])
+    adapter_out = generate_all(loaded, prompts, plan.settings, 4)
+    # The adapter really changes outputs, or the check below would prove nothing.
+    assert sum(a.token_ids != b.token_ids for a, b in zip(base_out, adapter_out)) >= CASES // 2
+
+    merge_and_save(loaded, env["model"], tmp_path / "good")
+    good = check_merge(tmp_path / "good", "fp32", ids, prompts, plan.settings, 4, adapter_out)
+    assert good.ok and good.cases == CASES and not good.mismatches
+
+    # A wrong merge: the delta scaled by 2 (lora_alpha doubled in a copy of the adapter).
+    wrong_adapter = tmp_path / "wrong-adapter"
+    shutil.copytree(env["adapter"], wrong_adapter)
+    config = json.loads((wrong_adapter / "adapter_config.json").read_text())
+    config["lora_alpha"] *= 2
+    (wrong_adapter / "adapter_config.json").write_text(json.dumps(config))
+    merge_and_save(load_model(env["model"], "fp32", wrong_adapter), env["model"], tmp_path / "wrong")
+    bad = check_merge(tmp_path / "wrong", "fp32", ids, prompts, plan.settings, 4, adapter_out)
+    assert not bad.ok and bad.mismatches
+    first = bad.mismatches[0]
+    reference = adapter_out[ids.index(first.id)]
+    assert first.adapter_output == reference.text and first.adapter_token != first.merged_token
+    assert first.adapter_token == (reference.token_ids[first.position] if first.position < len(reference.token_ids)
+                                   else None)
+    assert first.id in bad.summary() and f"token {first.position}" in bad.summary()
+    # 4-bit and 8-bit bases are refused with the reason.
+    assert "re-quantized" in merge_refusal("nf4") and merge_refusal("int8") and merge_refusal("bf16") is None
+
+
+# --- ship: registry, manifest, card, checksums --------------------------------------------------
+
+
+def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(env):
+    from huggingface_hub import ModelCard
+
+    from core.manifest import REQUIRED, read_manifest
+    from core.ship import ship
+
+    ws = env["ws"]
+    outcome = ship(ws)
+    assert outcome["created"] and outcome["version"] == "v1" and outcome["relation"] == "merged"
+    assert outcome["merge_check"]["cases"] == CASES and outcome["merge_check"]["mismatches"] == 0
+    ref = registry.resolve(ws, "current")
+    assert ref.version == "v1" and (ref.path / "model.safetensors").is_file()
+    assert not list(ref.path.parent.glob(".staging-*"))
+
+    manifest = read_manifest(ref.path)
+    for table, keys in REQUIRED.items():
+        assert table in manifest, table
+        for key in keys:
+            assert key in manifest[table], f"{table}.{key}"
+    assert manifest["release"]["relation"] == "merged"
+    assert manifest["base"]["license"] == "apache-2.0" and manifest["base"]["kind"] == "local"
+    assert {f["path"] for f in manifest["base"]["files"]} >= {"model.safetensors", "config.json"}
+    shipped = {f["path"]: f["sha256"] for f in manifest["files"]}
+    assert {"model.safetensors", "tokenizer.json", "config.json", "eval/task/cases.jsonl"} <= set(shipped)
+    assert manifest["precision"]["name"] == "fp32" and manifest["precision"]["quantized"] is False
+    assert manifest["adapter"]["present"] and manifest["adapter"]["config"]["r"] == 4
+    assert manifest["adapter"]["digest"].startswith("sha256:")
+    assert manifest["merge"]["decision"] == "merged" and manifest["merge"]["checked"] is True
+    assert manifest["dataset"]["source"] == "fingerprint" and manifest["dataset"]["digest"] == "absent"
+    task = manifest["evals"][0]
+    assert task["set"] == "task" and task["run"] == env["run"]["run"] and task["identity"] == env["run"]["identity"]
+    assert task["cases"] == CASES and set(task["tags"]) == {"hard", "edge"}
+    assert manifest["training"]["source"] == "none"
+    assert manifest["environment"]["peft"] not in ("", "absent") and manifest["code"]["git"] is False
+    assert manifest["serving"]["batch_size"] == 1
+
+    # SHA256SUMS is sha256sum's format: the system tool verifies it.
+    done = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=ref.path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "manifest.toml: OK" in done.stdout and "README.md: OK" in done.stdout
+
+    card = ModelCard.load(ref.path / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "apache-2.0" and data["base_model_relation"] == "finetune"
+    results = data["model-index"][0]["results"]
+    assert data["model-index"][0]["name"] == "model@v1" or data["model-index"][0]["name"].endswith("@v1")
+    assert results[0]["metrics"][0]["value"] == task["score"]
+    assert {r["dataset"]["type"] for r in results} >= {"weightgate-task", "weightgate-task-hard",
+                                                       "weightgate-task-edge"}
+
+    # Identical content again: no new version, nothing left behind.
+    again = ship(ws, latency=False)
+    assert not again["created"] and again["version"] == "v1"
+    assert [v.version for v in registry.list_versions(ws, ref.name)] == ["v1"]
+    assert not list(ref.path.parent.glob(".staging-*"))
+
+    report = compute_report(ws)
+    for item in ("ship.version", "ship.checksums", "ship.manifest", "ship.license", "ship.merge", "ship.serving",
+                 "ship.latency"):
+        assert report.item(item).status == "pass", (item, report.item(item).detail)
+    assert report.item("ship.rollback").status == "fail"       # the first release has nothing before it
+
+
+def test_ship_adapter_separately_moves_aliases_and_history(env):
+    from core.manifest import read_manifest
+
+    ws = env["ws"]
+    # Through the CLI: a real ship job, followed to the end.
+    out = wg("-w", ws.root, "ship", "--no-merge", "--json", timeout=240)
+    assert out.returncode == 0, out.stderr + out.stdout
+    result = json.loads(out.stdout)
+    assert result["ok"] and result["version"] == "v2" and result["relation"] == "adapter"
+    ref = registry.resolve(ws, "current")
+    assert ref.version == "v2"
+    assert registry.read_aliases(ws, ref.name) == {"current": "v2", "previous": "v1"}
+    files = {p.name for p in ref.path.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json"} <= files
+    assert "model.safetensors" not in files                    # the base is a pointer, not a copy
+    manifest = read_manifest(ref.path)
+    assert manifest["release"]["relation"] == "adapter" and manifest["merge"]["decision"] == "separate"
+    moves = [(h["alias"], h["from"], h["to"]) for h in registry.read_history(ws, ref.name)]
+    assert moves == [("current", None, "v1"), ("current", "v1", "v2"), ("previous", None, "v1")]
+    assert compute_report(ws).item("ship.rollback").status == "pass"
+
+
+def test_verify_release_and_canary_name_a_flipped_byte(env):
+    from core.canary import run_canary
+
+    ws = env["ws"]
+    ref = registry.resolve(ws, "v2")
+    target = ref.path / "adapter_model.safetensors"
+    original = flip_byte(target)
+    try:
+        out = wg("-w", ws.root, "verify-release", "v2", "--json")
+        assert out.returncode == 1
+        data = json.loads(out.stdout)
+        assert data["problems"] == {"adapter_model.safetensors": "changed"}
+        assert compute_report(ws).item("ship.checksums").status == "fail"
+        outcome = run_canary(ws, ref)
+        assert not outcome["ok"] and "adapter_model.safetensors (changed)" in outcome["detail"]
+        # An extra file and a missing one are named too.
+        (ref.path / "notes.txt").write_text("x")
+        moved = ref.path.parent / "tokenizer.json.bak"
+        (ref.path / "tokenizer.json").rename(moved)
+        out = wg("-w", ws.root, "verify-release", "v2")
+        assert out.returncode == 1
+        assert "extra    notes.txt" in out.stdout and "missing  tokenizer.json" in out.stdout
+        moved.rename(ref.path / "tokenizer.json")
+        (ref.path / "notes.txt").unlink()
+    finally:
+        target.write_bytes(original)
+    out = wg("-w", ws.root, "verify-release", "v2")
+    assert out.returncode == 0, out.stdout
+    assert compute_report(ws).item("ship.checksums").status == "pass"
+
+
+def test_canary_passes_on_an_intact_version(env):
+    from core.canary import run_canary
+
+    ws = env["ws"]
+    outcome = run_canary(ws, registry.resolve(ws, "current"))
+    assert outcome["ok"], outcome["detail"]
+    assert outcome["cases"] == CASES and outcome["regressions"] == [] and outcome["changed"] == []
+    assert outcome["score"] == outcome["shipped_score"]
+    assert outcome["upstream"]["checked"] is False            # a local base has no upstream
+    assert compute_report(ws).item("ship.canary").status == "pass"
+
+
+def test_rollback_then_health_loads_the_previous_version(env):
+    from core.health import check_health
+
+    ws = env["ws"]
+    out = wg("-w", ws.root, "rollback", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["current"] == "v1"
+    ref = registry.resolve(ws, "current")
+    assert ref.version == "v1" and registry.read_aliases(ws, ref.name)["previous"] == "v2"
+    assert registry.read_history(ws, ref.name)[-1]["reason"] == "rollback"
+    assert ws.config()["decisions"]["release"] == ref.label
+    # Evidence about v2 (its canary) does not count for v1.
+    assert compute_report(ws).item("ship.canary").status != "pass"
+
+    out = wg("-w", ws.root, "health", "current", "--json", timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    assert result["ready"] and result["version"] == ref.label
+    assert result["cold_start_s"] > 0 and result["first_request_ms"] > 0 and result["probe"]["verified"] == "sha256"
+    assert compute_report(ws).item("ship.health").status == "pass"
+
+    # Timeout: exit 3, the probe killed.
+    late = check_health(ref, ws.root, timeout=0.05)
+    assert late.exit_code == 3 and "not ready within" in late.detail
+    # Corrupted weights: not ready (1), naming the file.
+    weights = ref.path / "model.safetensors"
+    original = flip_byte(weights, offset=len(weights.read_bytes()) // 2)
+    try:
+        bad = check_health(ref, ws.root, timeout=120)
+        assert bad.exit_code == 1 and "model.safetensors (changed)" in bad.detail
+    finally:
+        weights.write_bytes(original)
+    # Bad input: exit 2.
+    out = wg("-w", ws.root, "health", "v9")
+    assert out.returncode == 2 and "no version v9" in out.stderr
+
+
+# --- serving ----------------------------------------------------------------------------------
+
+
+def test_shipped_directories_load_with_plain_transformers_and_peft(env):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from core.serving import serve_commands
+    from core.manifest import read_manifest
+
+    ws = env["ws"]
+    merged, adapter = registry.resolve(ws, "v1"), registry.resolve(ws, "v2")
+    ids = torch.tensor([[1, 5, 9, 13, 17]])
+    with torch.no_grad():
+        merged_logits = AutoModelForCausalLM.from_pretrained(merged.path, use_safetensors=True)(ids).logits
+        base = AutoModelForCausalLM.from_pretrained(env["model"], use_safetensors=True)
+        base_logits = base(ids).logits
+        adapter_logits = PeftModel.from_pretrained(base, str(adapter.path))(ids).logits
+    assert not torch.allclose(base_logits, adapter_logits)
+    assert torch.allclose(merged_logits, adapter_logits, atol=1e-4)
+
+    commands = serve_commands(read_manifest(adapter.path), adapter.path, ws.root)
+    assert commands["vllm"].startswith(f"vllm serve {env['model']}")
+    assert f"--enable-lora --lora-modules {adapter.name}={adapter.path}" in commands["vllm"]
+    assert "--dtype float32" in commands["vllm"] and "--lora-adapters" in commands["tgi"]
+    manifest = read_manifest(merged.path)
+    manifest["precision"].update(name="nf4", quantization={"method": "bitsandbytes", "bits": 4, "quant_type": "nf4"})
+    manifest["serving"]["context_length"] = 2048
+    quantized = serve_commands(manifest, merged.path, ws.root)
+    assert "--quantization bitsandbytes" in quantized["vllm"] and "--max-model-len 2048" in quantized["vllm"]
+    assert "--quantize bitsandbytes-nf4" in quantized["tgi"] and "--max-total-tokens 2048" in quantized["tgi"]
+    out = wg("-w", ws.root, "versions", "--json")
+    assert out.returncode == 0, out.stderr
+    listing = json.loads(out.stdout)
+    assert [(v["version"], v["aliases"]) for v in listing["versions"]] == [("v1", ["current"]), ("v2", ["previous"])]
+    assert listing["versions"][1]["serve"]["vllm"] == commands["vllm"]
+
+
+# --- failures leave nothing half-built ------------------------------------------------------------
+
+
+def test_a_crash_mid_ship_leaves_no_version_and_a_token_is_never_shipped(env, monkeypatch):
+    import core.model_card
+    from core.ship import ShipRefused, ship
+
+    ws = env["ws"]
+    name = registry.default_name(ws)
+    before = [v.version for v in registry.list_versions(ws, name)]
+    ws.update_config(lambda doc: doc["decisions"].__setitem__("merge", False))
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("power cut")
+
+    # A different training table makes the content new, so the ship would create v3.
+    ws.update_config(lambda doc: doc.__setitem__("training", {"r": 4, "seed": 7}))
+    monkeypatch.setattr(core.model_card, "card_text", crash)
+    with pytest.raises(RuntimeError):
+        ship(ws, latency=False)
+    monkeypatch.undo()
+    assert [v.version for v in registry.list_versions(ws, name)] == before
+    assert not list((ws.registry_dir / name).glob(".staging-*"))
+    # A staging directory left by a killed ship is not a version, and old ones are cleaned.
+    stale = registry.new_staging(ws, name)
+    (stale / "model.safetensors").write_bytes(b"half")
+    assert [v.version for v in registry.list_versions(ws, name)] == before
+    import os
+    os.utime(stale, (0, 0))
+    registry.clean_stale_staging(ws, name)
+    assert not stale.exists()
+
+    token = "hf_" + "A1b2C3d4" * 5
+    monkeypatch.setenv("HF_TOKEN", token)
+    ws.update_config(lambda doc: doc["training"].__setitem__("note", f"pushed with {token}"))
+    with pytest.raises(ShipRefused, match="token"):
+        ship(ws, latency=False)
+    assert [v.version for v in registry.list_versions(ws, name)] == before
+    assert not any(token in p.read_text(errors="ignore") for p in ws.registry_dir.rglob("*") if p.is_file())
+
+    ws.update_config(lambda doc: doc["training"].__delitem__("note"))
+    outcome = ship(ws, latency=False)
+    assert outcome["created"] and outcome["relation"] == "adapter"
+    from core.manifest import read_manifest
+    assert read_manifest(Path(outcome["path"]))["training"] == {"source": "weightgate.toml [training]", "r": 4,
+                                                                 "seed": 7}
+
+
+def test_upstream_moved_is_reported_against_the_hub(hub):
+    from core.canary import upstream_state
+
+    first = hub.commit("org/tiny", {"config.json": b"{}"})
+    manifest = {"base": {"kind": "hub", "repo": "org/tiny", "revision": "main", "commit": first}}
+    assert upstream_state(manifest, hub.url) == {"checked": True, "moved": False, "revision": "main",
+                                                 "commit": first, "now": first,
+                                                 "detail": f"org/tiny@main still at the locked {first[:12]}"}
+    second = hub.commit("org/tiny", {"config.json": b'{"a": 1}'})
+    moved = upstream_state(manifest, hub.url)
+    assert moved["moved"] and moved["now"] == second and "re-evaluate" in moved["detail"]
+    unreachable = upstream_state(manifest, "http://127.0.0.1:9")
+    assert unreachable["checked"] is False and "upstream not checked" in unreachable["detail"]
