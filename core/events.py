@@ -181,6 +181,12 @@ class JournalWriter:
     def last_seq(self) -> int:
         return self._seq
 
+    def resync(self) -> None:
+        """Continue after events another process appended meanwhile (e.g. a torchrun worker that
+        wrote the journal while this process waited for it)."""
+        with self._lock:
+            self._seq = max(self._seq, _last_seq_after_repair(self.path))
+
     def emit(self, kind_or_payload: str | Payload, payload: dict | None = None, **fields_: Any) -> Event:
         """emit(Progress(done=3, total=10)) or emit("log", message="hi") or emit("log", {...})."""
         if isinstance(kind_or_payload, str):

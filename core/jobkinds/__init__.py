@@ -26,6 +26,7 @@ KINDS: dict[str, str] = {
     "latency": "core.jobkinds.eval:run_latency",
     "benchmark": "core.jobkinds.eval:run_benchmark",
     "memory_measure": "core.jobkinds.memory_measure:run",
+    "train": "core.jobkinds.train:run",
     "quant_quality": "core.jobkinds.quant_quality:run",
     "ship": "core.jobkinds.ship:run_ship",
     "canary": "core.jobkinds.ship:run_canary",

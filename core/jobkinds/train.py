@@ -1,0 +1,103 @@
+"""`train`: a LoRA / QLoRA run (core.training), detached, resumable.
+
+params:
+    train_file, val_file, dataset_digest   the canonical split from core.data_check.prepare_dataset
+    steps       stop after N optimizer steps (smoke runs); default: every epoch
+    nproc       processes (torchrun, gloo on the CPU); default 1 (in this process)
+    resume      a run id, or "last": continue that run from its last checkpoint
+    overrides   [training] values for this run only (tests, the bench)
+    throttle_s  pause after each step (demos; the disconnect tests)
+    device      cpu (default) or cuda
+
+The journal carries one `metric` event per step (step, epoch, loss, lr, grad_norm, tokens_per_s,
+memory_bytes, eta_s), `metric` events with val_loss, `artifact` events for checkpoints
+(path, step, val_loss, is_best) and `progress` at most once a second. SIGTERM saves a
+checkpoint at the next step boundary and ends the job `cancelled`; `weightgate train --resume`
+continues it.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+from core.errors import WeightgateError
+from core.jobs import JobCancelled, JobContext
+
+
+class TrainingStopped(WeightgateError):
+    """The run stopped on its own: diverged, or the restore check failed."""
+
+
+def run(ctx: JobContext) -> dict:
+    from core.errors import InputError
+    from core.training import runs
+    from core.training.session import check_resumable, execute, prepare_run
+    from core.workspace import open_workspace
+
+    if ctx.workspace is None:
+        raise InputError("the train job needs a workspace")
+    ws = open_workspace(ctx.workspace)
+    params = ctx.params
+    resume = bool(params.get("resume"))
+    if resume:
+        directory = runs.resolve_resume(ws, str(params["resume"]))
+        spec = check_resumable(ws, directory)
+        runs.update_run(directory, job_ids=list(spec.get("job_ids") or []) + [ctx.job_id])
+    else:
+        ctx.progress(0, None, message="preparing: data, memory estimate, batch plan")
+        directory = prepare_run(ws, params, job_id=ctx.job_id)
+    spec = runs.read_run(directory)
+    ctx.artifact(directory, label="run")
+    try:
+        if spec["nproc"] > 1:
+            outcome = _torchrun(ctx, ws.root, directory, resume, spec["nproc"], float(params.get("throttle_s") or 0.0))
+        else:
+            # Shielded: SIGTERM only sets the flag the loop polls between steps, so the
+            # checkpoint is taken at a step boundary; the cancel is raised when the block ends.
+            with ctx.shielded():
+                outcome = execute(ws.root, directory, resume=resume, emit=ctx.emit, should_stop=lambda: ctx.cancelled,
+                                  throttle_s=float(params.get("throttle_s") or 0.0)).to_dict()
+    except BaseException as exc:
+        if not isinstance(exc, JobCancelled):
+            runs.update_run(directory, status="failed",
+                            outcome={**(runs.read_run(directory).get("outcome") or {}), "status": "failed",
+                                     "message": f"{type(exc).__name__}: {exc}"})
+        raise
+    summary = {"run": spec["run_id"], "dir": str(directory), **outcome}
+    if outcome["status"] == "stopped":
+        ctx.log(outcome["message"], level="warning")
+        raise JobCancelled(outcome["message"])
+    if outcome["status"] in ("diverged", "restore_failed"):
+        raise TrainingStopped(outcome["message"])
+    ctx.artifact(directory / "best", label="adapter")
+    ctx.log(f"{outcome['message']}; use it with [decisions] adapter = \"{spec['run_id']}\"")
+    return summary
+
+
+def _torchrun(ctx: JobContext, ws_root, directory, resume: bool, nproc: int, throttle_s: float) -> dict:
+    """Run the workers under torchrun and wait; rank 0 writes the journal meanwhile."""
+    from core.training import runs
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "core.training.worker", str(ws_root), str(directory), str(ctx.job_dir), "1" if resume else "0",
+               str(throttle_s)]
+    runs.update_run(directory, outcome=None)   # a stale outcome must not pass for this launch's
+    ctx.log(f"launching {nproc} processes: torchrun --standalone --nproc-per-node={nproc} -m core.training.worker")
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL)   # stdout/stderr: the job's log files
+    try:
+        code = process.wait()
+    except JobCancelled:
+        # `weightgate cancel` signals the whole process group, workers included; forward it
+        # anyway (a SIGTERM sent to this pid alone) and wait for their checkpoint.
+        with ctx.shielded():
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+            ctx.journal.resync()
+        raise
+    ctx.journal.resync()   # rank 0 appended events: continue after them
+    outcome = runs.read_run(directory).get("outcome")
+    if code != 0 or not outcome:
+        raise RuntimeError(f"torchrun exited with {code} (see the job's stderr.log)")
+    return outcome

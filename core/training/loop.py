@@ -1,0 +1,317 @@
+"""The training loop.
+
+Why our own loop rather than transformers' Trainer: resuming must give the same adapter as a
+run that was never interrupted, bit for bit on the CPU. That needs the data order to be a pure
+function of (seed, epoch, step), the learning rate a pure function of the step, the RNG state
+saved at the step boundary and nothing else carrying hidden state; it needs SIGTERM to be
+honoured only between optimizer steps (never mid-accumulation), events written by one rank
+straight to the job's journal, and a divergence guard that stops before a bad step is
+checkpointed. The Trainer can be bent to most of this with callbacks, but its resume skips
+batches by replaying the dataloader and its logging goes through its own callback chain; the
+loop below is short and does only what is needed. tests/bench/train_throughput.py measures it
+against a plain Trainer + peft script on the same model and data (it must not be slower).
+
+Loss normalisation: every micro-batch's summed token loss is divided by the number of label
+tokens of the whole optimizer step (all micro-batches, all ranks), and gradients are summed
+across ranks once per step (a gloo/nccl all-reduce of the trainable tensors: what DDP does on
+the last micro-batch, without requiring every rank to have the same number of micro-batches).
+So one process and N processes compute the same quantity, up to float summation order.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from core.training.checkpoint import check_restore, load_checkpoint, save_best, save_checkpoint
+from core.training.data import Example, collate
+from core.training.plan import lr_at
+
+FINISHED, STOPPED, DIVERGED, RESTORE_FAILED = "finished", "stopped", "diverged", "restore_failed"
+PROGRESS_EVERY_S = 1.0
+
+
+@dataclass
+class LoopSetup:
+    model: Any
+    optimizer: Any
+    train: list[Example]
+    val: list[Example]
+    pad_id: int
+    seed: int
+    lr: float
+    max_grad_norm: float
+    divergence_factor: float
+    micro_batch: int
+    effective_batch: int
+    total_steps: int
+    warmup_steps: int
+    eval_every: int
+    run_dir: Path
+    device: str = "cpu"
+    rank: int = 0
+    world: int = 1
+    emit: Callable[[str, dict], None] = lambda kind, payload: None
+    should_stop: Callable[[], bool] = lambda: False
+    build_fresh: Callable[[], tuple[Any, Any]] | None = None     # for the restore check after step 1
+    on_restore_check: Callable[[dict], None] | None = None
+    on_best: Callable[[int, float], None] | None = None
+    throttle_s: float = 0.0            # pause after each step (demos, and the disconnect tests)
+    loss_transform: Callable[[int, Any], Any] | None = None   # fault injection in tests: (step, loss) -> loss
+    params: list = field(default_factory=list)   # the trainable tensors (set by run_loop)
+    current_step: int = 0                        # optimizer steps taken before the one in progress
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train) / self.effective_batch)
+
+
+@dataclass
+class Outcome:
+    status: str
+    step: int
+    best_step: int | None
+    best_val_loss: float | None
+    last_checkpoint: str | None
+    message: str
+    last_train_loss: float | None = None
+    restore_check: dict | None = None
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "history"}
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+def step_examples(setup: LoopSetup, step: int, cache: dict) -> tuple[int, list[int]]:
+    """(epoch, example indices) of optimizer step `step` (0-based): a pure function of it."""
+    epoch, index = divmod(step, setup.steps_per_epoch)
+    if cache.get("epoch") != epoch:
+        cache["epoch"], cache["order"] = epoch, epoch_order(len(setup.train), setup.seed, epoch)
+    order = cache["order"]
+    return epoch, order[index * setup.effective_batch:(index + 1) * setup.effective_batch]
+
+
+def _all_reduce(tensor: Any, world: int) -> Any:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def _memory_bytes(device: str) -> int:
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def train_step(setup: LoopSetup, indices: list[int]) -> tuple[float, float, int]:
+    """One optimizer step over the examples `indices` (this rank takes every world-th one).
+    Returns (mean train loss over the step's label tokens, grad norm, input tokens)."""
+    import torch
+
+    model, params = setup.model, setup.params
+    # Dropout draws from a stream seeded by (seed, step, rank): a resumed step draws exactly what
+    # the uninterrupted one did, and ranks do not share masks.
+    torch.manual_seed((setup.seed * 1_000_003 + setup.current_step) * 131 + setup.rank)
+    examples = [setup.train[i] for i in indices]
+    label_tokens = sum(e.label_tokens for e in examples)
+    mine = examples[setup.rank::setup.world]
+    total = torch.zeros(1, dtype=torch.float64)
+    model.train()
+    for start in range(0, len(mine), setup.micro_batch):
+        batch = {k: v.to(setup.device) for k, v in collate(mine[start:start + setup.micro_batch], setup.pad_id).items()}
+        out = model(**batch, num_items_in_batch=torch.tensor(label_tokens, device=setup.device))
+        loss = out.loss
+        if setup.loss_transform is not None:
+            loss = setup.loss_transform(setup.current_step, loss)
+        loss.backward()
+        total += loss.detach().double().cpu()
+    if setup.world > 1:
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        _all_reduce(flat, setup.world)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset:offset + n].view_as(p).clone()
+            offset += n
+        _all_reduce(total, setup.world)
+    norm = torch.nn.utils.clip_grad_norm_(params, setup.max_grad_norm if setup.max_grad_norm > 0 else float("inf"))
+    for group in setup.optimizer.param_groups:
+        group["lr"] = lr_at(setup.current_step, lr=setup.lr, warmup=setup.warmup_steps, total=setup.total_steps)
+    setup.optimizer.step()
+    setup.optimizer.zero_grad(set_to_none=True)
+    return float(total.item()), float(norm), sum(e.length for e in examples)
+
+
+def validation_loss(setup: LoopSetup) -> float:
+    """Mean token loss over the validation split (shared across ranks)."""
+    import torch
+
+    model = setup.model
+    model.eval()
+    tokens = sum(e.label_tokens for e in setup.val)
+    mine = setup.val[setup.rank::setup.world]
+    total = torch.zeros(1, dtype=torch.float64)
+    with torch.no_grad():
+        for start in range(0, len(mine), setup.micro_batch):
+            batch = {k: v.to(setup.device) for k, v in collate(mine[start:start + setup.micro_batch], setup.pad_id).items()}
+            out = model(**batch, num_items_in_batch=torch.tensor(tokens, device=setup.device))
+            total += out.loss.detach().double().cpu()
+    _all_reduce(total, setup.world)
+    return float(total.item())
+
+
+def run_loop(setup: LoopSetup, *, resume_from: Path | None = None) -> Outcome:
+    import torch
+
+    setup.params = [p for p in setup.model.parameters() if p.requires_grad]
+    state = {"best_val_loss": None, "best_step": None, "running_min": None, "restore_checked": False,
+             "last_val_loss": None}
+    step = 0
+    if resume_from is not None:
+        state.update(load_checkpoint(resume_from, setup.model, setup.optimizer))
+        step = int(state.pop("step"))
+        setup.emit("log", {"message": f"resumed from {resume_from.name} (step {step} of {setup.total_steps})"})
+    else:
+        torch.manual_seed(setup.seed)
+    lead = setup.rank == 0
+    cache: dict = {}
+    last_ckpt = str(resume_from) if resume_from else None
+    restore_result = None
+    began = time.perf_counter()
+    first_step = step
+    last_progress = 0.0
+    last_loss = None
+
+    def save(at: int) -> str:
+        if lead:
+            path = save_checkpoint(setup.checkpoints, at, setup.model, setup.optimizer, state)
+            return str(path)
+        return last_ckpt
+
+    def outcome(status: str, message: str) -> Outcome:
+        return Outcome(status, step, state["best_step"], state["best_val_loss"], last_ckpt, message,
+                       last_train_loss=last_loss, restore_check=restore_result)
+
+    while step < setup.total_steps:
+        if _stop_everywhere(setup):
+            last_ckpt = save(step)
+            setup.emit("artifact", {"path": last_ckpt, "label": "checkpoint", "step": step, "reason": "stopped"})
+            return outcome(STOPPED, f"stopped at step {step} of {setup.total_steps}; checkpoint saved, "
+                                    "resume with `weightgate train --resume`")
+        setup.current_step = step
+        epoch, indices = step_examples(setup, step, cache)
+        t0 = time.perf_counter()
+        loss, norm, tokens = train_step(setup, indices)
+        elapsed = time.perf_counter() - t0
+        step += 1
+        last_loss = loss
+        if not math.isfinite(loss) or not math.isfinite(norm):
+            message = (f"training diverged at step {step}: loss {loss}, grad norm {norm}; stopped. The best "
+                       f"checkpoint (step {state['best_step']}, val loss {state['best_val_loss']}) is kept. "
+                       "Lower [training] lr (the seeds say 2e-4 or less) and start a new run")
+            setup.emit("log", {"message": message, "level": "error"})
+            return outcome(DIVERGED, message)
+        running_min = state["running_min"]
+        if (step > setup.warmup_steps and running_min is not None
+                and loss > setup.divergence_factor * running_min):
+            message = (f"training diverged at step {step}: loss {loss:.4g} is more than "
+                       f"{setup.divergence_factor:g}x its running minimum {running_min:.4g}; stopped. The best "
+                       f"checkpoint (step {state['best_step']}, val loss {state['best_val_loss']}) is kept. "
+                       "Lower [training] lr and start a new run")
+            setup.emit("log", {"message": message, "level": "error"})
+            return outcome(DIVERGED, message)
+        state["running_min"] = loss if running_min is None else min(running_min, loss)
+        if lead:
+            done = step - first_step
+            rate = (time.perf_counter() - began) / done
+            eta = rate * (setup.total_steps - step)
+            setup.emit("metric", {"step": step, "values": {
+                "step": step, "epoch": round(epoch + (step - epoch * setup.steps_per_epoch) / setup.steps_per_epoch, 4),
+                "loss": loss, "lr": setup.optimizer.param_groups[0]["lr"], "grad_norm": norm,
+                "tokens_per_s": round(tokens / elapsed, 1) if elapsed > 0 else None,
+                "memory_bytes": _memory_bytes(setup.device), "eta_s": round(eta, 1)}})
+            now = time.perf_counter()
+            if now - last_progress >= PROGRESS_EVERY_S or step == setup.total_steps:
+                last_progress = now
+                setup.emit("progress", {"done": step, "total": setup.total_steps, "unit": "step",
+                                        "eta_s": round(eta, 1), "message": f"loss {loss:.4f}"})
+        if not state["restore_checked"] and setup.build_fresh is not None:
+            state["restore_checked"] = True
+            last_ckpt = save(step)
+            if lead:
+                with torch.random.fork_rng(devices=[]):   # the check must not move the run's RNG
+                    restore_result = check_restore(Path(last_ckpt), setup.model, setup.optimizer, setup.build_fresh)
+                if setup.on_restore_check:
+                    setup.on_restore_check(restore_result)
+            ok = _agree(restore_result["ok"] if lead else True, setup.world)
+            if not ok:
+                message = ("checkpoint restore check failed: " + "; ".join(restore_result["differences"][:3])
+                           + ". A run that cannot be resumed exactly is not started")
+                setup.emit("log", {"message": message, "level": "error"})
+                return outcome(RESTORE_FAILED, message)
+            if lead:
+                setup.emit("log", {"message": f"checkpoint restore verified at step {step}: "
+                                              f"{restore_result['adapter_tensors']} adapter tensors and "
+                                              f"{restore_result['optimizer_tensors']} optimizer tensors bit-identical"})
+        if step % setup.eval_every == 0 or step == setup.total_steps:
+            val = validation_loss(setup)
+            state["last_val_loss"] = val
+            is_best = state["best_val_loss"] is None or val < state["best_val_loss"]
+            if is_best:
+                state["best_val_loss"], state["best_step"] = val, step
+                if lead:
+                    save_best(setup.run_dir, setup.model)
+                    if setup.on_best:
+                        setup.on_best(step, val)
+            if lead:
+                setup.emit("metric", {"step": step, "values": {"step": step, "val_loss": val}})
+            last_ckpt = save(step)
+            if lead:
+                setup.emit("artifact", {"path": last_ckpt, "label": "checkpoint", "step": step, "val_loss": val,
+                                        "is_best": is_best, "best_path": str(setup.run_dir / "best")})
+        if setup.throttle_s:
+            time.sleep(setup.throttle_s)
+    return outcome(FINISHED, f"finished {step} steps; best val loss {state['best_val_loss']:.4f} "
+                             f"at step {state['best_step']}")
+
+
+def _stop_everywhere(setup: LoopSetup) -> bool:
+    """Every rank stops at the same step if any was asked to (else collectives would hang)."""
+    local = bool(setup.should_stop())
+    if setup.world == 1:
+        return local
+    import torch
+
+    flag = torch.tensor([1.0 if local else 0.0])
+    _all_reduce(flag, setup.world)
+    return bool(flag.item() > 0)
+
+
+def _agree(ok: bool, world: int) -> bool:
+    if world == 1:
+        return ok
+    import torch
+
+    flag = torch.tensor([0.0 if ok else 1.0])
+    _all_reduce(flag, world)
+    return flag.item() == 0

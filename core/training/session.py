@@ -1,0 +1,218 @@
+"""A training run from the workspace to the outcome: prepare (resolve everything into run.json,
+record tune.lora_config and tune.effective_batch) and execute (load, train, checkpoint), the
+latter in the job process or in each torchrun worker.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from core.errors import InputError
+from core.training import runs as runs_mod
+from core.training.config import TrainConfig, workspace_training_config
+
+FINGERPRINTS = ("train_config", "dataset", "model", "precision")
+
+
+def decided_precision(ws, layout) -> str:
+    from core.fingerprints import plain
+    from core.memory import canonical_precision
+
+    decided = (plain(ws.config()).get("decisions") or {}).get("precision")
+    native = layout.native_precision
+    return canonical_precision(decided, native) if decided else native
+
+
+def auto_targets(layout, wanted) -> list[str]:
+    """Target roles from the layout (module names, as core.memory reads them): no torch needed."""
+    from core.memory import ATTENTION_ROLES, MLP_ROLES
+
+    roles = sorted({lin.role for lin in layout.linears})
+    if wanted == "auto":
+        found = [r for r in roles if r in ATTENTION_ROLES or r in MLP_ROLES]
+        if not found:
+            raise InputError("found no attention or MLP projections to put LoRA on",
+                             hint=f"set [training] target_modules to some of: {', '.join(roles)}")
+        return found
+    return list(wanted)
+
+
+def longest_example(paths: list[Path], tokenizer_dir: Path, max_seq: int | None) -> int:
+    from transformers import AutoTokenizer
+
+    from core.training.data import load_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    return max(e.length for path in paths for e in load_examples(path, tokenizer, max_seq=max_seq))
+
+
+def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
+    """Resolve a new run into .weightgate/adapters/<run_id>/run.json and record the config evidence."""
+    from core.fingerprints import Fingerprints
+    from core.memory import TrainingSetup, estimate
+    from core.precision import (layout_for, resolve_budget, resolve_device, tokenizer_bytes, workspace_metadata,
+                                workspace_targets)
+    from core.fingerprints import plain
+    from core.training.model import method_for
+    from core.training.plan import plan_batches, total_steps, warmup_steps
+    from core.training.records import record_effective_batch, record_lora_config
+    from core.weights_checks import verified_snapshot
+
+    cfg: TrainConfig = workspace_training_config(ws, params.get("overrides"))
+    for key in ("train_file", "val_file"):
+        if not params.get(key):
+            raise InputError(f"the train job needs {key}", hint="`weightgate train` prepares the data split first")
+    train_file, val_file = Path(params["train_file"]), Path(params["val_file"])
+    nproc = int(params.get("nproc") or 1)
+    model_dir = verified_snapshot(ws)
+    meta = workspace_metadata(ws)
+    layout = layout_for(meta)
+    precision = decided_precision(ws, layout)
+    method = method_for(precision)
+    targets = auto_targets(layout, cfg.target_modules)
+    limit = int(cfg.max_seq) if cfg.max_seq != "auto" else meta.context_length
+    seq = longest_example([train_file, val_file], model_dir, limit)
+    from core.training.data import read_records
+
+    n_train = len(read_records(train_file))
+    device = params.get("device") or "cpu"
+    where, snap = resolve_device(device)
+    targets_cfg = workspace_targets(plain(ws.config()))
+    budget = resolve_budget(where, snap, budget_gib=targets_cfg["budget_gib"], device_spec=device)
+
+    def estimate_at(micro: int):
+        setup = TrainingSetup(method=method, r=cfg.r, targets=targets, batch=micro, seq=seq,
+                              gradient_checkpointing=cfg.gradient_checkpointing, dropout=cfg.dropout)
+        return estimate(layout, precision, training=setup, device=where, budget=budget.bytes,
+                        headroom=targets_cfg["headroom"], tokenizer_bytes=tokenizer_bytes(meta))
+
+    batch = plan_batches(effective_batch=cfg.effective_batch, processes=nproc, micro_batch=cfg.micro_batch,
+                         estimate_at=estimate_at, budget_bytes=budget.bytes, budget_source=budget.source, seq=seq,
+                         method=method)
+    steps = total_steps(n_train, cfg.effective_batch, cfg.epochs, params.get("steps"))
+    run_id = params.get("run_id") or runs_mod.new_run_id()
+    directory = runs_mod.run_dir(ws, run_id)
+    directory.mkdir(parents=True, exist_ok=False)
+    prints = Fingerprints(ws).of(FINGERPRINTS)
+    spec = {"run_id": run_id, "created": time.time(), "status": "prepared", "job_ids": [job_id] if job_id else [],
+            "config": cfg.to_dict(), "targets": targets, "precision": precision, "method": method,
+            "model_dir": str(model_dir), "train_file": str(train_file), "val_file": str(val_file),
+            "dataset_digest": params.get("dataset_digest"), "max_seq": seq, "batch": batch.to_dict(),
+            "train_examples": n_train, "total_steps": steps, "warmup_steps": warmup_steps(steps, cfg.warmup_ratio),
+            "max_steps": params.get("steps"), "nproc": nproc, "device": where, "fingerprints": prints}
+    runs_mod.write_run(directory, spec)
+    record_lora_config(ws, run_id, cfg.to_dict(), targets, method, precision)
+    record_effective_batch(ws, run_id, batch.to_dict())
+    if batch.fits is False:
+        runs_mod.update_run(directory, status="failed", outcome={"status": "failed", "message": "does not fit"})
+        raise InputError(f"training does not fit: micro batch 1 at {seq} tokens needs "
+                         f"{batch.required_bytes / 2**20:,.0f} MiB with headroom, the budget is "
+                         f"{(batch.budget_bytes or 0) / 2**20:,.0f} MiB",
+                         hint="decide a 4-bit precision (QLoRA), lower max_seq, or enable gradient_checkpointing")
+    return directory
+
+
+def check_resumable(ws, directory: Path) -> dict:
+    """run.json of a run that may be resumed: same inputs as when it started."""
+    from core.fingerprints import Fingerprints
+
+    spec = runs_mod.read_run(directory)
+    if spec.get("status") == "finished":
+        raise InputError(f"run {spec['run_id']} already finished", path=directory,
+                         hint="start a new run with `weightgate train`")
+    today = Fingerprints(ws).of(FINGERPRINTS)
+    changed = [name for name, digest in (spec.get("fingerprints") or {}).items() if today.get(name) != digest]
+    if changed:
+        raise InputError(f"run {spec['run_id']} cannot be resumed: {', '.join(changed)} changed since it started",
+                         path=directory, hint="a resumed run must train on the same data, config, model and "
+                                              "precision; start a new run with `weightgate train`")
+    return spec
+
+
+# --- executing (job process or torchrun worker) ----------------------------------------------
+
+
+def build_model_and_optimizer(spec: dict) -> tuple[Any, Any]:
+    import torch
+
+    from core.training.model import add_lora, detect_targets, load_base, trainable_parameters
+
+    cfg = spec["config"]
+    base = load_base(Path(spec["model_dir"]), spec["precision"], spec.get("device", "cpu"))
+    detect_targets(base, spec["targets"])   # the model really has them
+    model = add_lora(base, r=cfg["r"], alpha=cfg["alpha"], dropout=cfg["dropout"], targets=spec["targets"],
+                     quantized=spec["method"] == "qlora", gradient_checkpointing=cfg["gradient_checkpointing"],
+                     seed=cfg["seed"])
+    params = [p for _, p in trainable_parameters(model)]
+    optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], foreach=True)
+    return model, optimizer
+
+
+def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, resume: bool = False,
+            emit: Callable[[str, dict], None] = lambda kind, payload: None,
+            should_stop: Callable[[], bool] = lambda: False, loss_transform=None, record: bool = True,
+            throttle_s: float = 0.0):
+    """Load, train and checkpoint; returns the loop's Outcome. Rank 0 writes files and evidence."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from core.training.checkpoint import latest_checkpoint, recover_best
+    from core.training.data import load_examples
+    from core.training.loop import LoopSetup, run_loop
+    from core.workspace import open_workspace
+
+    ws = open_workspace(ws_root)
+    spec = runs_mod.read_run(directory)
+    cfg = spec["config"]
+    tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    train = load_examples(Path(spec["train_file"]), tokenizer, max_seq=spec["max_seq"])
+    val = load_examples(Path(spec["val_file"]), tokenizer, max_seq=spec["max_seq"])
+    if not val:
+        raise InputError("the validation split is empty", path=Path(spec["val_file"]),
+                         hint="the best checkpoint is chosen by validation loss: keep 10% for validation")
+    resume_from = None
+    if resume:
+        recover_best(directory)
+        resume_from = latest_checkpoint(directory / "checkpoints")
+        if resume_from is None:
+            emit("log", {"message": "no complete checkpoint yet: starting the run from step 0", "level": "warning"})
+    model, optimizer = build_model_and_optimizer(spec)
+    lead = rank == 0
+
+    def build_fresh():
+        with torch.random.fork_rng(devices=[]):
+            return build_model_and_optimizer(spec)
+
+    def on_restore(result: dict) -> None:
+        if record:
+            from core.training.records import record_restore
+
+            record_restore(ws, spec["run_id"], result)
+
+    setup = LoopSetup(
+        model=model, optimizer=optimizer, train=train, val=val, pad_id=pad_id, seed=cfg["seed"], lr=cfg["lr"],
+        max_grad_norm=cfg["max_grad_norm"], divergence_factor=cfg["divergence_factor"],
+        micro_batch=spec["batch"]["micro_batch"], effective_batch=spec["batch"]["effective_batch"],
+        total_steps=spec["total_steps"], warmup_steps=spec["warmup_steps"], eval_every=cfg["eval_every"],
+        run_dir=directory, device=spec.get("device", "cpu"), rank=rank, world=world, emit=emit if lead else
+        (lambda kind, payload: None), should_stop=should_stop, build_fresh=build_fresh, on_restore_check=on_restore,
+        throttle_s=throttle_s, loss_transform=loss_transform)
+    if lead:
+        emit("log", {"message": f"run {spec['run_id']}: {spec['method']} at {spec['precision']}, r {cfg['r']}, "
+                                f"targets {', '.join(spec['targets'])}; {len(train)} train / {len(val)} val examples; "
+                                f"batch {spec['batch']['micro_batch']} x {spec['batch']['accumulation']} x {world} = "
+                                f"{spec['batch']['effective_batch']}; {spec['total_steps']} steps"})
+        runs_mod.update_run(directory, status="running")
+    outcome = run_loop(setup, resume_from=resume_from)
+    if lead:
+        status = {"finished": "finished", "stopped": "stopped", "diverged": "diverged",
+                  "restore_failed": "restore_failed"}[outcome.status]
+        runs_mod.update_run(directory, status=status, outcome=outcome.to_dict())
+        if record and outcome.status in ("finished", "diverged"):
+            from core.training.records import record_best
+
+            record_best(ws, spec["run_id"], outcome.to_dict(), str(directory / "best"))
+    return outcome

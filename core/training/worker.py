@@ -1,0 +1,47 @@
+"""What each torchrun worker runs for `weightgate train --nproc N`:
+
+    python -m torch.distributed.run --standalone --nproc-per-node N \
+        -m core.training.worker <workspace> <run-dir> <job-dir> <resume: 0|1> <throttle seconds>
+
+Every rank builds the same model (same seed), takes every N-th example of each optimizer
+step and joins the gradient all-reduce (gloo on the CPU, nccl on GPUs); rank 0 alone writes
+the journal, checkpoints, the best adapter and evidence. SIGTERM (from `weightgate cancel`, or
+torchrun forwarding it) is honoured at the next step boundary on every rank at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    import torch
+    import torch.distributed as dist
+
+    from core.events import JournalWriter
+    from core.jobs import events_path
+    from core.training.session import execute
+
+    ws_root, run_dir, job_dir, resume, throttle_s = argv
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))   # N workers share the cores
+    stop = {"requested": False}
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(requested=True))
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    try:
+        journal = JournalWriter(events_path(job_dir)) if rank == 0 else None
+        emit = (lambda kind, payload: journal.emit(kind, payload)) if journal else (lambda kind, payload: None)
+        outcome = execute(Path(ws_root), Path(run_dir), rank=rank, world=world, resume=resume == "1", emit=emit,
+                          should_stop=lambda: stop["requested"], throttle_s=float(throttle_s))
+        print(f"rank {rank}: {outcome.status} at step {outcome.step}", file=sys.stderr)
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,329 @@
+"""LoRA / QLoRA training on the tiny model: loss masking, config refusals, the divergence guard,
+the restore check, QLoRA on the CPU, evidence; and as real detached jobs: SIGTERM + resume and
+SIGKILL + resume give the adapter of an uninterrupted run, and a two-process gloo run matches a
+one-process run at the same global batch."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from core.errors import InputError
+from core.evidence import latest_by_item, read_evidence
+from core.jobs import cancel_job, events_path, read_status, start_job
+from core.events import read_events
+from core.local_source import lock_local_source
+from core.training import runs
+from core.training.session import execute, prepare_run
+from tests.helpers import phase1_ready
+
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]
+# Small and quick: 4 examples a step, a checkpoint every 3 steps.
+OVERRIDES = {"effective_batch": 4, "eval_every": 3, "lr": 1e-3}
+
+
+def date_record(rng: random.Random, rid: str) -> dict:
+    m, d, y = rng.randrange(12), rng.randrange(1, 28), rng.randrange(1950, 2030)
+    return {"id": rid, "messages": [{"role": "system", "content": "Rewrite the date as YYYY-MM-DD."},
+                                    {"role": "user", "content": f"{MONTHS[m]} {d}, {y}"},
+                                    {"role": "assistant", "content": f"{y}-{m + 1:02d}-{d:02d}"}]}
+
+
+def write_split(directory: Path, train: int = 40, val: int = 8) -> tuple[Path, Path]:
+    rng = random.Random(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    train_path, val_path = directory / "train.jsonl", directory / "val.jsonl"
+    train_path.write_text("".join(json.dumps(date_record(rng, f"t{i}")) + "\n" for i in range(train)))
+    val_path.write_text("".join(json.dumps(date_record(rng, f"v{i}")) + "\n" for i in range(val)))
+    return train_path, val_path
+
+
+def make_workspace(root: Path, model_dir: Path):
+    ws = phase1_ready(root)
+    lock_local_source(ws, str(model_dir))
+    return ws, write_split(ws.root / "prepared")
+
+
+def params_for(split, steps: int, **extra) -> dict:
+    return {"train_file": str(split[0]), "val_file": str(split[1]), "steps": steps,
+            "overrides": dict(OVERRIDES), **extra}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir):
+    """One workspace and one uninterrupted 12-step run in this process: the reference."""
+    ws, split = make_workspace(tmp_path_factory.mktemp("train") / "ws", tiny_model_dir)
+    events = []
+    directory = prepare_run(ws, params_for(split, 12))
+    outcome = execute(ws.root, directory, emit=lambda kind, payload: events.append((kind, payload)))
+    return ws, split, directory, outcome, events
+
+
+def tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def assert_bitwise(a: dict, b: dict) -> None:
+    import torch
+
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name].view(torch.uint8), b[name].view(torch.uint8)), name
+
+
+# --- in-process ------------------------------------------------------------------------------
+
+
+def test_loss_masking_labels_only_assistant_tokens(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from core.training.data import IGNORE, encode_record
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    record = {"id": "two-turns", "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "March 3, 2021"},
+        {"role": "assistant", "content": "2021-03-03"}, {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "ok"}]}
+    example = encode_record(tokenizer, record, max_seq=None)
+    tokens = tokenizer.convert_ids_to_tokens(example.input_ids)
+    labelled = [i for i, label in enumerate(example.labels) if label != IGNORE]
+    # Exactly the answers and their end-of-turn token, nothing of system, user or the template.
+    text = "".join(tokenizer.decode([example.input_ids[i]]) for i in labelled)
+    assert text == "2021-03-03<|im_end|>ok<|im_end|>"
+    # Exact positions, computed independently: each answer starts where the render of the
+    # conversation up to its generation prompt ends, and runs through its <|im_end|>.
+    def count(text):
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prefix(n):
+        return tokenizer.apply_chat_template(record["messages"][:n], tokenize=False, add_generation_prompt=True)
+
+    first, second = count(prefix(2)), count(prefix(4))
+    expected = list(range(first, first + count("2021-03-03") + 1)) + list(range(second, second + count("ok") + 1))
+    assert labelled == expected
+    assert all(example.labels[i] == example.input_ids[i] for i in labelled)
+    assert tokens[labelled[-1]] == "<|im_end|>" and tokens[labelled[-1] + 1] == "\u010a"   # the newline after: not labelled
+    raw = encode_record(tokenizer, {"id": "raw", "text": "The sky is blue."}, max_seq=None)
+    assert raw.labels == raw.input_ids and raw.input_ids[-1] == tokenizer.eos_token_id
+    with pytest.raises(InputError, match="'two-turns' is .* tokens, longer than max_seq 10") as info:
+        encode_record(tokenizer, record, max_seq=10, path=Path("train.jsonl"), line=7)
+    assert info.value.line == 7 and "never truncates" in info.value.hint
+
+
+def test_config_defaults_follow_the_seeds_and_bad_values_name_their_line(tmp_path):
+    from core.training.config import read_training_config
+
+    config = read_training_config({})
+    assert (config.r, config.alpha, config.dropout, config.lr, config.warmup_ratio, config.epochs) == \
+        (16, 32, 0.05, 2e-4, 0.03, 3)
+    assert read_training_config({"r": 8}).alpha == 16
+    path = tmp_path / "weightgate.toml"
+    path.write_text("[settings]\nheadroom = 0.3\n\n[training]\nr = 16\nepochs = 5\n")
+    with pytest.raises(InputError, match="5 epochs is more than 3") as info:
+        read_training_config({"r": 16, "epochs": 5}, config_path=path)
+    assert info.value.line == 6 and "overfits" in info.value.hint
+    with pytest.raises(InputError, match="unknown setting 'learning_rate'"):
+        read_training_config({"learning_rate": 1e-4})
+
+
+def test_uninterrupted_run_keeps_best_and_records_evidence(trained):
+    ws, _, directory, outcome, events = trained
+    assert outcome.status == "finished" and outcome.step == 12
+    assert outcome.best_step in (3, 6, 9, 12) and math.isfinite(outcome.best_val_loss)
+    assert (directory / "best" / "adapter_model.safetensors").is_file()
+    assert (directory / "best" / "adapter_config.json").is_file()
+    steps = [p["values"] for k, p in events if k == "metric" and "loss" in p["values"]]
+    assert [s["step"] for s in steps] == list(range(1, 13))
+    assert {"epoch", "loss", "lr", "grad_norm", "tokens_per_s", "memory_bytes", "eta_s"} <= set(steps[0])
+    checkpoints = [p for k, p in events if k == "artifact" and p.get("label") == "checkpoint"]
+    assert [c["step"] for c in checkpoints] == [3, 6, 9, 12] and any(c["is_best"] for c in checkpoints)
+    latest = latest_by_item(read_evidence(ws))
+    for item in ("tune.lora_config", "tune.effective_batch", "tune.checkpoint_restore", "tune.best_checkpoint"):
+        assert latest[item].status == "pass", (item, latest[item].note)
+    assert latest["tune.effective_batch"].values["micro_batch"] * latest["tune.effective_batch"].values[
+        "accumulation"] == 4
+    assert latest["tune.best_checkpoint"].values["best_step"] == outcome.best_step
+    assert set(latest["tune.best_checkpoint"].fingerprints) == {"train_config", "dataset", "model", "precision"}
+
+
+def test_divergence_guard_stops_on_nan_and_keeps_the_best(trained):
+    ws, split, _, _, _ = trained
+
+    def nan_at_step_5(step, loss):
+        return loss * float("nan") if step == 4 else loss   # step index 4 = the 5th step
+
+    events = []
+    directory = prepare_run(ws, params_for(split, 12))
+    outcome = execute(ws.root, directory, emit=lambda kind, payload: events.append((kind, payload)),
+                      loss_transform=nan_at_step_5)
+    assert outcome.status == "diverged" and outcome.step == 5
+    assert "diverged at step 5" in outcome.message and "best checkpoint (step 3" in outcome.message
+    assert (directory / "best" / "adapter_model.safetensors").is_file()
+    assert runs.read_run(directory)["status"] == "diverged"
+    assert latest_by_item(read_evidence(ws))["tune.best_checkpoint"].status == "fail"
+
+    def explode_at_step_8(step, loss):
+        return loss * 10 if step == 7 else loss
+
+    directory = prepare_run(ws, params_for(split, 12))
+    outcome = execute(ws.root, directory, loss_transform=explode_at_step_8)
+    assert outcome.status == "diverged" and outcome.step == 8 and "4x its running minimum" in outcome.message
+
+
+def test_restore_check_detects_a_corrupted_restore(trained, monkeypatch):
+    from core.training import checkpoint, loop
+
+    ws, split, _, _, _ = trained
+    real = checkpoint.check_restore
+
+    def corrupting(directory, model, optimizer, build_fresh):
+        # Damage one adapter value and re-seal the manifest, as a broken writer would.
+        path = directory / "adapter.safetensors"
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 0x40
+        path.write_bytes(bytes(data))
+        manifest = json.loads((directory / "manifest.json").read_text())
+        manifest["files"]["adapter.safetensors"]["sha256"] = checkpoint._sha256(path)
+        (directory / "manifest.json").write_text(json.dumps(manifest))
+        return real(directory, model, optimizer, build_fresh)
+
+    monkeypatch.setattr(loop, "check_restore", corrupting)
+    directory = prepare_run(ws, params_for(split, 6))
+    outcome = execute(ws.root, directory)
+    assert outcome.status == "restore_failed" and outcome.step == 1
+    assert "values differ" in outcome.message
+    record = latest_by_item(read_evidence(ws))["tune.checkpoint_restore"]
+    assert record.status == "fail" and "adapter." in record.note
+    # A damaged checkpoint on disk is refused at load (the manifest no longer matches).
+    step1 = directory / "checkpoints" / "step-000001"
+    (step1 / "optimizer.pt").write_bytes(b"truncated")
+    with pytest.raises(InputError, match="does not match its manifest"):
+        checkpoint.verify_checkpoint(step1)
+
+
+def test_qlora_nf4_trains_on_the_cpu(tmp_path, tiny_model_dir):
+    ws, split = make_workspace(tmp_path / "ws", tiny_model_dir)
+
+    def nf4(doc):
+        doc["decisions"]["precision"] = "nf4"
+    ws.update_config(nf4)
+    directory = prepare_run(ws, params_for(split, 3))
+    spec = runs.read_run(directory)
+    assert spec["method"] == "qlora" and spec["precision"] == "nf4"
+    outcome = execute(ws.root, directory)
+    assert outcome.status == "finished" and outcome.step == 3 and math.isfinite(outcome.best_val_loss)
+    from peft import PeftConfig
+
+    assert PeftConfig.from_pretrained(str(directory / "best")).r == 16
+    from core.training.session import build_model_and_optimizer
+
+    model, _ = build_model_and_optimizer(spec)
+    assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
+    quant = model.base_model.model.config.quantization_config
+    assert quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
+
+
+# --- detached jobs ---------------------------------------------------------------------------
+
+
+def wait_for(job_dir: Path, predicate, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    offset = 0
+    while time.monotonic() < deadline:
+        events, offset = read_events(events_path(job_dir), offset)
+        for event in events:
+            if predicate(event):
+                return event
+        if read_status(job_dir).is_terminal:
+            raise AssertionError(f"job ended first: {read_status(job_dir)}")
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def wait_terminal(job_dir: Path, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = read_status(job_dir)
+        if status.is_terminal:
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"job still {read_status(job_dir).state}")
+
+
+def checkpoint_at_least(step: int):
+    return lambda e: e.kind == "artifact" and e.payload.get("label") == "checkpoint" and e.payload["step"] >= step
+
+
+@pytest.mark.timeout(240)
+def test_sigterm_then_sigkill_mid_run_and_resume_end_with_the_uninterrupted_adapter(trained):
+    ws, split, reference, _, _ = trained
+    # SIGTERM (what `weightgate cancel` sends) after the step-3 checkpoint: a checkpoint, state cancelled.
+    first = start_job(ws.jobs_dir, "train", params_for(split, 12, throttle_s=0.2), workspace=ws.root)
+    wait_for(first.job_dir, checkpoint_at_least(3))
+    cancelled = cancel_job(first.job_dir, grace_s=60)
+    assert cancelled.status.state == "cancelled" and not cancelled.killed
+    run_id = wait_for(first.job_dir, lambda e: e.kind == "artifact" and e.payload.get("label") == "run")
+    directory = Path(run_id.payload["path"])
+    stopped = runs.read_run(directory)
+    assert stopped["status"] == "stopped" and 3 <= stopped["outcome"]["step"] < 12
+    stop_step = stopped["outcome"]["step"]
+    assert (directory / "checkpoints" / f"step-{stop_step:06d}" / "manifest.json").is_file()
+    # Resume, then SIGKILL the whole job (no chance to save) after a later checkpoint.
+    second = start_job(ws.jobs_dir, "train", {"resume": directory.name, "throttle_s": 0.2}, workspace=ws.root)
+    wait_for(second.job_dir, lambda e: e.kind == "log" and f"resumed from step-{stop_step:06d}" in e.payload["message"])
+    killed_after = wait_for(second.job_dir, checkpoint_at_least(stop_step + 1)).payload["step"]
+    os.killpg(read_status(second.job_dir).pid, signal.SIGKILL)
+    assert wait_terminal(second.job_dir).state == "crashed"
+    assert [r for r in runs.list_runs(ws) if r["run_id"] == directory.name][0]["status"] == "interrupted"
+    # Resume again ("last" = the newest resumable run) to the end.
+    third = start_job(ws.jobs_dir, "train", {"resume": "last"}, workspace=ws.root)
+    assert wait_terminal(third.job_dir).state == "succeeded"
+    final = runs.read_run(directory)
+    assert final["status"] == "finished" and final["outcome"]["step"] == 12
+    assert final["job_ids"] == [first.job_id, second.job_id, third.job_id] and killed_after < 12
+    # Bit for bit: the final checkpoint and the best adapter equal the uninterrupted run's.
+    assert_bitwise(tensors(directory / "checkpoints" / "step-000012" / "adapter.safetensors"),
+                   tensors(reference / "checkpoints" / "step-000012" / "adapter.safetensors"))
+    assert_bitwise(tensors(directory / "best" / "adapter_model.safetensors"),
+                   tensors(reference / "best" / "adapter_model.safetensors"))
+    assert final["outcome"]["best_val_loss"] == runs.read_run(reference)["outcome"]["best_val_loss"]
+
+
+@pytest.mark.timeout(240)
+def test_two_process_gloo_run_matches_one_process_at_the_same_global_batch(trained):
+    """Dropout off: with it, N ranks draw other masks than one process (by design: the
+    stream is per rank), so only the arithmetic is compared, to float summation order."""
+    import torch
+
+    ws, split, _, _, _ = trained
+    params = params_for(split, 6)
+    params["overrides"]["dropout"] = 0.0
+    one_process = []
+    reference = prepare_run(ws, params)
+    execute(ws.root, reference, emit=lambda kind, payload: one_process.append((kind, payload)))
+    job = start_job(ws.jobs_dir, "train", {**params, "nproc": 2}, workspace=ws.root)
+    status = wait_terminal(job.job_dir, timeout=200)
+    assert status.state == "succeeded", (job.job_dir / "stderr.log").read_text()[-2000:]
+    events, _ = read_events(events_path(job.job_dir))
+    directory = Path([e for e in events if e.kind == "artifact" and e.payload.get("label") == "run"][0].payload["path"])
+    batch = runs.read_run(directory)["batch"]
+    assert (batch["micro_batch"], batch["accumulation"], batch["processes"]) == (2, 1, 2)
+    # Only rank 0 writes: one metric per step, seq numbers gap-free through the parent's events.
+    losses = [e.payload["values"]["loss"] for e in events if e.kind == "metric" and "loss" in e.payload["values"]]
+    assert len(losses) == 6 and [e.seq for e in events] == list(range(1, len(events) + 1))
+    expected = [p["values"]["loss"] for k, p in one_process if k == "metric" and "loss" in p["values"]]
+    assert losses == pytest.approx(expected, rel=1e-5)
+    two = tensors(directory / "checkpoints" / "step-000006" / "adapter.safetensors")
+    one = tensors(reference / "checkpoints" / "step-000006" / "adapter.safetensors")
+    for name in one:
+        assert torch.allclose(two[name], one[name], rtol=1e-4, atol=1e-6), name
