@@ -251,6 +251,20 @@ def rollback(ws: Workspace, target: str | None = None, name: str | None = None) 
             "release": ref.label}
 
 
+def set_alias(ws: Workspace, alias: str, version: str | None, name: str | None = None) -> dict[str, str]:
+    """Point a custom alias (e.g. `staging`, `tenant-a`) at a version, or remove it (None).
+    `current` and `previous` move only by ship and rollback, which keep the release in step."""
+    name = check_name(name or default_name(ws))
+    if alias in (CURRENT, PREVIOUS):
+        raise InputError(f"{alias!r} is moved by weightgate ship and weightgate rollback",
+                         hint="weightgate rollback VERSION makes a version current")
+    check_alias(alias)
+    target = resolve(ws, version, name).version if version is not None else None
+    if target is None and alias not in read_aliases(ws, name):
+        raise InputError(f"{name} has no alias {alias!r} to remove")
+    return move_aliases(ws, name, {alias: target}, reason="alias")
+
+
 # --- building a version atomically -----------------------------------------------------------
 
 

@@ -67,7 +67,20 @@ def env(tmp_path_factory):
     lock_local_source(ws, str(model))
     shutil.copytree(adapter, ws.adapters_dir / "lora1")
     ws.update_config(lambda doc: doc["decisions"].__setitem__("adapter", "lora1"))
+    first = run_eval(ws, "task", device="cpu")
+    # Expected answers = what the adapter says for three cases (so the shipped results have passes
+    # a canary can lose), and a canary subset; only scoring changed, so this re-scores the run.
+    outputs = {case["id"]: case["output"] for case in map(json.loads, (ws.runs_dir / first["run"] /
+                                                                         "cases.jsonl").read_text().splitlines())}
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows[1:]:
+        if row["id"] in ("c000", "c001", "c002"):
+            row["expected"] = outputs[row["id"]]
+        if row["id"] in ("c000", "c001", "c003"):
+            row["tags"] = row["tags"] + ["canary"]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     run = run_eval(ws, "task", device="cpu")
+    assert run["rescored_from"] == first["run"] and run["summary"]["passed"] == 3
     return {"ws": ws, "model": model, "adapter": ws.adapters_dir / "lora1", "root": root, "run": run}
 
 
@@ -117,6 +130,13 @@ def test_merge_check_passes_for_a_true_merge_and_catches_a_scaled_delta(env, tmp
     assert first.adapter_token == (reference.token_ids[first.position] if first.position < len(reference.token_ids)
                                    else None)
     assert first.id in bad.summary() and f"token {first.position}" in bad.summary()
+    # bf16: the merge is done in bf16 and still matches the adapter at bf16.
+    plan16 = plan_eval(ws, "task", batch_size=4)
+    loaded16 = load_model(env["model"], "bf16", env["adapter"])
+    adapter16 = generate_all(loaded16, prompts, plan16.settings, 4)
+    merge_and_save(loaded16, env["model"], tmp_path / "bf16")
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert check_merge(tmp_path / "bf16", "bf16", ids, prompts, plan16.settings, 4, adapter16).ok
     # 4-bit and 8-bit bases are refused with the reason.
     assert "re-quantized" in merge_refusal("nf4") and merge_refusal("int8") and merge_refusal("bf16") is None
 
@@ -155,7 +175,7 @@ def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(
     assert manifest["dataset"]["source"] == "fingerprint" and manifest["dataset"]["digest"] == "absent"
     task = manifest["evals"][0]
     assert task["set"] == "task" and task["run"] == env["run"]["run"] and task["identity"] == env["run"]["identity"]
-    assert task["cases"] == CASES and set(task["tags"]) == {"hard", "edge"}
+    assert task["cases"] == CASES and set(task["tags"]) == {"hard", "edge", "canary"} and task["passed"] == 3
     assert manifest["training"]["source"] == "none"
     assert manifest["environment"]["peft"] not in ("", "absent") and manifest["code"]["git"] is False
     assert manifest["serving"]["batch_size"] == 1
@@ -246,10 +266,29 @@ def test_canary_passes_on_an_intact_version(env):
     ws = env["ws"]
     outcome = run_canary(ws, registry.resolve(ws, "current"))
     assert outcome["ok"], outcome["detail"]
-    assert outcome["cases"] == CASES and outcome["regressions"] == [] and outcome["changed"] == []
-    assert outcome["score"] == outcome["shipped_score"]
+    # The canary-tagged subset only: c000 and c001 passed at ship time, c003 did not.
+    assert outcome["subset"] and outcome["cases"] == 3 and outcome["regressions"] == [] and outcome["changed"] == []
+    assert outcome["score"] == pytest.approx(2 / 3)
     assert outcome["upstream"]["checked"] is False            # a local base has no upstream
     assert compute_report(ws).item("ship.canary").status == "pass"
+
+
+def test_canary_exits_non_zero_on_a_regression(env):
+    ws = env["ws"]
+    path = ws.evals_dir / "task.jsonl"
+    original = path.read_text()
+    rows = [json.loads(line) for line in original.splitlines()]
+    for row in rows[1:]:
+        if row["id"] == "c001":
+            row["expected"] = "2021-03-02"          # what passed at ship time fails now
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    try:
+        out = wg("-w", ws.root, "canary", "current", "--json", timeout=240)
+        assert out.returncode == 1, out.stdout + out.stderr
+        result = json.loads(out.stdout)
+        assert result["regressions"] == ["c001"] and "1 regression(s)" in result["detail"]
+    finally:
+        path.write_text(original)
 
 
 def test_rollback_then_health_loads_the_previous_version(env):
@@ -263,6 +302,12 @@ def test_rollback_then_health_loads_the_previous_version(env):
     assert ref.version == "v1" and registry.read_aliases(ws, ref.name)["previous"] == "v2"
     assert registry.read_history(ws, ref.name)[-1]["reason"] == "rollback"
     assert ws.config()["decisions"]["release"] == ref.label
+    # Custom aliases move too, with history; current/previous only by ship and rollback.
+    out = wg("-w", ws.root, "alias", "staging", "v2", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["staging"] == "v2"
+    assert registry.resolve(ws, "staging").version == "v2"
+    assert wg("-w", ws.root, "alias", "current", "v2").returncode == 2
+    assert registry.read_history(ws, ref.name)[-1]["alias"] == "staging"
     # Evidence about v2 (its canary) does not count for v1.
     assert compute_report(ws).item("ship.canary").status != "pass"
 
@@ -324,7 +369,8 @@ def test_shipped_directories_load_with_plain_transformers_and_peft(env):
     out = wg("-w", ws.root, "versions", "--json")
     assert out.returncode == 0, out.stderr
     listing = json.loads(out.stdout)
-    assert [(v["version"], v["aliases"]) for v in listing["versions"]] == [("v1", ["current"]), ("v2", ["previous"])]
+    assert [(v["version"], v["aliases"]) for v in listing["versions"]] == [("v1", ["current"]),
+                                                                          ("v2", ["previous", "staging"])]
     assert listing["versions"][1]["serve"]["vllm"] == commands["vllm"]
 
 
@@ -389,3 +435,16 @@ def test_upstream_moved_is_reported_against_the_hub(hub):
     assert moved["moved"] and moved["now"] == second and "re-evaluate" in moved["detail"]
     unreachable = upstream_state(manifest, "http://127.0.0.1:9")
     assert unreachable["checked"] is False and "upstream not checked" in unreachable["detail"]
+
+
+def test_merge_into_a_quantized_base_is_refused_with_the_reason(env):
+    from core.errors import InputError
+    from core.ship import plan_ship
+
+    ws = env["ws"]
+    ws.update_config(lambda doc: doc["decisions"].__setitem__("precision", "nf4"))
+    try:
+        with pytest.raises(InputError, match="refusing to merge.*re-quantized"):
+            plan_ship(ws, merge=True)
+    finally:
+        ws.update_config(lambda doc: doc["decisions"].__delitem__("precision"))

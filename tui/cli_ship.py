@@ -130,6 +130,27 @@ def add_ship_commands(app, workspace, fail) -> None:
               f"current: {outcome['name']}@{outcome['current']} (was {outcome['from']}); "
               f"previous: {outcome['previous']}")
 
+    @app.command("alias")
+    def alias_cmd(alias: str = typer.Argument(..., help="A custom alias, e.g. staging."),
+                  version: Optional[str] = typer.Argument(None, help="Version or alias it points to."),
+                  remove: bool = typer.Option(False, "--remove", help="Remove the alias."),
+                  name: Optional[str] = typer.Option(None, "--name"),
+                  as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """Point a custom alias at a version (or --remove it); every move goes to history.jsonl.
+        `current` and `previous` move only by ship and rollback."""
+        from core.errors import InputError
+        from core.registry import set_alias
+
+        ws = workspace(as_json)
+        if (version is None) != remove:
+            fail(InputError("give VERSION, or --remove without one", hint="weightgate alias staging v2"), as_json)
+        try:
+            aliases = set_alias(ws, alias, version, name)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        print(json.dumps(aliases, indent=2) if as_json else
+              ", ".join(f"{k} -> {v}" for k, v in sorted(aliases.items())))
+
     @app.command("verify-release")
     def verify_release_cmd(version: str = typer.Argument(..., help="Version or alias, e.g. v2, current."),
                            name: Optional[str] = typer.Option(None, "--name"),
