@@ -189,11 +189,38 @@ def eval_block(run, set_name: str) -> dict:
             "baseline": run.baseline, "tags": tags, "results": f"eval/{set_name}"}
 
 
-def training_block(config: dict) -> dict:
+def training_run(adapter_dir: Path | None) -> dict | None:
+    """run.json of the training run that produced the adapter (.weightgate/adapters/<run>/best)."""
+    if adapter_dir is None:
+        return None
+    for directory in (adapter_dir, adapter_dir.parent):
+        try:
+            data = json.loads((directory / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("config"), dict):
+            return data
+    return None
+
+
+def training_block(config: dict, adapter_dir: Path | None = None) -> dict:
+    """The hyperparameters and seed: the training run's resolved config when the adapter came from
+    `weightgate train`, and the [training] table of weightgate.toml as written."""
+    block: dict = {}
     training = config.get("training")
-    if not isinstance(training, dict) or not training:
-        return {"source": "none", "note": "no [training] table in weightgate.toml"}
-    return {"source": "weightgate.toml [training]", **json.loads(json.dumps(training, default=str))}
+    if isinstance(training, dict) and training:
+        block = {"source": "weightgate.toml [training]", **json.loads(json.dumps(training, default=str))}
+    run = training_run(adapter_dir)
+    if run is not None:
+        block["source"] = f"training run {run.get('run_id')}"
+        keep = ("run_id", "method", "precision", "targets", "dataset_digest", "train_examples", "total_steps",
+                "warmup_steps", "max_seq", "nproc", "status", "outcome")
+        block["run"] = json.loads(json.dumps({"config": run["config"], **{k: run[k] for k in keep if k in run}},
+                                             default=str))
+        block.setdefault("seed", run["config"].get("seed"))
+    if not block:
+        return {"source": "none", "note": "no [training] table in weightgate.toml and no training run"}
+    return block
 
 
 def adapter_block(adapter_dir: Path | None, decision) -> dict:

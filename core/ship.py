@@ -255,7 +255,7 @@ def build_manifest(plan: ShipPlan, version: str, files: dict[str, str], staging:
         "merge": {"decision": plan.merge, "reason": plan.merge_reason, "checked": False, **merge_values},
         "dataset": dataset_block(plan.ws, prints),
         "evals": evals,
-        "training": training_block(plan.config),
+        "training": training_block(plan.config, plan.adapter_dir),
         "environment": environment(),
         "code": git_state(plan.ws.root),
         "serving": {"context_length": int(requirements.get("context_length") or 0),

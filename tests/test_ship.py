@@ -448,3 +448,19 @@ def test_merge_into_a_quantized_base_is_refused_with_the_reason(env):
             plan_ship(ws, merge=True)
     finally:
         ws.update_config(lambda doc: doc["decisions"].__delitem__("precision"))
+
+
+def test_manifest_training_block_takes_the_training_runs_config_and_seed(tmp_path):
+    from core.manifest import training_block
+
+    best = tmp_path / "run1" / "best"
+    best.mkdir(parents=True)
+    (tmp_path / "run1" / "run.json").write_text(json.dumps({
+        "run_id": "run1", "config": {"r": 16, "alpha": 32, "lr": 2e-4, "seed": 42}, "method": "lora",
+        "dataset_digest": "abc", "train_examples": 90, "outcome": {"status": "finished", "best_step": 40}}))
+    block = training_block({"training": {"r": 16, "epochs": 2}}, best)
+    assert block["source"] == "training run run1" and block["seed"] == 42 and block["epochs"] == 2
+    assert block["run"]["config"]["lr"] == 2e-4 and block["run"]["train_examples"] == 90
+    assert block["run"]["outcome"]["best_step"] == 40
+    assert training_block({}, None) == {"source": "none",
+                                        "note": "no [training] table in weightgate.toml and no training run"}
