@@ -423,13 +423,10 @@ def mark_baseline(ws: Workspace, run_id: str) -> dict:
                   note=f"baseline {run.id}: score {summary.get('score', 0):.3f} on {summary.get('cases')} cases")
     outcome["evidence"] = "eval.baseline"
     threshold = (plain(ws.config()).get("requirements") or {}).get("quality_threshold")
-    if run.components.get("adapter") == ABSENT and isinstance(threshold, (int, float)) and threshold > 0:
-        needed = float(summary.get("score") or 0.0) < float(threshold)
-        record_finetuning_decision(ws, needed, {"baseline_score": summary.get("score"), "threshold": threshold,
-                                                "run": run.id},
-                                   note=f"baseline {summary.get('score', 0):.3f} "
-                                        f"{'<' if needed else '>='} threshold {threshold:g}")
-        outcome["finetuning_needed"] = needed
+    if (run.components.get("adapter") == ABSENT and isinstance(threshold, (int, float))
+            and not isinstance(threshold, bool) and 0 < threshold <= 1):
+        # "baseline 0.93 >= threshold 0.90": decided from the run's score (core.gates).
+        outcome["finetuning_needed"] = record_finetuning_decision(ws, run=run).status == "fail"
     return outcome
 
 

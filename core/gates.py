@@ -199,7 +199,9 @@ def compute_report(ws: Workspace, *, record: bool = True) -> Report:
     for evidence in read_evidence(ws):
         by_item.setdefault(evidence.item, []).append(evidence)
 
-    decision = _finetuning_decision(by_item.get(FINETUNING_DECISION, []), prints)
+    decision_records = by_item.setdefault(FINETUNING_DECISION, [])
+    decide_from_baseline(ws, prints, decision_records, record=record)
+    decision = _finetuning_decision(decision_records, prints)
     phases: list[PhaseStatus] = []
     held_by: list[ItemStatus] = []
     for phase in PHASES:
@@ -248,11 +250,64 @@ def _record_live(ws: Workspace, item: Item, result: CheckResult, records: list[E
     records.append(record)
 
 
-def record_finetuning_decision(ws: Workspace, needed: bool, values: dict, note: str = "") -> Evidence:
-    """Called by the evaluation when a baseline exists: is phase 5 needed?"""
-    prints = Fingerprints(ws)
+def record_finetuning_decision(ws: Workspace, needed: bool | None = None, values: dict | None = None,
+                               note: str = "", *, run=None, threshold: float | None = None,
+                               prints: Fingerprints | None = None) -> Evidence:
+    """Is phase 5 needed? Given a baseline `run` (a core.runs.Run), taken from its score and
+    [requirements] quality_threshold: "baseline 0.93 >= threshold 0.90" marks it not needed."""
+    prints = prints or Fingerprints(ws)
+    if run is not None:
+        needed, values, note = baseline_decision(run, threshold if threshold is not None
+                                                 else _quality_threshold(prints.config))
     return append_evidence(ws, Evidence(FINETUNING_DECISION, FAIL if needed else NOT_NEEDED, "decision",
-                                        prints.of(FINETUNING_DECISION_INPUTS), values, note=note))
+                                        prints.of(FINETUNING_DECISION_INPUTS), values or {}, note=note))
+
+
+def _quality_threshold(config: dict) -> float | None:
+    requirements = config.get("requirements") if isinstance(config.get("requirements"), dict) else {}
+    value = requirements.get("quality_threshold")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        return None
+    return float(value)
+
+
+def baseline_decision(run, threshold: float | None) -> tuple[bool, dict, str]:
+    """(needed, values, note) from a baseline run's score and the quality threshold."""
+    if threshold is None:
+        raise ValueError("no quality threshold to compare the baseline with")
+    score = float(run.summary.get("score") or 0.0)
+    needed = score < threshold
+    values = {"baseline_score": score, "threshold": threshold, "run": run.id,
+              "cases": run.summary.get("cases"), "passed": run.summary.get("passed")}
+    return needed, values, f"baseline {score:.2f} {'<' if needed else '>='} threshold {threshold:.2f} (run {run.id})"
+
+
+def decide_from_baseline(ws: Workspace, prints: Fingerprints, records: list[Evidence], *,
+                         record: bool = True) -> Evidence | None:
+    """The fine-tuning decision of today's inputs, taken from the base model's baseline run of the
+    task set for today's model, precision and eval set. A fresh recorded decision is kept; a
+    missing or stale one is decided again (e.g. after the threshold changed). None while there is
+    no baseline or no threshold: phase 5 waits for both."""
+    from core.digest import ABSENT
+    from core.runs import baseline_run
+
+    if records and not _is_fresh(records[-1], prints):
+        return records[-1]
+    threshold = _quality_threshold(prints.config)
+    if threshold is None:
+        return None
+    run = baseline_run(ws, "task", model=prints.get("model"), precision=prints.get("precision"), adapter=ABSENT,
+                       evalset=prints.get("evalset.task"))
+    if run is None:
+        return None
+    if record:
+        evidence = record_finetuning_decision(ws, run=run, threshold=threshold, prints=prints)
+    else:   # decided for this report only
+        needed, values, note = baseline_decision(run, threshold)
+        evidence = Evidence(FINETUNING_DECISION, FAIL if needed else NOT_NEEDED, "decision",
+                            prints.of(FINETUNING_DECISION_INPUTS), values, note=note)
+    records.append(evidence)
+    return evidence
 
 
 def phase_is_open(report: Report, number: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from core import checks, eval_checks, ship_checks, weights_checks
+from core import prompting
 from core.checks import CheckContext, CheckResult
 
 LIVE_CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
@@ -17,5 +18,6 @@ LIVE_CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
     "verify.license": weights_checks.check_license,
     "eval.fresh": eval_checks.check_fresh,
     "select.choice": eval_checks.check_choice,
+    "tune.prompting_first": prompting.check_prompting_first,
     **ship_checks.LIVE_CHECKS,
 }

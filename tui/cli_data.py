@@ -25,7 +25,7 @@ def add_data_commands(app, workspace, fail) -> None:
     def data_check(fix: bool = typer.Option(False, "--fix", help="Write the cleaned, scrubbed, split copy under "
                                                                  ".weightgate/data/ (the original is never edited)."),
                    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
-        """Check [settings] train_data: formats, schema (file:line), chat-template rendering, token
+        """Check settings.train_data: formats, schema (file:line), chat-template rendering, token
         lengths, exact and near duplicates, eval-set leakage, PII, tag balance, the 90/10 split.
         Records tune.format / dedup / leakage / token_lengths / pii / balance / split.
         Exit 1 while any of them fails."""
@@ -51,12 +51,81 @@ def add_data_commands(app, workspace, fail) -> None:
         raise typer.Exit(EXIT_FAILED if any(status != "pass" for status in decided.values()) or report.blocking
                          else EXIT_OK)
 
+    tune_app = typer.Typer(help="Phase 5 decisions that run the model: few-shot first, keep or reject.",
+                           no_args_is_help=True)
+    app.add_typer(tune_app, name="tune")
 
-def _rows(rows: list[dict], limit: int = 10) -> list[str]:
-    out = [f"    line {row['line']} ({row['id']})" for row in rows[:limit]]
-    if len(rows) > limit:
-        out.append(f"    ... {len(rows) - limit} more (--json lists all)")
-    return out
+    def start(kind: str, params: dict, as_json: bool, follow: bool, verdict) -> None:
+        from core.jobs import start_job
+        from tui.cli import EXIT_OK as OK, _attach, _job_result
+
+        ws = workspace(as_json)
+        handle = start_job(ws.jobs_dir, kind, params, workspace=ws.root)
+        if not follow:
+            print(json.dumps({"job": handle.job_id, "dir": str(handle.job_dir)}) if as_json
+                  else f"started {kind} job {handle.job_id}; follow it with `weightgate attach {handle.job_id}`")
+            raise typer.Exit(OK)
+        code = _attach(handle.job_dir, as_json, follow=True)
+        result = _job_result(handle.job_dir)
+        if code == OK and result is not None:
+            message, ok = verdict(result)
+            if not as_json:
+                print(message)
+            code = OK if ok else EXIT_FAILED
+        raise typer.Exit(code)
+
+    @tune_app.command("fewshot")
+    def tune_fewshot(shots: int = typer.Option(3, "--shots", min=1, max=16,
+                                               help="Examples from the training data when the task set has no "
+                                                    "few_shot turns of its own."),
+                     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
+                                                              help="Default: the zero-shot baseline's."),
+                     follow: bool = typer.Option(False, "--attach", help="Follow the job until it ends."),
+                     as_json: bool = typer.Option(False, "--json")) -> None:
+        """Prompting first: the task set with few-shot examples (a job), beside the zero-shot
+        baseline; decides tune.prompting_first."""
+        from core.prompting import plan_fewshot
+
+        try:
+            plan_fewshot(workspace(as_json), shots=shots, batch_size=batch_size)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+
+        def verdict(result: dict):
+            zero = result.get("baseline_score")
+            return (f"few-shot {result['score']:.3f} ({result['shots']} from the {result['source']}, run "
+                    f"{result['run']})" + (f" vs zero-shot {zero:.3f} (run {result['baseline']})"
+                                           if zero is not None else "; no zero-shot baseline yet"), True)
+        start("fewshot", {"shots": shots, "batch_size": batch_size}, as_json, follow, verdict)
+
+    @tune_app.command("gate")
+    def tune_gate(adapter: Optional[str] = typer.Argument(None, help="An adapter id under .weightgate/adapters/ "
+                                                                     "or a directory (default: the newest)."),
+                  follow: bool = typer.Option(True, "--attach/--detach", help="Follow the job (default) or not."),
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+        """Keep or reject an adapter (a job): eval runs on the task and general sets with it, each
+        compared with the base model's baseline; kept only if the task score rises by at least
+        training.task_margin and the general score falls by at most training.general_tolerance.
+        Keeping writes decisions.adapter. Exit 1 when rejected."""
+        from core.finetune_gate import adapter_decision_value, default_adapter, targets
+
+        ws = workspace(as_json)
+        try:
+            chosen = adapter_decision_value(ws, adapter or default_adapter(ws))
+            targets(ws, chosen)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+
+        def verdict(result: dict):
+            lines = [result["note"]]
+            for name in ("task", "general"):
+                row = result[name]
+                lines.append(f"  {name}: compare {row['base_run']} {row['adapter_run']}  "
+                             f"({row['regressions']} regressions, {row['improvements']} improvements)")
+            if result["kept"]:
+                lines.append(f'  [decisions] adapter = "{result["adapter"]}"')
+            return "\n".join(lines), bool(result["kept"])
+        start("tune_gate", {"adapter": chosen}, as_json, follow, verdict)
 
 
 def render_data_report(report, prepared, decided: dict[str, str], fix: bool) -> str:

@@ -26,6 +26,8 @@ KINDS: dict[str, str] = {
     "latency": "core.jobkinds.eval:run_latency",
     "benchmark": "core.jobkinds.eval:run_benchmark",
     "memory_measure": "core.jobkinds.memory_measure:run",
+    "fewshot": "core.jobkinds.tune:run_fewshot",
+    "tune_gate": "core.jobkinds.tune:run_gate",
     "train": "core.jobkinds.train:run",
     "quant_quality": "core.jobkinds.quant_quality:run",
     "ship": "core.jobkinds.ship:run_ship",
