@@ -71,6 +71,9 @@ NEEDS_FIT = "weightgate fit (estimates every precision, records the largest that
 NEEDS_MEASURE = "weightgate measure (loads the model at the chosen precision)"
 NEEDS_QUANT_CHECK = "weightgate quant-check (the task set at the reference and the chosen precision)"
 NEEDS_TRAIN = "fine-tuning data checks and training (issue 6)"
+NEEDS_DATA_CHECK = "weightgate data check (--fix writes the cleaned, scrubbed, split copy)"
+NEEDS_FEWSHOT = "weightgate tune fewshot (the task set with few-shot examples, beside the baseline)"
+NEEDS_GATE = "weightgate tune gate (the adapter on the task and general sets vs the baselines)"
 NEEDS_REGISTRY = "weightgate ship (builds a registry version: checksums, manifest, card)"
 NEEDS_SHIP_MERGE = "weightgate ship (merges or keeps the adapter; merged outputs checked equal)"
 NEEDS_SHIP_LATENCY = "weightgate ship (measures the shipped version against the ceilings)"
@@ -184,26 +187,26 @@ ITEMS: tuple[Item, ...] = (
     # Phase 5: fine-tuning (only if needed)
     Item("tune.prompting_first", 5, "Prompting and few-shot tried first",
          "Fine-tuning adds permanent cost; many fine-tunes should be prompts.", C, A,
-         ("model", "precision", "evalset.task"), NEEDS_TRAIN),
+         ("model", "precision", "evalset.task"), NEEDS_FEWSHOT),
     Item("tune.format", 5, "Training data follows the model's prompt format",
          "Format mismatches degrade quality; train and deploy with the same template.", C, A,
-         ("dataset", "model"), NEEDS_TRAIN),
+         ("dataset", "model"), NEEDS_DATA_CHECK),
     Item("tune.dedup", 5, "Near-duplicates removed",
-         "Duplicates cause overfitting on specific phrases.", C, A, ("dataset",), NEEDS_TRAIN),
+         "Duplicates cause overfitting on specific phrases.", C, A, ("dataset",), NEEDS_DATA_CHECK),
     Item("tune.leakage", 5, "No eval-set leakage into the training data",
          "A leaked eval case makes the score a memory test.", C, A,
-         ("dataset", "evalset.task", "evalset.general"), NEEDS_TRAIN),
+         ("dataset", "evalset.task", "evalset.general"), NEEDS_DATA_CHECK),
     Item("tune.token_lengths", 5, "Token lengths fit the context (nothing silently truncated)",
          "Over-long examples are cut off mid-answer and teach the wrong thing.", C, A,
-         ("dataset", "model"), NEEDS_TRAIN),
+         ("dataset", "model"), NEEDS_DATA_CHECK),
     Item("tune.pii", 5, "PII scrubbed from the training data",
-         "Compliance: personal data must not be baked into weights.", C, A, ("dataset",), NEEDS_TRAIN),
+         "Compliance: personal data must not be baked into weights.", C, A, ("dataset",), NEEDS_DATA_CHECK),
     Item("tune.balance", 5, "Edge cases and common queries balanced",
          "A skewed dataset biases the model toward high-frequency patterns.", R, A,
-         ("dataset",), NEEDS_TRAIN),
+         ("dataset",), NEEDS_DATA_CHECK),
     Item("tune.split", 5, "Train/validation split (90/10)",
          "Validation loss is how the best checkpoint is chosen and overfitting is seen.", C, A,
-         ("dataset",), NEEDS_TRAIN),
+         ("dataset",), NEEDS_DATA_CHECK),
     Item("tune.lora_config", 5, "LoRA config documented (r, alpha = 2r, dropout, targets, lr, epochs, warmup)",
          "Conservative rates avoid catastrophic forgetting; documented settings can be reproduced.", R, A,
          ("train_config",), NEEDS_TRAIN),
@@ -217,7 +220,7 @@ ITEMS: tuple[Item, ...] = (
          ("train_config", "dataset", "model", "precision"), NEEDS_TRAIN),
     Item("tune.gate", 5, "Task score rises and general score holds",
          "Only keep a fine-tune that measurably wins without harming what worked.", C, A,
-         ("adapter", "evalset.task", "evalset.general"), NEEDS_TRAIN),
+         ("adapter", "evalset.task", "evalset.general"), NEEDS_GATE),
 
     # Phase 6: deployment
     Item("ship.version", 6, "Version named", "Treat models like releases so you can roll back.", C, A,
