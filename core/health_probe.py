@@ -90,7 +90,7 @@ def _verify(ref, manifest: dict, workspace_root: Path, sizes_only: bool) -> None
     else:
         verified_version(ref)
     if manifest["release"]["relation"] == "adapter":
-        verify_base(manifest, workspace_root)
+        verify_base(manifest, workspace_root, sizes_only=sizes_only)
 
 
 def _load(ref, manifest: dict, workspace_root: Path):

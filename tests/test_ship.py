@@ -329,6 +329,15 @@ def test_rollback_then_health_loads_the_previous_version(env):
         assert bad.exit_code == 1 and "model.safetensors (changed)" in bad.detail
     finally:
         weights.write_bytes(original)
+    # --sizes-only skips re-hashing but still catches a truncated file.
+    tokenizer = ref.path / "tokenizer.json"
+    original = tokenizer.read_bytes()
+    tokenizer.write_bytes(original[:-1])
+    try:
+        quick = check_health(ref, ws.root, timeout=120, sizes_only=True)
+        assert quick.exit_code == 1 and "tokenizer.json (size differs)" in quick.detail
+    finally:
+        tokenizer.write_bytes(original)
     # Bad input: exit 2.
     out = wg("-w", ws.root, "health", "v9")
     assert out.returncode == 2 and "no version v9" in out.stderr
