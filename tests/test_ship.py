@@ -81,6 +81,13 @@ def env(tmp_path_factory):
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     run = run_eval(ws, "task", device="cpu")
     assert run["rescored_from"] == first["run"] and run["summary"]["passed"] == 3
+    general = [{"id": f"g{n}", "input": question, "expected": answer, "scorer": "contains"}
+               for n, (question, answer) in enumerate([("What is the capital of Japan?", "Tokyo"),
+                                                       ("What is 2 + 2?", "4"),
+                                                       ("How many legs has a spider?", "8")])]
+    (ws.evals_dir / "general.jsonl").write_text(json.dumps({"_set": {"max_new_tokens": 4}}) + "\n"
+                                                + "".join(json.dumps(row) + "\n" for row in general))
+    run_eval(ws, "general", device="cpu")
     return {"ws": ws, "model": model, "adapter": ws.adapters_dir / "lora1", "root": root, "run": run}
 
 
@@ -176,6 +183,9 @@ def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(
     task = manifest["evals"][0]
     assert task["set"] == "task" and task["run"] == env["run"]["run"] and task["identity"] == env["run"]["identity"]
     assert task["cases"] == CASES and set(task["tags"]) == {"hard", "edge", "canary"} and task["passed"] == 3
+    general = manifest["evals"][1]
+    assert general["set"] == "general" and general["cases"] == 3 and general["identity"].startswith("sha256:")
+    assert (ref.path / "eval" / "general" / "cases.jsonl").is_file()
     assert manifest["training"]["source"] == "none"
     assert manifest["environment"]["peft"] not in ("", "absent") and manifest["code"]["git"] is False
     assert manifest["serving"]["batch_size"] == 1
@@ -192,7 +202,7 @@ def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(
     assert data["model-index"][0]["name"] == "model@v1" or data["model-index"][0]["name"].endswith("@v1")
     assert results[0]["metrics"][0]["value"] == task["score"]
     assert {r["dataset"]["type"] for r in results} >= {"weightgate-task", "weightgate-task-hard",
-                                                       "weightgate-task-edge"}
+                                                       "weightgate-task-edge", "weightgate-general"}
 
     # Identical content again: no new version, nothing left behind.
     again = ship(ws, latency=False)
