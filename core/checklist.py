@@ -74,6 +74,9 @@ NEEDS_TRAIN = "fine-tuning data checks and training (issue 6)"
 NEEDS_DATA_CHECK = "weightgate data check (--fix writes the cleaned, scrubbed, split copy)"
 NEEDS_FEWSHOT = "weightgate tune fewshot (the task set with few-shot examples, beside the baseline)"
 NEEDS_GATE = "weightgate tune gate (the adapter on the task and general sets vs the baselines)"
+NEEDS_TRAIN_START = "weightgate train (records the config and the batch plan when a run starts)"
+NEEDS_TRAIN_RESTORE = "weightgate train (checks a checkpoint restore after step 1)"
+NEEDS_TRAIN_FINISH = "weightgate train (a run that finishes; best checkpoint by validation loss)"
 NEEDS_REGISTRY = "weightgate ship (builds a registry version: checksums, manifest, card)"
 NEEDS_SHIP_MERGE = "weightgate ship (merges or keeps the adapter; merged outputs checked equal)"
 NEEDS_SHIP_LATENCY = "weightgate ship (measures the shipped version against the ceilings)"
@@ -209,15 +212,15 @@ ITEMS: tuple[Item, ...] = (
          ("dataset",), NEEDS_DATA_CHECK),
     Item("tune.lora_config", 5, "LoRA config documented (r, alpha = 2r, dropout, targets, lr, epochs, warmup)",
          "Conservative rates avoid catastrophic forgetting; documented settings can be reproduced.", R, A,
-         ("train_config",), NEEDS_TRAIN),
+         ("train_config",), NEEDS_TRAIN_START),
     Item("tune.effective_batch", 5, "Effective batch fits memory (gradient accumulation)",
          "Balances training stability against the memory you have.", C, A,
-         ("train_config", "model", "precision"), NEEDS_TRAIN),
+         ("train_config", "model", "precision"), NEEDS_TRAIN_START),
     Item("tune.checkpoint_restore", 5, "Checkpoint restore verified before the long run",
-         "A run you cannot resume is a run you can lose.", R, A, ("train_config", "model"), NEEDS_TRAIN),
+         "A run you cannot resume is a run you can lose.", R, A, ("train_config", "model"), NEEDS_TRAIN_RESTORE),
     Item("tune.best_checkpoint", 5, "Run finished; best checkpoint chosen by validation loss",
          "The last step is rarely the best one.", C, A,
-         ("train_config", "dataset", "model", "precision"), NEEDS_TRAIN),
+         ("train_config", "dataset", "model", "precision"), NEEDS_TRAIN_FINISH),
     Item("tune.gate", 5, "Task score rises and general score holds",
          "Only keep a fine-tune that measurably wins without harming what worked.", C, A,
          ("adapter", "evalset.task", "evalset.general"), NEEDS_GATE),

@@ -134,6 +134,18 @@ def test_config_defaults_follow_the_seeds_and_bad_values_name_their_line(tmp_pat
     assert info.value.line == 6 and "overfits" in info.value.hint
     with pytest.raises(InputError, match="unknown setting 'learning_rate'"):
         read_training_config({"learning_rate": 1e-4})
+    # The template documents the table commented out: uncommented, it is exactly the defaults.
+    from core.training.config import DEFAULTS
+    from core.workspace import template_text
+    import tomlkit
+
+    text = template_text("weightgate.toml")
+    block = text[text.index("# [training]\n"):text.index("\n[decisions]")]
+    table = tomlkit.parse("\n".join(line[2:] for line in block.splitlines() if line.startswith("# ")
+                                    and "=" in line or line == "# [training]")).unwrap()["training"]
+    documented = read_training_config(table)
+    assert {k: getattr(documented, k) for k in DEFAULTS} == DEFAULTS
+    assert table["task_margin"] == 0.05 and table["general_tolerance"] == 0.02
 
 
 def test_uninterrupted_run_keeps_best_and_records_evidence(trained):
@@ -327,3 +339,46 @@ def test_two_process_gloo_run_matches_one_process_at_the_same_global_batch(train
     one = tensors(reference / "checkpoints" / "step-000006" / "adapter.safetensors")
     for name in one:
         assert torch.allclose(two[name], one[name], rtol=1e-4, atol=1e-6), name
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+
+def wg(*args, timeout=150):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.timeout(200)
+def test_cli_train_prepares_data_attaches_lists_and_refuses(tmp_path, tiny_model_dir):
+    ws = phase1_ready(tmp_path / "ws")
+    lock_local_source(ws, str(tiny_model_dir))
+    rng = random.Random(3)
+    rows = [date_record(rng, f"c{i}") for i in range(30)]
+    for row in rows:   # raw user data: no ids (the data checks assign them)
+        del row["id"]
+    (ws.root / "data").mkdir()
+    (ws.root / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ws.update_config(lambda doc: doc.__setitem__("training", {"effective_batch": 4, "eval_every": 2}))
+    out = wg("-w", ws.root, "train", "--steps", "2", "--attach", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert events[-1]["kind"] == "result" and events[-1]["payload"]["status"] == "succeeded"
+    assert [e["payload"]["values"]["step"] for e in events if e["kind"] == "metric"
+            and "loss" in e["payload"]["values"]] == [1, 2]
+    listed = json.loads(wg("-w", ws.root, "train", "runs", "--json").stdout)
+    assert len(listed) == 1 and listed[0]["status"] == "finished" and listed[0]["best_step"] == 2
+    assert listed[0]["best_val_loss"] == events[-1]["payload"]["data"]["best_val_loss"]
+    assert "best" in wg("-w", ws.root, "train", "runs").stdout
+    out = wg("-w", ws.root, "train", "--resume", "--json")
+    assert out.returncode == 2 and "no run to resume" in json.loads(out.stdout)["error"]
+    text = ws.config_path.read_text()
+    ws.config_path.write_text(text.replace("eval_every = 2", "eval_every = 2\nepochs = 4"))
+    out = wg("-w", ws.root, "train", "--json")
+    line = ws.config_path.read_text().splitlines().index("epochs = 4") + 1
+    assert out.returncode == 2 and json.loads(out.stdout)["line"] == line and "more than 3" in out.stderr

@@ -498,6 +498,8 @@ def build_app():
         raise typer.Exit(EXIT_USAGE if evalset.problems else EXIT_OK)
 
     _add_eval_commands(app, workspace, fail)   # eval, runs, baseline, rescore, determinism, latency, benchmark
+    from tui.cli_train import add_train_commands
+    add_train_commands(app, workspace, fail)   # train [--resume [RUN]] [--nproc N], train runs
     from tui.cli_memory import add_memory_commands
 
     add_memory_commands(app, workspace, fail)  # estimate, fit, measure, quant-check

@@ -248,7 +248,7 @@ def run_loop(setup: LoopSetup, *, resume_from: Path | None = None) -> Outcome:
             setup.emit("metric", {"step": step, "values": {
                 "step": step, "epoch": round(epoch + (step - epoch * setup.steps_per_epoch) / setup.steps_per_epoch, 4),
                 "loss": loss, "lr": setup.optimizer.param_groups[0]["lr"], "grad_norm": norm,
-                "tokens_per_s": round(tokens / elapsed, 1) if elapsed > 0 else None,
+                "tokens": tokens, "tokens_per_s": round(tokens / elapsed, 1) if elapsed > 0 else None,
                 "memory_bytes": _memory_bytes(setup.device), "eta_s": round(eta, 1)}})
             now = time.perf_counter()
             if now - last_progress >= PROGRESS_EVERY_S or step == setup.total_steps:

@@ -1,0 +1,106 @@
+"""`weightgate train`: start, resume and list LoRA / QLoRA runs (the `train` job kind).
+
+    weightgate train [--nproc N] [--steps N] [--attach] [--json]   prepare the data, start a run
+    weightgate train --resume [RUN]                                continue RUN (default: the newest
+                                                                   resumable run) from its checkpoint
+    weightgate train runs [--json]                                 runs with status and best val loss
+
+Every bad input (the [training] table, the data, a run that cannot be resumed) is reported
+here with exit code 2, before a job starts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_train_commands(app, workspace, fail) -> None:
+    import typer
+
+    from core.errors import InputError, WeightgateError
+
+    @app.command("train")
+    def train_cmd(what: Optional[str] = typer.Argument(None, metavar="[runs | RUN]",
+                                                       help="`runs` lists the runs; with --resume, the run to resume."),
+                  resume: bool = typer.Option(False, "--resume", help="Continue a run from its last checkpoint."),
+                  nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (torchrun; gloo on the CPU)."),
+                  steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Stop after N steps (smoke runs)."),
+                  follow: bool = typer.Option(False, "--attach", help="Follow the job until it ends."),
+                  as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """Fine-tune a LoRA adapter (QLoRA when the decided precision is 4-bit) as a detached job."""
+        ws = workspace(as_json)
+        if what == "runs" and not resume:
+            _print_runs(ws, as_json)
+            return
+        try:
+            if resume:
+                from core.training.runs import resolve_resume
+                from core.training.session import check_resumable
+
+                directory = resolve_resume(ws, what)
+                check_resumable(ws, directory)
+                params: dict = {"resume": directory.name}
+            else:
+                if what is not None:
+                    raise InputError(f"unexpected argument {what!r}",
+                                     hint="`weightgate train runs` lists runs; `weightgate train --resume RUN` resumes")
+                params = _new_run_params(ws, nproc, steps)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        _start(ws, params, as_json, follow)
+
+    def _start(ws, params: dict, as_json: bool, follow: bool) -> None:
+        from core.jobs import start_job
+        from tui.cli import _attach, _job_result
+
+        handle = start_job(ws.jobs_dir, "train", params, workspace=ws.root)
+        if not follow:
+            print(json.dumps({"job": handle.job_id, "dir": str(handle.job_dir)}) if as_json
+                  else f"started train job {handle.job_id}\n  follow it: weightgate attach {handle.job_id}\n"
+                       f"  stop it (a checkpoint is saved): weightgate cancel {handle.job_id}\n"
+                       f"  continue later: weightgate train --resume")
+            raise typer.Exit(EXIT_OK)
+        code = _attach(handle.job_dir, as_json, follow=True)
+        result = _job_result(handle.job_dir)
+        if not as_json and result and result.get("message"):
+            print(result["message"])
+        raise typer.Exit(code)
+
+
+def _new_run_params(ws, nproc: int, steps: int | None) -> dict:
+    """Check the [training] table and prepare the data split, so bad input fails here."""
+    from core.errors import InputError
+    from core.training.config import workspace_training_config
+
+    config = workspace_training_config(ws)
+    if config.effective_batch % nproc:
+        raise InputError(f"[training] effective_batch {config.effective_batch} is not divisible by --nproc {nproc}",
+                         path=ws.config_path, hint=f"use a multiple of {nproc}")
+    try:
+        from core.data_check import prepare_dataset
+    except ImportError:
+        raise InputError("the training-data checks (core.data_check) are not installed",
+                         hint="update weightgate; training reads only data the checks prepared") from None
+    prepared = prepare_dataset(ws)
+    return {"train_file": str(prepared.train_path), "val_file": str(prepared.val_path),
+            "dataset_digest": prepared.digest, "nproc": nproc, "steps": steps}
+
+
+def _print_runs(ws, as_json: bool) -> None:
+    from core.training.runs import list_runs
+
+    found = list_runs(ws)
+    if as_json:
+        print(json.dumps(found, indent=2, default=str))
+        return
+    if not found:
+        print("no training runs yet: weightgate train")
+        return
+    for run in found:
+        loss = f"{run['best_val_loss']:.4f}@{run['best_step']}" if run.get("best_val_loss") is not None else "-"
+        steps = f"{run.get('steps') or 0}/{run.get('total_steps') or '?'}"
+        print(f"{run['run_id']:<24} {run['status']:<14} {str(run.get('method') or ''):<6} "
+              f"{str(run.get('precision') or ''):<5} {steps:<9} best {loss}")
