@@ -483,3 +483,32 @@ def test_manifest_training_block_takes_the_training_runs_config_and_seed(tmp_pat
     assert block["run"]["outcome"]["best_step"] == 40
     assert training_block({}, None) == {"source": "none",
                                         "note": "no [training] table in weightgate.toml and no training run"}
+
+
+def test_adapter_on_a_4bit_base_ships_separately_and_the_probe_loads_it_with_bitsandbytes(env, tmp_path):
+    from core.evaluation import run_eval
+    from core.health import check_health
+    from core.manifest import read_manifest
+    from core.serving import serve_commands
+    from core.ship import ship
+
+    ws = phase1_ready(tmp_path / "ws4")
+    lines = (env["ws"].evals_dir / "task.jsonl").read_text().splitlines()[:4]
+    (ws.evals_dir / "task.jsonl").write_text("\n".join(lines) + "\n")
+    lock_local_source(ws, str(env["model"]))
+    shutil.copytree(env["adapter"], ws.adapters_dir / "lora1")
+
+    def decide(doc):
+        doc["decisions"]["adapter"] = "lora1"
+        doc["decisions"]["precision"] = "nf4"
+    ws.update_config(decide)
+    run_eval(ws, "task", device="cpu")
+    outcome = ship(ws, latency=False)
+    assert outcome["relation"] == "adapter" and outcome["merge"] == "refused"
+    manifest = read_manifest(Path(outcome["path"]))
+    assert manifest["precision"]["quantized"] and manifest["precision"]["quantization"]["quant_type"] == "nf4"
+    assert "re-quantized" in manifest["merge"]["reason"]
+    ref = registry.resolve(ws, "current")
+    assert "--quantization bitsandbytes" in serve_commands(manifest, ref.path, ws.root)["vllm"]
+    probe = check_health(ref, ws.root, timeout=180)
+    assert probe.exit_code == 0, probe.detail
