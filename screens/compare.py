@@ -119,6 +119,10 @@ class CompareScreen(WorkspaceScreen):
         from core.compare import default_pair  # noqa: PLC0415
         from core.runs import list_runs  # noqa: PLC0415
 
+        request = getattr(self.app, "compare_request", None)   # another screen asked for a pair
+        if request:
+            self.app.compare_request = None
+            self._pair, keep = tuple(request), True
         ws = self._workspace()
         try:
             runs = list_runs(ws)

@@ -1,12 +1,18 @@
-"""Phase 4 · Evaluation: the eval sets, the baseline, freshness, determinism, latency.
+"""Phase 4 · Evaluation: the eval sets, the runs, the baseline, freshness, determinism, latency.
 
-Above the items: the eval sets as they are on disk today. Add more of this phase's tools by
-extending `compose_panels()`.
+Above the items: the eval sets as they are on disk today, and the runs (newest first; B marks a
+baseline; a run whose model, precision, adapter or eval set changed since is marked stale; a
+running eval job shows its cases done and ETA live). Keys: e runs the task set, g the general
+set (detached jobs: they go on after you quit); b marks the selected run as the baseline; space
+picks runs A and B, c opens them side by side in Compare.
 """
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.message import Message
 
 from tui.widgets.base_screen import PhaseScreen
 from tui.widgets.facts import FactsPanel
@@ -16,13 +22,148 @@ EVAL_SETS = [
     ("hard / edge", "eval.hard_edge"),
     ("general set", "eval.general_set"),
 ]
+RUNS_INTERVAL_S = 3.0
+
+
+class RunsRead(Message):
+    def __init__(self, rows: list, error: str | None = None) -> None:
+        super().__init__()
+        self.rows, self.error = rows, error
 
 
 class EvaluationScreen(PhaseScreen):
     TARGET = "phase-4"
     PHASE = 4
-    HELP = ("Evaluation: the eval set's size and hard/edge cases, the baseline, freshness after every change, "
-            "determinism, latency.")
+    HELP = ("Evaluation: the eval set's size and hard/edge cases, the runs and their baseline, freshness after every "
+            "change, determinism, latency. e runs the task set, g the general set, b marks a baseline, space picks "
+            "two runs and c compares them.")
+
+    BINDINGS = [
+        Binding("e", "eval('task')", "Eval task", tooltip="Run the task set on the workspace's model (a job)"),
+        Binding("g", "eval('general')", "Eval general", tooltip="Run the general set (a job)"),
+        Binding("b", "baseline", "Baseline", tooltip="Mark the selected run as the baseline"),
+        Binding("space", "mark", "Pick A/B", tooltip="Pick the selected run as A, then B, for Compare"),
+        Binding("c", "compare", "Compare", tooltip="Open the picked runs side by side"),
+    ]
+    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "eval", "baseline", "mark", "compare")
 
     def compose_panels(self) -> ComposeResult:
+        from tui.widgets.runs_table import RunsTable  # noqa: PLC0415
+
         yield FactsPanel("Eval sets", EVAL_SETS, source="evals/task.jsonl · evals/general.jsonl", id="eval-sets")
+        yield RunsTable(id="runs")
+
+    @property
+    def runs(self):
+        return self.query_one("#runs")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._reading = False
+        self._rows: list = []
+        self.watch(self.app, "job_rows", lambda _: self._show_rows())
+        self.watch(self.app, "report", lambda _: self.reload())
+        self.set_interval(RUNS_INTERVAL_S, self.reload)
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        workspace = getattr(self.app, "workspace", None)
+        if workspace is None or self._reading or not self.is_current:
+            return
+        self._reading = True
+        self.run_worker(lambda: self._read(workspace), thread=True, group="eval-runs", exit_on_error=False)
+
+    def _read(self, workspace) -> None:
+        from tui.widgets.runs_table import run_rows  # noqa: PLC0415
+
+        try:
+            self.post_message(RunsRead(run_rows(workspace)))
+        except Exception as exc:  # noqa: BLE001 - shown as a notification
+            self.post_message(RunsRead([], f"{type(exc).__name__}: {exc}"))
+
+    def on_runs_read(self, message: RunsRead) -> None:
+        self._reading = False
+        if message.error:
+            self.notify(message.error, title="Cannot read the runs", severity="error")
+        self._rows = message.rows
+        self._show_rows()
+
+    def _show_rows(self) -> None:
+        """The runs, with a live row for each eval job still running."""
+        from tui.widgets.runs_table import RunRow  # noqa: PLC0415
+        from tui.widgets.units import human_eta  # noqa: PLC0415
+
+        live = []
+        for job in getattr(self.app, "job_rows", None) or []:
+            if job.status.kind == "eval" and job.status.state in ("queued", "running"):
+                progress = job.progress
+                done = progress.label() if progress else "starting"
+                eta_s = getattr(progress, "eta_s", None)
+                eta = f" · ETA {human_eta(eta_s)}" if eta_s else ""
+                live.append((f"job:{job.job_id}", RunRow(job.job_id, "eval job (running)", "", "eval", "running",
+                                                         None, None, None, False, None, f"{done}{eta}")))
+        by_id = {row.id: row for row in self._rows}
+        try:
+            table = self.runs
+        except NoMatches:
+            return
+        table.marked = [key for key in table.marked if key in by_id]
+        table.show(live + [(row.id, row) for row in self._rows])
+        self.update_bindings()
+
+    # --- keys -----------------------------------------------------------------------------------
+
+    def _selected_run(self):
+        try:
+            key = self.runs.selected_key
+        except NoMatches:
+            return None
+        return None if key is None or key.startswith("job:") else key
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("baseline", "mark"):
+            return True if self._selected_run() is not None else None
+        if action == "compare":
+            try:
+                return True if len(self.runs.marked) == 2 or len(self._rows) >= 2 else None
+            except NoMatches:
+                return None
+        return super().check_action(action, parameters)
+
+    def action_eval(self, set_name: str) -> None:
+        self.app.start_job("eval", {"set": set_name, "reuse": True}, show_jobs=False)
+
+    def action_baseline(self) -> None:
+        run_id = self._selected_run()
+        workspace = self.app.workspace
+        if run_id is None or workspace is None:
+            return
+
+        def mark() -> None:
+            from core.evaluation import mark_baseline  # noqa: PLC0415
+            from tui.widgets.weights_actions import error_text  # noqa: PLC0415
+
+            try:
+                outcome = mark_baseline(workspace, run_id)
+            except Exception as exc:  # noqa: BLE001 - notified
+                self.app.call_from_thread(self.notify, error_text(exc), title="Could not mark the baseline",
+                                          severity="error")
+                return
+            needed = outcome.get("finetuning_needed")
+            extra = "" if needed is None else f"; fine-tuning {'needed' if needed else 'not needed'}"
+            self.app.call_from_thread(self.notify, f"{run_id} is the baseline{extra}", title="Baseline")
+            self.app.call_from_thread(self.app.refresh_report)
+        self.run_worker(mark, thread=True, group="eval-baseline", exit_on_error=False)
+
+    def action_mark(self) -> None:
+        self.runs.toggle_mark()
+        self.update_bindings()
+
+    def action_compare(self) -> None:
+        marked = list(self.runs.marked)
+        if len(marked) == 2:
+            self.app.compare_request = (marked[0], marked[1])
+        self.app.goto("compare")
+

@@ -269,5 +269,5 @@ class FinetuningScreen(PhaseScreen):
             self.app.cancel_job(row.job_id)
 
     def action_resume_run(self) -> None:
-        if self.app.start_job("train", {"resume": "last"}):
+        if self.app.start_job("train", {"resume": "last"}, show_jobs=False):
             self.notify("Resuming the newest stopped run from its last checkpoint.", title="Resume")

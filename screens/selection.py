@@ -125,7 +125,7 @@ class SelectionScreen(WeightsActions, PhaseScreen):
     def reload(self) -> None:
         """Re-read the shortlist (thread worker); cheap: weightgate.toml and small JSON files."""
         workspace = getattr(self.app, "workspace", None)
-        if workspace is None or (self.app.screen is not self and self.panel.shortlist):
+        if workspace is None or (not self.is_current and self.panel.shortlist):
             return
         if self._reading:
             self._read_again = True

@@ -83,7 +83,7 @@ class VerificationScreen(WeightsActions, PhaseScreen):
     def reload(self) -> None:
         """Re-read weightgate.lock and stat the files (thread worker; no hashing)."""
         workspace = getattr(self.app, "workspace", None)
-        if workspace is None or (self.app.screen is not self and self.panel.view is not None):
+        if workspace is None or (not self.is_current and self.panel.view is not None):
             return
         if self._reading:
             self._read_again = True

@@ -92,6 +92,8 @@ class WeightgateApp(App[int]):
         self.workspace_label = _short_path(self.workspace_root)
         self.workspace: Workspace | None = None
         self.follow_job_id: str | None = None  # the jobs screen selects it when it appears
+        self.compare_request: tuple[str, str] | None = None  # the Compare screen opens this pair next
+        self._stay_on_screen = 0                # started jobs whose screen shows them itself
         self._busy: set[str] = set()            # which periodic reads are in flight
         self._again: set[str] = set()           # asked for again while in flight
         self._device_poller: DevicePoller | None = None
@@ -294,11 +296,14 @@ class WeightgateApp(App[int]):
             return
         self._start_job("selftest", dict(SELFTEST_PARAMS))
 
-    def start_job(self, kind: str, params: dict) -> bool:
-        """Start a detached job of `kind` (a thread worker); the Jobs screen follows it."""
+    def start_job(self, kind: str, params: dict, *, show_jobs: bool = True) -> bool:
+        """Start a detached job of `kind` (a thread worker); the Jobs screen follows it unless
+        show_jobs is False (the calling screen shows its progress itself)."""
         if self.workspace is None:
             self.notify("No workspace is open, so there is nowhere to keep the job.", severity="error")
             return False
+        if not show_jobs:
+            self._stay_on_screen += 1
         self._start_job(kind, dict(params))
         return True
 
@@ -318,7 +323,10 @@ class WeightgateApp(App[int]):
     def on_job_started(self, message: JobStarted) -> None:
         self.notify(message.job_id, title="Job started")
         self.follow_job_id = message.job_id
-        self.goto("jobs")
+        if self._stay_on_screen:
+            self._stay_on_screen -= 1
+        else:
+            self.goto("jobs")
         self.poll_jobs()
 
     def cancel_job(self, job_id: str) -> None:

@@ -1,0 +1,93 @@
+"""The Evaluation screen's runs: newest first, B for a baseline, a live row for a running eval.
+
+Rows come from core.runs.list_runs (run.json files, read in a thread worker); a running `eval`
+job's row shows its cases done and ETA from the jobs list the App already polls. Selecting two
+rows with space and pressing C opens them in the Compare screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+
+from tui.widgets.fitted_table import Column, FittedTable, middle_ellipsis
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    name: str
+    set: str
+    kind: str
+    status: str
+    score: float | None
+    passed: int | None
+    cases: int | None
+    baseline: bool
+    fresh: bool | None = None         # matches today's model, precision, adapter and eval set
+    progress: str = ""                # a running job: "12/30 · ETA 40s"
+
+
+def run_rows(ws) -> list[RunRow]:
+    """Every run of the workspace, newest first (thread worker: reads files)."""
+    from core.evaluation import current_mismatch  # noqa: PLC0415
+    from core.fingerprints import Fingerprints  # noqa: PLC0415
+    from core.runs import list_runs  # noqa: PLC0415
+
+    prints = Fingerprints(ws)
+    rows = []
+    for run in list_runs(ws):
+        summary = run.summary or {}
+        try:
+            fresh = not current_mismatch(ws, run, prints)
+        except Exception:  # noqa: BLE001 - an unreadable input: unknown, not a crash
+            fresh = None
+        rows.append(RunRow(run.id, run.name, run.set, str(run.config.get("kind", "eval")), run.status,
+                           summary.get("score"), summary.get("passed"), summary.get("cases"), run.baseline, fresh))
+    return rows
+
+
+class RunsTable(FittedTable):
+    COLUMNS = (
+        Column("mark", "", 2),
+        Column("name", "Run"),
+        Column("set", "Set", 7),
+        Column("kind", "Kind", 11, drop=2),
+        Column("score", "Score", 14),
+        Column("state", "State", 18, drop=1),
+    )
+    DEFAULT_CSS = """
+    RunsTable { height: auto; max-height: 9; min-height: 2; overflow-x: hidden; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.marked: list[str] = []       # up to two runs picked for Compare
+
+    def cells(self, row: RunRow) -> dict[str, Text]:
+        mark = "B" if row.baseline else ""
+        if row.id in self.marked:
+            mark = "AB"[self.marked.index(row.id)]
+        score = Text("-") if row.score is None else Text(f"{row.score:.3f} {row.passed}/{row.cases}")
+        state = row.progress or row.status
+        if row.progress:
+            state_text = Text(state, style="bold")
+        elif row.fresh is False:
+            state_text = Text(f"{row.status} · stale", style="yellow")
+        else:
+            state_text = Text(state)
+        label = row.name if row.name and row.name != row.id else row.id
+        return {"mark": Text(mark, style="bold"), "name": Text(middle_ellipsis(f"{label}  {row.id}", self.width_of("name"))),
+                "set": Text(row.set), "kind": Text(row.kind), "score": score, "state": state_text}
+
+    def toggle_mark(self) -> list[str]:
+        key = self.selected_key
+        if key is None:
+            return self.marked
+        if key in self.marked:
+            self.marked.remove(key)
+        else:
+            self.marked = (self.marked + [key])[-2:]
+        self._rebuild(key)
+        return self.marked
