@@ -10,7 +10,6 @@ version should be re-evaluated on the new base (the canary itself ran on the pin
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from core.registry import VersionRef
 from core.workspace import Workspace

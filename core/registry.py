@@ -36,6 +36,7 @@ CURRENT, PREVIOUS = "current", "previous"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+GENERIC_DIR_NAMES = {"model", "models", "weights", "snapshot", "checkpoint", "final", "best", "hf", "safetensors"}
 # A staging directory this old belongs to a ship that died (a ship takes minutes at most).
 STALE_STAGING_S = 3600.0
 
@@ -100,7 +101,11 @@ def default_name(ws: Workspace, config: dict | None = None) -> str:
 
     lock = read_lock(ws)
     if lock is not None and lock.source:
-        return slug(Path(lock.source.rstrip("/")).name.removesuffix(".gguf"))
+        path = Path(lock.source.rstrip("/"))
+        # ".../smollm2-135m-instruct/model": the directory that says what the model is.
+        if path.name.lower() in GENERIC_DIR_NAMES and path.parent.name:
+            path = path.parent
+        return slug(path.name.removesuffix(".gguf"))
     return slug(ws.root.name)
 
 

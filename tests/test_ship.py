@@ -13,7 +13,6 @@ import pytest
 from core import registry
 from core.gates import compute_report
 from core.local_source import lock_local_source
-from core.workspace import Workspace
 from tests.helpers import phase1_ready
 from tests.hub_emulator import hub  # noqa: F401 - `hub` is a fixture
 
@@ -162,7 +161,7 @@ def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(
     assert outcome["created"] and outcome["version"] == "v1" and outcome["relation"] == "merged"
     assert outcome["merge_check"]["cases"] == CASES and outcome["merge_check"]["mismatches"] == 0
     ref = registry.resolve(ws, "current")
-    assert ref.version == "v1" and (ref.path / "model.safetensors").is_file()
+    assert ref.version == "v1" and ref.name == "tiny-base" and (ref.path / "model.safetensors").is_file()
     assert not list(ref.path.parent.glob(".staging-*"))
 
     manifest = read_manifest(ref.path)
