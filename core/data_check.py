@@ -207,12 +207,19 @@ def _render_and_count(read: ReadResult, tokenizer, max_tokens: int) -> tuple[lis
         problems.append(InputError(f"the model's tokenizer has no chat template, so {len(chats)} chat example(s) "
                                    "cannot be rendered in its prompt format", path=path, line=chats[0].line,
                                    hint='convert them to {"text": ...} lines, or use a model with a chat template'))
+    rendered_units = []
     for example in chats if template else []:
         unit, problem = _chat_unit(path, example, tokenizer)
         if problem is not None:
             problems.append(problem)
         else:
-            units.append(unit)
+            rendered_units.append(unit)
+    # One batched call: the tokenizer encodes many texts at once (in Rust, in parallel).
+    encoded = tokenizer([unit.text for unit in rendered_units], add_special_tokens=False)["input_ids"] \
+        if rendered_units else []
+    for unit, ids in zip(rendered_units, encoded):
+        unit.tokens, unit.text = len(ids), None
+        units.append(unit)
     texts = [example for example in read.examples if example.kind == "text"]
     boilerplate = boilerplate_lines([example.text or "" for example in texts])
     removed_lines = 0
@@ -261,8 +268,8 @@ def _chat_unit(path: Path, example: Example, tokenizer) -> tuple[Unit | None, In
         return None, InputError(f"the chat template drops the {missing[0]} message's text", path=path,
                                 line=example.line, hint="this model's template does not take that role; "
                                                         "merge it into the user message")
-    tokens = len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
-    return Unit(example.id, example.line, example.messages, None, list(example.tags), example.format, tokens,
+    # The render rides in `text` until the batched token count replaces it (see the caller).
+    return Unit(example.id, example.line, example.messages, rendered, list(example.tags), example.format, 0,
                 example.content_digest()), None
 
 

@@ -36,8 +36,11 @@ _WORD = re.compile(r"[a-z]+|\d+|[^\W\d_]+")
 def normalize(text: str) -> str:
     """Lower case, accents folded, punctuation and runs of space dropped: what a near
     duplicate changes without changing the meaning."""
-    folded = unicodedata.normalize("NFKD", text.lower())
-    return " ".join(_WORD.findall("".join(c for c in folded if not unicodedata.combining(c))))
+    lowered = text.lower()
+    if not lowered.isascii():   # fold accents only where there can be some (the slow path)
+        folded = unicodedata.normalize("NFKD", lowered)
+        lowered = "".join(c for c in folded if not unicodedata.combining(c))
+    return " ".join(_WORD.findall(lowered))
 
 
 def shingles(text: str, size: int = SHINGLE_CHARS) -> set[str]:
@@ -79,24 +82,48 @@ def _hash64(shingle: str) -> int:
 class MinHasher:
     """Fixed (seeded) permutations h(x) = (a*x + b) mod p, so signatures are reproducible."""
 
+    BLOCK = 1 << 15   # shingles permuted at once: bounds memory at BLOCK x num_perm x 8 bytes
+
     def __init__(self, num_perm: int = NUM_PERM, seed: int = 1):
         import numpy as np
 
         rng = np.random.default_rng(seed)
         self.np = np
-        self.a = rng.integers(1, _PRIME, size=num_perm, dtype=np.uint64)
-        self.b = rng.integers(0, _PRIME, size=num_perm, dtype=np.uint64)
-        self.num_perm = num_perm
-
-    def signature(self, shingle_set: set[str]):
-        np = self.np
-        if not shingle_set:
-            return np.full(self.num_perm, _MAX_HASH, dtype=np.uint64)
         # 32-bit hashes and 32-bit a, b keep a*x + b below 2^64: no silent uint64 wrap-around.
-        values = np.fromiter((_hash64(s) & _MAX_HASH for s in shingle_set), dtype=np.uint64,
-                             count=len(shingle_set))
-        permuted = (values[:, None] * (self.a[None, :] & _MAX_HASH) + (self.b[None, :] & _MAX_HASH)) % _PRIME
-        return (permuted & _MAX_HASH).min(axis=0)
+        self.a = rng.integers(1, _MAX_HASH, size=num_perm, dtype=np.uint64)
+        self.b = rng.integers(0, _MAX_HASH, size=num_perm, dtype=np.uint64)
+        self.num_perm = num_perm
+        self._hashes: dict[str, int] = {}
+
+    def _hash(self, shingle: str) -> int:
+        value = self._hashes.get(shingle)
+        if value is None:
+            value = self._hashes[shingle] = _hash64(shingle) & _MAX_HASH
+        return value
+
+    def signatures(self, sets: Sequence[set[str]]):
+        """One signature row per set, (len(sets), num_perm) uint64: the shingles of many sets
+        are permuted in blocks and reduced per set (np.minimum.reduceat), not set by set."""
+        np = self.np
+        out = np.full((len(sets), self.num_perm), _MAX_HASH, dtype=np.uint64)
+        rows, values, starts = [], [], []
+        def flush() -> None:
+            if not rows:
+                return
+            column = np.fromiter(values, dtype=np.uint64, count=len(values))
+            permuted = (column[:, None] * self.a[None, :] + self.b[None, :]) % _PRIME & _MAX_HASH
+            out[rows] = np.minimum.reduceat(permuted, np.asarray(starts), axis=0)
+            rows.clear(), values.clear(), starts.clear()
+        for index, shingle_set in enumerate(sets):
+            if not shingle_set:
+                continue
+            if len(values) + len(shingle_set) > self.BLOCK:
+                flush()
+            rows.append(index)
+            starts.append(len(values))
+            values.extend(self._hash(shingle) for shingle in shingle_set)
+        flush()
+        return out
 
 
 @dataclass
@@ -106,29 +133,41 @@ class Pair:
     similarity: float
 
 
-def candidate_pairs(signatures: Sequence, *, bands: int = BANDS, rows: int = ROWS) -> set[tuple[int, int]]:
-    """Index pairs that share a whole band of their signatures."""
+def candidate_pairs(signatures, *, bands: int = BANDS, rows: int = ROWS) -> set[tuple[int, int]]:
+    """Index pairs that share a whole band of their signatures. Each band of every signature is
+    folded into one 64-bit key (vectorized); rows with equal keys are found by sorting. A rare
+    key collision only adds a candidate, which the exact Jaccard then turns down."""
+    import numpy as np
+
+    signatures = np.asarray(signatures, dtype=np.uint64)
+    mix = np.random.default_rng(7).integers(1, 1 << 63, size=rows, dtype=np.uint64) | np.uint64(1)
     pairs: set[tuple[int, int]] = set()
-    for band in range(bands):
-        buckets: dict[bytes, list[int]] = {}
-        for index, signature in enumerate(signatures):
-            key = signature[band * rows:(band + 1) * rows].tobytes()
-            buckets.setdefault(key, []).append(index)
-        for members in buckets.values():
-            for i, first in enumerate(members):
-                for second in members[i + 1:]:
-                    pairs.add((first, second))
+    with np.errstate(over="ignore"):
+        for band in range(bands):
+            keys = (signatures[:, band * rows:(band + 1) * rows] * mix[None, :]).sum(axis=1, dtype=np.uint64)
+            order = np.argsort(keys, kind="stable")
+            ordered = keys[order]
+            edges = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+            starts = np.concatenate(([0], edges))
+            ends = np.concatenate((edges, [len(order)]))
+            shared = ends - starts > 1
+            for start, end in zip(starts[shared].tolist(), ends[shared].tolist()):
+                members = sorted(order[start:end].tolist())
+                for i, first in enumerate(members):
+                    for second in members[i + 1:]:
+                        pairs.add((first, second))
     return pairs
 
 
-def near_duplicate_pairs(texts: Sequence[str], threshold: float, *, exclude: set[int] | None = None) -> list[Pair]:
+def near_duplicate_pairs(texts: Sequence[str], threshold: float, *, exclude: set[int] | None = None,
+                         common: set[str] | None = None) -> list[Pair]:
     """Pairs of texts whose distinctive shingles have Jaccard similarity >= threshold, found
-    through MinHash + LSH (about linear in the number of texts), verified exactly."""
+    through MinHash + LSH (about linear in the number of texts), verified exactly. common: the
+    shingles to drop (default: those common among `texts`)."""
     sets = [shingles(text) for text in texts]
-    common = common_shingles(sets)
+    common = common_shingles(sets) if common is None else common
     sets = [distinctive(s, common) for s in sets]
-    hasher = MinHasher()
-    signatures = [hasher.signature(s) for s in sets]
+    signatures = MinHasher().signatures(sets)
     exclude = exclude or set()
     found = []
     for first, second in sorted(candidate_pairs(signatures)):
@@ -140,10 +179,11 @@ def near_duplicate_pairs(texts: Sequence[str], threshold: float, *, exclude: set
     return found
 
 
-def naive_near_duplicate_pairs(texts: Sequence[str], threshold: float) -> list[Pair]:
+def naive_near_duplicate_pairs(texts: Sequence[str], threshold: float, *,
+                               common: set[str] | None = None) -> list[Pair]:
     """Every pair compared (O(n^2)): the baseline the benchmark measures LSH against."""
     sets = [shingles(text) for text in texts]
-    common = common_shingles(sets)
+    common = common_shingles(sets) if common is None else common
     sets = [distinctive(s, common) for s in sets]
     return [Pair(i, j, round(jaccard(sets[i], sets[j]), 4))
             for i in range(len(sets)) for j in range(i + 1, len(sets))

@@ -135,6 +135,14 @@ def test_every_planted_problem_is_found_with_its_line(crafted, tiny_model_dir):
     assert iban_ok("DE89 3704 0044 0532 0130 00") and not iban_ok("DE89 3704 0044 0532 0130 01")
     # Tag skew.
     assert report.tags["skewed"] and report.tags["most"] == "common" and report.tags["least"] == "edge"
+    # What `weightgate data check` prints: each finding at its line.
+    from core.data_evidence import decide
+    from tui.cli_data import render_data_report
+
+    text = render_data_report(report, None, {k: v[0] for k, v in decide(report, None).items()}, False)
+    assert f"= line {where['chat']} (first)" in text and f"line {where['near_dup']} (" in text
+    assert f"{path}:{where['bad_json']}:" in text and "✗ token lengths" in text and "✗ tag balance" in text
+    assert f"line {where['leak_task']} (" in text and "matches task case date-002" in text
     # The original is byte-identical, and preparing is refused while blocking problems remain.
     with pytest.raises(InputError) as refused:
         prepare_dataset(ws, tokenizer_dir=tiny_model_dir)
@@ -269,12 +277,12 @@ def test_cli_data_check_json_and_fix(tmp_path, tiny_model_dir):
         return subprocess.run([sys.executable, "-m", "tui.cli", "-w", str(ws.root), *args], cwd=ROOT,
                               capture_output=True, text=True, timeout=120)
 
-    out = wg("data", "check", "--json")
-    assert out.returncode == 1, out.stderr
-    data = json.loads(out.stdout)
-    assert data["items"]["tune.dedup"] == "fail" and data["items"]["tune.pii"] == "fail"
-    assert data["prepared"] is None and "tune.split" not in data["items"]
-    out = wg("data", "check", "--fix")
+    out = wg("data", "check", "--fix", "--json")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "prepared" in out.stdout and "line 51 (demo-dup-1) = line 10 (demo-0010)" in out.stdout
-    assert "line 181 (demo-near-1) ~ line 30 (demo-0030)" in out.stdout
+    data = json.loads(out.stdout)
+    assert data["items"] == {item: "pass" for item in ("tune.format", "tune.dedup", "tune.leakage",
+                                                       "tune.token_lengths", "tune.pii", "tune.balance", "tune.split")}
+    assert [pair["b"]["id"] for pair in data["near_duplicates"]] == PLANTED["near_duplicates"]
+    prepared = data["prepared"]
+    assert Path(prepared["train"]).parent.name == prepared["digest"][:16] and prepared["counts"]["pii_scrubbed"] == 4
+    assert (ws.state_dir / "data" / "report.json").is_file()
