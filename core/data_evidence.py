@@ -124,8 +124,16 @@ def record_data_evidence(ws: Workspace, report: DataReport, prepared: PreparedDa
 
     if report.path.resolve() != train_data_path(ws).resolve():
         return {}
+    from core.checklist import get_item
+    from core.evidence import latest_by_item, read_evidence
+
     prints = Fingerprints(ws)
     decided = decide(report, prepared)
+    latest = latest_by_item(read_evidence(ws))
     for item_id, (status, values, note) in decided.items():
+        last = latest.get(item_id)
+        if (last is not None and last.kind == "check" and last.status == status and last.values == values
+                and last.fingerprints == prints.of(get_item(item_id).inputs)):
+            continue   # training prepares the same data on every run: one record says it
         record_result(ws, item_id, status, values, kind="check", note=note, fingerprints=prints)
     return {item_id: status for item_id, (status, _, _) in decided.items()}

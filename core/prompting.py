@@ -2,12 +2,13 @@
 
     outcome = run_fewshot(ws, shots=3)    # an eval run of the task set with few-shot turns
 
-The shots: the task set's own `few_shot` turns (its `_set` header) when it has some; otherwise
-N examples of the training data that are not in the eval set (single-turn chat examples whose
-question and answer match no eval case), picked by content hash, so the same data gives the same
-shots. The run's identity differs from the zero-shot baseline's in its prompt (when the set
-already has few-shot turns, the variant adds none and its identity differs by its kind only:
-its `config.kind` is "fewshot", never a baseline, never counted by eval.fresh).
+The shots: N examples of the training data that are not in the eval set (single-turn chat
+examples whose question and answer match no eval case), picked by content hash, so the same data
+gives the same shots. When the task set brings its own `few_shot` turns (its `_set` header), every
+run of it, the baseline too, is already few-shot: the variant is then the set without them, so a
+zero-shot and a few-shot score still sit side by side. Either way the variant's identity differs
+from the baseline's in its prompt; its `config.kind` is "fewshot": never a baseline, never
+counted by eval.fresh.
 
 tune.prompting_first is decided live (torch-free): it passes when a complete few-shot run exists
 for today's model, precision and task set; its detail gives both scores.
@@ -26,6 +27,7 @@ from core.runs import COMPLETE, Run, baseline_run, list_runs
 from core.workspace import Workspace
 
 FEWSHOT_KIND = "fewshot"
+ZERO_SHOT = "zero-shot"   # the variant's source when the set brings its own few-shot turns
 DEFAULT_SHOTS = 3
 
 
@@ -59,8 +61,12 @@ def plan_fewshot(ws: Workspace, *, shots: int = DEFAULT_SHOTS, batch_size: int |
     from core.evaluation import make_identity, plan_eval
 
     plan = plan_eval(ws, "task", batch_size=batch_size, device=device, kind=FEWSHOT_KIND)
-    own = plan.evalset.options.few_shot
-    turns, source = (own, "eval set") if own else (training_shots(ws, shots), "training data")
+    if plan.evalset.options.few_shot:
+        # The set prompts with its own turns, so its baseline is the few-shot run already: the
+        # variant is the same set without them, and the two scores still sit side by side.
+        turns, source = [], ZERO_SHOT
+    else:
+        turns, source = training_shots(ws, shots), "training data"
     options = dataclasses.replace(plan.evalset.options, few_shot=list(turns))
     plan.evalset = dataclasses.replace(plan.evalset, options=options)
     plan.identity = make_identity(target=plan.target, evalset=plan.evalset, cases=plan.cases, device=device,
@@ -82,15 +88,16 @@ def run_fewshot(ws: Workspace, *, shots: int = DEFAULT_SHOTS, batch_size: int | 
     if batch_size is None and baseline is not None:
         batch_size = int(baseline.components.get("batch_size") or 0) or None
     plan, source = plan_fewshot(ws, shots=shots, batch_size=batch_size, device=device)
+    count = len(plan.evalset.options.few_shot)
     run = existing_run(ws, "task", plan.identity["digest"])
     if run is None:
-        log(f"{len(plan.cases)} cases with {len(plan.evalset.options.few_shot)} few-shot example(s) from the {source}")
-        run = execute(plan, name=f"task: few-shot ({len(plan.evalset.options.few_shot)} from the {source})",
-                      progress=progress, extra_config={"few_shot_source": source,
-                                                       "shots": len(plan.evalset.options.few_shot)})
+        label = "without the set's few-shot turns" if source == ZERO_SHOT else f"{count} from the {source}"
+        log(f"{len(plan.cases)} cases, {label}")
+        run = execute(plan, name=f"task: {'zero-shot' if source == ZERO_SHOT else 'few-shot'} variant ({label})",
+                      progress=progress, extra_config={"few_shot_source": source, "shots": count})
     else:
         log(f"reusing run {run.id} (same identity)")
-    return {"run": run.id, "score": run.score, "source": source, "shots": len(plan.evalset.options.few_shot),
+    return {"run": run.id, "score": run.score, "source": source, "shots": count,
             "baseline": baseline.id if baseline else None, "baseline_score": baseline.score if baseline else None}
 
 
@@ -122,7 +129,11 @@ def check_prompting_first(ctx: CheckContext) -> CheckResult:
     values = {"fewshot_run": fewshot.id, "fewshot_score": fewshot.score, "shots": shots,
               "baseline_run": baseline.id if baseline else None, "baseline_score": baseline.score if baseline else None}
     if baseline is None:
-        return CheckResult("fail", f"few-shot {fewshot.score:.2f} (run {fewshot.id}), but no zero-shot baseline "
-                                   "to compare with: weightgate eval", values)
+        return CheckResult("fail", f"variant {fewshot.score:.2f} (run {fewshot.id}), but no baseline to compare "
+                                   "with: weightgate eval", values)
+    if fewshot.config.get("few_shot_source") == ZERO_SHOT:
+        own = len(ctx.task_set().options.few_shot) if ctx.task_set() else 0
+        return CheckResult("pass", f"zero-shot {fewshot.score:.2f} (run {fewshot.id}), few-shot {baseline.score:.2f} "
+                                   f"with the set's {own} example(s) (baseline {baseline.id})", values)
     return CheckResult("pass", f"zero-shot {baseline.score:.2f} (run {baseline.id}), few-shot {fewshot.score:.2f} "
                                f"with {shots} example(s) (run {fewshot.id})", values)

@@ -187,7 +187,9 @@ def test_fixed_copy_is_clean_scrubbed_and_split_stably(crafted, tiny_model_dir):
     assert not again.problems and not again.exact_duplicates and not again.near_duplicates
     assert not again.leakage and again.pii["total"] == 0 and not again.blocking
     # Same input -> same split and digest; appended examples never move an old one.
+    records = ws.evidence_path.read_text().count("\n")
     assert prepare_dataset(ws, tokenizer_dir=tiny_model_dir).digest == prepared.digest
+    assert ws.evidence_path.read_text().count("\n") == records     # nothing new measured, nothing appended
     before = check_dataset(ws, tokenizer_dir=tiny_model_dir)
     train0, val0 = ({u.id for u in part} for part in before.split_units())
     more = [json.dumps(chat(e["messages"][0]["content"], e["messages"][1]["content"]))

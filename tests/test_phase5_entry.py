@@ -80,3 +80,16 @@ def test_prompting_first_needs_a_few_shot_run_beside_the_baseline(tmp_path, tiny
     assert run_fewshot(ws, shots=2, device="cpu")["run"] == run.id
     ws.update_config(lambda doc: doc["decisions"].__setitem__("precision", "bf16"))
     assert compute_report(ws).item("tune.prompting_first").status == "todo"
+    ws.update_config(lambda doc: doc["decisions"].remove("precision"))
+    # A set with few-shot turns of its own: its baseline is few-shot, the variant goes without.
+    path = ws.evals_dir / "task.jsonl"
+    lines = path.read_text().splitlines()
+    header = {"_set": {"max_new_tokens": 3, "few_shot": [{"input": "July 4, 1976", "output": "1976-07-04"}]}}
+    path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    own = run_eval(ws, "task", batch_size=8)
+    assert own["baseline"]["evidence"] == "eval.baseline"
+    variant = run_fewshot(ws, device="cpu")
+    assert variant["source"] == "zero-shot" and variant["shots"] == 0 and variant["baseline"] == own["run"]
+    assert read_run(ws, variant["run"]).components["prompt"] == zero.components["prompt"]   # no turns
+    status = compute_report(ws).item("tune.prompting_first")
+    assert status.status == "pass" and "with the set's 1 example(s)" in status.detail

@@ -92,10 +92,14 @@ def add_data_commands(app, workspace, fail) -> None:
             fail(exc, as_json)
 
         def verdict(result: dict):
-            zero = result.get("baseline_score")
-            return (f"few-shot {result['score']:.3f} ({result['shots']} from the {result['source']}, run "
-                    f"{result['run']})" + (f" vs zero-shot {zero:.3f} (run {result['baseline']})"
-                                           if zero is not None else "; no zero-shot baseline yet"), True)
+            base = result.get("baseline_score")
+            if result["source"] == "zero-shot":   # the set prompts with its own few-shot turns
+                text = f"zero-shot variant {result['score']:.3f} (run {result['run']})"
+                return text + (f" vs few-shot baseline {base:.3f} (run {result['baseline']})"
+                               if base is not None else "; no baseline yet"), True
+            text = f"few-shot {result['score']:.3f} ({result['shots']} from the {result['source']}, run {result['run']})"
+            return text + (f" vs zero-shot {base:.3f} (run {result['baseline']})" if base is not None
+                           else "; no zero-shot baseline yet"), True
         start("fewshot", {"shots": shots, "batch_size": batch_size}, as_json, follow, verdict)
 
     @tune_app.command("gate")
