@@ -7,8 +7,8 @@ restarted mid-run shows every step; then it follows live: the loss chart (train 
 line, validation as diamonds, the best one green; m toggles smoothing), step / epoch / lr /
 grad norm / tokens/s / memory / ETA, the checkpoints with the best marked, and the last log
 lines. Below it: the data checks and the keep-or-reject gate as the checklist has them.
-Keys: x stops the run (SIGTERM: a checkpoint is saved; resume later), u resumes the newest
-stopped run, m toggles smoothing.
+Keys: s checks and splits the data and starts a run, x stops the run (SIGTERM: a checkpoint
+is saved; resume later), u resumes the newest stopped run, m toggles smoothing.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ class TrainingPanel(Vertical):
 
         super().__init__(**kwargs)
         self.history = TrainingHistory()
+        self._events: list = []            # the followed job's events so far
         self.job_id: str | None = None
         self.state = "none"
         self.smooth = False
@@ -165,6 +166,7 @@ class TrainingPanel(Vertical):
         if job_id != self.job_id:
             self.job_id = job_id
             self.history = TrainingHistory()
+            self._events = []
             self.border_subtitle = f"job {job_id}"
             self.tail.follow(job_id, job_dir)
         self.redraw()
@@ -173,15 +175,23 @@ class TrainingPanel(Vertical):
         message.stop()
         if message.job_id != self.job_id:
             return
-        if message.replay and self.tail.job_dir is not None:
+        self._events.extend(message.events)
+        names_run = any(e.kind == "artifact" and (e.payload or {}).get("label") == "run" for e in message.events)
+        if names_run and self.tail.job_dir is not None:
+            # The job names its training run: replay the run's earlier jobs (before a resume)
+            # first, then this job's events, so re-run steps keep their newest values.
             from core.events import read_events  # noqa: PLC0415
+            from tui.widgets.loss_chart import TrainingHistory  # noqa: PLC0415
 
+            self.history = TrainingHistory()
             for path in earlier_journals(self.tail.job_dir, message.job_id):
                 try:
                     self.history.add(read_events(path)[0])
                 except OSError:
                     continue
-        self.history.add(message.events)
+            self.history.add(self._events)
+        else:
+            self.history.add(message.events)
         self.redraw()
 
     def toggle_smoothing(self) -> None:
@@ -213,11 +223,12 @@ class FinetuningScreen(PhaseScreen):
             "come back, and the whole history replays. x stops it with a checkpoint, u resumes, m smooths the loss.")
 
     BINDINGS = [
+        Binding("s", "start_run", "Train", tooltip="Check and split the training data, then start a LoRA/QLoRA run"),
         Binding("m", "smooth", "Smooth loss", tooltip="Toggle the exponential moving average of the train loss"),
         Binding("x", "stop_run", "Stop run", tooltip="SIGTERM: the run saves a checkpoint and stops (resume with u)"),
         Binding("u", "resume_run", "Resume", tooltip="Continue the newest stopped run from its last checkpoint"),
     ]
-    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "stop_run", "resume_run")
+    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "start_run", "stop_run", "resume_run")
 
     def compose_panels(self) -> ComposeResult:
         yield TrainingPanel(id="training")
@@ -230,6 +241,7 @@ class FinetuningScreen(PhaseScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
+        self._preparing = False
         self.watch(self.app, "job_rows", self._jobs_changed)
 
     def newest_train_row(self):
@@ -253,12 +265,42 @@ class FinetuningScreen(PhaseScreen):
         self.update_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        row = self.newest_train_row() if action in ("stop_run", "resume_run") else None
+        row = self.newest_train_row() if action in ("start_run", "stop_run", "resume_run") else None
+        if action == "start_run":
+            return True if (row is None or row.status.is_terminal) and not getattr(self, "_preparing", False) else None
         if action == "stop_run":
             return True if row is not None and row.status.state in ACTIVE_STATES else None
         if action == "resume_run":
             return True if row is not None and row.status.state in ("cancelled", "failed", "crashed") else None
         return super().check_action(action, parameters)
+
+    def action_start_run(self) -> None:
+        workspace = self.app.workspace
+        if workspace is None:
+            return
+        self._preparing = True
+        self.update_bindings()
+        self.notify("Checking and splitting the training data…", title="Train")
+
+        def prepare() -> None:
+            from tui.cli_train import _new_run_params  # noqa: PLC0415
+            from tui.widgets.weights_actions import error_text  # noqa: PLC0415
+
+            try:
+                params = _new_run_params(workspace, 1, None)
+            except Exception as exc:  # noqa: BLE001 - notified with its hint
+                self.app.call_from_thread(self._prepared, None, error_text(exc))
+                return
+            self.app.call_from_thread(self._prepared, params, None)
+        self.run_worker(prepare, thread=True, group="train-prepare", exit_on_error=False)
+
+    def _prepared(self, params: dict | None, error: str | None) -> None:
+        self._preparing = False
+        if error is not None:
+            self.notify(error, title="Cannot start training", severity="error", timeout=12)
+        elif self.app.start_job("train", params, show_jobs=False):
+            self.notify("The run goes on after you quit; x stops it with a checkpoint.", title="Training started")
+        self.update_bindings()
 
     def action_smooth(self) -> None:
         self.panel.toggle_smoothing()
