@@ -12,7 +12,9 @@ one).
 Kept only when  task score rises by at least      [training] task_margin        (default 0.05)
            and  general score falls by at most    [training] general_tolerance  (default 0.02).
 Keeping writes `[decisions] adapter = "<id>"` and then records tune.gate (so its fingerprint is
-the kept adapter); both comparisons' run ids are in the evidence, for the Compare screen.
+the kept adapter); both comparisons' run ids are in the evidence, for the Compare screen. Every
+verdict is also saved as a `gate` report; a rejected challenger of an adapter that is already
+kept leaves tune.gate as it was (the kept one still won its gate).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Callable
 from core.digest import ABSENT
 from core.errors import InputError
 from core.fingerprints import Fingerprints, plain
+from core.reports import save_report
 from core.runs import COMPLETE, Run, baseline_run, list_runs
 from core.workspace import Workspace
 
@@ -179,12 +182,18 @@ def run_gate(ws: Workspace, adapter: str | None = None, *, device: str | None = 
     values = {"adapter": decision, "kept": keep, "task": runs["task"], "general": runs["general"],
               "task_margin": gate["task_margin"], "general_tolerance": gate["general_tolerance"],
               "device": device}
+    kept_before = (config.get("decisions") or {}).get("adapter")
     if keep:
         def write(doc):
             doc["decisions"]["adapter"] = decision
         ws.update_config(write)
-    # After the decision is written, so a kept adapter's evidence carries its own fingerprint.
-    record_result(ws, "tune.gate", PASS if keep else FAIL, values, kind="job", note=note)
+    values["report"] = str(save_report(ws, "gate", {**values, "note": note}).relative_to(ws.root))
+    if keep or kept_before in (None, "", decision):
+        # After the decision is written, so a kept adapter's evidence carries its own fingerprint.
+        record_result(ws, "tune.gate", PASS if keep else FAIL, values, kind="job", note=note)
+    else:
+        # Another adapter is kept and stays kept: a rejected challenger does not fail its item.
+        note += f" ({kept_before} stays the kept adapter)"
     log(note)
     return {**values, "note": note}
 

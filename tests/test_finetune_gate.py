@@ -134,3 +134,8 @@ def test_gate_keeps_a_helpful_adapter_through_the_job_and_reuses_runs(gate_works
     assert again["task"]["reused"] and again["general"]["reused"]
     assert {run.id for run in list_runs(ws)} == before
     assert again["task"]["adapter_run"] == outcome["task"]["adapter_run"]
+    # A challenger that breaks the general set is rejected; the kept adapter stays kept and passing.
+    challenger = run_gate(ws, "bad", device="cpu")
+    assert challenger["kept"] is False and challenger["task"]["reused"] and challenger["general"]["reused"]
+    assert "good stays the kept adapter" in challenger["note"]
+    assert ws.config()["decisions"]["adapter"] == "good" and compute_report(ws).item("tune.gate").status == "pass"
