@@ -98,8 +98,8 @@ def health(ws: Workspace, ref: VersionRef, *, timeout: float = DEFAULT_TIMEOUT_S
     if record:
         from core.ship_checks import record_for_release
 
-        record_for_release(ws, ref, "ship.health", result.ready, result.to_dict(),
-                           f"{result.status}: {result.detail}"
-                           + (f"; cold start {result.cold_start_s:.1f} s, first request {result.first_request_ms:.0f} ms"
-                              if result.ready else ""))
+        note = result.detail if result.detail.startswith(result.status) else f"{result.status}: {result.detail}"
+        if result.ready:
+            note += f"; cold start {result.cold_start_s:.1f} s, first request {result.first_request_ms:.0f} ms"
+        record_for_release(ws, ref, "ship.health", result.ready, result.to_dict(), note)
     return result
