@@ -1,0 +1,116 @@
+"""The Deployment screen's registry view: every shipped version with its aliases, relation,
+precision, scores and checksum state, and the selected version's manifest, health, latency and
+serve commands.
+
+`read_versions` (a thread worker) reads registry/<name>/ through core.versions and checks each
+version's files by size and mtime against its last full verification (core.release_verify.
+quick_state: no hashing on the UI's behalf).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual.content import Content
+
+from tui.widgets.fitted_table import Column, FittedTable
+
+
+@dataclass
+class VersionsView:
+    name: str = ""
+    versions: list[dict] = field(default_factory=list)     # core.versions rows + "checksum": (state, detail)
+    history: list[dict] = field(default_factory=list)
+    release: str | None = None                              # [decisions] release
+    error: str | None = None
+
+
+def read_versions(ws) -> VersionsView:
+    from core.errors import InputError  # noqa: PLC0415
+    from core.fingerprints import plain  # noqa: PLC0415
+    from core.registry import VersionRef, release_decision  # noqa: PLC0415
+    from core.release_verify import quick_state  # noqa: PLC0415
+    from core.versions import list_release_versions  # noqa: PLC0415
+
+    try:
+        listing = list_release_versions(ws)
+    except InputError as exc:
+        return VersionsView(error=exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    from pathlib import Path  # noqa: PLC0415
+
+    for row in listing["versions"]:
+        if "error" in row:
+            row["checksum"] = ("fail", row["error"])
+            continue
+        state, detail, _ = quick_state(ws, VersionRef(listing["name"], row["version"], Path(row["path"])))
+        row["checksum"] = (state, detail)
+    return VersionsView(listing["name"], listing["versions"], listing["history"],
+                        release_decision(plain(ws.config())) or None)
+
+
+class VersionsTable(FittedTable):
+    COLUMNS = (
+        Column("version", "Version", 8),
+        Column("aliases", "Aliases", 18),
+        Column("relation", "Relation", 9, drop=2),
+        Column("precision", "Prec.", 6, drop=3),
+        Column("scores", "Scores"),
+        Column("checksum", "Checksums", 11),
+        Column("created", "Shipped (UTC)", 19, drop=1),
+    )
+    DEFAULT_CSS = """
+    VersionsTable { height: auto; max-height: 8; min-height: 2; overflow-x: hidden; }
+    """
+
+    def cells(self, row: dict) -> dict[str, Text]:
+        aliases = ", ".join(row.get("aliases") or [])
+        state, _ = row.get("checksum", ("fail", ""))
+        scores = "  ".join(f"{e['set']} {e['score']:.3f}" for e in row.get("evals") or []
+                           if isinstance(e.get("score"), (int, float)))
+        return {"version": Text(row["version"], style="bold" if "current" in (row.get("aliases") or []) else ""),
+                "aliases": Text(aliases, style="bold"), "relation": Text(str(row.get("relation") or "?")),
+                "precision": Text(str(row.get("precision") or "?")), "scores": Text(scores or "-"),
+                "checksum": Text("✓ match" if state == "pass" else "✗ check", style="green" if state == "pass" else "red"),
+                "created": Text(str(row.get("created_utc") or "-"))}
+
+
+def detail_text(row: dict | None, report=None) -> Content:
+    """The selected version: manifest facts, checksum state, health and latency, serve commands."""
+    if row is None:
+        return Content.assemble(("Nothing shipped yet. ", "bold"),
+                                ("s ships the workspace's model (and adapter) as v1: weights, tokenizer, "
+                                 "SHA256SUMS, manifest.toml and a model card under registry/.", "$text-muted"))
+    if "error" in row:
+        return Content.assemble((f"{row['version']}: ", "bold"), (row["error"], "#e15759"))
+    lines = [Content.assemble((row.get("label", row["version"]), "bold"), f"  {row.get('relation')} · "
+                              f"{row.get('precision')} · merge {row.get('merge') or '-'}"),
+             Content(f"base      {row.get('base')} @ {str(row.get('base_commit') or '?')[:12]}"),
+             Content(f"content   {str(row.get('content_digest') or '?')[:23]}")]
+    state, detail = row.get("checksum", ("fail", "?"))
+    lines.append(Content.assemble("checksums ", ("✓ " if state == "pass" else "✗ ", "green" if state == "pass" else "red"),
+                                  detail))
+    for e in row.get("evals") or []:
+        if isinstance(e.get("score"), (int, float)):
+            lines.append(Content(f"eval      {e['set']:<8} {e['score']:.3f} ({e.get('passed')}/{e.get('cases')}) "
+                                 f"run {e.get('run')}"))
+    if report is not None:
+        for item_id, label in (("ship.health", "health"), ("ship.latency", "latency"), ("ship.canary", "canary")):
+            try:
+                status = report.item(item_id)
+            except KeyError:
+                continue
+            values = status.values or {}
+            if values.get("version") not in (row.get("label"), None) and status.status != "todo":
+                continue
+            look = {"pass": ("✓ ", "green"), "fail": ("✗ ", "red"), "stale": ("↻ ", "yellow")}.get(status.status,
+                                                                                                ("· ", ""))
+            lines.append(Content.assemble(f"{label:<10}", look, status.detail[:150]))
+    serve = row.get("serve") or {}
+    for engine in ("vllm", "tgi"):
+        command = serve.get(engine)
+        if isinstance(command, dict):
+            command = command.get("command")
+        if command:
+            lines.append(Content.assemble((f"{engine:<10}", "$text-muted"), str(command)[:200]))
+    return Content("\n").join(lines)
