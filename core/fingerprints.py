@@ -91,6 +91,12 @@ def _train_config(ws: Workspace, config: dict) -> str:
     return digest_value(training) if training else ABSENT
 
 
+def _data_config(ws: Workspace, config: dict) -> str:
+    """The [data] table: the thresholds the training-data checks judged with."""
+    data = _table(config, "data")
+    return digest_value(data) if data else ABSENT
+
+
 COMPUTE: dict[str, Callable[[Workspace, dict], str]] = {
     "requirements": _requirements,
     "candidates": _candidates,
@@ -103,6 +109,7 @@ COMPUTE: dict[str, Callable[[Workspace, dict], str]] = {
     "evalset.general": _file_setting("general_set", "evals/general.jsonl"),
     "dataset": _file_setting("train_data", "data/train.jsonl"),
     "train_config": _train_config,
+    "data_config": _data_config,
     "release": _decided("release"),
 }
 

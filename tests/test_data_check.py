@@ -228,6 +228,10 @@ def test_demo_data_planted_problems_found_and_cleaned(tmp_path, tiny_model_dir):
     for item in ("tune.format", "tune.dedup", "tune.leakage", "tune.token_lengths", "tune.pii", "tune.balance",
                  "tune.split"):
         assert report.item(item).status == "pass", (item, report.item(item).detail)
+    # ... and to the [data] thresholds it was judged with.
+    ws.update_config(lambda doc: doc.add("data", {"near_duplicate_threshold": 0.9}))
+    report = compute_report(ws, record=False)
+    assert report.item("tune.dedup").status == "stale" and report.item("tune.pii").status == "pass"
     # The evidence is tied to the file: editing it turns every data item stale.
     path.write_text(path.read_text() + json.dumps(chat("Rewrite 1 Jan 1951 as YYYY-MM-DD.", "1951-01-01")) + "\n")
     assert compute_report(ws, record=False).item("tune.dedup").status == "stale"
