@@ -292,3 +292,16 @@ def test_cli_data_check_json_and_fix(tmp_path, tiny_model_dir):
     prepared = data["prepared"]
     assert Path(prepared["train"]).parent.name == prepared["digest"][:16] and prepared["counts"]["pii_scrubbed"] == 4
     assert (ws.state_dir / "data" / "report.json").is_file()
+    # The data_check job kind (what the TUI starts) does the same and logs each item.
+    from core.events import JournalWriter, read_events
+    from core.jobkinds import resolve
+    from core.jobs import JobContext
+
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    journal = JournalWriter(job_dir / "events.jsonl")
+    context = JobContext(job_id="j1", job_dir=job_dir, params={"fix": True}, workspace=ws.root, journal=journal)
+    result = resolve("data_check")(context)
+    assert result["digest"] == prepared["digest"] and set(result["items"].values()) == {"pass"}
+    events, _ = read_events(job_dir / "events.jsonl")
+    assert any(e.kind == "log" and e.payload["message"] == "tune.dedup: pass" for e in events)

@@ -26,6 +26,7 @@ KINDS: dict[str, str] = {
     "latency": "core.jobkinds.eval:run_latency",
     "benchmark": "core.jobkinds.eval:run_benchmark",
     "memory_measure": "core.jobkinds.memory_measure:run",
+    "data_check": "core.jobkinds.tune:run_data_check",
     "fewshot": "core.jobkinds.tune:run_fewshot",
     "tune_gate": "core.jobkinds.tune:run_gate",
     "train": "core.jobkinds.train:run",

@@ -1,7 +1,9 @@
-"""Phase 5 job kinds that run the model: `fewshot` (the few-shot variant of the task eval, for
+"""Phase 5 job kinds: `data_check` (the training-data checks, for the TUI: the tokenizer load
+stays out of its process), `fewshot` (the few-shot variant of the task eval, for
 tune.prompting_first) and `tune_gate` (the keep-or-reject gate of an adapter, tune.gate).
 
 params:
+    data_check  fix (false: report and record only; true: also write the prepared copy)
     fewshot     shots (3), batch_size (default: the zero-shot baseline's)
     tune_gate   adapter (an id under .weightgate/adapters/ or a directory; default: the newest)
 """
@@ -26,6 +28,24 @@ def _progress(ctx: JobContext):
                      message=f"score {event['score']:.3f} so far")
         ctx.check_cancel()
     return progress
+
+
+def run_data_check(ctx: JobContext) -> dict:
+    from core.data_check import check_dataset, save_latest_report, write_prepared
+    from core.data_evidence import record_data_evidence
+
+    ws = _workspace(ctx)
+    ctx.log("checking the training data")
+    report = check_dataset(ws)
+    prepared = write_prepared(ws, report) if ctx.params.get("fix") and not report.blocking else None
+    save_latest_report(ws, report, prepared)
+    items = record_data_evidence(ws, report, prepared)
+    for item, status in items.items():
+        ctx.log(f"{item}: {status}", level="info" if status == "pass" else "warning")
+    if prepared is not None:
+        ctx.artifact(prepared.train_path.parent / "report.json", label="prepared data")
+    return {"items": items, "blocking": report.blocking, "digest": prepared.digest if prepared else None,
+            "counts": prepared.counts if prepared else None}
 
 
 def run_fewshot(ctx: JobContext) -> dict:
