@@ -209,7 +209,8 @@ def compute_report(ws: Workspace, *, record: bool = True) -> Report:
         for item in items_of(phase.number):
             records = by_item.get(item.id, [])
             if phase.number == FINETUNING_PHASE and decision is not None:
-                status = ItemStatus(item, NOT_NEEDED, "fine-tuning not needed: " + _describe(decision),
+                status = ItemStatus(item, NOT_NEEDED,
+                                    "fine-tuning not needed: " + (decision.note or _describe(decision)),
                                     decision, values=dict(decision.values))
             elif item.id in LIVE_CHECKS:
                 result = LIVE_CHECKS[item.id](ctx)
@@ -224,7 +225,7 @@ def compute_report(ws: Workspace, *, record: bool = True) -> Report:
         if held_by:
             state = LOCKED
         elif phase.number == FINETUNING_PHASE and decision is not None:
-            state, note = NOT_NEEDED, "the baseline meets the quality threshold: " + _describe(decision)
+            state, note = NOT_NEEDED, "the baseline meets the quality threshold: " + (decision.note or _describe(decision))
         elif not blocking:
             state = PASSED
         elif any(status.status == STALE for status in blocking):
