@@ -10,7 +10,6 @@ boundaries. Nothing is dropped: every remaining token of a document lands in exa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 BOILERPLATE_MIN_DOCS = 3
@@ -20,14 +19,6 @@ CHUNK_MAX_TOKENS = 1024
 
 CountFn = Callable[[str], int]                       # text -> token count
 SplitFn = Callable[[str, int], list[str]]            # text, max tokens -> pieces of at most that many
-
-
-@dataclass
-class Chunk:
-    document: int        # index of the document among the text examples
-    index: int           # chunk number within the document
-    text: str
-    tokens: int
 
 
 def _norm(line: str) -> str:

@@ -15,7 +15,7 @@ from core.demo import INSTRUCTION, create_demo_workspace
 from core.demo_data import PLANTED, demo_examples, demo_train_lines
 from core.errors import InputError
 from core.gates import compute_report
-from core.pii import find_pii, iban_ok, luhn_ok
+from core.pii import iban_ok, luhn_ok
 
 ROOT = Path(__file__).resolve().parents[1]
 
