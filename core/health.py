@@ -41,6 +41,7 @@ class HealthResult:
     load_seconds: float | None = None
     verify_seconds: float | None = None
     first_request_ms: float | None = None
+    warm_request_ms: float | None = None
     answer: str = ""
     probe: dict = field(default_factory=dict)
 
@@ -88,7 +89,8 @@ def check_health(ref: VersionRef, workspace_root: Path, *, timeout: float = DEFA
     return HealthResult(ref.label, code, EXIT_WORDS[code], probe.get("detail", ""), timeout,
                         cold_start_s=round(loaded_at - started, 3) if loaded_at else None,
                         load_seconds=probe.get("load_seconds"), verify_seconds=probe.get("verify_seconds"),
-                        first_request_ms=probe.get("first_request_ms"), answer=probe.get("answer", ""), probe=probe)
+                        first_request_ms=probe.get("first_request_ms"), warm_request_ms=probe.get("warm_request_ms"),
+                        answer=probe.get("answer", ""), probe=probe)
 
 
 def health(ws: Workspace, ref: VersionRef, *, timeout: float = DEFAULT_TIMEOUT_S, sizes_only: bool = False,

@@ -4,7 +4,7 @@ Cold by construction (a fresh interpreter): verify the version's files against S
 the pinned base an adapter points to), load it with plain transformers (+ peft for an adapter),
 exactly as a server would, send one ping prompt, and print one JSON line:
     {"status": "ready" | "failed", "detail", "verify_seconds", "load_seconds", "first_request_ms",
-     "answer", "loaded_at", "finished_at"}
+     "warm_request_ms", "answer", "loaded_at", "finished_at"}
 Exit code 0 ready, 1 not ready (corrupt files, load error, no answer), 2 bad input. The parent
 (core.health) owns the timeout (exit 3).
 """
@@ -63,9 +63,14 @@ def probe(version_dir: Path, workspace_root: Path, *, sizes_only: bool = False, 
     result["loaded_at"] = time.time()
 
     began = time.perf_counter()
-    answer, tokens = _ping(model, tokenizer, prompt)
+    # The shipped precision spec says whether CPU subnormals flush (5x faster decode on real models).
+    answer, tokens = _ping(model, tokenizer, prompt, flush=bool(manifest["precision"].get("flush_denormal")))
     result["first_request_ms"] = round((time.perf_counter() - began) * 1000, 1)
     result["answer"], result["answer_tokens"] = answer, tokens
+    # A second, warm request: the first pays for lazy initialisation, a server's steady state does not.
+    began = time.perf_counter()
+    _ping(model, tokenizer, prompt, flush=bool(manifest["precision"].get("flush_denormal")))
+    result["warm_request_ms"] = round((time.perf_counter() - began) * 1000, 1)
     if tokens == 0:
         result["detail"] = "not ready: the model answered the ping with nothing"
         return result, 1
@@ -125,8 +130,10 @@ def _load(ref, manifest: dict, workspace_root: Path):
     return model, AutoTokenizer.from_pretrained(ref.path)
 
 
-def _ping(model, tokenizer, prompt: str) -> tuple[str, int]:
+def _ping(model, tokenizer, prompt: str, flush: bool = False) -> tuple[str, int]:
     import torch
+
+    from core.generation import flushed_subnormals
 
     if getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
@@ -135,7 +142,7 @@ def _ping(model, tokenizer, prompt: str) -> tuple[str, int]:
     else:
         encoded = tokenizer(prompt, return_tensors="pt")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    with torch.inference_mode():
+    with flushed_subnormals(torch, flush), torch.inference_mode():
         output = model.generate(**encoded, do_sample=False, max_new_tokens=MAX_NEW_TOKENS, pad_token_id=pad)
     new = output[0, encoded["input_ids"].shape[1]:].tolist()
     stops = {tokenizer.eos_token_id, pad}

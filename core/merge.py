@@ -11,6 +11,8 @@ and merge that.
 Proof. The merged model is saved, loaded back from disk the way it ships, and its greedy outputs
 on the task eval set are compared token by token with the adapter-on-base outputs, in the same
 batches. Every case that differs is reported with both outputs and the first differing token.
+The next-token logits after each prompt are compared too (relative to their scale, within a
+per-precision tolerance): an argmax can survive a wrong merge, the logits cannot.
 
 torch / transformers / peft are imported inside functions only.
 """
@@ -57,26 +59,69 @@ class Mismatch:
                 f"{self.merged_piece!r} merged ({self.adapter_output!r} vs {self.merged_output!r})")
 
 
+# Largest next-token logit difference (relative to the largest logit) a correct merge shows after
+# the prompt. Measured on the tiny model: fp32 ~1e-6, bf16 ~1e-2; a delta scaled by 2 gives 0.2-0.4.
+# Greedy tokens alone can miss a wrong merge when the argmax survives it; the logits do not.
+LOGIT_TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2, "fp16": 5e-2}
+
+
 @dataclass
 class MergeCheck:
     cases: int
     batch_size: int
     precision: str
     mismatches: list[Mismatch] = field(default_factory=list)
+    logit_deviation: float | None = None    # max |merged - adapter| / max |adapter| after the prompts
+
+    @property
+    def tolerance(self) -> float:
+        return LOGIT_TOLERANCE.get(self.precision, 5e-2)
+
+    @property
+    def logits_ok(self) -> bool:
+        return self.logit_deviation is None or self.logit_deviation <= self.tolerance
 
     @property
     def ok(self) -> bool:
-        return self.cases > 0 and not self.mismatches
+        return self.cases > 0 and not self.mismatches and self.logits_ok
 
     def summary(self) -> str:
+        deviation = "" if self.logit_deviation is None else \
+            f"; next-token logits within {self.logit_deviation:.1e} (tolerance {self.tolerance:.0e})"
         if self.ok:
-            return f"merged greedy outputs equal the adapter's on all {self.cases} cases ({self.precision})"
+            return f"merged greedy outputs equal the adapter's on all {self.cases} cases ({self.precision}){deviation}"
+        if not self.mismatches:
+            return (f"greedy outputs equal on {self.cases} cases, but the merged next-token logits differ by "
+                    f"{self.logit_deviation:.2f} of their scale (tolerance {self.tolerance:.0e}): the merged "
+                    "weights are not base + adapter")
         return (f"{len(self.mismatches)} of {self.cases} cases differ after the merge: "
-                + "; ".join(m.describe() for m in self.mismatches[:3]))
+                + "; ".join(m.describe() for m in self.mismatches[:3]) + deviation)
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "cases": self.cases, "batch_size": self.batch_size, "precision": self.precision,
+                "logit_deviation": self.logit_deviation, "tolerance": self.tolerance,
                 "mismatches": [asdict(m) for m in self.mismatches], "summary": self.summary()}
+
+
+def prefill_logits(loaded, prompts: list[str], batch_size: int):
+    """Next-token logits after each prompt (float32, one row per prompt), in the same left-padded
+    batches generation uses."""
+    import torch
+
+    rows = []
+    for start in range(0, len(prompts), batch_size):
+        encoded = loaded.tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                                   add_special_tokens=not loaded.templated)
+        with torch.inference_mode():
+            logits = loaded.model(input_ids=encoded["input_ids"].to(loaded.device),
+                                  attention_mask=encoded["attention_mask"].to(loaded.device)).logits
+        rows.append(logits[:, -1, :].float().cpu())
+    return torch.cat(rows)
+
+
+def logit_deviation(reference, other) -> float:
+    scale = float(reference.abs().max()) or 1.0
+    return float((other - reference).abs().max()) / scale
 
 
 def first_difference(a: list[int], b: list[int]) -> int | None:
@@ -120,11 +165,15 @@ def merge_and_save(loaded, base_dir: Path, out_dir: Path) -> None:
 
 
 def check_merge(merged_dir: Path, precision: str, ids: list[str], prompts: list[str], settings: dict,
-                batch_size: int, adapter_outputs, *, device: str = "cpu") -> MergeCheck:
-    """Load the merged directory as it ships and compare its greedy outputs with the adapter's."""
+                batch_size: int, adapter_outputs, adapter_logits=None, *, device: str = "cpu") -> MergeCheck:
+    """Load the merged directory as it ships and compare its greedy outputs (and, given the
+    adapter's prefill logits, its next-token logits) with the adapter's."""
     from core.generation import generate_all, load_model
 
     loaded = load_model(merged_dir, precision, device=device)
     merged_outputs = generate_all(loaded, prompts, settings, batch_size)
-    return compare_outputs(ids, adapter_outputs, merged_outputs, loaded.tokenizer, batch_size,
-                           loaded.precision["name"])
+    check = compare_outputs(ids, adapter_outputs, merged_outputs, loaded.tokenizer, batch_size,
+                            loaded.precision["name"])
+    if adapter_logits is not None:
+        check.logit_deviation = logit_deviation(adapter_logits, prefill_logits(loaded, prompts, batch_size))
+    return check

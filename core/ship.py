@@ -187,11 +187,11 @@ def _copy_runs(plan: ShipPlan, staging: Path) -> None:
             _copy(run.path / name, staging / "eval" / set_name / name)
 
 
-def _merge(plan: ShipPlan, staging: Path, base_dir: Path, device: str, log: Log) -> dict:
-    """Merge into staging and prove the outputs unchanged; the check's values for the manifest."""
+def _merge(plan: ShipPlan, staging: Path, base_dir: Path, device: str, log: Log):
+    """Merge into staging and prove the outputs unchanged: (values for the manifest, the check)."""
     from core.evaluation import plan_eval
     from core.generation import generate_all, load_model, render
-    from core.merge import check_merge, merge_and_save
+    from core.merge import check_merge, merge_and_save, prefill_logits
 
     batch = int(plan.task_run.components.get("batch_size") or 1)
     eval_plan = plan_eval(plan.ws, "task", batch_size=batch, device=device)
@@ -200,17 +200,21 @@ def _merge(plan: ShipPlan, staging: Path, base_dir: Path, device: str, log: Log)
     ids = [case.id for case in eval_plan.cases]
     log(f"adapter on base: generating {len(prompts)} cases greedily (batch {batch})")
     adapter_outputs = generate_all(loaded, prompts, eval_plan.settings, batch)
+    adapter_logits = prefill_logits(loaded, prompts, batch)
     log("merging the adapter into the base (merge_and_unload) and saving it")
     merge_and_save(loaded, base_dir, staging)
     del loaded
     log("loading the merged model from disk and generating the same cases")
     check = check_merge(staging, plan.precision_name, ids, prompts, eval_plan.settings, batch, adapter_outputs,
-                        device=device)
+                        adapter_logits, device=device)
     if not check.ok:
         raise ShipRefused(f"the merge changed outputs: {check.summary()}", {"merge_check": check.to_dict()})
     log(check.summary())
+    # The manifest says what was proven (its tolerance); the measured deviation goes to the
+    # evidence and the job result, so a last-bit difference never makes "new" content.
     return {"checked": True, "cases": check.cases, "mismatches": 0, "batch_size": batch,
-            "max_new_tokens": eval_plan.settings.get("max_new_tokens")}
+            "max_new_tokens": eval_plan.settings.get("max_new_tokens"),
+            "logit_tolerance": check.tolerance}, check
 
 
 def _scan_secrets(staging: Path) -> None:
@@ -296,8 +300,9 @@ def ship(ws: Workspace, name: str | None = None, merge: bool | None = None, *, d
     staging = registry.new_staging(ws, plan.name)
     try:
         merge_values: dict = {}
+        check = None
         if plan.relation == "merged":
-            merge_values = _merge(plan, staging, base_dir, device, log)
+            merge_values, check = _merge(plan, staging, base_dir, device, log)
         elif plan.relation == "adapter":
             _copy_adapter(plan, staging)
             _copy_tokenizer(base_dir, staging)
@@ -343,13 +348,15 @@ def ship(ws: Workspace, name: str | None = None, merge: bool | None = None, *, d
     registry.set_release(ws, ref)
     outcome = {"name": plan.name, "version": ref.version, "release": ref.label, "created": created,
                "path": str(ref.path), "relation": plan.relation, "merge": plan.merge,
-               "merge_reason": plan.merge_reason, "merge_check": merge_values or None,
+               "merge_reason": plan.merge_reason, "merge_check": check.to_dict() if check else None,
                "previous": registry.read_aliases(ws, plan.name).get(registry.PREVIOUS), "warnings": plan.warnings}
-    outcome["evidence"] = record_ship_evidence(ws, ref, latency=latency, device=device, log=log)
+    measured = {"logit_deviation": check.logit_deviation} if check else {}
+    outcome["evidence"] = record_ship_evidence(ws, ref, latency=latency, device=device, log=log, measured=measured)
     return outcome
 
 
-def record_ship_evidence(ws: Workspace, ref, *, latency: bool, device: str, log: Log) -> dict:
+def record_ship_evidence(ws: Workspace, ref, *, latency: bool, device: str, log: Log,
+                         measured: dict | None = None) -> dict:
     """ship.merge and ship.serving from the manifest; ship.latency measured on the version loaded
     from the registry. Called after [decisions] release names `ref`, so the evidence is its."""
     from core.evidence import FAIL, PASS, record_result
@@ -361,7 +368,7 @@ def record_ship_evidence(ws: Workspace, ref, *, latency: bool, device: str, log:
     recorded = {}
     note = merge["reason"] if merge["decision"] != "merged" else \
         f"merged at {manifest['precision']['name']}; outputs equal the adapter's on {merge.get('cases')} cases"
-    record_result(ws, "ship.merge", PASS, {"version": ref.label, **merge}, note=note)
+    record_result(ws, "ship.merge", PASS, {"version": ref.label, **merge, **(measured or {})}, note=note)
     recorded["ship.merge"] = PASS
     commands = serve_commands(manifest, ref.path, ws.root)
     record_result(ws, "ship.serving", PASS, {"version": ref.label, **commands},

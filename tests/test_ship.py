@@ -28,8 +28,12 @@ def make_adapter(model_dir: Path, out: Path, *, seed: int = 1, scale: float = 0.
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
-                                                  target_modules=["q_proj", "v_proj", "up_proj"]))
+    # peft draws the A matrices from the global RNG: seed it (without moving other tests' RNG),
+    # so the adapter, and every output below, is the same in every run.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                      target_modules=["q_proj", "v_proj", "up_proj"]))
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in peft_model.named_parameters():
@@ -104,7 +108,7 @@ def wg(*args, timeout=120):
 def test_merge_check_passes_for_a_true_merge_and_catches_a_scaled_delta(env, tmp_path):
     from core.evaluation import plan_eval
     from core.generation import generate_all, load_model, render
-    from core.merge import check_merge, merge_and_save, merge_refusal
+    from core.merge import check_merge, merge_and_save, merge_refusal, prefill_logits
 
     ws = env["ws"]
     plan = plan_eval(ws, "task", batch_size=4)
@@ -114,12 +118,13 @@ def test_merge_check_passes_for_a_true_merge_and_catches_a_scaled_delta(env, tmp
     base_out = generate_all(base, prompts, plan.settings, 4)
     loaded = load_model(env["model"], "fp32", env["adapter"])
     adapter_out = generate_all(loaded, prompts, plan.settings, 4)
+    adapter_logits = prefill_logits(loaded, prompts, 4)
     # The adapter really changes outputs, or the check below would prove nothing.
     assert sum(a.token_ids != b.token_ids for a, b in zip(base_out, adapter_out)) >= CASES // 2
 
     merge_and_save(loaded, env["model"], tmp_path / "good")
-    good = check_merge(tmp_path / "good", "fp32", ids, prompts, plan.settings, 4, adapter_out)
-    assert good.ok and good.cases == CASES and not good.mismatches
+    good = check_merge(tmp_path / "good", "fp32", ids, prompts, plan.settings, 4, adapter_out, adapter_logits)
+    assert good.ok and good.cases == CASES and not good.mismatches and good.logit_deviation < 1e-4
 
     # A wrong merge: the delta scaled by 2 (lora_alpha doubled in a copy of the adapter).
     wrong_adapter = tmp_path / "wrong-adapter"
@@ -128,21 +133,37 @@ def test_merge_check_passes_for_a_true_merge_and_catches_a_scaled_delta(env, tmp
     config["lora_alpha"] *= 2
     (wrong_adapter / "adapter_config.json").write_text(json.dumps(config))
     merge_and_save(load_model(env["model"], "fp32", wrong_adapter), env["model"], tmp_path / "wrong")
-    bad = check_merge(tmp_path / "wrong", "fp32", ids, prompts, plan.settings, 4, adapter_out)
-    assert not bad.ok and bad.mismatches
+    bad = check_merge(tmp_path / "wrong", "fp32", ids, prompts, plan.settings, 4, adapter_out, adapter_logits)
+    assert not bad.ok and bad.mismatches and bad.logit_deviation > 0.1
     first = bad.mismatches[0]
     reference = adapter_out[ids.index(first.id)]
     assert first.adapter_output == reference.text and first.adapter_token != first.merged_token
     assert first.adapter_token == (reference.token_ids[first.position] if first.position < len(reference.token_ids)
                                    else None)
     assert first.id in bad.summary() and f"token {first.position}" in bad.summary()
+    # A wrong merge the greedy tokens cannot see (outputs already saturated by this adapter's delta):
+    # the logits check catches it.
+    other = make_adapter(env["model"], tmp_path / "other", seed=2)
+    other_loaded = load_model(env["model"], "fp32", other)
+    other_out = generate_all(other_loaded, prompts, plan.settings, 4)
+    other_logits = prefill_logits(other_loaded, prompts, 4)
+    shutil.copytree(other, tmp_path / "other-wrong")
+    config = json.loads((tmp_path / "other-wrong" / "adapter_config.json").read_text())
+    config["lora_alpha"] *= 2
+    (tmp_path / "other-wrong" / "adapter_config.json").write_text(json.dumps(config))
+    merge_and_save(load_model(env["model"], "fp32", tmp_path / "other-wrong"), env["model"], tmp_path / "ow")
+    hidden = check_merge(tmp_path / "ow", "fp32", ids, prompts, plan.settings, 4, other_out, other_logits)
+    assert not hidden.mismatches and not hidden.ok and hidden.logit_deviation > 0.1
+    assert "not base + adapter" in hidden.summary()
     # bf16: the merge is done in bf16 and still matches the adapter at bf16.
     plan16 = plan_eval(ws, "task", batch_size=4)
     loaded16 = load_model(env["model"], "bf16", env["adapter"])
     adapter16 = generate_all(loaded16, prompts, plan16.settings, 4)
+    logits16 = prefill_logits(loaded16, prompts, 4)
     merge_and_save(loaded16, env["model"], tmp_path / "bf16")
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["dtype"] == "bfloat16"
-    assert check_merge(tmp_path / "bf16", "bf16", ids, prompts, plan16.settings, 4, adapter16).ok
+    merged16 = check_merge(tmp_path / "bf16", "bf16", ids, prompts, plan16.settings, 4, adapter16, logits16)
+    assert merged16.ok and 0 < merged16.logit_deviation < merged16.tolerance
     # 4-bit and 8-bit bases are refused with the reason.
     assert "re-quantized" in merge_refusal("nf4") and merge_refusal("int8") and merge_refusal("bf16") is None
 
@@ -159,7 +180,8 @@ def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(
     ws = env["ws"]
     outcome = ship(ws)
     assert outcome["created"] and outcome["version"] == "v1" and outcome["relation"] == "merged"
-    assert outcome["merge_check"]["cases"] == CASES and outcome["merge_check"]["mismatches"] == 0
+    assert outcome["merge_check"]["cases"] == CASES and outcome["merge_check"]["mismatches"] == []
+    assert outcome["merge_check"]["logit_deviation"] < 1e-4
     ref = registry.resolve(ws, "current")
     assert ref.version == "v1" and ref.name == "tiny-base" and (ref.path / "model.safetensors").is_file()
     assert not list(ref.path.parent.glob(".staging-*"))
