@@ -5,7 +5,7 @@
 
 The user asks to rewrite a date written in some English format as YYYY-MM-DD; the assistant
 answers with the ISO date. Dates are drawn (seeded) from 1950-2035, never one of the demo eval
-set's dates, and no (date, format) pair repeats, except what is planted for the checks to find:
+set's dates, and no written date repeats, except what is planted for the checks to find:
 exact duplicates, near duplicates (the same question with one word of the request changed), a
 few PII strings (an email, a phone number, a card number passing Luhn, an IBAN) and one example
 far longer than the model's context.
@@ -77,15 +77,17 @@ def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -
     rng = random.Random(seed)
     avoid = _eval_dates()
     first, span = dt.date(1950, 1, 1), (dt.date(2035, 12, 31) - dt.date(1950, 1, 1)).days
-    seen: set[tuple[dt.date, str]] = set()
+    seen: set[str] = set()
     examples = []
     while len(examples) < count:
         date = first + dt.timedelta(days=rng.randrange(span + 1))
         name, tag, write = FORMATS[rng.randrange(len(FORMATS))]
-        if date in avoid or (date, name) in seen:
+        written = write(date)
+        # By the text, not the format: "May 21, 2016" is written alike in two formats.
+        if date in avoid or written in seen:
             continue
-        seen.add((date, name))
-        request = REQUESTS[rng.randrange(len(REQUESTS))].format(date=write(date))
+        seen.add(written)
+        request = REQUESTS[rng.randrange(len(REQUESTS))].format(date=written)
         examples.append(_example(f"demo-{len(examples) + 1:04d}", request, date.isoformat(), [tag]))
     if not plant:
         return examples

@@ -6,7 +6,9 @@ text, where word n-grams would change too many shingles. Shingles that occur in 
 (a shared instruction, a template's fixed words) say nothing about which example this is: they
 are dropped before comparing, so two date questions that share a 12-word instruction but ask
 about different dates are not "near duplicates", while two that ask the same thing in nearly the
-same words are (one word changed in a 100-character request keeps about 0.8).
+same words are (one word changed in a 100-character request keeps about 0.8). Numbers carry
+identity too: a pair also needs number sets as similar as its text ("26 January 1975" and
+"29 January 1975" are two questions, "14/10/1972" and "14.10.1972" one).
 
 Near duplicates: MinHash signatures (NUM_PERM permutations) bucketed by LSH banding (BANDS bands
 of ROWS rows), so only examples that collide in some band are compared; each candidate pair is
@@ -67,6 +69,11 @@ def distinctive(shingle_set: set[str], common: set[str]) -> set[str]:
     """The shingles that identify an example; all of them when every one is common."""
     kept = shingle_set - common
     return kept or set(shingle_set)
+
+
+def numbers(text: str) -> set[str]:
+    """The numbers of a text (normalized: "05" and "5" differ, as they read differently)."""
+    return set(re.findall(r"\d+", normalize(text)))
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
@@ -170,13 +177,23 @@ def near_duplicate_pairs(texts: Sequence[str], threshold: float, *, exclude: set
     signatures = MinHasher().signatures(sets)
     exclude = exclude or set()
     found = []
+    digits: dict[int, set[str]] = {}
     for first, second in sorted(candidate_pairs(signatures)):
         if first in exclude or second in exclude:
             continue
         similarity = jaccard(sets[first], sets[second])
-        if similarity >= threshold:
+        if similarity >= threshold and same_numbers(texts, digits, first, second, threshold):
             found.append(Pair(first, second, round(similarity, 4)))
     return found
+
+
+def same_numbers(texts: Sequence[str], cache: dict[int, set[str]], first: int, second: int, threshold: float) -> bool:
+    """Numbers carry identity: "26 January 1975" and "29 January 1975" are two questions however
+    alike their words. A pair counts only when its number sets are as similar as its text."""
+    for index in (first, second):
+        if index not in cache:
+            cache[index] = numbers(texts[index])
+    return jaccard(cache[first], cache[second]) >= threshold
 
 
 def naive_near_duplicate_pairs(texts: Sequence[str], threshold: float, *,
@@ -185,9 +202,10 @@ def naive_near_duplicate_pairs(texts: Sequence[str], threshold: float, *,
     sets = [shingles(text) for text in texts]
     common = common_shingles(sets) if common is None else common
     sets = [distinctive(s, common) for s in sets]
+    digits: dict[int, set[str]] = {}
     return [Pair(i, j, round(jaccard(sets[i], sets[j]), 4))
             for i in range(len(sets)) for j in range(i + 1, len(sets))
-            if jaccard(sets[i], sets[j]) >= threshold]
+            if jaccard(sets[i], sets[j]) >= threshold and same_numbers(texts, digits, i, j, threshold)]
 
 
 @dataclass

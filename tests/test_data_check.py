@@ -64,6 +64,11 @@ def crafted_lines() -> tuple[list[str], dict[str, int]]:
     add("near_original", chat(LONG_SENTENCE + "Please answer as YYYY-MM-DD.", "1962-09-14"))
     add("near_dup", chat(LONG_SENTENCE.replace("photograph", "postcard") + "Please answer as YYYY-MM-DD.",
                          "1962-09-14"))
+    # Alike in words, two questions by their numbers: not duplicates.
+    bakery = "Our bakery's order book says the wedding cake was delivered on the {}rd of June, 1988; " \
+             "please write that day as YYYY-MM-DD."
+    add("other_day_a", chat(bakery.format(3), "1988-06-03"))
+    add("other_day_b", chat(bakery.format(8).replace("8rd", "8th"), "1988-06-08"))
     # Leakage: a task eval case (with its answer) and a general one.
     add("leak_task", chat(INSTRUCTION + "July 4, 1976", "1976-07-04"))
     add("leak_general", chat("Quick one: what is the capital of Japan? Answer in one word.", "Tokyo"))
@@ -121,6 +126,10 @@ def test_every_planted_problem_is_found_with_its_line(crafted, tiny_model_dir):
     assert [(p["a"]["line"], p["b"]["line"]) for p in report.near_duplicates] == \
         [(where["near_original"], where["near_dup"])]
     assert 0.7 <= report.near_duplicates[0]["similarity"] < 1
+    from core.near_dup import jaccard, shingles
+
+    a, b = (shingles(by_line[where[key]].plain_text()) for key in ("other_day_a", "other_day_b"))
+    assert jaccard(a, b) > 0.8            # nearly the same words, yet not reported: other numbers
     # Leakage of the task set and the general set.
     assert {(leak["line"], leak["set"], leak["case"]) for leak in report.leakage} == {
         (where["leak_task"], "task", "date-002"), (where["leak_general"], "general", "gen-001")}
