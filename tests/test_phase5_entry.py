@@ -93,3 +93,21 @@ def test_prompting_first_needs_a_few_shot_run_beside_the_baseline(tmp_path, tiny
     assert read_run(ws, variant["run"]).components["prompt"] == zero.components["prompt"]   # no turns
     status = compute_report(ws).item("tune.prompting_first")
     assert status.status == "pass" and "with the set's 1 example(s)" in status.detail
+
+
+def test_cli_tune_commands_refuse_bad_input_before_starting_a_job(tmp_path, tiny_model_dir):
+    import subprocess
+    import sys
+
+    ws = workspace(tmp_path / "ws", tiny_model_dir, passing=6)
+    root = Path(__file__).resolve().parents[1]
+
+    def wg(*args):
+        return subprocess.run([sys.executable, "-m", "tui.cli", "-w", str(ws.root), *args], cwd=root,
+                              capture_output=True, text=True, timeout=60)
+
+    out = wg("tune", "gate", "--json")
+    assert out.returncode == 2 and json.loads(out.stdout)["error"] == "no trained adapter yet"
+    out = wg("tune", "fewshot", "--json")
+    assert out.returncode == 2 and json.loads(out.stdout)["error"] == "training data file not found"
+    assert not any(ws.jobs_dir.iterdir())      # refused before any job started
