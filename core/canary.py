@@ -38,7 +38,7 @@ def upstream_state(manifest: dict, endpoint: str | None = None) -> dict:
             "detail": detail}
 
 
-def run_canary(ws: Workspace, ref: VersionRef, *, device: str = "cpu", endpoint: str | None = None,
+def run_canary(ws: Workspace, ref: VersionRef, *, device: str | None = None, endpoint: str | None = None,
                log=None, record: bool = True) -> dict:
     from core.compare import compare_runs, read_run_dir
     from core.evaluation import Target, execute, make_identity, plan_eval
@@ -57,6 +57,8 @@ def run_canary(ws: Workspace, ref: VersionRef, *, device: str = "cpu", endpoint:
     shipped_dir = ref.path / "eval" / "task"
     shipped = read_run_dir(shipped_dir)
     batch = int(shipped.components.get("batch_size") or 1)
+    # Same batches on the same kind of device as the shipped run, so equal outputs are expected.
+    device = device or str(shipped_run_config(shipped_dir).get("device") or "cpu")
     try:
         model_dir, adapter = load_dirs(ref, manifest, ws.root)
     except ReleaseCorrupt as exc:
@@ -95,6 +97,16 @@ def run_canary(ws: Workspace, ref: VersionRef, *, device: str = "cpu", endpoint:
         outcome["detail"] += "; " + upstream["detail"]
     _record(ws, ref, outcome["ok"], outcome, record)
     return outcome
+
+
+def shipped_run_config(run_dir) -> dict:
+    import json
+
+    try:
+        data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data.get("config") or {} if isinstance(data, dict) else {}
 
 
 def _record(ws: Workspace, ref: VersionRef, ok: bool, outcome: dict, record: bool) -> None:

@@ -121,7 +121,13 @@ def _load(ref, manifest: dict, workspace_root: Path):
                 bnb_4bit_compute_dtype=getattr(torch, quant.get("compute_dtype") or "float32"))
     adapter = manifest["release"]["relation"] == "adapter"
     model_dir = base_dir_of(manifest, workspace_root) if adapter else ref.path
+    # Where a server would put it: the GPU when there is one.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if quant:
+        kwargs["device_map"] = device
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    if not quant:
+        model = model.to(device)
     if adapter:
         from peft import PeftModel
 
@@ -142,6 +148,8 @@ def _ping(model, tokenizer, prompt: str, flush: bool = False) -> tuple[str, int]
     else:
         encoded = tokenizer(prompt, return_tensors="pt")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    encoded = {key: value.to(model.device) for key, value in encoded.items()}
+    flush = flush and model.device.type == "cpu"
     with flushed_subnormals(torch, flush), torch.inference_mode():
         output = model.generate(**encoded, do_sample=False, max_new_tokens=MAX_NEW_TOKENS, pad_token_id=pad)
     new = output[0, encoded["input_ids"].shape[1]:].tolist()

@@ -292,8 +292,9 @@ def ship(ws: Workspace, name: str | None = None, merge: bool | None = None, *, d
     from core.weights_checks import verified_snapshot
 
     log = log or (lambda message: None)
-    device = device or "cpu"
     plan = plan_ship(ws, name, merge)
+    # The device the task run was measured on: the merge check compares outputs made the same way.
+    device = device or str(plan.task_run.config.get("device") or "cpu")
     for warning in plan.warnings:
         log(f"warning: {warning}")
     base_dir = verified_snapshot(ws)
