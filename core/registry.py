@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,6 +199,26 @@ def read_history(ws: Workspace, name: str) -> list[dict]:
 def move_aliases(ws: Workspace, name: str, moves: dict[str, str | None], reason: str) -> dict[str, str]:
     """Point each alias at a version (None removes it); write aliases.json atomically and append
     one history line per alias that actually moved."""
+    with _alias_lock(ws, name):
+        return _move_aliases(ws, name, moves, reason)
+
+
+@contextmanager
+def _alias_lock(ws: Workspace, name: str):
+    """Serialise read-modify-write of aliases.json between a ship job, a rollback and the TUI."""
+    import fcntl
+
+    path = name_dir(ws, name) / ".aliases.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _move_aliases(ws: Workspace, name: str, moves: dict[str, str | None], reason: str) -> dict[str, str]:
     from core.evidence import _user
 
     aliases = read_aliases(ws, name)
