@@ -248,7 +248,11 @@ def _move_aliases(ws: Workspace, name: str, moves: dict[str, str | None], reason
 
 def set_release(ws: Workspace, ref: VersionRef) -> None:
     """[decisions] release = "name@vN": the `release` fingerprint every ship.* item is tied to."""
+    import tomlkit
+
     def change(doc):
+        if "decisions" not in doc:
+            doc["decisions"] = tomlkit.table()
         doc["decisions"]["release"] = ref.label
     ws.update_config(change)
 
