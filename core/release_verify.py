@@ -27,6 +27,8 @@ from core.workspace import Workspace
 
 SUMS_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 OK, CHANGED, MISSING, EXTRA = "ok", "changed", "missing", "extra"
+# SHA256SUMS lists another hash than manifest.toml's [[files]]: one of them was edited by hand.
+DISAGREES = "sums_disagree_with_manifest"
 
 
 def version_files(root: Path) -> list[str]:
@@ -121,8 +123,23 @@ def verify_version(ref: VersionRef) -> ReleaseReport:
             report.files[path] = OK if actual[path] == digest else CHANGED
     for path in on_disk - set(expected):
         report.files[path] = EXTRA
+    for path, digest in _manifest_hashes(root).items():
+        if expected.get(path) != digest and report.files.get(path) in (OK, None):
+            report.files[path] = DISAGREES
     report.seconds = time.perf_counter() - began
     return report
+
+
+def _manifest_hashes(root: Path) -> dict[str, str]:
+    """path -> sha256 from manifest.toml's [[files]] (empty when the manifest cannot be read: its
+    own line in SHA256SUMS reports that)."""
+    from core.manifest import read_manifest
+
+    try:
+        files = read_manifest(root).get("files") or []
+    except InputError:
+        return {}
+    return {str(f.get("path")): str(f.get("sha256")) for f in files if isinstance(f, dict)}
 
 
 # --- the verification stamp (for the cheap status check) -------------------------------------

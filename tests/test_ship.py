@@ -2,6 +2,7 @@
 its equality check, the registry (versions, aliases, history, atomic builds), manifest, model
 card, SHA256SUMS, verify-release, rollback, health, canary, serving, and the ship.* items."""
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -284,6 +285,15 @@ def test_verify_release_and_canary_name_a_flipped_byte(env):
         assert "extra    notes.txt" in out.stdout and "missing  tokenizer.json" in out.stdout
         moved.rename(ref.path / "tokenizer.json")
         (ref.path / "notes.txt").unlink()
+        # A changed file whose SHA256SUMS line was edited to match still disagrees with the manifest.
+        sums = (ref.path / "SHA256SUMS").read_text()
+        new = hashlib.sha256(target.read_bytes()).hexdigest()
+        old = next(line.split()[0] for line in sums.splitlines() if line.endswith("  adapter_model.safetensors"))
+        (ref.path / "SHA256SUMS").write_text(sums.replace(old, new))
+        out = wg("-w", ws.root, "verify-release", "v2", "--json")
+        assert out.returncode == 1
+        assert json.loads(out.stdout)["problems"] == {"adapter_model.safetensors": "sums_disagree_with_manifest"}
+        (ref.path / "SHA256SUMS").write_text(sums)
     finally:
         target.write_bytes(original)
     out = wg("-w", ws.root, "verify-release", "v2")
