@@ -39,7 +39,7 @@ def probe(version_dir: Path, workspace_root: Path, *, sizes_only: bool = False, 
         if not VERSION_RE.match(version_dir.name):
             raise InputError("not a version directory (vN)", path=version_dir)
     except (InputError, KeyError) as exc:
-        result["detail"] = f"bad input: {exc}"
+        result["detail"] = str(exc)
         return result, 2
     ref = VersionRef(release["name"], version_dir.name, version_dir)
     result["version"] = ref.label
@@ -48,7 +48,7 @@ def probe(version_dir: Path, workspace_root: Path, *, sizes_only: bool = False, 
     try:
         _verify(ref, manifest, workspace_root, sizes_only)
     except InputError as exc:
-        result["detail"] = f"not ready: {exc.message}"
+        result["detail"] = exc.message
         return result, 1
     result["verify_seconds"] = round(time.perf_counter() - began, 3)
     result["verified"] = "sizes" if sizes_only else "sha256"
@@ -57,7 +57,7 @@ def probe(version_dir: Path, workspace_root: Path, *, sizes_only: bool = False, 
     try:
         model, tokenizer = _load(ref, manifest, workspace_root)
     except Exception as exc:   # any load failure means: not ready
-        result["detail"] = f"not ready: loading failed: {type(exc).__name__}: {exc}"
+        result["detail"] = f"loading failed: {type(exc).__name__}: {exc}"
         return result, 1
     result["load_seconds"] = round(time.perf_counter() - began, 3)
     result["loaded_at"] = time.time()
@@ -72,10 +72,10 @@ def probe(version_dir: Path, workspace_root: Path, *, sizes_only: bool = False, 
     _ping(model, tokenizer, prompt, flush=bool(manifest["precision"].get("flush_denormal")))
     result["warm_request_ms"] = round((time.perf_counter() - began) * 1000, 1)
     if tokens == 0:
-        result["detail"] = "not ready: the model answered the ping with nothing"
+        result["detail"] = "the model answered the ping with nothing"
         return result, 1
     result["status"] = "ready"
-    result["detail"] = f"ready: answered {prompt!r} with {tokens} token(s)"
+    result["detail"] = f"answered {prompt!r} with {tokens} token(s)"
     return result, 0
 
 
