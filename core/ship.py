@@ -315,7 +315,12 @@ def ship(ws: Workspace, name: str | None = None, merge: bool | None = None, *, d
         manifest = build_manifest(plan, version, files, staging, merge_values, device)
         digest = content_digest(manifest, files)
         existing = _existing_with_digest(ws, plan.name, digest)
-        if existing is not None:
+        report = verify_version(existing) if existing is not None else None
+        if existing is not None and not report.ok:
+            # The same content, but its copy in the registry was damaged: ship a sound one.
+            log(f"identical to {existing.label}, whose files no longer match: {report.summary()}; "
+                "publishing an intact copy")
+        if existing is not None and report.ok:
             shutil.rmtree(staging)
             ref, created = existing, False
             log(f"identical to {existing.label}: no new version")
@@ -337,8 +342,6 @@ def ship(ws: Workspace, name: str | None = None, merge: bool | None = None, *, d
         raise
     if created:
         report = ReleaseReport(ref.label, str(ref.path), files={p: "ok" for p in sums}, expected=sums, actual=sums)
-    else:
-        report = verify_version(ref)
     write_stamp(ws, ref, report)
     before = registry.read_aliases(ws, plan.name).get(registry.CURRENT)
     if before != ref.version:

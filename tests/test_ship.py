@@ -470,6 +470,13 @@ def test_a_crash_mid_ship_leaves_no_version_and_a_token_is_never_shipped(env, mo
     from core.manifest import read_manifest
     assert read_manifest(Path(outcome["path"]))["training"] == {"source": "weightgate.toml [training]", "r": 4,
                                                                  "seed": 7}
+    # The same content again, but its registry copy was damaged: an intact copy ships as a new version.
+    flip_byte(Path(outcome["path"]) / "adapter_model.safetensors")
+    messages = []
+    again = ship(ws, latency=False, log=messages.append)
+    assert again["created"] and again["version"] != outcome["version"]
+    assert any("no longer match" in m and "adapter_model.safetensors (changed)" in m for m in messages)
+    assert registry.resolve(ws, "current").version == again["version"]
 
 
 def test_upstream_moved_is_reported_against_the_hub(hub):
