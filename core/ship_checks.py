@@ -144,10 +144,23 @@ def record_for_release(ws: Workspace, ref, item: str, ok: bool, values: dict, no
     return True
 
 
-LIVE_CHECKS = {
+def _reported(check):
+    """A damaged registry file (aliases.json, a manifest) fails the item with its location and
+    fix; it must never stop the status of every other item."""
+    def run(ctx: CheckContext) -> CheckResult:
+        try:
+            return check(ctx)
+        except InputError as exc:
+            return CheckResult("fail", str(exc))
+    run.__name__ = check.__name__
+    run.__doc__ = check.__doc__
+    return run
+
+
+LIVE_CHECKS = {item: _reported(check) for item, check in {
     "ship.version": check_version,
     "ship.checksums": check_checksums,
     "ship.manifest": check_manifest,
     "ship.license": check_license,
     "ship.rollback": check_rollback,
-}
+}.items()}

@@ -259,6 +259,15 @@ def test_ship_adapter_separately_moves_aliases_and_history(env):
     moves = [(h["alias"], h["from"], h["to"]) for h in registry.read_history(ws, ref.name)]
     assert moves == [("current", None, "v1"), ("current", "v1", "v2"), ("previous", None, "v1")]
     assert compute_report(ws).item("ship.rollback").status == "pass"
+    # A damaged aliases.json fails the items that read it, naming file and line; status still works.
+    aliases = registry.name_dir(ws, ref.name) / "aliases.json"
+    text = aliases.read_text()
+    aliases.write_text(text.replace('"v1"', "v1"))
+    try:
+        status = compute_report(ws, record=False).item("ship.rollback")
+        assert status.status == "fail" and "aliases.json:" in status.detail and "invalid JSON" in status.detail
+    finally:
+        aliases.write_text(text)
 
 
 def test_verify_release_and_canary_name_a_flipped_byte(env):
