@@ -140,7 +140,8 @@ def test_config_defaults_follow_the_seeds_and_bad_values_name_their_line(tmp_pat
     import tomlkit
 
     text = template_text("weightgate.toml")
-    block = text[text.index("# [training]\n"):text.index("\n[decisions]")]
+    start = text.index("# [training]\n")
+    block = text[start:text.index("\n\n", start)]
     table = tomlkit.parse("\n".join(line[2:] for line in block.splitlines() if line.startswith("# ")
                                     and "=" in line or line == "# [training]")).unwrap()["training"]
     documented = read_training_config(table)
@@ -223,6 +224,27 @@ def test_restore_check_detects_a_corrupted_restore(trained, monkeypatch):
         checkpoint.verify_checkpoint(step1)
 
 
+def test_a_half_written_checkpoint_is_never_resumed_from(trained, tmp_path):
+    import shutil
+
+    from core.training.checkpoint import latest_checkpoint
+
+    _, _, reference, _, _ = trained
+    root = tmp_path / "checkpoints"
+    shutil.copytree(reference / "checkpoints", root)
+    assert latest_checkpoint(root).name == "step-000012"
+    # A SIGKILL mid-save leaves a temp directory (never named in latest.json): ignored.
+    partial = root / ".tmp-step-000015-abcdef"
+    shutil.copytree(root / "step-000012", partial)
+    (partial / "manifest.json").unlink()
+    assert latest_checkpoint(root).name == "step-000012"
+    # A step directory that lost a file (or its manifest) falls back to the one before it.
+    (root / "step-000012" / "rng.pt").unlink()
+    assert latest_checkpoint(root).name == "step-000009"
+    (root / "step-000009" / "manifest.json").unlink()
+    assert latest_checkpoint(root) is None
+
+
 def test_qlora_nf4_trains_on_the_cpu(tmp_path, tiny_model_dir):
     ws, split = make_workspace(tmp_path / "ws", tiny_model_dir)
 
@@ -243,6 +265,29 @@ def test_qlora_nf4_trains_on_the_cpu(tmp_path, tiny_model_dir):
     assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
     quant = model.base_model.model.config.quantization_config
     assert quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
+
+
+def test_resume_refuses_finished_runs_and_changed_inputs(trained, tmp_path):
+    from core.training.session import check_resumable
+
+    ws, _, reference, _, _ = trained
+    with pytest.raises(InputError, match="is finished: it is not resumed"):
+        check_resumable(ws, reference)
+    own = write_split(tmp_path / "own")
+    directory = prepare_run(ws, params_for(own, 3))
+    runs.update_run(directory, status="stopped")
+    assert check_resumable(ws, directory)["run_id"] == directory.name
+    ws.update_config(lambda doc: doc.__setitem__("training", {"r": 8}))
+    try:
+        with pytest.raises(InputError, match="train_config changed since it started"):
+            check_resumable(ws, directory)
+    finally:
+        ws.update_config(lambda doc: doc.__delitem__("training"))
+    with own[0].open("a") as handle:
+        handle.write(json.dumps(date_record(random.Random(9), "extra")) + "\n")
+    with pytest.raises(InputError, match="prepared train/val files changed"):
+        check_resumable(ws, directory)
+    runs.update_run(directory, status="finished")   # out of the way of `--resume last` in later tests
 
 
 # --- detached jobs ---------------------------------------------------------------------------

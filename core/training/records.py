@@ -15,8 +15,6 @@ from core.evidence import FAIL, PASS, record_result
 
 
 def record_lora_config(ws, run_id: str, config: dict, targets: list[str], method: str, precision: str) -> None:
-    from core.checklist import get_item
-
     problems = []
     if config["alpha"] != 2 * config["r"]:
         problems.append(f"alpha {config['alpha']} is not 2r ({2 * config['r']})")
@@ -30,7 +28,6 @@ def record_lora_config(ws, run_id: str, config: dict, targets: list[str], method
             f"warmup {config['warmup_ratio']:.0%}, {config['epochs']} epochs, {method} on {', '.join(targets)}")
     if problems:
         note += "; " + "; ".join(problems)
-    get_item("tune.lora_config")
     # Documented = recorded with every value; unconventional values are shown, not refused.
     record_result(ws, "tune.lora_config", PASS, values, note=note)
 

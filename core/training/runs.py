@@ -16,7 +16,8 @@ from core.atomic import write_atomic
 from core.errors import InputError
 
 RUN_FILE = "run.json"
-RESUMABLE = ("running", "stopped", "failed", "restore_failed")
+# restore_failed and diverged runs are not resumed: their checkpoints are not to be trusted further.
+RESUMABLE = ("running", "stopped", "failed")
 
 
 def new_run_id() -> str:

@@ -50,11 +50,11 @@ def longest_example(paths: list[Path], tokenizer_dir: Path, max_seq: int | None)
 
 def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
     """Resolve a new run into .weightgate/adapters/<run_id>/run.json and record the config evidence."""
-    from core.fingerprints import Fingerprints
+    from core.fingerprints import Fingerprints, plain
     from core.memory import TrainingSetup, estimate
     from core.precision import (layout_for, resolve_budget, resolve_device, tokenizer_bytes, workspace_metadata,
                                 workspace_targets)
-    from core.fingerprints import plain
+    from core.training.data import read_records
     from core.training.model import method_for
     from core.training.plan import plan_batches, total_steps, warmup_steps
     from core.training.records import record_effective_batch, record_lora_config
@@ -74,8 +74,6 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
     targets = auto_targets(layout, cfg.target_modules)
     limit = int(cfg.max_seq) if cfg.max_seq != "auto" else meta.context_length
     seq = longest_example([train_file, val_file], model_dir, limit)
-    from core.training.data import read_records
-
     n_train = len(read_records(train_file))
     device = params.get("device") or "cpu"
     where, snap = resolve_device(device)
@@ -99,7 +97,8 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
     spec = {"run_id": run_id, "created": time.time(), "status": "prepared", "job_ids": [job_id] if job_id else [],
             "config": cfg.to_dict(), "targets": targets, "precision": precision, "method": method,
             "model_dir": str(model_dir), "train_file": str(train_file), "val_file": str(val_file),
-            "dataset_digest": params.get("dataset_digest"), "max_seq": seq, "batch": batch.to_dict(),
+            "dataset_digest": params.get("dataset_digest"), "data_files": _data_digests(train_file, val_file),
+            "max_seq": seq, "batch": batch.to_dict(),
             "train_examples": n_train, "total_steps": steps, "warmup_steps": warmup_steps(steps, cfg.warmup_ratio),
             "max_steps": params.get("steps"), "nproc": nproc, "device": where, "fingerprints": prints}
     runs_mod.write_run(directory, spec)
@@ -114,20 +113,36 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
     return directory
 
 
+def _data_digests(train_file: Path, val_file: Path) -> dict:
+    from core.digest import digest_file
+
+    return {"train": digest_file(train_file), "val": digest_file(val_file)}
+
+
 def check_resumable(ws, directory: Path) -> dict:
     """run.json of a run that may be resumed: same inputs as when it started."""
     from core.fingerprints import Fingerprints
 
+    from core.jobs import read_status
+
     spec = runs_mod.read_run(directory)
-    if spec.get("status") == "finished":
-        raise InputError(f"run {spec['run_id']} already finished", path=directory,
+    if spec.get("status") not in runs_mod.RESUMABLE:
+        raise InputError(f"run {spec['run_id']} is {spec.get('status')}: it is not resumed", path=directory,
                          hint="start a new run with `weightgate train`")
+    job_id = (spec.get("job_ids") or [None])[-1]
+    if job_id and (ws.jobs_dir / job_id).is_dir() and not read_status(ws.jobs_dir / job_id).is_terminal:
+        raise InputError(f"run {spec['run_id']} is still running in job {job_id}", path=directory,
+                         hint=f"follow it with `weightgate attach {job_id}`; stop it with `weightgate cancel {job_id}`")
     today = Fingerprints(ws).of(FINGERPRINTS)
     changed = [name for name, digest in (spec.get("fingerprints") or {}).items() if today.get(name) != digest]
     if changed:
         raise InputError(f"run {spec['run_id']} cannot be resumed: {', '.join(changed)} changed since it started",
                          path=directory, hint="a resumed run must train on the same data, config, model and "
                                               "precision; start a new run with `weightgate train`")
+    files = _data_digests(Path(spec["train_file"]), Path(spec["val_file"]))
+    if spec.get("data_files") and files != spec["data_files"]:
+        raise InputError(f"run {spec['run_id']} cannot be resumed: its prepared train/val files changed",
+                         path=Path(spec["train_file"]), hint="start a new run with `weightgate train`")
     return spec
 
 
@@ -175,7 +190,8 @@ def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, re
                          hint="the best checkpoint is chosen by validation loss: keep 10% for validation")
     resume_from = None
     if resume:
-        recover_best(directory)
+        if rank == 0:
+            recover_best(directory)
         resume_from = latest_checkpoint(directory / "checkpoints")
         if resume_from is None:
             emit("log", {"message": "no complete checkpoint yet: starting the run from step 0", "level": "warning"})
@@ -206,7 +222,15 @@ def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, re
                                 f"batch {spec['batch']['micro_batch']} x {spec['batch']['accumulation']} x {world} = "
                                 f"{spec['batch']['effective_batch']}; {spec['total_steps']} steps"})
         runs_mod.update_run(directory, status="running")
-    outcome = run_loop(setup, resume_from=resume_from)
+    # On the CPU, subnormal floats flush to zero in every thread during the steps, as core.generation
+    # does for decoding: x86 computes subnormal products many times slower, and small models'
+    # activations and LoRA updates reach them. Always on for a CPU run, so a resumed run computes
+    # exactly what an uninterrupted one does.
+    from core.generation import flushed_subnormals, subnormals_flush_everywhere
+
+    flush = setup.device == "cpu" and subnormals_flush_everywhere(torch)
+    with flushed_subnormals(torch, flush):
+        outcome = run_loop(setup, resume_from=resume_from)
     if lead:
         status = {"finished": "finished", "stopped": "stopped", "diverged": "diverged",
                   "restore_failed": "restore_failed"}[outcome.status]

@@ -2,10 +2,12 @@
 script, and the job with a reader attached to its journal against none, in the same run.
 
     .venv/bin/python tests/bench/train_throughput.py                 # demo model, 10 steps, 2 rounds
-    .venv/bin/python tests/bench/train_throughput.py --model tiny --steps 30 --rounds 3
+    .venv/bin/python tests/bench/train_throughput.py --model tiny --steps 24 --rounds 3
+    .venv/bin/python tests/bench/train_throughput.py --steps 8 --rounds 1 --batch 4   # ~10 min here
 
 Same model (SmolLM2-135M-Instruct from ~/.cache/weightgate by default, fp32 on the CPU), same
-data (64 date-rewriting chat examples, loss on the answers), same hyperparameters (r 16, alpha
+data (64 date-rewriting chat examples, loss on the answers; --steps beyond 3 epochs of them are
+not run by the job, which stops at 3 epochs), same hyperparameters (r 16, alpha
 32, dropout 0.05, lr 2e-4, warm-up 3 %, micro batch 4 x accumulation 2, AdamW, grad clip 1.0,
 all attention + MLP projections). The Trainer logs every step (as the job journals every step)
 and neither saves checkpoints during the timed steps.
@@ -164,7 +166,9 @@ def main() -> int:
     parser.add_argument("--model", choices=["demo", "tiny"], default="demo")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8, help="effective batch (micro batch = half of it)")
     args = parser.parse_args()
+    HYPER.update(effective_batch=args.batch, micro_batch=max(1, args.batch // 2))
     with tempfile.TemporaryDirectory() as tmp:
         if args.model == "demo":
             from core.demo_model import ensure_demo_model
@@ -175,7 +179,7 @@ def main() -> int:
 
             model_dir = build_tiny_model(Path(tmp) / "tiny")
         ws, prepared = make_workspace(Path(tmp) / "ws", model_dir, args.steps)
-        print(f"model {model_dir.name}, {args.steps} steps of {HYPER['effective_batch']} examples "
+        print(f"model {args.model} ({model_dir}), {args.steps} steps of {HYPER['effective_batch']} examples "
               f"({HYPER['micro_batch']} x {HYPER['effective_batch'] // HYPER['micro_batch']}), {args.rounds} rounds; "
               f"steady-state steps {SKIP_FIRST + 1}..{args.steps - 1}")
         results = {"job": [], "trainer": [], "job+reader": []}
