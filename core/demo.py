@@ -60,6 +60,18 @@ GENERAL_CASES = [
     ("gen-010", "On which continent is Egypt?", ["Africa"]),
     ("gen-011", "How many legs does a spider have? Answer with a number.", ["8", "eight"]),
     ("gen-012", "What gas do plants take in from the air for photosynthesis?", ["carbon dioxide", "CO2"]),
+    ("gen-013", "What is the capital of Italy? Answer in one word.", ["Rome"]),
+    ("gen-014", "What is the capital of Germany? Answer in one word.", ["Berlin"]),
+    ("gen-015", "What is the capital of Spain? Answer in one word.", ["Madrid"]),
+    ("gen-016", "What is the capital of England? Answer in one word.", ["London"]),
+    ("gen-017", "What is the capital of Canada? Answer in one word.", ["Ottawa"]),
+    ("gen-018", "What is 3 + 5? Answer with a number.", ["8", "eight"]),
+    ("gen-019", "What is 5 x 2? Answer with a number.", ["10", "ten"]),
+    ("gen-020", "How many hours are in a day? Answer with a number.", ["24"]),
+    ("gen-021", "How many months are in a year? Answer with a number.", ["12", "twelve"]),
+    ("gen-022", "Which animal says meow?", ["cat"]),
+    ("gen-023", "What is the largest ocean on Earth?", ["Pacific"]),
+    ("gen-024", "What is the boiling point of water in degrees Celsius?", ["100"]),
 ]
 
 

@@ -7,8 +7,10 @@ restarted mid-run shows every step; then it follows live: the loss chart (train 
 line, validation as diamonds, the best one green; m toggles smoothing), step / epoch / lr /
 grad norm / tokens/s / memory / ETA, the checkpoints with the best marked, and the last log
 lines. Below it: the data checks and the keep-or-reject gate as the checklist has them.
-Keys: s checks and splits the data and starts a run, x stops the run (SIGTERM: a checkpoint
-is saved; resume later), u resumes the newest stopped run, m toggles smoothing.
+Keys: d checks the training data and writes the cleaned split (a job), f runs the few-shot variant
+(prompting first), s checks and splits the data and starts a run, x stops the run (SIGTERM: a
+checkpoint is saved; resume later), u resumes the newest stopped run, g runs the keep-or-reject
+gate on the newest adapter, m toggles smoothing.
 """
 
 from __future__ import annotations
@@ -223,12 +225,15 @@ class FinetuningScreen(PhaseScreen):
             "come back, and the whole history replays. x stops it with a checkpoint, u resumes, m smooths the loss.")
 
     BINDINGS = [
+        Binding("d", "data_check", "Data check", tooltip="Check the training data and write the cleaned split"),
+        Binding("f", "fewshot", "Few-shot", tooltip="Prompting first: the task set with few-shot examples (a job)"),
         Binding("s", "start_run", "Train", tooltip="Check and split the training data, then start a LoRA/QLoRA run"),
+        Binding("g", "gate", "Gate", tooltip="Keep or reject the newest adapter: task and general sets (a job)"),
         Binding("m", "smooth", "Smooth loss", tooltip="Toggle the exponential moving average of the train loss"),
         Binding("x", "stop_run", "Stop run", tooltip="SIGTERM: the run saves a checkpoint and stops (resume with u)"),
         Binding("u", "resume_run", "Resume", tooltip="Continue the newest stopped run from its last checkpoint"),
     ]
-    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "start_run", "stop_run", "resume_run")
+    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "data_check", "start_run", "stop_run", "resume_run", "gate")
 
     def compose_panels(self) -> ComposeResult:
         yield TrainingPanel(id="training")
@@ -265,7 +270,9 @@ class FinetuningScreen(PhaseScreen):
         self.update_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        row = self.newest_train_row() if action in ("start_run", "stop_run", "resume_run") else None
+        row = self.newest_train_row() if action in ("start_run", "stop_run", "resume_run", "gate") else None
+        if action == "gate":
+            return True if row is not None and row.status.state == "succeeded" else None
         if action == "start_run":
             return True if (row is None or row.status.is_terminal) and not getattr(self, "_preparing", False) else None
         if action == "stop_run":
@@ -301,6 +308,16 @@ class FinetuningScreen(PhaseScreen):
         elif self.app.start_job("train", params, show_jobs=False):
             self.notify("The run goes on after you quit; x stops it with a checkpoint.", title="Training started")
         self.update_bindings()
+
+    def action_data_check(self) -> None:
+        # A job: the tokenizer is loaded in the job's process, not the TUI's.
+        self.app.start_job("data_check", {"fix": True})
+
+    def action_fewshot(self) -> None:
+        self.app.start_job("fewshot", {"shots": 3})
+
+    def action_gate(self) -> None:
+        self.app.start_job("tune_gate", {})
 
     def action_smooth(self) -> None:
         self.panel.toggle_smoothing()

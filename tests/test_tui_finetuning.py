@@ -59,11 +59,13 @@ async def test_restarted_tui_replays_the_run_stop_and_resume(tmp_path: Path, tin
         await wait_for(pilot, lambda: panel.job_id not in (None, job.job_id), timeout=30, what="the resumed job")
         await wait_for(pilot, lambda: max(panel.history.train, default=0) == 24, timeout=150, what="run finished")
         assert min(panel.history.train) == 1 and stopped_at < 24   # the first job's steps are still there
+        await wait_for(pilot, lambda: "finished" in str(panel.query_one("#train-stats").render()).lower(),
+                       timeout=30, what="result shown")     # the journal is read to its end
         rows = panel.history.checkpoint_rows()
         assert sum(best for _, _, best in rows) == 1
-        await wait_for(pilot, lambda: "★" in str(panel.query_one("#train-ckpts").render()), what="best marked")
-        await wait_for(pilot, lambda: "finished" in str(panel.query_one("#train-stats").render()).lower(),
-                       timeout=30, what="result shown")
+        best = next(step for step, _, is_best in rows if is_best)
+        assert panel.history.val[best] == min(panel.history.val.values())
+        assert "★" in str(panel.query_one("#train-ckpts").render())
 
 
 async def test_start_without_training_data_names_the_file(tmp_path: Path, tiny_model_dir: Path) -> None:

