@@ -173,8 +173,9 @@ def _describe(record: Evidence) -> str:
         return f"attested by {record.by}: {record.note}"
     if record.kind == "waive":
         return f"waived: {record.note}"
+    # The status is shown beside the detail everywhere: the detail does not repeat it.
     summary = record.note or ", ".join(f"{k}={v}" for k, v in list(record.values.items())[:4])
-    return f"{record.status}" + (f": {summary}" if summary else "")
+    return summary or record.status
 
 
 def _finetuning_decision(records: list[Evidence], prints: Fingerprints) -> Evidence | None:
