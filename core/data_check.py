@@ -326,7 +326,14 @@ def eval_texts(ws: Workspace, config: dict) -> tuple[list[tuple[str, str, str]],
             # The expected answer too: a leak is the question together with its answer.
             answer = case.expected[0] if case.expected and isinstance(case.expected[0], str) else ""
             cases.append((set_name, case.id, f"{text}\n{answer}".strip()))
+            EVAL_ANSWERS[(set_name, case.id)] = [a for a in case.expected or [] if isinstance(a, str) and a.strip()]
     return cases, sizes
+
+
+# (set, case id) -> the case's expected answers, filled by eval_texts: a near match of the
+# question is a leak only when an answer is in the example too ("capital of Japan? Tokyo" does
+# not leak "capital of Italy? Rome", though most of the words are shared).
+EVAL_ANSWERS: dict[tuple[str, str], list[str]] = {}
 
 
 def _leaks(units: list[Unit], cases: list[tuple[str, str, str]], threshold: float) -> tuple[list[dict], set[int]]:
@@ -334,11 +341,14 @@ def _leaks(units: list[Unit], cases: list[tuple[str, str, str]], threshold: floa
 
     texts = [unit.plain_text() for unit in units]
     found: dict[tuple[int, str, str], float] = {}
+    normalized = [normalize(text) for text in texts]
     for leak in leakage(texts, cases, threshold):
+        answers = EVAL_ANSWERS.get((leak.eval_set, leak.case_id))
+        if answers and not any(f" {normalize(a)} " in f" {normalized[leak.train]} " for a in answers):
+            continue
         found[(leak.train, leak.eval_set, leak.case_id)] = leak.containment
     # A short eval input inside an example verbatim (after normalizing) is a leak whatever
     # the shingles say.
-    normalized = [normalize(text) for text in texts]
     for set_name, case_id, text in cases:
         wanted = normalize(text)
         if len(wanted.split()) < 3:

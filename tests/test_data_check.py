@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.data_check import check_dataset, prepare_dataset
-from core.demo import INSTRUCTION, create_demo_workspace
+from core.demo import DATE_CASES, GENERAL_CASES, INSTRUCTION, create_demo_workspace
 from core.demo_data import PLANTED, demo_examples, demo_train_lines
 from core.errors import InputError
 from core.gates import compute_report
@@ -223,7 +223,7 @@ def test_demo_data_planted_problems_found_and_cleaned(tmp_path, tiny_model_dir):
     assert sorted(p["b"]["id"] for p in report.near_duplicates) == PLANTED["near_duplicates"]
     assert {row["id"]: row["kind"] for row in report.pii["findings"]} == PLANTED["pii"]
     assert [row["id"] for row in report.over_long] == PLANTED["over_long"]
-    assert report.leakage == [] and report.leakage_sets == {"task": 30, "general": 12}
+    assert report.leakage == [] and report.leakage_sets == {"task": len(DATE_CASES), "general": len(GENERAL_CASES)}
     # Remove the over-long example (the one thing a person must fix); the rest is cleaned.
     path.write_text("".join(line + "\n" for line in lines if '"demo-long"' not in line))
     prepared = prepare_dataset(ws, tokenizer_dir=tiny_model_dir)

@@ -76,7 +76,7 @@ def workspace(tmp_path: Path, tiny_model_dir: Path):
     return ws
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_the_six_phases_by_keys_in_tmux(workspace) -> None:
     ws = workspace
     term = Terminal(tui_command(ws.root))
@@ -123,15 +123,15 @@ def test_the_six_phases_by_keys_in_tmux(workspace) -> None:
         term.wait_for("balance        ✓", "split          ✓", timeout=30)
         term.send("s")
         term.wait_for("Training started", timeout=120)
-        term.wait_for("finished", "★", "best:", timeout=240)
+        term.wait_for("finished", "★", "best:", timeout=480)
         term.send("g")
-        term.wait_for("tune_gate", "succeeded", timeout=240)
+        term.wait_for("tune_gate", "succeeded", timeout=480)
 
         # 6 · ship a version, then health-check it from the Deployment screen
         term.send("6")
         term.wait_for("Phase 6 · Deployment")
         term.send("s")
-        term.wait_for("ship", "succeeded", timeout=240)
+        term.wait_for("ship", "succeeded", timeout=480)
         term.send("6")
         term.wait_for("v1", "current", "✓ match", timeout=60)
         term.send("h")
