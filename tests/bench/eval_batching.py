@@ -1,7 +1,9 @@
 """Benchmark: the demo model over 50 eval cases, batched and one at a time, in the same run.
 
-    .venv/bin/python tests/bench/eval_batching.py                   # batch 16 vs 1 (the must-show)
-    .venv/bin/python tests/bench/eval_batching.py --batch-size 32 --repeat 2
+    .venv/bin/python tests/bench/eval_batching.py                   # batch 32 vs 1 (the must-show)
+    .venv/bin/python tests/bench/eval_batching.py --batch-size 16 --repeat 2
+
+On a quiet 2-core machine (2026-11-22): batch 32 3.46x, batch 16 2.83x; outputs identical.
 
 The cases: the demo's 30 date-rewriting cases plus 20 deterministic variants (seeded dates in the
 same formats). A temporary workspace holds them, with the demo model (SmolLM2-135M-Instruct,
@@ -97,7 +99,7 @@ def cpu_seconds() -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=1, help="timed passes over the set; the sums count")
     parser.add_argument("--max-new-tokens", type=int, default=16, help="an ISO date is ~10 tokens + EOS")
     args = parser.parse_args()
