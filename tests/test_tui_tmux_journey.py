@@ -124,6 +124,7 @@ def test_the_six_phases_by_keys_in_tmux(workspace) -> None:
         term.send("s")
         term.wait_for("Training started", timeout=120)
         term.wait_for("finished", "★", "best:", timeout=480)
+        term.wait_for("succeeded job", timeout=60)       # the jobs list has the run ended: g is enabled
         term.send("g")
         term.wait_for("tune_gate", "succeeded", timeout=480)
 
