@@ -308,11 +308,13 @@ def _duplicates(units: list[Unit], threshold: float) -> tuple[list[dict], list[d
     return exact, near, dropped
 
 
-def eval_texts(ws: Workspace, config: dict) -> tuple[list[tuple[str, str, str]], dict[str, int]]:
-    """(set, case id, input and expected text) of every case of the task and general sets that exist."""
+def eval_texts(ws: Workspace, config: dict) -> tuple[list[tuple[str, str, str]], dict[str, int],
+                                                      dict[tuple[str, str], list[str]]]:
+    """(set, case id, input and expected text) of every case of the task and general sets that
+    exist; the sets' sizes; (set, case id) -> the case's expected answers."""
     from core.evalsets import load_evalset
 
-    cases, sizes = [], {}
+    cases, sizes, answers = [], {}, {}
     for set_name, setting, default in (("task", "eval_set", "evals/task.jsonl"),
                                        ("general", "general_set", "evals/general.jsonl")):
         path = setting_path(ws, config, setting, default)
@@ -326,25 +328,23 @@ def eval_texts(ws: Workspace, config: dict) -> tuple[list[tuple[str, str, str]],
             # The expected answer too: a leak is the question together with its answer.
             answer = case.expected[0] if case.expected and isinstance(case.expected[0], str) else ""
             cases.append((set_name, case.id, f"{text}\n{answer}".strip()))
-            EVAL_ANSWERS[(set_name, case.id)] = [a for a in case.expected or [] if isinstance(a, str) and a.strip()]
-    return cases, sizes
+            answers[(set_name, case.id)] = [a for a in case.expected or [] if isinstance(a, str) and a.strip()]
+    return cases, sizes, answers
 
 
-# (set, case id) -> the case's expected answers, filled by eval_texts: a near match of the
-# question is a leak only when an answer is in the example too ("capital of Japan? Tokyo" does
-# not leak "capital of Italy? Rome", though most of the words are shared).
-EVAL_ANSWERS: dict[tuple[str, str], list[str]] = {}
-
-
-def _leaks(units: list[Unit], cases: list[tuple[str, str, str]], threshold: float) -> tuple[list[dict], set[int]]:
+def _leaks(units: list[Unit], cases: list[tuple[str, str, str]], threshold: float,
+           answers: dict[tuple[str, str], list[str]]) -> tuple[list[dict], set[int]]:
+    """Training examples that contain an eval case. A near match of the question is a leak only
+    when one of its answers is in the example too ("capital of Japan? Tokyo" does not leak
+    "capital of Italy? Rome", though most of the words are shared)."""
     from core.near_dup import leakage, normalize
 
     texts = [unit.plain_text() for unit in units]
     found: dict[tuple[int, str, str], float] = {}
     normalized = [normalize(text) for text in texts]
     for leak in leakage(texts, cases, threshold):
-        answers = EVAL_ANSWERS.get((leak.eval_set, leak.case_id))
-        if answers and not any(f" {normalize(a)} " in f" {normalized[leak.train]} " for a in answers):
+        expected = answers.get((leak.eval_set, leak.case_id))
+        if expected and not any(f" {normalize(a)} " in f" {normalized[leak.train]} " for a in expected):
             continue
         found[(leak.train, leak.eval_set, leak.case_id)] = leak.containment
     # A short eval input inside an example verbatim (after normalizing) is a leak whatever
@@ -406,8 +406,8 @@ def check_dataset(ws: Workspace, *, tokenizer_dir: Path | None = None, path: Pat
     over_long = [{"id": unit.id, "line": unit.line, "tokens": unit.tokens} for unit in units
                  if unit.tokens > max_tokens]
     exact, near, duplicate_indices = _duplicates(units, settings.near_duplicate_threshold)
-    cases, sizes = eval_texts(ws, config)
-    leaks, leaked = _leaks(units, cases, settings.leakage_threshold)
+    cases, sizes, answers = eval_texts(ws, config)
+    leaks, leaked = _leaks(units, cases, settings.leakage_threshold, answers)
     removed = {"duplicate": [units[i].id for i in sorted(duplicate_indices)],
                "leakage": [units[i].id for i in sorted(leaked - duplicate_indices)]}
     report = DataReport(

@@ -27,7 +27,7 @@ from core.digest import ABSENT
 from core.errors import InputError
 from core.fingerprints import Fingerprints, plain
 from core.reports import save_report
-from core.runs import COMPLETE, Run, baseline_run, list_runs
+from core.runs import Run, baseline_run, run_with_identity
 from core.workspace import Workspace
 
 GATE_KIND = "gate"
@@ -86,13 +86,6 @@ def _bare_target(ws: Workspace, config: dict):
     return workspace_target(ws, stripped)
 
 
-def existing_run(ws: Workspace, set_name: str, digest: str) -> Run | None:
-    for run in list_runs(ws, set_name):
-        if run.status == COMPLETE and run.digest == digest:
-            return run
-    return None
-
-
 def evaluate(ws: Workspace, set_name: str, target, *, batch_size: int | None, kind: str, name: str, device: str,
              loaded: Callable | None = None, log: Callable[[str], None], progress=None) -> tuple[Run, bool]:
     """The run of `target` on a set: reused when one with the same identity exists. Returns
@@ -100,7 +93,7 @@ def evaluate(ws: Workspace, set_name: str, target, *, batch_size: int | None, ki
     from core.evaluation import execute, plan_eval
 
     plan = plan_eval(ws, set_name, batch_size=batch_size, target=target, kind=kind, device=device)
-    previous = existing_run(ws, set_name, plan.identity["digest"])
+    previous = run_with_identity(ws, set_name, plan.identity["digest"])
     if previous is not None:
         log(f"{set_name}: reusing run {previous.id} (same identity {plan.identity['digest'][7:19]})")
         return previous, True

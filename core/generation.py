@@ -195,6 +195,19 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def bnb_config(quant: dict) -> Any:
+    """transformers' BitsAndBytesConfig for a precision spec's `quantization` table: the one
+    place the spec turns into bitsandbytes settings (eval, training, the shipped-version probe)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quant.get("bits") == 8:
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=quant.get("threshold", 6.0))
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant.get("quant_type", "nf4"),
+                              bnb_4bit_use_double_quant=bool(quant.get("double_quant", True)),
+                              bnb_4bit_compute_dtype=getattr(torch, quant.get("compute_dtype") or "float32"))
+
+
 def load_model(model_dir: str | Path, precision: Any = "native", adapter: str | Path | None = None,
                device: str | None = None) -> LoadedModel:
     """The model at `precision` (fp32/bf16/fp16, or int8/nf4/fp4 through bitsandbytes, which
@@ -215,16 +228,7 @@ def load_model(model_dir: str | Path, precision: Any = "native", adapter: str | 
                               "trust_remote_code": False}
     quant = spec["quantization"]
     if quant:
-        from transformers import BitsAndBytesConfig
-
-        if quant["bits"] == 8:
-            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True,
-                                                               llm_int8_threshold=quant["threshold"])
-        else:
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type=quant["quant_type"],
-                bnb_4bit_use_double_quant=quant["double_quant"],
-                bnb_4bit_compute_dtype=getattr(torch, quant["compute_dtype"]))
+        kwargs["quantization_config"] = bnb_config(quant)
         kwargs["device_map"] = device
         # bitsandbytes says so on every 8-bit matmul; the cast is documented above.
         warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")

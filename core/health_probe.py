@@ -109,16 +109,9 @@ def _load(ref, manifest: dict, workspace_root: Path):
     kwargs = {"dtype": getattr(torch, precision.get("dtype") or "float32"), "use_safetensors": True,
               "trust_remote_code": False}
     if quant:
-        from transformers import BitsAndBytesConfig
+        from core.generation import bnb_config
 
-        if quant.get("bits") == 8:
-            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True,
-                                                               llm_int8_threshold=quant.get("threshold", 6.0))
-        else:
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type=quant.get("quant_type", "nf4"),
-                bnb_4bit_use_double_quant=bool(quant.get("double_quant")),
-                bnb_4bit_compute_dtype=getattr(torch, quant.get("compute_dtype") or "float32"))
+        kwargs["quantization_config"] = bnb_config(quant)
     adapter = manifest["release"]["relation"] == "adapter"
     model_dir = base_dir_of(manifest, workspace_root) if adapter else ref.path
     # Where a server would put it: the GPU when there is one.

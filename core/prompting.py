@@ -42,7 +42,7 @@ def training_shots(ws: Workspace, count: int, config: dict | None = None) -> lis
     read = read_dataset(path)
     single = [example for example in read.examples if example.messages is not None
               and [m["role"] for m in example.messages] == ["user", "assistant"]]
-    cases, _ = eval_texts(ws, config)
+    cases, _, _ = eval_texts(ws, config)
     texts = [example.plain_text() for example in single]
     leaked = {leak.train for leak in leakage(texts, cases, 0.5)}
     inputs = {normalize(text) for _, _, text in cases}
@@ -79,7 +79,7 @@ def run_fewshot(ws: Workspace, *, shots: int = DEFAULT_SHOTS, batch_size: int | 
                 log: Callable[[str], None] | None = None) -> dict:
     """Run (or reuse) the few-shot variant and say how it compares with the zero-shot baseline."""
     from core.evaluation import execute
-    from core.finetune_gate import existing_run
+    from core.runs import run_with_identity
     from core.generation import default_device
 
     log = log or (lambda message: None)
@@ -89,7 +89,7 @@ def run_fewshot(ws: Workspace, *, shots: int = DEFAULT_SHOTS, batch_size: int | 
         batch_size = int(baseline.components.get("batch_size") or 0) or None
     plan, source = plan_fewshot(ws, shots=shots, batch_size=batch_size, device=device)
     count = len(plan.evalset.options.few_shot)
-    run = existing_run(ws, "task", plan.identity["digest"])
+    run = run_with_identity(ws, "task", plan.identity["digest"])
     if run is None:
         label = "without the set's few-shot turns" if source == ZERO_SHOT else f"{count} from the {source}"
         log(f"{len(plan.cases)} cases, {label}")

@@ -94,16 +94,16 @@ def _run_at(ws: Workspace, precision: str | None, *, device: str, batch_size: in
     """A complete task-set run of the workspace's model at `precision` (None: the decision):
     an existing run with the same identity, or a new one."""
     from core.evaluation import execute, plan_eval, workspace_target
-    from core.runs import COMPLETE, list_runs
+    from core.runs import run_with_identity
 
     target = workspace_target(ws)
     if precision is not None:
         target = dataclasses.replace(target, precision=precision)
     plan = plan_eval(ws, "task", batch_size=batch_size, device=device, target=target)
-    for run in list_runs(ws, "task"):
-        if run.status == COMPLETE and run.digest == plan.identity["digest"]:
-            log(f"{precision or 'the chosen precision'}: reusing run {run.id} (same identity)")
-            return run
+    run = run_with_identity(ws, "task", plan.identity["digest"])
+    if run is not None:
+        log(f"{precision or 'the chosen precision'}: reusing run {run.id} (same identity)")
+        return run
     log(f"{precision or 'the chosen precision'}: generating {len(plan.cases)} cases")
     return execute(plan, name=f"quant check: {target.label} {precision or target.precision}",
                    progress=progress, extra_config={"purpose": "quant_quality"})

@@ -260,6 +260,14 @@ def baseline_run(ws: Workspace, set_name: str = "task", **components) -> Run | N
     return None
 
 
+def run_with_identity(ws: Workspace, set_name: str, digest: str) -> Run | None:
+    """A complete run of the set whose identity is `digest`: what would be generated again."""
+    for run in list_runs(ws, set_name):
+        if run.status == COMPLETE and run.digest == digest:
+            return run
+    return None
+
+
 def latest_run(ws: Workspace, set_name: str = "task", *, complete: bool = True, **components) -> Run | None:
     """The newest run of a set (complete ones only by default) matching the given components."""
     for run in list_runs(ws, set_name):

@@ -109,6 +109,11 @@ async def started(pilot) -> WeightgateApp:
     return app
 
 
+def row_keys(table) -> list[str]:
+    """A DataTable's row keys, top to bottom."""
+    return [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(table.row_count)]
+
+
 def notifications(app: WeightgateApp) -> list[str]:
     return [f"{n.title}: {n.message}" for n in app._notifications]
 

@@ -15,7 +15,7 @@ from core.evaluation import run_eval
 from core.local_source import lock_local_source
 from core.registry import read_aliases, read_history
 from core.ship import ship
-from test_tui import notifications, started, wait_for
+from test_tui import notifications, row_keys, started, wait_for
 from tests.helpers import phase1_ready
 from tests.test_ship import flip_byte, make_adapter
 from tui.app import WeightgateApp
@@ -42,10 +42,6 @@ def shipped(tmp_path: Path):
     run_eval(ws, "task", device="cpu")
     ship(ws, latency=False)                                              # v2: the adapter, separate
     return ws
-
-
-def row_keys(table) -> list[str]:
-    return [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(table.row_count)]
 
 
 async def test_versions_verify_health_and_rollback(shipped) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from core.evaluation import run_eval
 from core.runs import list_runs
-from test_tui import started, wait_for
+from test_tui import row_keys, started, wait_for
 from tests.test_evaluation import tiny_workspace
 from tui.app import WeightgateApp
 
@@ -27,10 +27,6 @@ def ws(tmp_path: Path, tiny_model_dir: Path):
                                            "scorer": "exact"}) + "\n" for n in range(6)))
     run_eval(ws, "general", device="cpu")
     return ws
-
-
-def row_keys(table) -> list[str]:
-    return [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(table.row_count)]
 
 
 async def test_runs_live_eval_baseline_and_compare(ws) -> None:

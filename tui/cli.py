@@ -652,23 +652,7 @@ def _add_eval_commands(app, workspace, fail) -> None:
     from core.errors import WeightgateError
 
     def start(kind: str, params: dict, as_json: bool, follow: bool, verdict=None) -> None:
-        """Start a detached job; with --attach follow it and exit with its verdict."""
-        from core.jobs import start_job
-
-        ws = workspace(as_json)
-        handle = start_job(ws.jobs_dir, kind, params, workspace=ws.root)
-        if not follow:
-            print(json.dumps({"job": handle.job_id, "dir": str(handle.job_dir)}) if as_json
-                  else f"started {kind} job {handle.job_id}; follow it with `weightgate attach {handle.job_id}`")
-            raise typer.Exit(EXIT_OK)
-        code = _attach(handle.job_dir, as_json, follow=True)
-        result = _job_result(handle.job_dir)
-        if code == EXIT_OK and verdict is not None and result is not None:
-            message, ok = verdict(result)
-            if not as_json and message:
-                print(message)
-            code = EXIT_OK if ok else EXIT_FAILED
-        raise typer.Exit(code)
+        run_job_command(workspace(as_json), kind, params, as_json=as_json, follow=follow, verdict=verdict)
 
     def check_plan(set_name: str, batch_size, limit, as_json: bool) -> None:
         """A bad eval set or a missing lock is reported here (exit 2), not in a job's log."""
@@ -835,6 +819,28 @@ def _add_eval_commands(app, workspace, fail) -> None:
         def verdict(result: dict):
             return render_table(result), not any(row.get("error") for row in result.get("rows", []))
         start("benchmark", {"limit": limit, "batch_size": batch_size}, as_json, follow, verdict)
+
+
+def run_job_command(ws, kind: str, params: dict, *, as_json: bool, follow: bool, verdict=None) -> None:
+    """Start a detached job; with --attach follow it and exit with its verdict: verdict(result)
+    gives (message, ok). Always ends with typer.Exit."""
+    import typer
+
+    from core.jobs import start_job
+
+    handle = start_job(ws.jobs_dir, kind, params, workspace=ws.root)
+    if not follow:
+        print(json.dumps({"job": handle.job_id, "dir": str(handle.job_dir)}) if as_json
+              else f"started {kind} job {handle.job_id}; follow it with `weightgate attach {handle.job_id}`")
+        raise typer.Exit(EXIT_OK)
+    code = _attach(handle.job_dir, as_json, follow=True)
+    result = _job_result(handle.job_dir)
+    if code == EXIT_OK and verdict is not None and result is not None:
+        message, ok = verdict(result)
+        if not as_json and message:
+            print(message)
+        code = EXIT_OK if ok else EXIT_FAILED
+    raise typer.Exit(code)
 
 
 def _job_result(job_dir: Path) -> dict | None:

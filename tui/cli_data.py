@@ -56,23 +56,9 @@ def add_data_commands(app, workspace, fail) -> None:
     app.add_typer(tune_app, name="tune")
 
     def start(kind: str, params: dict, as_json: bool, follow: bool, verdict) -> None:
-        from core.jobs import start_job
-        from tui.cli import EXIT_OK as OK, _attach, _job_result
+        from tui.cli import run_job_command
 
-        ws = workspace(as_json)
-        handle = start_job(ws.jobs_dir, kind, params, workspace=ws.root)
-        if not follow:
-            print(json.dumps({"job": handle.job_id, "dir": str(handle.job_dir)}) if as_json
-                  else f"started {kind} job {handle.job_id}; follow it with `weightgate attach {handle.job_id}`")
-            raise typer.Exit(OK)
-        code = _attach(handle.job_dir, as_json, follow=True)
-        result = _job_result(handle.job_dir)
-        if code == OK and result is not None:
-            message, ok = verdict(result)
-            if not as_json:
-                print(message)
-            code = OK if ok else EXIT_FAILED
-        raise typer.Exit(code)
+        run_job_command(workspace(as_json), kind, params, as_json=as_json, follow=follow, verdict=verdict)
 
     @tune_app.command("fewshot")
     def tune_fewshot(shots: int = typer.Option(3, "--shots", min=1, max=16,

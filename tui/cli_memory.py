@@ -88,23 +88,9 @@ def add_memory_commands(app, workspace, fail) -> None:
         raise typer.Exit(0 if ok else 1)
 
     def start(kind: str, params: dict, as_json: bool, follow: bool, verdict) -> None:
-        from core.jobs import start_job
-        from tui.cli import EXIT_FAILED, EXIT_OK, _attach, _job_result
+        from tui.cli import run_job_command
 
-        ws = workspace(as_json)
-        handle = start_job(ws.jobs_dir, kind, params, workspace=ws.root)
-        if not follow:
-            print(json.dumps({"job": handle.job_id, "dir": str(handle.job_dir)}) if as_json
-                  else f"started {kind} job {handle.job_id}; follow it with `weightgate attach {handle.job_id}`")
-            raise typer.Exit(EXIT_OK)
-        code = _attach(handle.job_dir, as_json, follow=True)
-        result = _job_result(handle.job_dir)
-        if code == EXIT_OK and result is not None:
-            message, ok = verdict(result)
-            if not as_json and message:
-                print(message)
-            code = EXIT_OK if ok else EXIT_FAILED
-        raise typer.Exit(code)
+        run_job_command(workspace(as_json), kind, params, as_json=as_json, follow=follow, verdict=verdict)
 
     def require_precision(as_json: bool) -> None:
         from core.fingerprints import plain

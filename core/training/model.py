@@ -58,22 +58,14 @@ def load_base(model_dir: Path, precision: str, device: str = "cpu") -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from core.generation import precision_spec
+    from core.generation import bnb_config, precision_spec
 
     spec = precision_spec(precision, Path(model_dir), device)
     kwargs: dict[str, Any] = {"dtype": getattr(torch, spec["dtype"]), "use_safetensors": True,
                               "trust_remote_code": False}
     quant = spec["quantization"]
     if quant:
-        from transformers import BitsAndBytesConfig
-
-        if quant["bits"] == 8:
-            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True,
-                                                               llm_int8_threshold=quant["threshold"])
-        else:
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type=quant["quant_type"], bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=getattr(torch, quant["compute_dtype"]))
+        kwargs["quantization_config"] = bnb_config(quant)
         kwargs["device_map"] = device
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     if not quant:
