@@ -64,6 +64,23 @@ class Terminal:
         state = "gone" if absent else "on screen"
         raise AssertionError(f"timed out after {timeout} s waiting for {texts!r} to be {state}; screen:\n{screen}")
 
+    def wait_for_job(self, kind: str, *, timeout: float = 30.0) -> str:
+        """Poll until the Jobs screen has a row of a `kind` job that succeeded.
+
+        Words alone are not enough: "ship" and "succeeded" can both be on the Deployment
+        screen (an item's title, an earlier job's toast) before the job has even started.
+        """
+        row = re.compile(rf"^.*\s{re.escape(kind)}\s+✓ succeeded\s", re.MULTILINE)
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if "s start a selftest" in screen and row.search(screen):
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout} s waiting for a succeeded {kind} job on the Jobs "
+                             f"screen; screen:\n{screen}")
+
     def close(self) -> None:
         self.tmux("kill-server")
 

@@ -97,7 +97,7 @@ def test_the_six_phases_by_keys_in_tmux(workspace) -> None:
         term.send("2")
         term.wait_for("Phase 2 · Verification")
         term.send("v")
-        term.wait_for("verify", "succeeded", timeout=90)
+        term.wait_for("✓ verify succeeded", timeout=90)  # the screen follows its own job
 
         # 3 · fit: the largest precision that fits is recorded
         term.send("3")
@@ -118,7 +118,7 @@ def test_the_six_phases_by_keys_in_tmux(workspace) -> None:
         term.send("5")
         term.wait_for("Phase 5 · Fine-tuning", "Training run", timeout=30)
         term.send("d")
-        term.wait_for("data_check", "succeeded", timeout=120)
+        term.wait_for_job("data_check", timeout=120)
         term.send("5")
         term.wait_for("balance        ✓", "split          ✓", timeout=30)
         term.send("s")
@@ -126,13 +126,13 @@ def test_the_six_phases_by_keys_in_tmux(workspace) -> None:
         term.wait_for("finished", "★", "best:", timeout=480)
         term.wait_for("succeeded job", timeout=60)       # the jobs list has the run ended: g is enabled
         term.send("g")
-        term.wait_for("tune_gate", "succeeded", timeout=480)
+        term.wait_for_job("tune_gate", timeout=480)
 
         # 6 · ship a version, then health-check it from the Deployment screen
         term.send("6")
         term.wait_for("Phase 6 · Deployment")
         term.send("s")
-        term.wait_for("ship", "succeeded", timeout=480)
+        term.wait_for_job("ship", timeout=480)
         term.send("6")
         term.wait_for("v1", "current", "✓ match", timeout=60)
         term.send("h")
