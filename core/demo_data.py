@@ -4,11 +4,20 @@
     PLANTED                               # what was planted on purpose, for the data checks to find
 
 The user asks to rewrite a date written in some English format as YYYY-MM-DD; the assistant
-answers with the ISO date. Dates are drawn (seeded) from 1950-2035, never one of the demo eval
-set's dates, and no written date repeats, except what is planted for the checks to find:
-exact duplicates, near duplicates (the same question with one word of the request changed), a
-few PII strings (an email, a phone number, a card number passing Luhn, an IBAN) and one example
-far longer than the model's context.
+answers with the ISO date. The formats are the task's: month or day first, abbreviations,
+ordinals, weekdays, numeric dates marked US / UK / German, two-digit years, unpadded and compact
+ISO, and named days (Christmas Eve 1987). Half of the requests use the task's own instruction,
+the rest other wordings. Dates are drawn (seeded) from 1900-2035, never one of the demo eval set's
+dates, and no written date repeats.
+
+About one example in ten is a general question with a short answer (the capital of Portugal,
+3 + 6): replayed general data, so that learning the date format does not teach the model to
+answer every question with a number (the general set catches that forgetting). None of them is
+a question of the general eval set.
+
+Planted for the checks to find: exact duplicates, near duplicates (the same question with one
+word of the request changed), a few PII strings (an email, a phone number, a card number passing
+Luhn, an IBAN) and one example far longer than the model's context.
 """
 
 from __future__ import annotations
@@ -17,13 +26,16 @@ import datetime as dt
 import json
 import random
 
-from core.demo import DATE_CASES
+from core.demo import DATE_CASES, INSTRUCTION
 
 SEED = 20240315
-COUNT = 400            # regular examples, before the planted ones
+COUNT = 420            # regular examples (dates and general replay), before the planted ones
+GENERAL_EVERY = 10     # one regular example in ten is general replay, while the list lasts
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
 SHORT = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+DOTTED = ["Jan.", "Feb.", "Mar.", "Apr.", "May", "June", "July", "Aug.", "Sept.", "Oct.", "Nov.", "Dec."]
+FIRST_YEAR, LAST_YEAR = 1900, 2035
 
 
 def ordinal(day: int) -> str:
@@ -31,26 +43,105 @@ def ordinal(day: int) -> str:
     return f"{day}{suffix}"
 
 
-# (name, tag, how a date is written). Tags: common formats vs the edge ones (numeric, ambiguous
-# order, two-digit years), so the balance check has something to measure.
+def two_digit_year(date: dt.date) -> bool:
+    """'99 and '05 read unambiguously (1950-2029) only."""
+    return 1950 <= date.year <= 2029
+
+
+# (name, tag, how a date is written, whether the format can write this date). Tags: common
+# formats, the edge ones (numeric, ambiguous order, two-digit years), the hard named days, so the
+# balance check has something to measure.
+def _any(date: dt.date) -> bool:
+    return True
+
+
 FORMATS = [
-    ("month_day_year", "common", lambda d: f"{MONTHS[d.month - 1]} {d.day}, {d.year}"),
-    ("day_month_year", "common", lambda d: f"{d.day} {MONTHS[d.month - 1]} {d.year}"),
-    ("ordinal_of", "common", lambda d: f"the {ordinal(d.day)} of {MONTHS[d.month - 1]}, {d.year}"),
-    ("short_month", "common", lambda d: f"{SHORT[d.month - 1]} {d.day}, {d.year}"),
-    ("weekday", "common", lambda d: f"{d.strftime('%A')}, {MONTHS[d.month - 1]} {d.day}, {d.year}"),
-    ("day_first_slash", "edge", lambda d: f"{d.day:02d}/{d.month:02d}/{d.year} (day first)"),
-    ("month_first_slash", "edge", lambda d: f"{d.month:02d}/{d.day:02d}/{d.year} (month first)"),
-    ("short_apostrophe", "edge", lambda d: f"{SHORT[d.month - 1]} {ordinal(d.day)} '{d.year % 100:02d}"),
-    ("dotted_day_first", "edge", lambda d: f"{d.day}.{d.month}.{d.year} (day first)"),
+    ("month_day_year", "common", lambda d: f"{MONTHS[d.month - 1]} {d.day}, {d.year}", _any),
+    ("day_month_year", "common", lambda d: f"{d.day} {MONTHS[d.month - 1]} {d.year}", _any),
+    ("ordinal_of", "common", lambda d: f"the {ordinal(d.day)} of {MONTHS[d.month - 1]}, {d.year}", _any),
+    ("ordinal_of_bare", "common", lambda d: f"{ordinal(d.day)} of {MONTHS[d.month - 1]} {d.year}", _any),
+    ("month_ordinal", "common", lambda d: f"{MONTHS[d.month - 1]} {ordinal(d.day)}, {d.year}", _any),
+    ("month_the_ordinal", "common", lambda d: f"{MONTHS[d.month - 1]} the {ordinal(d.day)}, {d.year}", _any),
+    ("short_month", "common", lambda d: f"{SHORT[d.month - 1]} {d.day}, {d.year}", _any),
+    ("dotted_month", "common", lambda d: f"{DOTTED[d.month - 1]} {d.day}, {d.year}", _any),
+    ("short_day_first", "common", lambda d: f"{d.day} {SHORT[d.month - 1]} {d.year}", _any),
+    ("weekday", "common", lambda d: f"{d.strftime('%A')}, {MONTHS[d.month - 1]} {d.day}, {d.year}", _any),
+    ("weekday_day_first", "common", lambda d: f"{d.strftime('%A')}, {d.day} {MONTHS[d.month - 1]} {d.year}",
+     _any),
+    ("us_slash", "edge", lambda d: f"{d.month:02d}/{d.day:02d}/{d.year} (US format)", _any),
+    ("uk_slash", "edge", lambda d: f"{d.day:02d}/{d.month:02d}/{d.year} (UK format)", _any),
+    ("us_slash_short", "edge", lambda d: f"{d.month}/{d.day}/{d.year % 100:02d} (US format)", two_digit_year),
+    ("german_dotted", "edge", lambda d: f"{d.day:02d}.{d.month:02d}.{d.year} (German format, day first)", _any),
+    ("dotted_day_first", "edge", lambda d: f"{d.day}.{d.month}.{d.year} (day first)", _any),
+    ("short_apostrophe", "edge", lambda d: f"{SHORT[d.month - 1]} {ordinal(d.day)} '{d.year % 100:02d}",
+     two_digit_year),
+    ("ordinal_apostrophe", "edge", lambda d: f"the {ordinal(d.day)} of {SHORT[d.month - 1]} '{d.year % 100:02d}",
+     two_digit_year),
+    ("iso_unpadded", "edge", lambda d: f"{d.year}-{d.month}-{d.day}", _any),
+    ("compact", "edge", lambda d: f"{d.year}{d.month:02d}{d.day:02d}", _any),
 ]
+# Named days: (how it is written with {year}, month, day).
+NAMED_DAYS = [
+    ("Christmas Eve {year}", 12, 24), ("Christmas Day {year}", 12, 25), ("the day after Christmas {year}", 12, 26),
+    ("Boxing Day {year}", 12, 26), ("New Year's Day {year}", 1, 1), ("New Year's Eve {year}", 12, 31),
+    ("Halloween {year}", 10, 31), ("Valentine's Day {year}", 2, 14), ("the Ides of March, {year}", 3, 15),
+    ("April Fools' Day {year}", 4, 1), ("Independence Day {year} (US)", 7, 4), ("Bastille Day {year}", 7, 14),
+    ("St. Patrick's Day {year}", 3, 17), ("Guy Fawkes Night {year}", 11, 5),
+    ("the day before Christmas Eve {year}", 12, 23),
+]
+NAMED_SHARE = 0.12
 REQUESTS = [
+    INSTRUCTION + "{date}",       # the task's own prompt (evals/task.jsonl): half of the requests
     "Rewrite this date as YYYY-MM-DD: {date}",
     "Convert {date} to ISO 8601 (YYYY-MM-DD). Reply with the date only.",
     "What is {date} in YYYY-MM-DD format?",
     "Please write {date} as an ISO date (YYYY-MM-DD).",
     "Format the date {date} as YYYY-MM-DD.",
-    "{date} -> YYYY-MM-DD?",
+]
+# General replay: questions that are not in evals/general.jsonl, with short right answers.
+GENERAL_REPLAY = [
+    ("What is the capital of Portugal? Answer in one word.", "Lisbon"),
+    ("What is the capital of Greece? Answer in one word.", "Athens"),
+    ("What is the capital of Norway? Answer in one word.", "Oslo"),
+    ("What is the capital of Sweden? Answer in one word.", "Stockholm"),
+    ("What is the capital of Poland? Answer in one word.", "Warsaw"),
+    ("What is the capital of Austria? Answer in one word.", "Vienna"),
+    ("What is the capital of Ireland? Answer in one word.", "Dublin"),
+    ("What is the capital of Kenya? Answer in one word.", "Nairobi"),
+    ("What is the capital of Peru? Answer in one word.", "Lima"),
+    ("What is the capital of Russia? Answer in one word.", "Moscow"),
+    ("What is the capital of Egypt? Answer in one word.", "Cairo"),
+    ("What is the capital of Denmark? Answer in one word.", "Copenhagen"),
+    ("What is the capital of Finland? Answer in one word.", "Helsinki"),
+    ("What is the capital of Thailand? Answer in one word.", "Bangkok"),
+    ("What is 3 + 6? Answer with a number.", "9"),
+    ("What is 5 + 6? Answer with a number.", "11"),
+    ("What is 9 - 6? Answer with a number.", "3"),
+    ("What is 3 x 3? Answer with a number.", "9"),
+    ("What is 6 x 5? Answer with a number.", "30"),
+    ("How many sides does a triangle have? Answer with a number.", "3"),
+    ("How many minutes are in an hour? Answer with a number.", "60"),
+    ("How many sides does a hexagon have? Answer with a number.", "6"),
+    ("Which planet is known as the Red Planet?", "Mars"),
+    ("What is the chemical symbol for silver?", "Ag"),
+    ("What is the chemical symbol for iron?", "Fe"),
+    ("What is the opposite of up?", "Down"),
+    ("What is the opposite of big?", "Small"),
+    ("What is the opposite of wet?", "Dry"),
+    ("Who painted the Mona Lisa?", "Leonardo da Vinci"),
+    ("What is frozen water called?", "Ice"),
+    ("Which animal barks?", "A dog"),
+    ("Which animal says moo?", "A cow"),
+    ("What color is fresh grass?", "Green"),
+    ("What color is snow?", "White"),
+    ("What is the largest mammal on Earth?", "The blue whale"),
+    ("On which continent is Brazil?", "South America"),
+    ("On which continent is France?", "Europe"),
+    ("What is the freezing point of water in degrees Celsius?", "0"),
+    ("What do bees make?", "Honey"),
+    ("Which star is closest to the Earth?", "The Sun"),
+    ("Who wrote Hamlet?", "William Shakespeare"),
+    ("What language is spoken in Brazil?", "Portuguese"),
 ]
 
 # What is planted (ids below), so tests and the demo walkthrough can check each one is found.
@@ -72,23 +163,58 @@ def _example(example_id: str, request: str, answer: str, tags: list[str]) -> dic
                                            {"role": "assistant", "content": answer}], "tags": tags}
 
 
-def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -> list[dict]:
-    """`count` regular examples, then (plant=True, count >= 50) the planted ones spread among them."""
-    rng = random.Random(seed)
+def _request(rng: random.Random, written: str) -> str:
+    template = REQUESTS[0] if rng.random() < 0.5 else REQUESTS[1 + rng.randrange(len(REQUESTS) - 1)]
+    return template.format(date=written)
+
+
+def _date_examples(count: int, rng: random.Random) -> list[tuple[str, str, str]]:
+    """`count` (request, answer, tag) with distinct written dates, none on an eval set's date."""
     avoid = _eval_dates()
-    first, span = dt.date(1950, 1, 1), (dt.date(2035, 12, 31) - dt.date(1950, 1, 1)).days
+    first = dt.date(FIRST_YEAR, 1, 1)
+    span = (dt.date(LAST_YEAR, 12, 31) - first).days
     seen: set[str] = set()
-    examples = []
-    while len(examples) < count:
-        date = first + dt.timedelta(days=rng.randrange(span + 1))
-        name, tag, write = FORMATS[rng.randrange(len(FORMATS))]
-        written = write(date)
+    out = []
+    while len(out) < count:
+        if rng.random() < NAMED_SHARE:
+            pattern, month, day = NAMED_DAYS[rng.randrange(len(NAMED_DAYS))]
+            date = dt.date(rng.randrange(FIRST_YEAR, LAST_YEAR + 1), month, day)
+            written, tag = pattern.format(year=date.year), "hard"
+        else:
+            date = first + dt.timedelta(days=rng.randrange(span + 1))
+            _, tag, write, can_write = FORMATS[rng.randrange(len(FORMATS))]
+            if not can_write(date):
+                continue
+            written = write(date)
         # By the text, not the format: "May 21, 2016" is written alike in two formats.
         if date in avoid or written in seen:
             continue
         seen.add(written)
-        request = REQUESTS[rng.randrange(len(REQUESTS))].format(date=written)
-        examples.append(_example(f"demo-{len(examples) + 1:04d}", request, date.isoformat(), [tag]))
+        out.append((_request(rng, written), date.isoformat(), tag))
+    return out
+
+
+def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -> list[dict]:
+    """`count` regular examples, then (plant=True, count >= 50) the planted ones spread among them.
+
+    Every GENERAL_EVERY-th regular example (the 5th, 15th, ...) is general replay while the list
+    lasts; the others are dates, so demo-0010 ... demo-0040 (copied by the planted ones) are dates.
+    """
+    rng = random.Random(seed)
+    general = list(GENERAL_REPLAY)
+    rng.shuffle(general)
+    slots = [index for index in range(count) if index % GENERAL_EVERY == GENERAL_EVERY // 2][:len(general)]
+    dates = iter(_date_examples(count - len(slots), rng))
+    replay = iter(general)
+    examples = []
+    for index in range(count):
+        example_id = f"demo-{index + 1:04d}"
+        if index in slots:
+            question, answer = next(replay)
+            examples.append(_example(example_id, question, answer, ["general"]))
+        else:
+            request, answer, tag = next(dates)
+            examples.append(_example(example_id, request, answer, [tag]))
     if not plant:
         return examples
     by_id = {example["id"]: example for example in examples}

@@ -43,6 +43,10 @@ class PhaseResult:
                 "results": self.lines}
 
 
+def _score(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+
+
 def run_job(ws: Workspace, kind: str, params: dict, say: Say) -> dict:
     """Start a detached job, follow it (progress at most every few seconds), return its result."""
     from core.jobs import follow_job, read_status, start_job
@@ -185,7 +189,8 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
         from tui.cli_train import _new_run_params
 
         shots = run_job(ws, "fewshot", {"shots": 3}, say)
-        lines.append(f"few-shot first: {shots.get('note') or shots.get('summary')}")
+        lines.append(f"prompting first: {shots.get('shots')}-shot {_score(shots.get('score'))} vs zero-shot "
+                     f"{_score(shots.get('baseline_score'))} (run {shots.get('run')})")
         report = check_dataset(ws)
         lines.append("data check found: " + "; ".join(_found(report)))
         if report.blocking:

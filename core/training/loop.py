@@ -31,6 +31,7 @@ from core.training.data import Example, collate
 from core.training.plan import lr_at
 
 FINISHED, STOPPED, DIVERGED, RESTORE_FAILED = "finished", "stopped", "diverged", "restore_failed"
+DIVERGENCE_FLOOR_SHARE = 0.1   # the running minimum counts as at least 10% of the first loss
 PROGRESS_EVERY_S = 1.0
 
 
@@ -232,10 +233,17 @@ def run_loop(setup: LoopSetup, *, resume_from: Path | None = None) -> Outcome:
             setup.emit("log", {"message": message, "level": "error"})
             return outcome(DIVERGED, message)
         running_min = state["running_min"]
+        if state.get("first_loss") is None:
+            state["first_loss"] = loss
+        # Near zero a single batch can be many times the minimum (0.037 after 0.004) without
+        # anything going wrong; an explosion also climbs back towards where the run began.
+        floor = DIVERGENCE_FLOOR_SHARE * state["first_loss"]
         if (step > setup.warmup_steps and running_min is not None
-                and loss > setup.divergence_factor * running_min):
+                and loss > setup.divergence_factor * max(running_min, floor)):
             message = (f"training diverged at step {step}: loss {loss:.4g} is more than "
-                       f"{setup.divergence_factor:g}x its running minimum {running_min:.4g}; stopped. The best "
+                       f"{setup.divergence_factor:g}x its running minimum {running_min:.4g} (and over "
+                       f"{setup.divergence_factor * floor:.4g}, {setup.divergence_factor * DIVERGENCE_FLOOR_SHARE:.0%} "
+                       f"of the first step's loss); stopped. The best "
                        f"checkpoint (step {state['best_step']}, val loss {state['best_val_loss']}) is kept. "
                        "Lower [training] lr and start a new run")
             setup.emit("log", {"message": message, "level": "error"})
