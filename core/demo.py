@@ -75,18 +75,26 @@ GENERAL_CASES = [
 ]
 
 
+# An ISO date is 10 characters (about 11 tokens with the end of turn); the general answers
+# come within the first sentence. Tighter limits than the 64-token default keep a rambling
+# base model from dominating the eval time and the latency measurement.
+TASK_MAX_NEW_TOKENS = 16
+GENERAL_MAX_NEW_TOKENS = 32
+
+
 def task_lines() -> list[str]:
-    lines = []
+    lines = [json.dumps({"_set": {"max_new_tokens": TASK_MAX_NEW_TOKENS}})]
     for case_id, written, answer, tags in DATE_CASES:
         lines.append(json.dumps({"id": case_id, "input": INSTRUCTION + written, "expected": answer,
-                                 "scorer": "normalized", "tags": tags}))
+                                 "scorer": "exact", "tags": tags}))
     return lines
 
 
 def general_lines() -> list[str]:
-    return [json.dumps({"id": case_id, "input": prompt, "expected": answers, "scorer": "contains_any",
-                        "tags": ["general"]})
-            for case_id, prompt, answers in GENERAL_CASES]
+    return [json.dumps({"_set": {"max_new_tokens": GENERAL_MAX_NEW_TOKENS}})] + [
+        json.dumps({"id": case_id, "input": prompt, "expected": answers, "scorer": "contains_any",
+                    "tags": ["general"]})
+        for case_id, prompt, answers in GENERAL_CASES]
 
 
 def create_demo_workspace(root: Path) -> tuple[Workspace, bool]:
@@ -128,5 +136,7 @@ def setup_demo_model(ws: Workspace, demo) -> dict:
         def provenance(doc):
             doc["decisions"]["model_provenance"] = demo_provenance(demo)
         ws.update_config(provenance)
-    lock = lock_local_source(ws, spec, provenance=demo_provenance(demo))
+    from core.demo_model import ORIGIN_REPO
+
+    lock = lock_local_source(ws, spec, provenance=demo_provenance(demo), origin=ORIGIN_REPO)
     return {"model": spec, "files": len(lock.files), "bytes": lock.total_bytes()}

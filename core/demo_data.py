@@ -10,8 +10,8 @@ ISO, and named days (Christmas Eve 1987). Half of the requests use the task's ow
 the rest other wordings. Dates are drawn (seeded) from 1900-2035, never one of the demo eval set's
 dates, and no written date repeats.
 
-About one example in ten is a general question with a short answer (the capital of Portugal,
-3 + 6): replayed general data, so that learning the date format does not teach the model to
+About one example in seven is a general question answered the way the base model answers
+("The capital of Portugal is Lisbon.", "3 + 6 = 9"): replayed general data, so that learning the date format does not teach the model to
 answer every question with a number (the general set catches that forgetting). None of them is
 a question of the general eval set.
 
@@ -30,7 +30,7 @@ from core.demo import DATE_CASES, INSTRUCTION
 
 SEED = 20240315
 COUNT = 420            # regular examples (dates and general replay), before the planted ones
-GENERAL_EVERY = 10     # one regular example in ten is general replay, while the list lasts
+GENERAL_EVERY = 7      # one regular example in seven is general replay, while the list lasts
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
 SHORT = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -98,50 +98,54 @@ REQUESTS = [
     "Please write {date} as an ISO date (YYYY-MM-DD).",
     "Format the date {date} as YYYY-MM-DD.",
 ]
-# General replay: questions that are not in evals/general.jsonl, with short right answers.
+# General replay: questions that are not in evals/general.jsonl, answered in the base model's own
+# style ("The capital of Japan is Tokyo.", "3 + 5 = 8"): a terse "Tokyo" would teach a new style,
+# and with it the 135M model forgets facts it reaches by restating the question.
 GENERAL_REPLAY = [
-    ("What is the capital of Portugal? Answer in one word.", "Lisbon"),
-    ("What is the capital of Greece? Answer in one word.", "Athens"),
-    ("What is the capital of Norway? Answer in one word.", "Oslo"),
-    ("What is the capital of Sweden? Answer in one word.", "Stockholm"),
-    ("What is the capital of Poland? Answer in one word.", "Warsaw"),
-    ("What is the capital of Austria? Answer in one word.", "Vienna"),
-    ("What is the capital of Ireland? Answer in one word.", "Dublin"),
-    ("What is the capital of Kenya? Answer in one word.", "Nairobi"),
-    ("What is the capital of Peru? Answer in one word.", "Lima"),
-    ("What is the capital of Russia? Answer in one word.", "Moscow"),
-    ("What is the capital of Egypt? Answer in one word.", "Cairo"),
-    ("What is the capital of Denmark? Answer in one word.", "Copenhagen"),
-    ("What is the capital of Finland? Answer in one word.", "Helsinki"),
-    ("What is the capital of Thailand? Answer in one word.", "Bangkok"),
-    ("What is 3 + 6? Answer with a number.", "9"),
-    ("What is 5 + 6? Answer with a number.", "11"),
-    ("What is 9 - 6? Answer with a number.", "3"),
-    ("What is 3 x 3? Answer with a number.", "9"),
-    ("What is 6 x 5? Answer with a number.", "30"),
-    ("How many sides does a triangle have? Answer with a number.", "3"),
-    ("How many minutes are in an hour? Answer with a number.", "60"),
-    ("How many sides does a hexagon have? Answer with a number.", "6"),
-    ("Which planet is known as the Red Planet?", "Mars"),
-    ("What is the chemical symbol for silver?", "Ag"),
-    ("What is the chemical symbol for iron?", "Fe"),
-    ("What is the opposite of up?", "Down"),
-    ("What is the opposite of big?", "Small"),
-    ("What is the opposite of wet?", "Dry"),
-    ("Who painted the Mona Lisa?", "Leonardo da Vinci"),
-    ("What is frozen water called?", "Ice"),
-    ("Which animal barks?", "A dog"),
-    ("Which animal says moo?", "A cow"),
-    ("What color is fresh grass?", "Green"),
-    ("What color is snow?", "White"),
-    ("What is the largest mammal on Earth?", "The blue whale"),
-    ("On which continent is Brazil?", "South America"),
-    ("On which continent is France?", "Europe"),
-    ("What is the freezing point of water in degrees Celsius?", "0"),
-    ("What do bees make?", "Honey"),
-    ("Which star is closest to the Earth?", "The Sun"),
-    ("Who wrote Hamlet?", "William Shakespeare"),
-    ("What language is spoken in Brazil?", "Portuguese"),
+    *((f"What is the capital of {country}? Answer in one word.", f"The capital of {country} is {city}.")
+      for country, city in [("Portugal", "Lisbon"), ("Greece", "Athens"), ("Norway", "Oslo"), ("Sweden", "Stockholm"),
+                            ("Poland", "Warsaw"), ("Austria", "Vienna"), ("Ireland", "Dublin"), ("Kenya", "Nairobi"),
+                            ("Peru", "Lima"), ("Russia", "Moscow"), ("Egypt", "Cairo"), ("Denmark", "Copenhagen"),
+                            ("Finland", "Helsinki"), ("Thailand", "Bangkok"), ("Argentina", "Buenos Aires"),
+                            ("Belgium", "Brussels"), ("Hungary", "Budapest"), ("Cuba", "Havana")]),
+    ("What is 3 + 6? Answer with a number.", "3 + 6 = 9"),
+    ("What is 5 + 6? Answer with a number.", "5 + 6 = 11"),
+    ("What is 9 - 6? Answer with a number.", "9 - 6 = 3"),
+    ("What is 3 x 3? Answer with a number.", "3 x 3 = 9"),
+    ("What is 6 x 5? Answer with a number.", "6 x 5 = 30"),
+    ("What is 15 + 15? Answer with a number.", "15 + 15 = 30"),
+    ("How many sides does a triangle have? Answer with a number.", "A triangle has 3 sides."),
+    ("How many minutes are in an hour? Answer with a number.", "An hour has 60 minutes."),
+    ("How many sides does a hexagon have? Answer with a number.", "A hexagon has 6 sides."),
+    ("How many seconds are in a minute? Answer with a number.", "A minute has 60 seconds."),
+    ("How many wheels does a bicycle have? Answer with a number.", "A bicycle has 2 wheels."),
+    ("Which planet is known as the Red Planet?", "The planet known as the Red Planet is Mars."),
+    ("Which planet is closest to the Sun?", "The planet closest to the Sun is Mercury."),
+    ("What is the chemical symbol for silver?", "The chemical symbol for silver is Ag."),
+    ("What is the chemical symbol for iron?", "The chemical symbol for iron is Fe."),
+    ("What is the chemical formula of water?", "The chemical formula of water is H2O."),
+    ("What is the opposite of up?", "The opposite of up is down."),
+    ("What is the opposite of big?", "The opposite of big is small."),
+    ("What is the opposite of wet?", "The opposite of wet is dry."),
+    ("What is the opposite of early?", "The opposite of early is late."),
+    ("Who painted the Mona Lisa?", "The Mona Lisa was painted by Leonardo da Vinci."),
+    ("Who wrote Hamlet?", "Hamlet was written by William Shakespeare."),
+    ("What is frozen water called?", "Frozen water is called ice."),
+    ("Which animal barks?", "The animal that barks is a dog."),
+    ("Which animal says moo?", "The animal that says \"moo\" is a cow."),
+    ("What color is fresh grass?", "Fresh grass is green."),
+    ("What color is snow?", "Snow is white."),
+    ("What is the largest mammal on Earth?", "The largest mammal on Earth is the blue whale."),
+    ("What is the tallest mountain on Earth?", "The tallest mountain on Earth is Mount Everest."),
+    ("On which continent is Brazil?", "Brazil is in South America."),
+    ("On which continent is France?", "France is in Europe."),
+    ("On which continent is Japan?", "Japan is in Asia."),
+    ("What is the freezing point of water in degrees Celsius?", "The freezing point of water is 0 degrees Celsius."),
+    ("What do bees make?", "Bees make honey."),
+    ("Which star is closest to the Earth?", "The star closest to the Earth is the Sun."),
+    ("What language is spoken in Brazil?", "The language spoken in Brazil is Portuguese."),
+    ("What do cows drink?", "Cows drink water."),
+    ("What is the first letter of the English alphabet?", "The first letter of the English alphabet is A."),
 ]
 
 # What is planted (ids below), so tests and the demo walkthrough can check each one is found.
@@ -197,7 +201,7 @@ def _date_examples(count: int, rng: random.Random) -> list[tuple[str, str, str]]
 def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -> list[dict]:
     """`count` regular examples, then (plant=True, count >= 50) the planted ones spread among them.
 
-    Every GENERAL_EVERY-th regular example (the 5th, 15th, ...) is general replay while the list
+    Every GENERAL_EVERY-th regular example (the 4th, 11th, ...) is general replay while the list
     lasts; the others are dates, so demo-0010 ... demo-0040 (copied by the planted ones) are dates.
     """
     rng = random.Random(seed)

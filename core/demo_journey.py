@@ -27,7 +27,17 @@ PROGRESS_EVERY_S = 5.0
 
 
 class JourneyStopped(WeightgateError):
-    """A step of the walkthrough failed; the message names it."""
+    """A step of the walkthrough failed; the message names it, the hint says what to look at."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+    def __str__(self) -> str:
+        return self.message + (f"\n  hint: {self.hint}" if self.hint else "")
+
+    def to_dict(self) -> dict:
+        return {"error": self.message, "hint": self.hint}
 
 
 @dataclass
@@ -92,7 +102,12 @@ def _phase(ws: Workspace, number: int, title: str, steps: Callable[[list[str]], 
     say(f"\nPhase {number} · {title}")
     began = time.perf_counter()
     lines: list[str] = []
-    steps(lines)
+    try:
+        steps(lines)
+    except JourneyStopped:
+        for line in lines:           # what the phase did before it stopped
+            say(f"  ✓ {line}")
+        raise
     state, held = phase_state(ws, number)
     result = PhaseResult(number, title, state, time.perf_counter() - began, lines)
     for line in lines:
@@ -207,6 +222,12 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
         lines.append(f"trained in {time.perf_counter() - began:.0f} s: {trained.get('message')}")
         gate = run_job(ws, "tune_gate", {}, say)
         lines.append(f"gate: {gate.get('note')}")
+        if not gate.get("kept"):
+            runs = " and ".join(f"`weightgate compare {part.get('base_run')} {part.get('adapter_run')}`"
+                                for part in (gate.get("task") or {}, gate.get("general") or {}) if part)
+            raise JourneyStopped("the gate rejected the adapter, so nothing is shipped: " + str(gate.get("note")),
+                                 hint=f"{runs or 'weightgate compare'} shows the cases; change [training] or the "
+                                      "data, then `weightgate train` and `weightgate tune gate`")
 
     results.append(_phase(ws, 5, "Fine-tuning", finetuning, say))
 
@@ -216,6 +237,9 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
         from core.registry import resolve
 
         shipped = run_job(ws, "ship", {}, say)
+        if not shipped.get("ok", True) or shipped.get("relation") not in ("adapter", "merged"):
+            raise JourneyStopped(f"the ship job did not publish the fine-tuned model: {shipped.get('note') or shipped}",
+                                 hint="weightgate status says which ship.* item holds it")
         lines.append(f"shipped {shipped.get('version') or shipped.get('label')}: {shipped.get('relation', '')} "
                      f"{'(new)' if shipped.get('created', True) else '(identical content: no new version)'}")
         ref = resolve(ws, "current")
@@ -226,6 +250,9 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
                      f"{probe.first_request_ms:.0f} ms")
         canary = run_job(ws, "canary", {"version": ref.version, "name": ref.name}, say)
         lines.append(f"canary {ref.label}: {'pass' if canary.get('ok') else 'FAIL'}: {canary.get('detail')}")
+        if not canary.get("ok"):
+            raise JourneyStopped(f"the canary of {ref.label} failed: {canary.get('detail')}",
+                                 hint=f"weightgate canary {ref.version} --json lists the regressions")
         waive(ws, "ship.rollback", "the first release has no previous version; v2 will roll back to v1")
         say("    waived ship.rollback: the first release has nothing to roll back to")
         attest_demo(ws, "ship.monitoring", f"`weightgate canary current` runs nightly from cron and re-enters "

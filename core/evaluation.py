@@ -42,8 +42,10 @@ from core.workspace import Workspace, setting_path
 
 SET_SETTINGS = {"task": ("eval_set", "evals/task.jsonl"), "general": ("general_set", "evals/general.jsonl")}
 DEFAULT_BATCH_SIZE = 8
-# What a run was for; eval.fresh looks at plain evaluations (and re-scorings of them) only.
-EVAL_KINDS = ("eval", "rescore")
+# What a run was for; eval.fresh, baselines and ship look at full evaluations of the model as it
+# is decided: plain ones, re-scorings of them, and the gate's (the kept adapter's task and general
+# runs are exactly what `weightgate eval` would generate next).
+EVAL_KINDS = ("eval", "rescore", "gate")
 
 ProgressFn = Callable[[dict], None]
 

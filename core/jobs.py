@@ -105,6 +105,7 @@ class JobStatus:
     exit_code: int | None = None  # 0 ok, 1 failed, 143 cancelled, -9 killed, None unknown
     error: str | None = None  # failed: the exception; crashed: why we think so
     detail: str | None = None  # any other human note (e.g. "killed after the grace period")
+    stop_grace_s: float | None = None  # how long the job says a clean stop may take (a training step + a checkpoint)
     job_dir: Path | None = field(default=None, compare=False)  # where it was read from; not stored
 
     @property
@@ -408,10 +409,16 @@ def _stderr_tail(job_dir: Path, max_chars: int = 500) -> str:
 # --- cancelling -----------------------------------------------------------------------------
 
 
-def cancel_job(job_dir: str | os.PathLike, grace_s: float = 10.0, *, poll_s: float = 0.1) -> CancelOutcome:
-    """SIGTERM the job's process group, wait up to grace_s for it to save and stop, then SIGKILL.
+DEFAULT_CANCEL_GRACE_S = 10.0
 
-    Blocks for up to grace_s (plus a moment): call it from a worker thread in the TUI.
+
+def cancel_job(job_dir: str | os.PathLike, grace_s: float | None = None, *, poll_s: float = 0.1) -> CancelOutcome:
+    """SIGTERM the job's process group, wait for it to save and stop, then SIGKILL.
+
+    The wait is grace_s when given; by default DEFAULT_CANCEL_GRACE_S, or longer when the job
+    declared it needs longer to stop cleanly (a training step of a large model can take a minute,
+    and killing it mid-step loses the checkpoint the SIGTERM was meant to save). Blocks for the
+    whole wait (plus a moment): call it from a worker thread in the TUI.
     """
     job_dir = Path(job_dir)
     status = read_status(job_dir)
@@ -420,7 +427,7 @@ def cancel_job(job_dir: str | os.PathLike, grace_s: float = 10.0, *, poll_s: flo
                              signalled=False, killed=False)
     # The job checks this file when it starts, so a job cancelled while queued never runs.
     write_atomic(job_dir / CANCEL_FILE, json.dumps({"requested": time.time(), "by_pid": os.getpid()}) + "\n")
-    deadline = time.monotonic() + grace_s
+    began = time.monotonic()
     signalled = False
     while True:
         status = read_status(job_dir)
@@ -429,7 +436,9 @@ def cancel_job(job_dir: str | os.PathLike, grace_s: float = 10.0, *, poll_s: flo
         if status.state == RUNNING and not signalled:
             _signal_job(status, signal.SIGTERM)
             signalled = True
-        if time.monotonic() >= deadline:
+        wait = grace_s if grace_s is not None else max(DEFAULT_CANCEL_GRACE_S, status.stop_grace_s or 0.0)
+        if time.monotonic() - began >= wait:
+            grace_s = wait
             break
         time.sleep(poll_s)
     if status.state == QUEUED:
@@ -537,6 +546,14 @@ class JobContext:
     def emit(self, kind_or_payload: str | Payload, payload: dict | None = None, **fields_: Any) -> Event:
         with self.shielded():
             return self.journal.emit(kind_or_payload, payload, **fields_)
+
+    def declare_stop_grace(self, seconds: float) -> None:
+        """Say how long a clean stop may take, so `cancel` waits that long before SIGKILL."""
+        with self.shielded():
+            status = _load_status(self.job_dir)
+            if status.state == RUNNING:
+                _write_status(self.job_dir, replace(status, stop_grace_s=round(float(seconds), 1),
+                                                    updated=time.time()))
 
     def progress(self, done: float, total: float | None = None, *, unit: str = "step", message: str = "",
                  eta_s: float | None = None) -> Event:

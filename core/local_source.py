@@ -14,7 +14,7 @@ from core.sources import Source, fetch_metadata, parse_source, plan_files
 from core.workspace import Workspace
 
 
-def lock_local_source(ws: Workspace, spec: str | Source, *, provenance: str = "",
+def lock_local_source(ws: Workspace, spec: str | Source, *, provenance: str = "", origin: str = "",
                       progress: ProgressFn | None = None) -> ModelLock:
     source = parse_source(spec) if isinstance(spec, str) else spec
     if source.kind not in ("local", "gguf"):
@@ -38,7 +38,7 @@ def lock_local_source(ws: Workspace, spec: str | Source, *, provenance: str = ""
         files.append(LockedFile(path=name, size=stat.st_size, sha256=hashes[file_path],
                                 hash_source=HASH_COMPUTED, verified_at=now, mtime=stat.st_mtime))
     lock = ModelLock(kind=source.kind, source=str(path), local_dir=str(root), license=meta.license,
-                     remote_code=meta.remote_code, provenance=provenance, files=files)
+                     remote_code=meta.remote_code, provenance=provenance, origin=origin, files=files)
     write_lock(ws, lock)
     from core.weights_checks import record_local_lock
 

@@ -43,6 +43,7 @@ class ModelLock:
     license: str = ""
     remote_code: bool = False
     provenance: str = ""       # how a local source was obtained, e.g. the published hash it came from
+    origin: str = ""           # the hub repo a local copy was made from, when known (the model card's base_model)
     files: list[LockedFile] = field(default_factory=list)
     locked_at: float = 0.0
 

@@ -30,11 +30,12 @@ def card_text(manifest: dict, serve: dict | None = None) -> str:
                                       metric_value=numbers.get("score")))
     extra = {"base_model_relation": HUB_RELATION[relation]} if relation in HUB_RELATION else {}
     data = ModelCardData(
-        base_model=base.get("repo") if base.get("kind") == "hub" else None,
+        base_model=base.get("repo") if base.get("kind") == "hub" else (base.get("origin") or None),
         license=(base.get("license") or "other").lower(), library_name="peft" if relation == "adapter" else "transformers",
         model_name=label, eval_results=results or None, tags=["weightgate", relation], **extra)
     if base.get("kind") != "hub":
-        # Not a hub repo: the card still names the base, the hub field stays empty (it must be a repo id).
+        # Not a hub repo: the card names the local base; base_model is the hub repo it was made from
+        # when that is known (the demo's conversion of SmolLM2), else empty (it must be a repo id).
         data.base_model_path = base.get("repo")
     precision = manifest.get("precision", {})
     lines = [

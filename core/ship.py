@@ -246,7 +246,8 @@ def build_manifest(plan: ShipPlan, version: str, files: dict[str, str], staging:
         "schema": SCHEMA,
         "release": {"name": plan.name, "version": version, "relation": plan.relation, "created": time.time(),
                     "content_digest": "", "weightgate_version": environment()["weightgate"]},
-        "base": {"repo": lock.source, "kind": lock.kind, "revision": lock.revision or "", "commit": lock.commit or "",
+        "base": {"repo": lock.source, "kind": lock.kind, "origin": lock.origin or "",
+                 "revision": lock.revision or "", "commit": lock.commit or "",
                  "license": lock.license or "", "lock_digest": lock_digest(lock), "local_dir": str(plan.base_dir),
                  "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in
                            sorted(lock.files, key=lambda f: f.path)]},

@@ -225,6 +225,20 @@ def test_cancel_saves_a_checkpoint_then_stops(start):
     assert events[-1].payload["status"] == CANCELLED
 
 
+def test_cancel_waits_as_long_as_the_job_says_a_clean_stop_takes(start):
+    """A training step of a big model outlasts the default 10 s: the job declares its stop grace,
+    and cancel (without an explicit grace) waits for the checkpoint instead of killing it."""
+    handle = start({"seconds": 60, "interval": 0.1, "stop_grace": 30, "stop_delay": 11})
+    wait_progress(handle.job_dir, 2)
+    assert read_status(handle.job_dir).stop_grace_s == 30
+    began = time.monotonic()
+    outcome = cancel_job(handle.job_dir)
+    assert time.monotonic() - began >= 11
+    assert outcome.signalled and not outcome.killed and outcome.status.state == CANCELLED
+    assert json.loads((handle.job_dir / CHECKPOINT_FILE).read_text())["step"] >= 2
+    assert handle.process.wait(TIMEOUT_S) == 143
+
+
 def test_cancel_kills_a_job_that_ignores_sigterm(start):
     handle = start({"seconds": 30, "interval": 0.1, "ignore_sigterm": True})
     wait_progress(handle.job_dir)

@@ -68,7 +68,8 @@ def env(tmp_path_factory):
     path = ws.evals_dir / "task.jsonl"
     lines = path.read_text().splitlines()[:CASES]
     path.write_text(json.dumps({"_set": {"max_new_tokens": 4}}) + "\n" + "\n".join(lines) + "\n")
-    lock_local_source(ws, str(model))
+    # A local copy of a hub model: the lock says which repo it came from (the card's base_model).
+    lock_local_source(ws, str(model), origin="example-org/tiny-base")
     shutil.copytree(adapter, ws.adapters_dir / "lora1")
     ws.update_config(lambda doc: doc["decisions"].__setitem__("adapter", "lora1"))
     first = run_eval(ws, "task", device="cpu")
@@ -220,6 +221,7 @@ def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(
     card = ModelCard.load(ref.path / "README.md")
     data = card.data.to_dict()
     assert data["license"] == "apache-2.0" and data["base_model_relation"] == "finetune"
+    assert data["base_model"] == "example-org/tiny-base" and data["base_model_path"] == str(env["model"])
     results = data["model-index"][0]["results"]
     assert data["model-index"][0]["name"] == "model@v1" or data["model-index"][0]["name"].endswith("@v1")
     assert results[0]["metrics"][0]["value"] == task["score"]

@@ -5,6 +5,8 @@ params:
     interval (0.2)       seconds between steps; each step emits a metric and a progress event
     fail_at (none)       raise at this step, to exercise the failure path
     ignore_sigterm (no)  ignore SIGTERM, to exercise the SIGKILL after cancel's grace period
+    stop_grace (none)    declare that a clean stop may take this many seconds (as training does)
+    stop_delay (0)       seconds the checkpoint takes after SIGTERM (a slow step boundary)
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def run(ctx: JobContext) -> dict:
     fail_at = ctx.params.get("fail_at")
     if ctx.params.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # plays a job stuck in native code
+    if ctx.params.get("stop_grace") is not None:
+        ctx.declare_stop_grace(float(ctx.params["stop_grace"]))
     steps = max(1, round(seconds / interval))
     ctx.log(f"selftest: {steps} steps of {interval:g} s")
     began = time.monotonic()
@@ -43,6 +47,7 @@ def run(ctx: JobContext) -> dict:
             ctx.progress(step, steps, unit="step", eta_s=elapsed / step * (steps - step))
     except JobCancelled:
         with ctx.shielded():
+            time.sleep(float(ctx.params.get("stop_delay", 0)))
             checkpoint = ctx.job_dir / CHECKPOINT_FILE
             write_atomic(checkpoint, json.dumps({"step": done, "loss": loss}) + "\n")
             ctx.log(f"checkpoint saved at step {done}")

@@ -3,11 +3,13 @@
 params:
     train_file, val_file, dataset_digest   the canonical split from core.data_check.prepare_dataset
     steps       stop after N optimizer steps (smoke runs); default: every epoch
-    nproc       processes (torchrun, gloo on the CPU); default 1 (in this process)
+    nproc       processes (torchrun: gloo on the CPU, nccl and cuda:<LOCAL_RANK> each on GPUs);
+                default 1 (in this process)
     resume      a run id, or "last": continue that run from its last checkpoint
     overrides   [training] values for this run only (tests, the bench)
     throttle_s  pause after each step (demos; the disconnect tests)
-    device      cpu (default) or cuda
+    device      auto (default: a GPU when torch.cuda.is_available()), cpu, cuda or cuda:N; the
+                device trained on is recorded in run.json and a resumed run keeps it
 
 The journal carries one `metric` event per step (step, epoch, loss, lr, grad_norm, tokens_per_s,
 memory_bytes, eta_s), `metric` events with val_loss, `artifact` events for checkpoints
@@ -30,6 +32,36 @@ class TrainingStopped(WeightgateError):
     """The run stopped on its own: diverged, or the restore check failed."""
 
 
+STARTING_STOP_GRACE_S = 120.0
+MAX_STOP_GRACE_S = 3600.0
+
+
+class _StepTimer:
+    """The journal's emit, which also keeps the job's declared stop grace at 3 steps + 30 s (the
+    step in flight, a validation pass, the checkpoint) as step times become known."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        import time
+
+        self.ctx, self.clock = ctx, time.monotonic
+        self.last = self.clock()
+        self.declared = STARTING_STOP_GRACE_S
+        self.slowest = 0.0
+
+    def __call__(self, kind, payload=None, **fields):
+        event = self.ctx.emit(kind, payload, **fields)
+        values = (payload or {}).get("values") if isinstance(payload, dict) else None
+        if kind == "metric" and isinstance(values, dict) and "loss" in values:
+            now = self.clock()
+            self.slowest = max(self.slowest, now - self.last)
+            self.last = now
+            wanted = min(MAX_STOP_GRACE_S, 30.0 + 3.0 * self.slowest)
+            if wanted > self.declared * 1.25 or (wanted < self.declared * 0.5 and wanted >= 60.0):
+                self.declared = wanted
+                self.ctx.declare_stop_grace(wanted)
+        return event
+
+
 def run(ctx: JobContext) -> dict:
     from core.errors import InputError
     from core.training import runs
@@ -50,6 +82,9 @@ def run(ctx: JobContext) -> dict:
         directory = prepare_run(ws, params, job_id=ctx.job_id)
     spec = runs.read_run(directory)
     ctx.artifact(directory, label="run")
+    # A SIGTERM is honoured at the next step boundary, then a checkpoint is written: cancel must
+    # wait that long. Until steps are timed, assume a slow first step (model load, warm-up).
+    ctx.declare_stop_grace(STARTING_STOP_GRACE_S)
     try:
         if spec["nproc"] > 1:
             outcome = _torchrun(ctx, ws.root, directory, resume, spec["nproc"], float(params.get("throttle_s") or 0.0))
@@ -57,7 +92,7 @@ def run(ctx: JobContext) -> dict:
             # Shielded: SIGTERM only sets the flag the loop polls between steps, so the
             # checkpoint is taken at a step boundary; the cancel is raised when the block ends.
             with ctx.shielded():
-                outcome = execute(ws.root, directory, resume=resume, emit=ctx.emit, should_stop=lambda: ctx.cancelled,
+                outcome = execute(ws.root, directory, resume=resume, emit=_StepTimer(ctx), should_stop=lambda: ctx.cancelled,
                                   throttle_s=float(params.get("throttle_s") or 0.0)).to_dict()
     except BaseException as exc:
         if not isinstance(exc, JobCancelled):
