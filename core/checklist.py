@@ -5,6 +5,33 @@ Each item says how it is decided:
   records evidence for it (evals, downloads, training), tied to the fingerprints it names.
 - ATTEST: a person confirms it with a note; the attestation holds while the fingerprints it
   names are unchanged (an attestation about the chosen model goes stale when the choice changes).
+
+Seed lines that are not items of their own, and where they went:
+- "Set a conservative learning rate" (seed 0): tune.lora_config records lr and warns above 5e-4;
+  tune.gate's general set is what catches the forgetting an aggressive rate causes.
+- "Use a parameter-efficient method like LoRA" (seeds 0, 1, 4): the only methods weightgate
+  trains are LoRA and QLoRA; tune.lora_config records which.
+- "Hold-out set performance" (seed 2), "held-out test set" (seeds 3, 4): the task eval set is the
+  hold-out: tune.leakage proves no case of it is in the training data, tune.gate scores on it.
+- "Task requires deep specialization", "Use case fit", "Performance gains justify cost" (seed 3):
+  phase 5 opens only when the baseline misses the threshold (a measured gap), and tune.gate keeps
+  a fine-tune only when it measurably wins.
+- "Examples are diverse and representative" (seed 3), "Distribution balancing" (seed 2):
+  tune.balance measures the tag ratio; whether the examples look like real inputs is part of the
+  tune.data_review attestation.
+- "GPU resources available", "Batch size fits in memory" (seed 3): tune.effective_batch.
+- "Training framework selected" (seed 3): weightgate (transformers + peft) is the framework.
+- "Pin the base model checkpoint", "Record the quantization scheme", "Register adapter hashes and
+  the data" (seed 1), "Model lineage tracking" (seed 2), "Reproducibility" (seed 4): the lock
+  (verify.*) and ship.manifest.
+- "Write the runbook: how to load, serve and roll back" (seed 1): ship.serving (the exact serve
+  commands), ship.rollback, and the model card `weightgate ship` writes.
+- "Inference cost tracking" (seed 2), "Set alerts on quality, latency and cost drift" (seed 1),
+  "Drift detection pipeline" (seed 2): ship.monitoring.
+- "Re-evaluate when the base model updates" (seed 0): eval.fresh and ship.canary.
+- Not about LLM weights, so not items: DPO alignment (weightgate does not train DPO), speech and
+  audio fine-tuning, and seed 4's service-role keys and runtime diagnostic flags (application
+  operations).
 """
 
 from __future__ import annotations
@@ -83,6 +110,7 @@ NEEDS_SHIP_LATENCY = "weightgate ship (measures the shipped version against the 
 NEEDS_SHIP_SERVING = "weightgate ship (writes the vLLM / TGI / transformers commands)"
 NEEDS_HEALTH = "weightgate health VERSION (a cold load and a ping)"
 NEEDS_CANARY = "weightgate canary VERSION (the eval set on the shipped version)"
+NEEDS_REVIEW = "a blind A/B review of two runs (R on the Compare screen; weightgate reviews shows it)"
 NEEDS_ROLLBACK = "a second weightgate ship (the previous version is the rollback target)"
 
 ITEMS: tuple[Item, ...] = (
@@ -184,13 +212,22 @@ ITEMS: tuple[Item, ...] = (
          "Latency across batch sizes defines the production hardware requirements.", C, A,
          ("model", "precision", "requirements"), NEEDS_EVAL),
     Item("eval.human_review", 4, "Blind A/B review by a domain expert",
-         "Experts ranking outputs blind catch what automatic scorers miss.", O, A,
-         ("model", "precision", "adapter", "evalset.task"), NEEDS_EVAL),
+         "Experts ranking outputs blind catch what automatic scorers miss.", R, A,
+         ("model", "precision", "adapter", "evalset.task"), NEEDS_REVIEW),
 
     # Phase 5: fine-tuning (only if needed)
-    Item("tune.prompting_first", 5, "Prompting and few-shot tried first",
+    Item("tune.prompting_first", 5, "Prompt engineering and few-shot tried first (scores side by side)",
          "Fine-tuning adds permanent cost; many fine-tunes should be prompts.", C, A,
          ("model", "precision", "evalset.task"), NEEDS_FEWSHOT),
+    # weightgate cannot build a retrieval pipeline for the task, so a person says what was tried.
+    Item("tune.retrieval_first", 5, "Retrieval (RAG) tried or ruled out before fine-tuning",
+         "Missing knowledge is a retrieval problem; fine-tuning is for behaviour and format.", C, T,
+         ("requirements", "model")),
+    Item("tune.data_size", 5, "Enough clean training examples (a few hundred for LoRA)",
+         "A few hundred excellent examples beat thousands of noisy ones; too few cannot teach.", R, A,
+         ("dataset", "data_config")),
+    Item("tune.data_review", 5, "Labels checked accurate; examples representative of real inputs",
+         "A model learns its labels' mistakes; a person has to read a sample.", C, T, ("dataset",)),
     Item("tune.format", 5, "Training data follows the model's prompt format",
          "Format mismatches degrade quality; train and deploy with the same template.", C, A,
          ("dataset", "model"), NEEDS_DATA_CHECK),
@@ -216,6 +253,12 @@ ITEMS: tuple[Item, ...] = (
     Item("tune.effective_batch", 5, "Effective batch fits memory (gradient accumulation)",
          "Balances training stability against the memory you have.", C, A,
          ("train_config", "model", "precision"), NEEDS_TRAIN_START),
+    Item("tune.qlora_nf4", 5, "QLoRA trains on an NF4 base (double quantization)",
+         "4-bit NormalFloat keeps the most precision for the memory; not-needed for plain LoRA.", R, A,
+         ("train_config", "dataset", "model", "precision")),
+    Item("tune.loss_curves", 5, "Training and validation loss monitored during the run",
+         "Train vs validation loss shows divergence and overfitting while there is time to act.", C, A,
+         ("train_config", "dataset", "model", "precision")),
     Item("tune.checkpoint_restore", 5, "Checkpoint restore verified before the long run",
          "A run you cannot resume is a run you can lose.", R, A, ("train_config", "model"), NEEDS_TRAIN_RESTORE),
     Item("tune.best_checkpoint", 5, "Run finished; best checkpoint chosen by validation loss",
@@ -251,13 +294,21 @@ ITEMS: tuple[Item, ...] = (
          "Scheduled canaries catch silent drift and upstream changes.", C, A,
          ("release", "evalset.task"), NEEDS_CANARY),
     Item("ship.serving", 6, "Serving engine compatibility checked (vLLM / TGI commands)",
-         "Optimized engines multiply throughput; know the exact serve command.", O, A,
+         "Optimized engines multiply throughput; know the exact serve command.", R, A,
          ("release",), NEEDS_SHIP_SERVING),
+    # weightgate quantizes with bitsandbytes (memory.quant_quality measures that); AWQ and GGUF
+    # conversions happen in the serving stack, so a person attests what they measured.
+    Item("ship.quantization", 6, "Production quantization (AWQ / GGUF) evaluated",
+         "A production format can cut VRAM; measure its quality cost before serving it.", R, T,
+         ("release",)),
+    Item("ship.warmup", 6, "Cold start measured; warm-up before traffic",
+         "New replicas time out while weights load; probe readiness with a ping first.", O, A,
+         ("release",)),
     Item("ship.monitoring", 6, "Quality, latency and cost drift monitored; loop-back trigger defined",
          "A workflow that ends at deployment is incomplete; know when to re-enter phase 1 or 2.", R, T,
          ("release",)),
     Item("ship.fallback", 6, "Fallback to the previous version or a larger model defined",
-         "Errors and low-confidence answers need somewhere safe to go.", O, T, ("release",)),
+         "Errors and low-confidence answers need somewhere safe to go.", R, T, ("release",)),
 )
 
 ITEMS_BY_ID: dict[str, Item] = {item.id: item for item in ITEMS}

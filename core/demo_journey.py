@@ -91,6 +91,13 @@ def attest_demo(ws: Workspace, item_id: str, note: str, say: Say) -> None:
     say(f"    attested {item_id}: {note}")
 
 
+def waive_demo(ws: Workspace, item_id: str, reason: str, say: Say) -> None:
+    from core.evidence import waive
+
+    waive(ws, item_id, f"{reason} (waived by the demo walkthrough)")
+    say(f"    waived {item_id}: {reason}")
+
+
 def phase_state(ws: Workspace, phase: int) -> tuple[str, list[str]]:
     from core.gates import compute_report
 
@@ -195,6 +202,8 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
         latency = run_job(ws, "latency", {"batch_sizes": [1, 2, 4, 8]}, say)
         within = "within the ceilings" if latency.get("within") else f"over: {latency.get('violations')}"
         lines.append(f"latency at batch 1, 2, 4, 8: {within}")
+        waive_demo(ws, "eval.human_review", "a headless walkthrough has no person to review blind; in the TUI, "
+                                            "R on the Compare screen runs the A/B review", say)
 
     results.append(_phase(ws, 4, "Evaluation", evaluation, say))
 
@@ -203,6 +212,8 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
         from core.data_evidence import record_data_evidence
         from tui.cli_train import _new_run_params
 
+        attest_demo(ws, "tune.retrieval_first", "rewriting a date needs no outside knowledge: there is "
+                                                "nothing to retrieve, the gap is the output format", say)
         shots = run_job(ws, "fewshot", {"shots": 3}, say)
         lines.append(f"prompting first: {shots.get('shots')}-shot {_score(shots.get('score'))} vs zero-shot "
                      f"{_score(shots.get('baseline_score'))} (run {shots.get('run')})")
@@ -215,6 +226,9 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
         prepared = write_prepared(ws, report)
         save_latest_report(ws, report, prepared)
         decided = record_data_evidence(ws, report, prepared)
+        attest_demo(ws, "tune.data_review", "the labels are computed by Python's datetime from the written date "
+                                            "(core/demo_data.py); the requests use the task's formats and "
+                                            "wording, and the general replay is hand-checked", say)
         lines.append(f"cleaned data {prepared.digest[7:19]}: {prepared.counts}; "
                      + ", ".join(f"{item.split('.')[1]} {status}" for item, status in decided.items()))
         began = time.perf_counter()
@@ -228,6 +242,9 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
             raise JourneyStopped("the gate rejected the adapter, so nothing is shipped: " + str(gate.get("note")),
                                  hint=f"{runs or 'weightgate compare'} shows the cases; change [training] or the "
                                       "data, then `weightgate train` and `weightgate tune gate`")
+        # Phase 4's review is of the model as decided: now the base with the kept adapter.
+        waive_demo(ws, "eval.human_review", "a headless walkthrough has no person to review the adapter's outputs "
+                                            "blind; in the TUI, R on the Compare screen runs the A/B review", say)
 
     results.append(_phase(ws, 5, "Fine-tuning", finetuning, say))
 
@@ -255,6 +272,10 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
                                  hint=f"weightgate canary {ref.version} --json lists the regressions")
         waive(ws, "ship.rollback", "the first release has no previous version; v2 will roll back to v1")
         say("    waived ship.rollback: the first release has nothing to roll back to")
+        waive_demo(ws, "ship.quantization", "served on the CPU at the precision phase 3 chose; no AWQ or GGUF "
+                                            "serving format is used", say)
+        waive_demo(ws, "ship.fallback", "the first release has no previous version to fall back to; from v2 "
+                                        "on, `weightgate rollback` is the fallback", say)
         attest_demo(ws, "ship.monitoring", f"`weightgate canary current` runs nightly from cron and re-enters "
                                            "phase 4 when it fails or the base model moves upstream", say)
 

@@ -196,6 +196,7 @@ def compute_report(ws: Workspace, *, record: bool = True) -> Report:
     config = plain(ws.config())
     prints = Fingerprints(ws, config)
     ctx = CheckContext(ws, config)
+    ctx.cache["fingerprints"] = prints   # one computation of each fingerprint, checks included
     by_item: dict[str, list[Evidence]] = {}
     for evidence in read_evidence(ws):
         by_item.setdefault(evidence.item, []).append(evidence)

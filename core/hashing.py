@@ -26,6 +26,7 @@ PROGRESS_INTERVAL = 0.1         # seconds between progress calls (a UI repaints 
 
 ProgressFn = Callable[[int, int], None]    # (bytes done, bytes total)
 P = TypeVar("P", bound=Hashable)
+FileProgressFn = Callable[[P, int, int], None]   # (the path as passed in, bytes done, file size)
 
 
 def default_workers() -> int:
@@ -65,7 +66,8 @@ def sha256_handle(handle: BinaryIO, chunk: int = DEFAULT_CHUNK, *,
 
 def hash_files(paths: Iterable[P], workers: int | None = None, progress: ProgressFn | None = None, *,
                chunk: int = DEFAULT_CHUNK, errors: dict[P, OSError] | None = None,
-               interval: float = PROGRESS_INTERVAL) -> dict[P, str]:
+               interval: float = PROGRESS_INTERVAL,
+               file_progress: FileProgressFn | None = None) -> dict[P, str]:
     """sha256 of every path, `workers` files at a time (default: one per available core).
 
     Returns {path: hex} keyed by the objects passed in. `progress(done, total)` is called from
@@ -73,17 +75,21 @@ def hash_files(paths: Iterable[P], workers: int | None = None, progress: Progres
     once; keep it cheap (post a message, set a variable); an exception it raises cancels the
     whole run and is re-raised here. A file that cannot be read raises its OSError, unless an
     `errors` dict is given: then failures are collected there and the other files still hashed.
+
+    `file_progress(path, done, size)` is the same per file: at most every `interval` seconds for
+    each file, and always once when that file is hashed through (done == its size as read), under
+    the same lock as `progress`, so the two never run at once.
     """
     unique = list(dict.fromkeys(paths))
     sizes = {p: _size(p) for p in unique}
-    tracker = _Progress(sum(sizes.values()), progress, interval)
+    tracker = _Progress(sum(sizes.values()), progress, interval, file_progress, sizes)
     count = max(1, min(workers or default_workers(), len(unique) or 1))
     # Largest first: when shards differ in size, starting the big ones first keeps every core
     # busy until the end instead of leaving one core on a big file while the others idle.
     order = sorted(unique, key=lambda p: sizes[p], reverse=True)
     results: dict[P, str] = {}
     with ThreadPoolExecutor(max_workers=count, thread_name_prefix="weightgate-hash") as pool:
-        futures = {pool.submit(sha256_file, os.fspath(p), chunk, on_bytes=tracker.add): p for p in order}
+        futures = {pool.submit(_hash_one, p, chunk, tracker): p for p in order}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -103,36 +109,62 @@ def hash_files(paths: Iterable[P], workers: int | None = None, progress: Progres
     return {p: results[p] for p in unique if p in results}
 
 
+def _hash_one(path: P, chunk: int, tracker: _Progress) -> str:
+    if tracker.file_callback is None:
+        return sha256_file(os.fspath(path), chunk, on_bytes=tracker.add)
+    digest = sha256_file(os.fspath(path), chunk, on_bytes=lambda n: tracker.add(n, path))
+    tracker.file_finished(path)
+    return digest
+
+
 class _Stopped(Exception):
     """Raised inside a worker once another file has failed: no point finishing this one."""
 
 
 class _Progress:
-    """Thread-safe byte counter that calls back at most every `interval` seconds."""
+    """Thread-safe byte counter that calls back at most every `interval` seconds (in total, and
+    per file when a per-file callback is given)."""
 
-    def __init__(self, total: int, callback: ProgressFn | None, interval: float):
+    def __init__(self, total: int, callback: ProgressFn | None, interval: float,
+                 file_callback: FileProgressFn | None = None, sizes: dict | None = None):
         self.total, self.callback, self.interval = total, callback, interval
+        self.file_callback = file_callback
+        self.sizes = sizes or {}
         self.done = 0
         self.last = float("-inf")     # the first chunk reports at once
+        self.file_done: dict = {}
+        self.file_last: dict = {}
         self.stopped = False
         self.lock = threading.Lock()
 
     def stop(self) -> None:
         self.stopped = True
 
-    def add(self, n: int) -> None:
+    def add(self, n: int, path=None) -> None:
         if self.stopped:
             raise _Stopped()
         with self.lock:
             self.done += n
+            now = None
+            if path is not None:
+                done = self.file_done[path] = self.file_done.get(path, 0) + n
+                now = time.monotonic()
+                if now - self.file_last.get(path, float("-inf")) >= self.interval:
+                    self.file_last[path] = now
+                    self.file_callback(path, done, max(self.sizes.get(path, 0), done))
             if self.callback is None:
                 return
-            now = time.monotonic()
+            now = time.monotonic() if now is None else now
             if now - self.last < self.interval:
                 return
             self.last = now
             # Called under the lock: calls are serialised and `done` never goes backwards.
             self.callback(self.done, max(self.total, self.done))
+
+    def file_finished(self, path) -> None:
+        with self.lock:
+            done = self.file_done.get(path, 0)
+            self.file_callback(path, done, done)   # the size as read: a file may have changed meanwhile
 
     def finish(self) -> None:
         if self.callback is not None:

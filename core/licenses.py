@@ -24,11 +24,15 @@ CONDITIONAL = {
 }
 NON_COMMERCIAL = {
     "cc-by-nc-4.0", "cc-by-nc-3.0", "cc-by-nc-2.0", "cc-by-nc-sa-4.0", "cc-by-nc-sa-3.0",
-    "cc-by-nc-sa-2.0", "cc-by-nc-nd-4.0", "cc-by-nc-nd-3.0", "cc-by-nd-4.0", "fair-noncommercial-research-license",
+    "cc-by-nc-sa-2.0", "cc-by-nc-nd-4.0", "cc-by-nc-nd-3.0", "fair-noncommercial-research-license",
     "llama-research", "research-only", "academic-only", "apple-amlr",
 }
-# Licences that forbid redistribution of derivatives (no-derivatives).
-NO_DERIVATIVES = {"cc-by-nd-4.0", "cc-by-nc-nd-4.0", "cc-by-nc-nd-3.0"}
+# No-derivatives licences: the unmodified model may be used and shared (commercially too, unless
+# it is also NC), but adapted material may not be shared: a fine-tune or a merge of the model is
+# adapted material. Quantizing is a format change the licence permits (CC 4.0 section 2.a.4).
+NO_DERIVATIVES = {"cc-by-nd-4.0", "cc-by-nd-3.0", "cc-by-nd-2.0", "cc-by-nc-nd-4.0", "cc-by-nc-nd-3.0"}
+# Commercial use allowed, no derivatives shared (the NC-ND ones are in NON_COMMERCIAL).
+NO_DERIVATIVES_COMMERCIAL = {"cc-by-nd-4.0", "cc-by-nd-3.0", "cc-by-nd-2.0"}
 
 
 @dataclass
@@ -36,7 +40,7 @@ class LicenceVerdict:
     status: str          # pass | fail | todo
     detail: str
     licence: str
-    category: str        # permissive | conditional | non-commercial | unknown | missing
+    category: str        # permissive | conditional | no-derivatives | non-commercial | unknown | missing
 
 
 def classify(licence: str) -> str:
@@ -47,15 +51,25 @@ def classify(licence: str) -> str:
         return "permissive"
     if key in CONDITIONAL:
         return "conditional"
+    if key in NO_DERIVATIVES_COMMERCIAL:
+        return "no-derivatives"
     if key in NON_COMMERCIAL or "-nc-" in key or key.endswith("-nc") or "noncommercial" in key \
             or "research" in key:
         return "non-commercial"
     return "unknown"
 
 
-def check_licence(licence: str, intended_use: dict, reviewed: dict | None = None) -> LicenceVerdict:
+def check_licence(licence: str, intended_use: dict, reviewed: dict | None = None, *,
+                  derivative: bool = False) -> LicenceVerdict:
     """Is `licence` compatible with the intended use? `reviewed` is [decisions.license]:
-    {id, allows_commercial, allows_distribution, note} written by a person who read it."""
+    {id, allows_commercial, allows_distribution, allows_derivatives (optional), note} written by
+    a person who read it.
+
+    `derivative`: the thing judged is adapted from the model (a fine-tuned adapter, a merge),
+    not the model as published. Phase 2 judges the base as published (derivative=False); the
+    ship check judges what is shipped (derivative for a merged or adapter release). A
+    no-derivatives licence passes the unmodified model, commercial use included, and fails a
+    shipped derivative: shipping puts the adapted model into service, which is sharing it."""
     category = classify(licence)
     commercial = bool(intended_use.get("commercial", True))
     distribution = bool(intended_use.get("distribution", False))
@@ -68,6 +82,8 @@ def check_licence(licence: str, intended_use: dict, reviewed: dict | None = None
             problems.append("your reading says it does not allow commercial use")
         if distribution and not allowed_d:
             problems.append("your reading says it does not allow distribution")
+        if derivative and reviewed.get("allows_derivatives") is False:
+            problems.append("your reading says it does not allow derivatives (a fine-tune or merge is one)")
         if problems:
             return LicenceVerdict("fail", f"{licence}: " + "; ".join(problems), licence, category)
         return LicenceVerdict("pass", f"{licence}: reviewed: {reviewed['note']}", licence, category)
@@ -81,9 +97,15 @@ def check_licence(licence: str, intended_use: dict, reviewed: dict | None = None
     if category == "non-commercial" and commercial:
         return LicenceVerdict("fail", f"{licence} does not allow commercial use, and the intended use is "
                               "commercial", licence, category)
-    if distribution and key in NO_DERIVATIVES:
-        return LicenceVerdict("fail", f"{licence} forbids distributing derivatives (a fine-tune is one)",
-                              licence, category)
+    if key in NO_DERIVATIVES:
+        if derivative:
+            return LicenceVerdict("fail", f"{licence} allows no derivatives: a fine-tuned or merged version of "
+                                  "the model may not be shipped; ship the unmodified base, or record your "
+                                  "reading in [decisions.license] (allows_derivatives, note)", licence, category)
+        use = "commercial" if commercial else "non-commercial"
+        shared = ", distributed unmodified" if distribution else ""
+        return LicenceVerdict("pass", f"{licence} allows {use} use of the unmodified model{shared}; no "
+                              "derivatives: a fine-tune or merge of it may not be shipped", licence, category)
     if category == "conditional":
         return LicenceVerdict("pass", f"{licence}: commercial use allowed with conditions (user caps, "
                               "attribution, acceptable-use policy); read them before shipping",

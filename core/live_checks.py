@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from core import checks, eval_checks, ship_checks, weights_checks
+from core import checks, derived_checks, eval_checks, ship_checks, weights_checks
 from core import prompting
 from core.checks import CheckContext, CheckResult
 
@@ -20,4 +20,7 @@ LIVE_CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
     "select.choice": eval_checks.check_choice,
     "tune.prompting_first": prompting.check_prompting_first,
     **ship_checks.LIVE_CHECKS,
+    # read what other checks and jobs recorded: the training run's journal and quantization, the
+    # data check's counts, the health probe's timings
+    **derived_checks.LIVE_CHECKS,
 }

@@ -29,7 +29,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterable
 
 import tomlkit
@@ -209,6 +209,57 @@ def check_pickle_handle(ws: Workspace, path: str | os.PathLike, handle: BinaryIO
             path=full, reason=CHANGED, sha256=sha,
             hint=f"trust is for exact bytes; if the new bytes are ones you trust, run: {command}")
     return scan, sha
+
+
+# --- safetensors twins ----------------------------------------------------------------------
+# A trusted pickle is still not what later phases load: they load with use_safetensors=True, so
+# a pickle-only model becomes usable once each pickle weight file has a safetensors "twin" next
+# to it, converted from exactly the trusted bytes (the twin's header metadata carries the source's
+# sha256) and locked in weightgate.lock like any other file.
+
+TWIN_SOURCE_KEY = "source_sha256"        # in the twin's __metadata__, written by the conversion job
+PICKLE_INDEX = "pytorch_model.bin.index.json"
+TWIN_INDEX = "model.safetensors.index.json"
+_HF_PICKLE_NAME = re.compile(r"^pytorch_model(?P<shard>-\d{5}-of-\d{5})?$")
+_TWIN_SHARD = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
+
+
+def twin_name(path: str) -> str:
+    """The safetensors file a pickle weight file converts to, '/'-separated like lock paths.
+
+    Named the way transformers looks for weights with use_safetensors=True: the Hugging Face
+    pickle names map to theirs (pytorch_model.bin -> model.safetensors, pytorch_model-00001-of-
+    00002.bin -> model-00001-of-00002.safetensors); any other file keeps its stem."""
+    from core.picklescan import PICKLE_SUFFIXES
+
+    posix = PurePosixPath(str(path).replace("\\", "/"))
+    name = posix.name
+    stem = name
+    for suffix in sorted(PICKLE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            stem = name[: -len(suffix)]
+            break
+    else:
+        stem = PurePosixPath(name).stem
+    match = _HF_PICKLE_NAME.match(stem)
+    if match:
+        stem = "model" + (match["shard"] or "")
+    return str(posix.with_name(stem + ".safetensors"))
+
+
+def is_twin_shard(path: str) -> bool:
+    return bool(_TWIN_SHARD.match(PurePosixPath(path).name))
+
+
+def twin_source_sha256(path: str | os.PathLike) -> str | None:
+    """The sha256 of the pickle a safetensors file was converted from (its header metadata), or
+    None when it names none. Reads the header only; a bad header raises core.safetensors_check's
+    typed error."""
+    from core.safetensors_check import validate_safetensors
+
+    info = validate_safetensors(path)
+    value = (info.metadata or {}).get(TWIN_SOURCE_KEY)
+    return value.lower() if isinstance(value, str) and _SHA256.match(value.lower()) else None
 
 
 # --- remote code ----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ The reveal: B's win rate over A with ties counted as half a win, (wins_B + ties 
 with a 95 % Wilson score interval on that half-counted proportion, and an exact sign test on the
 decisive answers (ties dropped). Also how often the LEFT side won, a check for position bias.
 
-Evidence: `eval.human_review` (optional) gets a "pass" when a review is completed: the item asks
+Evidence: `eval.human_review` (recommended) gets a "pass" when a review is completed: the item asks
 that a blind review was done, not that B won (the numbers are in its values). The record's
 fingerprints for model / precision / adapter / eval set are today's where run B's identity
 agrees with today's inputs, and run B's own where it does not: so the evidence is fresh exactly

@@ -102,8 +102,10 @@ def check_license(ctx: CheckContext) -> CheckResult:
     decisions = ctx.config.get("decisions") if isinstance(ctx.config.get("decisions"), dict) else {}
     reviewed = decisions.get("license") if isinstance(decisions.get("license"), dict) else None
     licence = manifest["base"].get("license", "")
-    verdict = check_licence(licence, use if isinstance(use, dict) else {}, reviewed)
     relation = manifest["release"]["relation"]
+    # A fine-tune (adapter or merged) is a derivative work; a format change (quantized) is not.
+    verdict = check_licence(licence, use if isinstance(use, dict) else {}, reviewed,
+                            derivative=relation in ("merged", "adapter"))
     detail = verdict.detail
     if verdict.status == "pass" and relation in ("merged", "adapter"):
         detail += f" (the {relation} version is a derivative of the base: its licence applies)"

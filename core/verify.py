@@ -19,6 +19,7 @@ import stat as stat_mod
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from core.errors import InputError
 from core.gguf_check import GgufError, validate_gguf
@@ -196,9 +197,13 @@ def _hex(digest: str) -> str:
 # --------------------------------------------------------------------------- verify
 
 def verify_lock(ws: Workspace, *, workers: int | None = None, progress: ProgressFn | None = None,
-                only_changed: bool = False) -> VerifyReport:
+                only_changed: bool = False,
+                file_progress: Callable[[str, int, int], None] | None = None) -> VerifyReport:
     """Re-hash the locked files (all, or with only_changed those whose size/mtime moved or that
-    were never verified) and check every safetensors / GGUF header. See the module docstring."""
+    were never verified) and check every safetensors / GGUF header. See the module docstring.
+
+    `file_progress(path, done, size)`: per-file hashing progress, `path` as in the lock (see
+    core.hashing.hash_files); called only for the files that are hashed."""
     started = time.perf_counter()
     lock = read_lock(ws)
     if lock is None:
@@ -243,7 +248,14 @@ def verify_lock(ws: Workspace, *, workers: int | None = None, progress: Progress
 
     hash_started = time.perf_counter()
     errors: dict[Path, OSError] = {}
-    digests = hash_files([full for _, full, _ in to_hash], workers=workers, progress=progress, errors=errors)
+    per_file = None
+    if file_progress is not None:
+        lock_path = {full: result.path for result, full, _ in to_hash}
+
+        def per_file(full: Path, done: int, size: int) -> None:
+            file_progress(lock_path[full], done, size)
+    digests = hash_files([full for _, full, _ in to_hash], workers=workers, progress=progress, errors=errors,
+                         file_progress=per_file)
     hash_seconds = time.perf_counter() - hash_started
     bytes_hashed = 0
     for result, full, before in to_hash:

@@ -8,6 +8,7 @@ touching a weight file turns it stale without re-hashing at every status.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from core.checks import CheckContext, CheckResult
@@ -53,25 +54,77 @@ def _pickle_files(lock: ModelLock) -> list:
 
 
 def check_safetensors(ctx: CheckContext) -> CheckResult:
+    """Are the weights later phases load in a format that cannot run code?
+
+    They load with use_safetensors=True (or a GGUF), so trusting a pickle does not make a
+    pickle-only model pass: it passes once every locked pickle has its safetensors twin in the
+    lock, converted from exactly the locked (and trusted) bytes (`weightgate convert`)."""
     lock = _lock(ctx)
     if isinstance(lock, CheckResult):
         return lock
     from core.sources import weight_files
 
-    weights = weight_files([entry.path for entry in lock.files])
-    pickles = {entry.path for entry in _pickle_files(lock)}
-    safe = [path for path in weights if path.endswith((".safetensors", ".gguf"))]
-    values = {"weight_files": len(weights), "safe_format": len(safe), "pickle": sorted(pickles)}
+    paths = [entry.path for entry in lock.files]
+    weights = weight_files(paths) + sorted(p for p in paths if "/" not in p and p.lower().endswith(".gguf"))
+    pickles = _pickle_files(lock)
+    values = {"weight_files": len(weights), "safe_format": len(weights),
+              "pickle": sorted(entry.path for entry in pickles)}
+    if pickles:
+        twins, problems = _twin_problems(ctx, lock, pickles, set(weights))
+        values["twins"] = twins
+        if problems:
+            return CheckResult("fail", "; ".join(problems), values)
+        shown = ", ".join(f"{p} -> {t}" for p, t in sorted(twins.items()))
+        return CheckResult("pass", f"pickle weights converted from their trusted bytes: {shown}; later phases "
+                           "load the safetensors", values)
     if not weights:
         return CheckResult("fail", "the lock lists no weight files", values)
-    unsafe_weights = [path for path in weights if path in pickles]
-    if unsafe_weights:
-        untrusted = [path for path in unsafe_weights if not _pickle_trusted(ctx, lock, path)]
-        if untrusted:
-            return CheckResult("fail", f"pickle weights: {', '.join(untrusted)}; convert them to safetensors "
-                               "after trusting them (`weightgate trust pickle`)", values)
-        return CheckResult("pass", f"pickle weights trusted explicitly: {', '.join(unsafe_weights)}", values)
-    return CheckResult("pass", f"{len(safe)} weight file(s), all safetensors/GGUF", values)
+    return CheckResult("pass", f"{len(weights)} weight file(s), all safetensors/GGUF", values)
+
+
+def _twin_problems(ctx: CheckContext, lock: ModelLock, pickles: list, loaded: set[str]) -> tuple[dict, list[str]]:
+    """({pickle: twin} of the good ones, problems): each locked pickle needs a locked safetensors
+    twin whose header names the pickle's locked sha256, and the twins must be what loads."""
+    from core.pickle_policy import TWIN_INDEX, is_twin_shard, pickle_key, twin_name, twin_source_sha256
+    from core.verify import snapshot_dir
+
+    root = snapshot_dir(ctx.ws, lock)
+    twins, problems = {}, []
+    for entry in pickles:
+        twin = twin_name(entry.path)
+        convert = f"`weightgate convert {entry.path}`"
+        if not _pickle_trusted(ctx, lock, entry.path):
+            key = pickle_key(ctx.ws, root / entry.path)
+            problems.append(f"{entry.path} is pickle (loading it can run code) and not trusted at its sha256: "
+                            f"review it, `weightgate trust pickle {key} --sha256 {entry.sha256} --note ...`, "
+                            f"then {convert}")
+            continue
+        if lock.file(twin) is None:
+            problems.append(f"{entry.path} is trusted but still pickle: later phases load only safetensors; "
+                            f"{convert} writes and locks its twin {twin}")
+            continue
+        try:
+            made_from = twin_source_sha256(root / twin)
+        except InputError as exc:
+            problems.append(f"{twin} (the twin of {entry.path}) cannot be read: {exc.message}")
+            continue
+        if made_from != entry.sha256:
+            problems.append(f"{twin} was not converted from the locked bytes of {entry.path} "
+                            f"({'it names no source' if made_from is None else 'source sha256 ' + made_from[:12]}, "
+                            f"locked {entry.sha256[:12]}): {convert} --overwrite")
+            continue
+        if twin not in loaded:
+            problems.append(f"{twin} is not among the weights that load ({', '.join(sorted(loaded)) or 'none'})")
+            continue
+        twins[entry.path] = twin
+    if not problems and any(is_twin_shard(t) for t in twins.values()):
+        folder = {str(Path(t).parent) for t in twins.values()}
+        index = [f"{d}/{TWIN_INDEX}" if d != "." else TWIN_INDEX for d in sorted(folder)]
+        absent = [i for i in index if lock.file(i) is None]
+        if absent:
+            problems.append(f"sharded twins without {', '.join(absent)} in the lock: convert every shard "
+                            "(the index is written with the last one)")
+    return twins, problems
 
 
 def _pickle_trusted(ctx: CheckContext, lock: ModelLock, path: str) -> bool:
@@ -118,10 +171,12 @@ def check_remote_code(ctx: CheckContext) -> CheckResult:
         return lock
     if not lock.remote_code:
         return CheckResult("pass", "no remote code (no auto_map, no .py files)", {"remote_code": False})
+    values = {"remote_code": True, "commit": lock.commit}
+    if lock.kind != "hub":
+        return CheckResult("fail", local_remote_code_detail(lock), values)
     from core.pickle_policy import remote_code_trust
 
     trust = remote_code_trust(ctx.ws, lock.source)
-    values = {"remote_code": True, "commit": lock.commit}
     if trust is None:
         return CheckResult("fail", f"{lock.source} needs trust_remote_code; trust it at the pinned commit: "
                            f"weightgate trust remote-code {lock.source}@{lock.commit} --note \"...\"", values)
@@ -130,6 +185,17 @@ def check_remote_code(ctx: CheckContext) -> CheckResult:
                            f"{lock.commit[:12]}: review the new code and trust it again", values)
     return CheckResult("pass", f"remote code trusted at the pinned commit {lock.commit[:12]}: {trust.note}",
                        values)
+
+
+def local_remote_code_detail(lock: ModelLock) -> str:
+    """Why a local source with custom code fails, and the two ways out. Remote code is trusted
+    per hub repo at a 40-hex commit; a local directory has no commit, and its files can change
+    under the same path at any time, so no trust can be pinned to it."""
+    return (f"{lock.source} carries custom code (config.json auto_map or *.py files), and code in a local "
+            f"{'file' if lock.kind == 'gguf' else 'directory'} cannot be trusted at a commit (it has none): "
+            "remove the auto_map entries and the *.py files from it and fetch it again, "
+            "or use the model from a hub repo at a pinned commit (org/name@<40-hex commit>) "
+            "and trust that with `weightgate trust remote-code org/name@<commit>`")
 
 
 def check_license(ctx: CheckContext) -> CheckResult:
@@ -263,6 +329,9 @@ def restore_hint(lock: ModelLock | None) -> str:
             "(`weightgate fetch DIR`) would bless the changed bytes")
 
 
+LOADED_BY_NAME = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors$|^model\.safetensors\.index\.json$")
+
+
 def verified_snapshot(ws: Workspace, *, progress=None) -> Path:
     """The locked weights' directory, safe to load: called by every later phase before it loads
     weights. Files whose size or mtime differ from the lock are re-hashed first (the rest are
@@ -279,4 +348,12 @@ def verified_snapshot(ws: Workspace, *, progress=None) -> Path:
         bad = ", ".join(f"{r.path} ({r.status})" for r in report.failed()) or "a weight header is invalid"
         raise InputError(f"the locked weights do not match weightgate.lock: {bad}", path=ws.lock_path,
                          hint=restore_hint(lock))
-    return snapshot_dir(ws, lock)
+    root = snapshot_dir(ws, lock)
+    # from_pretrained(use_safetensors=True) loads these by name whether or not the lock lists them.
+    unlocked = sorted(path.name for path in root.iterdir() if path.is_file() and LOADED_BY_NAME.match(path.name)
+                      and lock.file(path.name) is None) if root.is_dir() else []
+    if unlocked:
+        raise InputError(f"{root} holds weight files transformers would load that weightgate.lock does not list: "
+                         + ", ".join(unlocked), path=root / unlocked[0],
+                         hint="remove them, or lock them: `weightgate fetch` hashes what is there")
+    return root

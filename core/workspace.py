@@ -106,10 +106,33 @@ def parse_config(text: str, path: Path) -> TOMLDocument:
     except ParseError as exc:
         # tomlkit's message ends with " at line L col C"; keep only the reason.
         reason = str(exc).split(" at line ")[0]
+        line, column = toml_error_position(text, exc, reason)
+        if _at_end_of_file(reason):
+            reason = "unexpected end of file"
         raise InputError(
-            f"invalid TOML: {reason}", path=path, line=exc.line, column=exc.col,
+            f"invalid TOML: {reason}", path=path, line=line, column=column,
             hint=_toml_hint(reason) + " Nothing was changed; fix the file and run the command again.",
         ) from None
+
+
+def _at_end_of_file(reason: str) -> bool:
+    # tomlkit reads a NUL past the last character ("Unexpected character: '\x00'") or says so.
+    return "end of file" in reason.lower() or "'\\x00'" in reason
+
+
+def toml_error_position(text: str, exc: ParseError, reason: str = "") -> tuple[int, int]:
+    """1-based (line, column) of a tomlkit ParseError, as editors count (file:line:column).
+
+    tomlkit gives a 1-based line but a 0-based column ("foo = bar baz" says col 6 for the
+    "b" in column 7). At the end of the file it falls back to "col 0" of the last line; the
+    error is then reported just after the last character that is not whitespace (an unclosed
+    array or string), not at a column that does not exist.
+    """
+    if _at_end_of_file(reason or str(exc)):
+        from core.errors import line_col
+
+        return line_col(text, len(text.rstrip()))
+    return exc.line, exc.col + 1
 
 
 def _toml_hint(reason: str) -> str:
@@ -118,7 +141,7 @@ def _toml_hint(reason: str) -> str:
         return "A key or table appears twice; remove one."
     if "unexpected character" in lowered or "invalid" in lowered:
         return "Strings need quotes (\"...\"), booleans are true/false, and each key = value on one line."
-    if "unclosed" in lowered or "eof" in lowered:
+    if "unclosed" in lowered or "eof" in lowered or "end of file" in lowered:
         return "A string, array or inline table is not closed."
     return "Check the TOML syntax at that position."
 

@@ -7,10 +7,13 @@ restarted mid-run shows every step; then it follows live: the loss chart (train 
 line, validation as diamonds, the best one green; m toggles smoothing), step / epoch / lr /
 grad norm / tokens/s / memory / ETA, the checkpoints with the best marked, and the last log
 lines. Below it: the data checks and the keep-or-reject gate as the checklist has them.
-Keys: d checks the training data and writes the cleaned split (a job), f runs the few-shot variant
-(prompting first), s checks and splits the data and starts a run, x stops the run (SIGTERM: a
-checkpoint is saved; resume later), u resumes the newest stopped run, g runs the keep-or-reject
-gate on the newest adapter, m toggles smoothing.
+Keys: d checks the training data and writes the cleaned split (a job), i shows the data check's
+full report (.weightgate/data/report.json: duplicate pairs, leaks with the eval case they match,
+over-long examples, PII by kind with lines and masked samples, tag balance, the split), f runs
+the few-shot variant (prompting first), s checks and splits the data and starts a run, x stops
+the run (SIGTERM: a checkpoint is saved; resume later), u resumes the newest stopped run, g runs
+the keep-or-reject gate on the newest adapter, c and v open the gate's task and general
+comparisons (base run vs adapter run) in the Compare screen, m toggles smoothing.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.css.query import NoMatches
+from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui.widgets.base_screen import PhaseScreen
@@ -41,6 +45,8 @@ DATA_FACTS = [
     ("gate", "tune.gate"),
 ]
 ACTIVE_STATES = ("queued", "running")
+GATE_SETS = ("task", "general")
+SECTION_ROWS = 200   # rows a data-report section lists before "… N more"
 
 
 def _duration(seconds) -> str:
@@ -124,6 +130,227 @@ def earlier_journals(job_dir: Path, job_id: str) -> list[Path]:
             before = ids[:ids.index(job_id)] if job_id in ids else []
             return [job_dir.parent / i / "events.jsonl" for i in before]
     return []
+
+
+# --- the gate's comparisons ----------------------------------------------------------------
+
+
+def gate_result(ws, report) -> dict | None:
+    """The newest gate verdict: the newest `gate` report (.weightgate/reports/gate-*.json, every
+    verdict, a rejected challenger's too), else tune.gate's evidence values."""
+    from core.reports import latest_report  # noqa: PLC0415
+
+    data = latest_report(ws, "gate") if ws is not None else None
+    if data is None and report is not None:
+        try:
+            status = report.item("tune.gate")
+        except KeyError:
+            status = None
+        data = dict(status.values) if status is not None and status.values else None
+    return data
+
+
+def gate_pairs(result: dict | None) -> dict[str, tuple[str, str]]:
+    """set name -> (base run, adapter run) of the gate's comparisons (run A, run B in Compare)."""
+    pairs = {}
+    for set_name in GATE_SETS:
+        row = (result or {}).get(set_name)
+        if isinstance(row, dict) and row.get("base_run") and row.get("adapter_run"):
+            pairs[set_name] = (str(row["base_run"]), str(row["adapter_run"]))
+    return pairs
+
+
+def gate_text(result: dict | None) -> Content:
+    pairs = gate_pairs(result)
+    if not pairs:
+        return Content.styled("Gate comparisons: none yet (g runs the gate on the newest adapter)", "$text-muted")
+    verdict = "kept" if result.get("kept") else "rejected"
+    lines = [Content.assemble(("Gate comparisons ", "bold"), f"adapter {result.get('adapter', '?')}: ",
+                              (verdict, "bold #59a14f" if result.get("kept") else "bold #e15759"))]
+    for set_name, key in (("task", "c"), ("general", "v")):
+        if set_name not in pairs:
+            continue
+        row = result[set_name]
+        base, tuned, delta = row.get("base"), row.get("adapter"), row.get("delta")
+        scores = (f"  {base:.3f} -> {tuned:.3f} ({delta:+.3f})"
+                  if all(isinstance(v, (int, float)) for v in (base, tuned, delta)) else "")
+        lines.append(Content.assemble(f"  {set_name:<8}", f"base run {pairs[set_name][0]} vs adapter run "
+                                      f"{pairs[set_name][1]}{scores}  ", (f"{key} opens it in Compare", "$text-muted")))
+    return Content("\n").join(lines)
+
+
+# --- the data check's full report --------------------------------------------------------------
+
+
+def read_data_report(ws) -> tuple[dict | None, Path | None, str | None]:
+    """(report.json's data, its path, why it cannot be shown)."""
+    if ws is None:
+        return None, None, "no workspace"
+    path = ws.state_dir / "data" / "report.json"   # core.data_check.save_latest_report
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, path, "No data check yet: d checks the training data (weightgate data check)."
+    except (OSError, ValueError) as exc:
+        return None, path, f"{path} cannot be read: {exc}. Run the data check again (d)."
+    if not isinstance(data, dict):
+        return None, path, f"{path} is not a data-check report. Run the data check again (d)."
+    return data, path, None
+
+
+def _more(rows: list, shown: int = SECTION_ROWS) -> list[Content]:
+    extra = len(rows) - shown
+    return [Content.styled(f"    … {extra} more (weightgate data check --json lists them all)", "$text-muted")] \
+        if extra > 0 else []
+
+
+def _where(row: dict) -> str:
+    return f"line {row.get('line', '?')} ({row.get('id', '?')})"
+
+
+def data_report_text(data: dict) -> Content:
+    """Every finding of a data-check report, by section. PII is shown as counts, lines and the
+    masked sample the report keeps (its first characters and an ellipsis), never the text."""
+    bold, muted, bad, good = "bold", "$text-muted", "#e15759", "#59a14f"
+    formats = ", ".join(f"{name} {count}" for name, count in sorted((data.get("formats") or {}).items())) or "none"
+    lines = [Content.assemble((str(data.get("path", "?")), bold),
+                              f": {data.get('examples', 0)} examples ({formats}) -> {data.get('units', 0)} records; "
+                              f"context {data.get('max_tokens', '?')} tokens")]
+    blocking = data.get("blocking") or []
+    if blocking:
+        lines.append(Content.assemble(("blocking: ", f"bold {bad}"), "; ".join(blocking),
+                                      (" (fix the file, then d again; nothing is prepared meanwhile)", muted)))
+    elif data.get("digest"):
+        lines.append(Content.assemble(("prepared ", f"bold {good}"), f"{data.get('prepared') or ''} "
+                                      f"(digest {str(data['digest'])[:16]})"))
+
+    def section(title: str, count: int, ok_text: str, bad_text: str | None = None) -> None:
+        lines.append(Content(""))
+        lines.append(Content.assemble((title, "bold underline"), "  ",
+                                      ((bad_text or f"{count} found") if count else ok_text, bad if count else good)))
+
+    problems = [*(data.get("problems") or []), *(data.get("render_problems") or [])]
+    section("Schema", len(problems), "every line reads")
+    for problem in problems[:SECTION_ROWS]:
+        where = f"line {problem.get('line')}: " if problem.get("line") else ""
+        lines.append(Content.assemble(f"    {where}{problem.get('error', '')}",
+                                      (f"  hint: {problem['hint']}" if problem.get("hint") else "", muted)))
+    lines.extend(_more(problems))
+
+    exact, near = data.get("exact_duplicates") or [], data.get("near_duplicates") or []
+    pairs = [(row, group["kept"]) for group in exact for row in group.get("removed", [])]
+    section("Duplicates", len(pairs) + len(near), "none")
+    for row, kept in pairs[:SECTION_ROWS]:
+        lines.append(Content.assemble(f"    {_where(row)} = {_where(kept)}", ("  exact; the later one is left out", muted)))
+    lines.extend(_more(pairs))
+    for pair in near[:SECTION_ROWS]:
+        similarity = pair.get("similarity")
+        lines.append(Content.assemble(f"    {_where(pair.get('b', {}))} ~ {_where(pair.get('a', {}))}",
+                                      f"  similarity {similarity:.2f}" if isinstance(similarity, (int, float)) else "",
+                                      ("  near; the later one is left out", muted)))
+    lines.extend(_more(near))
+
+    leaks = data.get("leakage") or []
+    sizes = data.get("leakage_sets") or {}
+    section("Eval leakage", len(leaks), "none: no training example contains an eval case")
+    if sizes:
+        lines.append(Content.styled("    against " + ", ".join(f"the {k} set ({v} cases)" for k, v in sizes.items()),
+                                    muted))
+    for leak in leaks[:SECTION_ROWS]:
+        containment = leak.get("containment")
+        lines.append(Content.assemble(f"    {_where(leak)} matches {leak.get('set', '?')} case ",
+                                      (str(leak.get("case", "?")), bold),
+                                      f" ({containment:.0%})" if isinstance(containment, (int, float)) else "",
+                                      ("  left out of the prepared copy", muted)))
+    lines.extend(_more(leaks))
+
+    over = data.get("over_long") or []
+    section("Token lengths", len(over), f"every example fits {data.get('max_tokens', '?')} tokens")
+    for row in over[:SECTION_ROWS]:
+        lines.append(Content.assemble(f"    {_where(row)}: {row.get('tokens', '?')} tokens > {data.get('max_tokens', '?')}",
+                                      ("  shorten or split it (never truncated)", muted)))
+    lines.extend(_more(over))
+
+    pii = data.get("pii") or {}
+    counts = {kind: n for kind, n in (pii.get("counts") or {}).items() if n}
+    findings = pii.get("findings") or []
+    section("PII", int(pii.get("total") or 0), "none found")
+    if counts:
+        lines.append(Content.assemble("    by kind: ", ", ".join(f"{kind} {n}" for kind, n in counts.items()),
+                                      ("  (replaced by placeholders in the prepared copy; the original is never "
+                                       "edited)", muted)))
+        by_kind: dict[str, list[str]] = {}
+        for row in findings:
+            by_kind.setdefault(str(row.get("kind")), []).append(str(row.get("line", "?")))
+        for kind, where in by_kind.items():
+            lines.append(Content.assemble(f"    {kind:<8}", ("lines ", muted), ", ".join(where[:40]),
+                                          f" … +{len(where) - 40}" if len(where) > 40 else ""))
+    for row in findings[:SECTION_ROWS]:
+        lines.append(Content.assemble(f"    {_where(row)}: {row.get('kind', '?')} ",
+                                      (str(row.get("sample") or "…"), muted)))
+    lines.extend(_more(findings))
+
+    tags = data.get("tags") or {}
+    tag_counts = tags.get("counts") or {}
+    section("Tag balance", 1 if tags.get("skewed") else 0, "balanced" if len(tag_counts) >= 2 else
+            ("one tag only" if tag_counts else "no tags"), bad_text="skewed")
+    if tag_counts:
+        lines.append(Content("    " + ", ".join(f"{tag} {n}" for tag, n in tag_counts.items())
+                             + (f"; untagged {tags['untagged']}" if tags.get("untagged") else "")))
+    if tags.get("ratio") is not None:
+        lines.append(Content.assemble(f"    {tags.get('most')} : {tags.get('least')} = {tags['ratio']:g} to 1",
+                                      (f" (at most {tags.get('max_ratio'):g} to 1)", muted)))
+
+    split = data.get("split") or {}
+    removed = data.get("removed") or {}
+    lines.append(Content(""))
+    lines.append(Content.assemble(("Split", "bold underline"), "  ",
+                                  f"{split.get('train', '?')} train / {split.get('val', '?')} validation",
+                                  (f"  (val fraction {split.get('val_fraction', '?')}, by {split.get('method', '?')})",
+                                   muted)))
+    if removed:
+        lines.append(Content("    left out: " + ", ".join(f"{len(ids)} {reason}" for reason, ids in removed.items())))
+    counts_after = data.get("counts") or {}
+    if counts_after:
+        lines.append(Content("    prepared: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts_after.items())))
+    boiler = data.get("boilerplate") or {}
+    if boiler.get("lines_removed"):
+        lines.append(Content.styled(f"    raw text: {boiler['lines_removed']} boilerplate line(s) removed, "
+                                    f"{boiler.get('chunks', '?')} chunks", muted))
+    return Content("\n").join(lines)
+
+
+class DataReportModal(ModalScreen[None]):
+    """The data check's whole report, scrollable; escape closes it."""
+
+    DEFAULT_CSS = """
+    DataReportModal { align: center middle; }
+    DataReportModal > VerticalScroll {
+        width: 120; max-width: 98%; height: auto; max-height: 96%; padding: 0 1;
+        border: thick $primary 60%; background: $surface;
+    }
+    DataReportModal #data-report-title { padding: 0 1 1 1; }
+    """
+
+    BINDINGS = [Binding("escape,i,q", "close", "Close")]
+
+    def __init__(self, data: dict, path: Path) -> None:
+        super().__init__()
+        self.data, self.path = data, path
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(Content.assemble(("Data check report", "bold $primary"), (f"   {self.path}   escape closes",
+                                                                                  "$text-muted")),
+                         id="data-report-title")
+            yield Static(data_report_text(self.data), id="data-report-body")
+
+    @property
+    def plain(self) -> str:
+        return data_report_text(self.data).plain
+
+    def action_close(self) -> None:
+        self.dismiss(None)
 
 
 class TrainingPanel(Vertical):
@@ -229,16 +456,29 @@ class FinetuningScreen(PhaseScreen):
         Binding("f", "fewshot", "Few-shot", tooltip="Prompting first: the task set with few-shot examples (a job)"),
         Binding("s", "start_run", "Train", tooltip="Check and split the training data, then start a LoRA/QLoRA run"),
         Binding("g", "gate", "Gate", tooltip="Keep or reject the newest adapter: task and general sets (a job)"),
+        Binding("c", "gate_compare('task')", "Gate: task",
+                tooltip="Open the gate's task comparison (base run vs adapter run) in the Compare screen"),
+        Binding("v", "gate_compare('general')", "Gate: general",
+                tooltip="Open the gate's general-set comparison (base run vs adapter run) in the Compare screen"),
+        Binding("i", "data_report", "Data report",
+                tooltip="The data check's full report: duplicates, leaks, lengths, PII, tags, split"),
         Binding("m", "smooth", "Smooth loss", tooltip="Toggle the exponential moving average of the train loss"),
         Binding("x", "stop_run", "Stop run", tooltip="SIGTERM: the run saves a checkpoint and stops (resume with u)"),
         Binding("u", "resume_run", "Resume", tooltip="Continue the newest stopped run from its last checkpoint"),
     ]
-    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "data_check", "start_run", "stop_run", "resume_run", "gate")
+    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "data_check", "start_run", "stop_run", "resume_run", "gate",
+                        "gate_compare")
+
+    DEFAULT_CSS = """
+    FinetuningScreen #gate-compare { height: auto; margin: 0 0 1 0; padding: 0 1; }
+    """
 
     def compose_panels(self) -> ComposeResult:
         yield TrainingPanel(id="training")
-        yield FactsPanel("Data checks and the gate", DATA_FACTS, source="weightgate data check · weightgate tune gate",
+        yield FactsPanel("Data checks and the gate", DATA_FACTS, source="weightgate data check · weightgate tune gate"
+                                                                        " · i: the full data report",
                          id="tune-facts")
+        yield Static("", id="gate-compare")
 
     @property
     def panel(self) -> TrainingPanel:
@@ -247,7 +487,24 @@ class FinetuningScreen(PhaseScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self._preparing = False
+        self._gate: dict | None = None
         self.watch(self.app, "job_rows", self._jobs_changed)
+        self.watch(self.app, "report", self._report_changed)
+
+    def _report_changed(self, report) -> None:
+        """The gate's newest verdict (a small file read, every report refresh): a gate job that
+        just finished shows up with the report that follows it."""
+        try:
+            result = gate_result(getattr(self.app, "workspace", None), report)
+        except Exception:  # noqa: BLE001 - a damaged report must not break the screen
+            result = None
+        if result != self._gate:
+            self._gate = result
+            try:
+                self.query_one("#gate-compare", Static).update(gate_text(result))
+            except NoMatches:
+                pass
+        self.update_bindings()
 
     def newest_train_row(self):
         for row in getattr(self.app, "job_rows", None) or []:   # newest first
@@ -270,6 +527,10 @@ class FinetuningScreen(PhaseScreen):
         self.update_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "gate_compare":
+            pairs = gate_pairs(getattr(self, "_gate", None))
+            wanted = parameters[0] if parameters else None
+            return True if (wanted in pairs if wanted else pairs) else None
         row = self.newest_train_row() if action in ("start_run", "stop_run", "resume_run", "gate") else None
         if action == "gate":
             return True if row is not None and row.status.state == "succeeded" else None
@@ -294,7 +555,7 @@ class FinetuningScreen(PhaseScreen):
             from tui.widgets.weights_actions import error_text  # noqa: PLC0415
 
             try:
-                params = _new_run_params(workspace, 1, None)
+                params = _new_run_params(workspace, 1, None, "auto")   # the job picks a GPU when torch sees one
             except Exception as exc:  # noqa: BLE001 - notified with its hint
                 self.app.call_from_thread(self._prepared, None, error_text(exc))
                 return
@@ -318,6 +579,25 @@ class FinetuningScreen(PhaseScreen):
 
     def action_gate(self) -> None:
         self.app.start_job("tune_gate", {})
+
+    def action_gate_compare(self, set_name: str) -> None:
+        """The gate's comparison of `set_name` in the Compare screen: run A = the base model's
+        baseline, run B = the adapter's gate run (as `weightgate compare A B`)."""
+        result = gate_result(getattr(self.app, "workspace", None), self.report)
+        pair = gate_pairs(result).get(set_name)
+        if pair is None:
+            self.notify(f"No gate comparison of the {set_name} set yet: g runs the gate on the newest adapter.",
+                        title="Gate", severity="warning")
+            return
+        self.app.compare_request = pair
+        self.app.goto("compare")
+
+    def action_data_report(self) -> None:
+        data, path, problem = read_data_report(getattr(self.app, "workspace", None))
+        if data is None:
+            self.notify(problem or "no data report", title="Data report", severity="warning")
+            return
+        self.app.push_screen(DataReportModal(data, path))
 
     def action_smooth(self) -> None:
         self.panel.toggle_smoothing()

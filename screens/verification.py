@@ -4,9 +4,13 @@ published ones.
 Above the items: the Lock panel (tui.widgets.lock_panel): source, revision → commit, licence,
 remote code, provenance; every locked file with its size, where its hash came from (published
 by the hub / computed locally), when it last matched, and its state now (ok, changed on disk,
-mismatch, missing). Keys: v starts a `verify` job (re-hashes everything in parallel and
-records the evidence) and the panel follows its progress live; f fetches the chosen model (a
-download job for a hub model, followed the same way; a local model is hashed and locked now).
+mismatch, missing), its progress while a job hashes or fetches it, and what a pickle would
+import. Keys: v starts a `verify` job (re-hashes everything in parallel and records the
+evidence) and the panel follows its progress live, per file; f fetches the chosen model (a
+download job for a hub model, followed the same way; a local model is hashed and locked now);
+c converts the selected pickle file (trusted at its sha256 in weightgate.toml) to its
+safetensors twin in a `convert_pickle` job, which locks the twin: later phases load only
+safetensors.
 
 Looking and verifying work while the phase is locked: the gate is about the checklist.
 """
@@ -29,7 +33,7 @@ if TYPE_CHECKING:
 
 # The lock panel (tables, job tail) is imported when the screen is first shown, not at
 # start-up: `import tui.app` imports every screen module.
-FOLLOWED_KINDS = ("verify", "download")
+FOLLOWED_KINDS = ("verify", "download", "convert_pickle")
 
 LOCK_INTERVAL_S = 2.0
 ACTIVE_STATES = ("queued", "running")
@@ -48,13 +52,15 @@ class VerificationScreen(WeightsActions, PhaseScreen):
     PHASE = 2
     HELP = ("Verification: safetensors, checksums, headers, pickle policy, remote code, source revision, licence. "
             "The lock panel lists every locked file and its state; v re-hashes them all in a job, f fetches the "
-            "chosen model.")
+            "chosen model, c converts a trusted pickle file to safetensors.")
 
     BINDINGS = [
         Binding("v", "verify", "Verify", tooltip="Re-hash every locked file against weightgate.lock (a job)"),
         Binding("f", "fetch", "Fetch", tooltip="Fetch and lock the chosen model"),
+        Binding("c", "convert", "Convert pickle",
+                tooltip="Convert the selected trusted pickle file to safetensors (a job; the twin is locked)"),
     ]
-    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "verify", "fetch")
+    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "verify", "fetch", "convert")
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
 
     DEFAULT_CSS = """
@@ -126,6 +132,12 @@ class VerificationScreen(WeightsActions, PhaseScreen):
 
     def on_lock_panel_job_ended(self, message) -> None:
         job = message.job
+        if job.kind == "convert_pickle" and job.state == "succeeded":
+            locked = job.result.get("locked") or {}
+            self.notify(f"{job.subject or job.result.get('source', '')} → {job.result.get('output', '?')}"
+                        + (f"; {locked['twin']} is locked and is what later phases load." if locked.get("twin")
+                           else "; not a file of the locked model, so weightgate.lock is unchanged."),
+                        title="Converted to safetensors")
         if job.state != "succeeded":
             detail = job.error or job.state
             self.notify(f"{job.job_id}: {detail}", title=f"{job.kind.capitalize()} {job.state}", severity="error",
@@ -144,7 +156,15 @@ class VerificationScreen(WeightsActions, PhaseScreen):
             return True if view is not None and view.lock is not None else None
         if action == "fetch":
             return True if view is not None and view.chosen else None
+        if action == "convert":
+            if view is None or not view.pickles:
+                return False   # hidden: nothing in the lock is pickle
+            chosen = self.panel.selected_pickle()
+            return True if chosen is not None and chosen[1].twin is None and chosen[1].scan.safe else None
         return super().check_action(action, parameters)
+
+    def on_data_table_row_highlighted(self, message) -> None:
+        self.update_bindings()   # the convert key follows the highlighted file
 
     def action_verify(self) -> None:
         view = self.panel.view
@@ -158,6 +178,25 @@ class VerificationScreen(WeightsActions, PhaseScreen):
                         title="Already running", severity="warning")
             return
         self.run_engine("verify", "", "Starting a verify job…", _start_verify)
+
+    def action_convert(self) -> None:
+        chosen = self.panel.selected_pickle()
+        if chosen is None:
+            self.notify("Select a pickle file in the lock panel first (Tab to the files, then ↑/↓).",
+                        title="Nothing to convert", severity="warning")
+            return
+        path, info = chosen
+        if info.twin:
+            self.notify(f"{path} is already converted: {info.twin} is locked and is what later phases load.",
+                        title="Already converted")
+            return
+        job = self.panel.job
+        if job is not None and job.state == "running":
+            self.notify(f"{job.kind} job {job.job_id} is still running; its progress is shown above.",
+                        title="Already running", severity="warning")
+            return
+        self.run_engine("convert", path, f"Checking {path} (trusted at its sha256? scan clean?)…",
+                        lambda ws: _start_convert(ws, info.full_path, path))
 
     def action_fetch(self) -> None:
         view = self.panel.view
@@ -175,6 +214,15 @@ class VerificationScreen(WeightsActions, PhaseScreen):
 
     def engine_done(self, message: EngineDone) -> None:
         result = message.result or {}
+        if message.action == "convert":
+            self.panel.follow(result["job"], result["job_dir"], "convert_pickle", subject=result["subject"])
+            self.notify(f"{result['job']}: loading {result['subject']} with torch.load(weights_only=True) in a job "
+                        f"and writing {result['output']}.", title="Conversion started")
+            poll = getattr(self.app, "poll_jobs", None)
+            if poll is not None:
+                poll()
+            self.reload()
+            return
         if message.action == "verify" or (message.action == "fetch" and result.get("job")):
             kind = "verify" if message.action == "verify" else "download"
             self.panel.follow(result["job"], result["job_dir"], kind)
@@ -192,3 +240,16 @@ def _start_verify(ws) -> dict:
 
     handle = start_job(ws.jobs_dir, "verify", {}, workspace=ws.root)
     return {"job": handle.job_id, "job_dir": str(handle.job_dir)}
+
+
+def _start_convert(ws, full_path: str, subject: str) -> dict:
+    """Refuse here (trust at these bytes, clean scan, free output name) before any job starts;
+    the job checks all of it again in the process that loads."""
+    from core.jobkinds.convert_pickle import plan_conversion  # noqa: PLC0415
+    from core.jobs import start_job  # noqa: PLC0415
+    from core.pickle_policy import check_pickle_allowed  # noqa: PLC0415
+
+    plan = plan_conversion(ws, full_path)
+    check_pickle_allowed(ws, plan.source)
+    handle = start_job(ws.jobs_dir, "convert_pickle", {"path": str(plan.source)}, workspace=ws.root)
+    return {"job": handle.job_id, "job_dir": str(handle.job_dir), "subject": subject, "output": plan.output.name}

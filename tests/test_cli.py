@@ -144,6 +144,62 @@ def test_demo_workspace_passes_requirement_items(tmp_path):
     assert json.loads(again.stdout)["created"] is False
 
 
+def test_demo_uses_the_workspace_option_when_no_directory_is_given(tmp_path):
+    for args, target in ((("-w", tmp_path / "before", "demo"), tmp_path / "before"),
+                         (("demo", "-w", tmp_path / "after"), tmp_path / "after")):
+        out = wg(*args, "--no-tui", "--no-model", "--json", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["workspace"] == str(target.resolve())
+        assert (target / "weightgate.toml").is_file()
+    assert not (tmp_path / "demo-workspace").exists()
+    # A directory argument still wins over -w (as for init).
+    out = wg("-w", tmp_path / "before", "demo", tmp_path / "given", "--no-tui", "--no-model", "--json")
+    assert json.loads(out.stdout)["workspace"] == str((tmp_path / "given").resolve())
+
+
+def test_workspace_option_before_or_after_any_command(tmp_path):
+    ws = phase1_ready(tmp_path / "ws")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = wg("-w", ws.root, "status", "--json", cwd=elsewhere)
+    assert before.returncode == 0, before.stderr
+    for args in (("status", "-w", ws.root, "--json"), ("status", "--json", "--workspace", ws.root),
+                 ("status", f"--workspace={ws.root}", "--json")):
+        after = wg(*args, cwd=elsewhere)
+        assert after.returncode == 0, (args, after.stderr)
+        assert json.loads(after.stdout)["workspace"] == str(ws.root)
+    # Commands of the sub-apps too: each reaches the workspace (and says what it lacks there).
+    for args in (("data", "check"), ("tune", "gate"), ("evalset", "check"), ("train", "runs"), ("jobs",)):
+        out = wg(*args, "-w", ws.root, "--json", cwd=elsewhere)
+        assert "No such option" not in out.stderr, (args, out.stderr)
+        assert str(elsewhere) not in out.stdout + out.stderr, (args, out.stdout, out.stderr)
+    out = wg("evalset", "check", "-w", ws.root, cwd=elsewhere)
+    assert out.returncode == 0 and str(ws.root / "evals" / "task.jsonl") in out.stdout, out.stderr
+    out = wg("attest", "select.domain_fit", "-w", ws.root, "--note", "read the card", "--json", cwd=elsewhere)
+    assert out.returncode == 0 and json.loads(out.stdout)["item"] == "select.domain_fit", out.stderr
+    # Both placements naming different directories is a usage error; the same one is fine.
+    out = wg("-w", ws.root, "status", "-w", elsewhere)
+    assert out.returncode == 2 and "differs" in out.stderr
+    assert wg("-w", ws.root, "status", "-w", str(ws.root) + "/").returncode == 0
+    # Every command's help lists it.
+    assert "--workspace" in wg("tune", "gate", "--help").stdout
+
+
+def test_help_texts_keep_their_brackets():
+    """Help is Rich markup: a literal [table] must be escaped, or Rich eats it."""
+    env = {"COLUMNS": "200"}
+    add = wg_env(env, "add", "--help").stdout
+    assert "appends it to [[candidates]]." in add and "org/name[@revision]" in add
+    assert "Record the chosen model in [decisions]" in wg_env(env, "choose", "--help").stdout
+    assert "Default: [settings] eval_batch_size" in wg_env(env, "eval", "--help").stdout
+
+
+def wg_env(extra: dict, *args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **extra)
+    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_evalset_check_reports_every_bad_line(tmp_path):
     ws = init_workspace(tmp_path)
     path = ws.evals_dir / "task.jsonl"

@@ -410,3 +410,39 @@ def test_download_job_takes_remote_code_consent_from_weightgate_toml(hub, tmp_pa
     assert status.state == "succeeded", status.error
     lock = read_lock(ws)
     assert lock.remote_code is True and lock.file("modeling_x.py") is not None
+
+
+# --- a cache filled by huggingface_hub itself -----------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["snapshot_download", "hf_hub_download"])
+def test_a_cache_filled_by_the_hf_client_is_reused_with_nothing_downloaded(repo, how):
+    """The standard cache is shared: files huggingface_hub put there (blobs named by ETag,
+    snapshot symlinks, refs/main) are hashed against the published sha256 and reused; not one
+    weight byte is fetched again, and the result is the same snapshot directory."""
+    hub, files, sha = repo
+    from core.sources import plan_files
+
+    wanted, skipped = plan_files(files)     # what weightgate fetches: no pickles, no .gitattributes
+    assert "pytorch_model.bin" in skipped and SHARD in wanted
+    if how == "snapshot_download":
+        folder = snapshot_download(REPO, revision="main", cache_dir=hub.cache_dir, endpoint=hub.url,
+                                   allow_patterns=wanted)
+    else:
+        folder = None
+        for name in wanted:
+            path = hf_hub_download(REPO, name, revision="main", cache_dir=hub.cache_dir, endpoint=hub.url)
+            folder = folder or str(Path(path).parent)
+    assert Path(folder) == hub.cache_dir / STORE / "snapshots" / sha
+    assert blob_of(hub, files[SHARD]).is_file()      # the client names LFS blobs by their sha256
+    hub.clear_log()
+
+    result = fetch(hub)
+    assert result.bytes_downloaded == 0, [f.path for f in result.files if not f.reused]
+    assert all(f.reused for f in result.files)
+    assert result.bytes_reused == sum(len(files[f.path]) for f in result.files)
+    assert {f.path for f in result.files} == set(wanted)
+    assert Path(result.snapshot_dir) == Path(folder)
+    assert all(f.sha256 == hashlib.sha256(files[f.path]).hexdigest() for f in result.files)
+    # No weight byte moved: HEADs only, besides the small metadata files read from the hub.
+    assert not [r for r in hub.log_for(method="GET") if r.filename and r.filename.endswith(".safetensors")]

@@ -114,3 +114,44 @@ def test_defaults():
     if hasattr(os, "sched_getaffinity"):
         assert default_workers() == len(os.sched_getaffinity(0))
     assert hash_rate(10_000_000, 2.0) == 5.0 and hash_rate(1, 0) == 0.0
+
+
+def test_per_file_progress_is_keyed_monotonic_and_ends_at_each_size(tmp_path):
+    sizes = [0, 5_000, 300_000, 1_000_003]
+    paths = [tmp_path / f"s{i}" for i in range(len(sizes))]
+    for i, (p, n) in enumerate(zip(paths, sizes)):
+        write(p, n, seed=i)
+    calls: dict = {}
+    totals = []
+    active = []
+
+    def per_file(path, done, size):
+        active.append(1)
+        assert len(active) == 1, "per-file calls overlapped each other or the total's"
+        calls.setdefault(path, []).append((done, size))
+        active.pop()
+
+    def total(done, of):
+        active.append(1)
+        assert len(active) == 1
+        totals.append(done)
+        active.pop()
+
+    hash_files(paths, workers=3, progress=total, chunk=4096, interval=0, file_progress=per_file)
+    assert set(calls) == set(paths)             # keyed by the objects passed in, every file
+    for path, size in zip(paths, sizes):
+        dones = [d for d, _ in calls[path]]
+        assert dones == sorted(dones) and calls[path][-1] == (size, size), path
+        assert all(of == size for _, of in calls[path])
+    assert totals[-1] == sum(sizes)
+
+
+def test_per_file_progress_is_throttled_per_file(tmp_path):
+    paths = [tmp_path / "a", tmp_path / "b"]
+    for i, p in enumerate(paths):
+        write(p, 1_000_000, seed=i)
+    calls = []
+    hash_files(paths, workers=2, chunk=4096, interval=3600, file_progress=lambda p, d, s: calls.append((p, d)))
+    # ~245 chunks each, an hour's throttle: the first chunk and the end of each file.
+    assert sorted(calls) == sorted([(paths[0], 4096), (paths[0], 1_000_000), (paths[1], 4096),
+                                    (paths[1], 1_000_000)])

@@ -43,7 +43,6 @@ def test_licences_against_intended_use():
     assert check_licence("cc-by-nc-4.0", {"commercial": True}).status == "fail"
     assert check_licence("cc-by-nc-4.0", {"commercial": False}).status == "pass"
     assert check_licence("llama3.1", {"commercial": True}).status == "pass"
-    assert check_licence("cc-by-nd-4.0", {"commercial": False, "distribution": True}).status == "fail"
     assert check_licence("", {}).status == "fail"
     unknown = check_licence("other", {"commercial": True})
     assert unknown.status == "fail" and "[decisions.license]" in unknown.detail
@@ -160,3 +159,299 @@ def test_verified_snapshot_rehashes_only_changed_and_refuses_tampered(tmp_path, 
     with pytest.raises(InputError, match="model.safetensors"):
         verified_snapshot(ws)
     assert compute_report(ws).item("verify.checksum").status == "fail"
+
+
+def test_verified_snapshot_refuses_weights_transformers_would_load_that_are_not_locked(tmp_path, local_model):
+    from core.candidates import start_fetch
+    from core.errors import InputError
+    from core.weights_checks import verified_snapshot
+
+    ws = init_workspace(tmp_path / "w")
+    start_fetch(ws, str(local_model))
+    (local_model / "notes.safetensors").write_bytes(b"not loaded by name")      # harmless
+    assert verified_snapshot(ws) == local_model
+    (local_model / "model.safetensors.index.json").write_text('{"weight_map": {}}')
+    with pytest.raises(InputError, match="model.safetensors.index.json") as refused:
+        verified_snapshot(ws)
+    assert "does not list" in refused.value.message
+
+
+def test_no_derivatives_allows_commercial_use_of_the_unmodified_model_not_a_shipped_fine_tune():
+    """CC BY-ND allows commercial use (it is not NC) and sharing the model unmodified; what it
+    forbids is sharing adapted material, which a fine-tuned adapter or a merge is."""
+    assert classify("cc-by-nd-4.0") == "no-derivatives"
+    commercial = {"commercial": True, "distribution": False}
+    unmodified = check_licence("cc-by-nd-4.0", commercial)
+    assert unmodified.status == "pass" and "commercial use of the unmodified model" in unmodified.detail
+    assert check_licence("cc-by-nd-4.0", {"commercial": True, "distribution": True}).status == "pass"
+    for use in (commercial, {"commercial": False, "distribution": True}, {"commercial": False, "distribution": False}):
+        shipped = check_licence("cc-by-nd-4.0", use, derivative=True)
+        assert shipped.status == "fail" and "no derivatives" in shipped.detail, use
+    # NC-ND: the non-commercial part still refuses commercial use, derivative or not.
+    assert check_licence("cc-by-nc-nd-4.0", commercial).status == "fail"
+    assert check_licence("cc-by-nc-nd-4.0", {"commercial": False}).status == "pass"
+    assert check_licence("cc-by-nc-nd-4.0", {"commercial": False}, derivative=True).status == "fail"
+    # A person's reading can say derivatives are allowed (or not).
+    reviewed = {"id": "cc-by-nd-4.0", "allows_commercial": True, "allows_distribution": True,
+                "allows_derivatives": False, "note": "read section 3"}
+    assert check_licence("cc-by-nd-4.0", commercial, reviewed, derivative=True).status == "fail"
+    assert check_licence("cc-by-nd-4.0", commercial, reviewed).status == "pass"
+    # A permissive licence is unaffected by derivative.
+    assert check_licence("apache-2.0", commercial, derivative=True).status == "pass"
+
+
+def test_no_derivatives_licence_passes_phase_2_for_commercial_inference(tmp_path, local_model):
+    (local_model / "README.md").write_text("---\nlicense: cc-by-nd-4.0\n---\n")
+    ws = init_workspace(tmp_path / "w")
+
+    def commercial(doc):
+        doc["requirements"]["intended_use"]["commercial"] = True
+        doc["requirements"]["intended_use"]["distribution"] = False
+    ws.update_config(commercial)
+    assert wg("-w", ws.root, "fetch", local_model).returncode == 0
+    state = items(ws.root)["verify.license"]
+    assert state["status"] == "pass", state["detail"]
+    assert "no derivatives" in state["detail"]
+
+
+def test_local_remote_code_says_it_cannot_be_trusted_at_a_commit(tmp_path, local_model):
+    config = json.loads((local_model / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_x.X"}
+    (local_model / "config.json").write_text(json.dumps(config))
+    ws = init_workspace(tmp_path / "w")
+    assert wg("-w", ws.root, "fetch", local_model).returncode == 0
+    state = items(ws.root)["verify.remote_code"]
+    assert state["status"] == "fail"
+    detail = state["detail"]
+    assert "cannot be trusted at a commit" in detail
+    assert "remove the auto_map" in detail and "*.py" in detail and "hub repo at a pinned commit" in detail
+    assert f"trust remote-code {local_model}@" not in detail and "@ " not in detail
+    # The hub advice it gives is a command that works for a hub repo at a commit.
+    assert "weightgate trust remote-code org/name@<commit>" in detail
+
+
+# --- pickle-only models: trusted is not enough, the safetensors twin is what loads ----------------
+
+
+def _pickle_only(model_dir: Path) -> dict:
+    """The tiny model with its weights as pytorch_model.bin (torch.save) and no safetensors."""
+    import torch
+    from safetensors.torch import load_file
+
+    state = load_file(model_dir / "model.safetensors")
+    torch.save(state, model_dir / "pytorch_model.bin")
+    (model_dir / "model.safetensors").unlink()
+    return state
+
+
+def _convert_cli():
+    """`weightgate convert` as tui/cli.py registers it (add_convert_commands), on a throwaway app
+    with the same workspace option and error handling."""
+    import typer
+
+    from core.workspace import open_workspace
+    from tui.cli_convert import add_convert_commands
+
+    app = typer.Typer()
+    state = {}
+
+    @app.callback()
+    def root(workspace_dir: Path = typer.Option(None, "-w")):
+        state["ws"] = workspace_dir
+
+    def fail(exc, as_json):
+        if as_json:
+            print(json.dumps(exc.to_dict() if hasattr(exc, "to_dict") else {"error": str(exc)}))
+        print(f"weightgate: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code)
+
+    add_convert_commands(app, lambda as_json=False: open_workspace(state["ws"]), fail)
+    return app
+
+
+def convert(ws_root, *args):
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(_convert_cli(), ["-w", str(ws_root), "convert", *map(str, args)])
+
+
+def test_trusted_pickle_only_model_passes_only_once_its_safetensors_twin_is_locked(tmp_path, local_model):
+    import hashlib
+
+    import torch
+
+    original = _pickle_only(local_model)
+    pickle_path = local_model / "pytorch_model.bin"
+    sha = hashlib.sha256(pickle_path.read_bytes()).hexdigest()
+    ws = init_workspace(tmp_path / "w")
+    assert wg("-w", ws.root, "fetch", local_model).returncode == 0
+    assert "pytorch_model.bin" in ws.lock_path.read_text()
+    state = items(ws.root)
+    assert state["verify.safetensors"]["status"] == "fail"
+    assert f"--sha256 {sha}" in state["verify.safetensors"]["detail"]
+
+    # Refused before any job: not trusted. The hint is the exact trust command.
+    out = convert(ws.root, "pytorch_model.bin")
+    assert out.exit_code == 2, out.output
+    assert f"weightgate trust pickle {pickle_path} --sha256 {sha}" in out.output
+    assert not ws.jobs_dir.exists() or not list(ws.jobs_dir.iterdir())   # no job was started
+    assert not (local_model / "model.safetensors").exists()
+
+    assert wg("-w", ws.root, "trust", "pickle", pickle_path, "--sha256", sha, "--note", "our own export").returncode == 0
+    # Trusted, but the weights later phases would load are still pickle: not a pass.
+    state = items(ws.root)
+    assert state["verify.safetensors"]["status"] == "fail", state["verify.safetensors"]["detail"]
+    assert "weightgate convert pytorch_model.bin" in state["verify.safetensors"]["detail"]
+    assert state["verify.pickle"]["status"] == "pass"
+
+    out = convert(ws.root, "pytorch_model.bin", "--json")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output[out.output.index("{"):])
+    twin = local_model / "model.safetensors"
+    assert result["ok"] and result["output"] == str(twin) and result["source_sha256"] == sha
+    assert result["locked"]["twin"] == "model.safetensors" and result["locked"]["of"] == "pytorch_model.bin"
+    from core.lock import read_lock
+
+    entry = read_lock(ws).file("model.safetensors")
+    assert entry is not None and entry.sha256 == hashlib.sha256(twin.read_bytes()).hexdigest()
+    assert entry.hash_source == "computed"
+    state = items(ws.root)
+    for item_id in ("verify.safetensors", "verify.checksum", "verify.headers", "verify.pickle"):
+        assert state[item_id]["status"] == "pass", (item_id, state[item_id]["detail"])
+    assert "pytorch_model.bin -> model.safetensors" in state["verify.safetensors"]["detail"]
+    # Converting again is refused (the twin exists) without touching it.
+    assert convert(ws.root, "pytorch_model.bin").exit_code == 2
+
+    # What later phases load is the twin: the verified directory, with use_safetensors=True.
+    from transformers import AutoModelForCausalLM
+
+    from core.weights_checks import verified_snapshot
+
+    model = AutoModelForCausalLM.from_pretrained(verified_snapshot(ws), use_safetensors=True)
+    loaded = model.state_dict()
+    for name, tensor in original.items():
+        assert torch.equal(loaded[name], tensor), name
+    # The twin is locked like any file: one flipped byte and the weights are refused.
+    data = bytearray(twin.read_bytes())
+    data[-1] ^= 0xFF
+    twin.write_bytes(bytes(data))
+    from core.errors import InputError
+
+    with pytest.raises(InputError, match="model.safetensors"):
+        verified_snapshot(ws)
+
+
+def test_a_twin_not_converted_from_the_locked_pickle_does_not_count(tmp_path, local_model):
+    import hashlib
+
+    import torch
+    from safetensors.torch import save_file
+
+    from core.lock import HASH_COMPUTED, LockedFile, read_lock, write_lock
+    from core.pickle_policy import trust_pickle
+
+    _pickle_only(local_model)
+    pickle_path = local_model / "pytorch_model.bin"
+    ws = init_workspace(tmp_path / "w")
+    assert wg("-w", ws.root, "fetch", local_model).returncode == 0
+    trust_pickle(ws, pickle_path, hashlib.sha256(pickle_path.read_bytes()).hexdigest(), "ours")
+    # Someone drops in a model.safetensors of other origin and locks it by hand.
+    twin = local_model / "model.safetensors"
+    save_file({"w": torch.ones(2)}, str(twin), metadata={"format": "pt", "source_sha256": "0" * 64})
+    lock = read_lock(ws)
+    lock.files.append(LockedFile("model.safetensors", twin.stat().st_size,
+                                 hashlib.sha256(twin.read_bytes()).hexdigest(), HASH_COMPUTED))
+    write_lock(ws, lock)
+    status = compute_report(ws).item("verify.safetensors")
+    assert status.status == "fail" and "not converted from the locked bytes of pytorch_model.bin" in status.detail
+
+
+def _registered(name: str) -> bool:
+    from tui.cli import build_app
+
+    return any((c.name or c.callback.__name__) == name for c in build_app().registered_commands)
+
+
+@pytest.mark.skipif(not _registered("convert"), reason="`weightgate convert` is not registered in tui/cli.py yet")
+def test_convert_is_a_weightgate_command():
+    out = wg("convert", "--help")
+    assert out.returncode == 0 and "--json" in out.stdout and "trusted" in out.stdout
+
+
+def test_hub_pickle_only_model_converted_into_the_cache_snapshot(tmp_path, hub, local_model):
+    """A pickle-only hub repo: the download job fetches the pickle (published hash), trust names the
+    snapshot path, and the twin lands in the snapshot directory, locked, where later phases load."""
+    import hashlib
+
+    _pickle_only(local_model)
+    files = {p.name: p.read_bytes() for p in local_model.iterdir() if p.is_file()}
+    repo = "org/pickled"
+    sha = hub.commit(repo, files)
+    ws = init_workspace(tmp_path / "w")
+    out = wg("-w", ws.root, "fetch", repo, "--attach", timeout=180)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr
+    from core.lock import read_lock
+    from core.verify import snapshot_dir
+
+    lock = read_lock(ws)
+    assert lock.file("pytorch_model.bin").hash_source == "published" and lock.file("model.safetensors") is None
+    snapshot = snapshot_dir(ws, lock)
+    assert snapshot.name == sha and (snapshot / "pytorch_model.bin").is_symlink()
+    digest = hashlib.sha256(files["pytorch_model.bin"]).hexdigest()
+    assert wg("-w", ws.root, "trust", "pickle", snapshot / "pytorch_model.bin", "--sha256", digest,
+              "--note", "reviewed").returncode == 0
+    assert items(ws.root)["verify.safetensors"]["status"] == "fail"
+    out = convert(ws.root, "pytorch_model.bin", "--json")
+    assert out.exit_code == 0, out.output
+    twin = snapshot / "model.safetensors"
+    assert twin.is_file() and not twin.is_symlink()
+    state = items(ws.root)
+    for item_id in ("verify.safetensors", "verify.checksum", "verify.headers", "verify.pickle", "verify.source"):
+        assert state[item_id]["status"] == "pass", (item_id, state[item_id]["detail"])
+
+    # Fetching again (same commit, same pickle bytes) keeps the twin in the lock.
+    out = wg("-w", ws.root, "fetch", repo, "--attach", timeout=180)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr
+    assert read_lock(ws).file("model.safetensors") is not None
+    assert items(ws.root)["verify.safetensors"]["status"] == "pass"
+
+
+def test_sharded_pickle_model_gets_its_index_with_the_last_shard(tmp_path, local_model):
+    import hashlib
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from core.weights_checks import verified_snapshot
+
+    state = _pickle_only(local_model)
+    (local_model / "pytorch_model.bin").unlink()
+    names = sorted(state)
+    shards = {"pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
+              "pytorch_model-00002-of-00002.bin": names[len(names) // 2:]}
+    for shard, keys in shards.items():
+        torch.save({k: state[k] for k in keys}, local_model / shard)
+    (local_model / "pytorch_model.bin.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": 0}, "weight_map": {k: s for s, keys in shards.items() for k in keys}}))
+    ws = init_workspace(tmp_path / "w")
+    assert wg("-w", ws.root, "fetch", local_model).returncode == 0
+    for shard in shards:
+        path = local_model / shard
+        assert wg("-w", ws.root, "trust", "pickle", path, "--sha256", hashlib.sha256(path.read_bytes()).hexdigest(),
+                  "--note", "ours").returncode == 0
+    out = convert(ws.root, "pytorch_model-00001-of-00002.bin", "--json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output[out.output.index("{"):])["locked"]["index"] is None
+    assert not (local_model / "model.safetensors.index.json").exists()
+    detail = items(ws.root)["verify.safetensors"]["detail"]
+    assert "pytorch_model-00002-of-00002.bin is trusted but still pickle" in detail
+    out = convert(ws.root, "pytorch_model-00002-of-00002.bin", "--json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output[out.output.index("{"):])["locked"]["index"] == "model.safetensors.index.json"
+    state_items = items(ws.root)
+    assert state_items["verify.safetensors"]["status"] == "pass", state_items["verify.safetensors"]["detail"]
+    assert state_items["verify.checksum"]["status"] == "pass"
+    model = AutoModelForCausalLM.from_pretrained(verified_snapshot(ws), use_safetensors=True)
+    loaded = model.state_dict()
+    for name, tensor in state.items():
+        assert torch.equal(loaded[name], tensor), name

@@ -238,7 +238,7 @@ def test_conversion_job_produces_equal_safetensors(ws):
     trust_pickle(ws, path, _sha(path), "our own checkpoint")
     status, events = _run_job(ws, {"path": "ckpt/pytorch_model.bin", "output_dir": "converted"})
     assert status.state == SUCCEEDED, status.error
-    output = ws.root / "converted" / "pytorch_model.safetensors"
+    output = ws.root / "converted" / "model.safetensors"   # the name transformers looks for
     _assert_same(output, state)
     artifacts = [e.payload for e in events if e.kind == "artifact"]
     assert artifacts == [{"path": str(output), "label": f"safetensors sha256:{_sha(output)}"}]
@@ -317,3 +317,51 @@ def test_trust_follows_the_path_not_the_symlink_target_and_pins_bytes(ws, tmp_pa
     torch.save({"w": torch.ones(2)}, inside)
     trust_pickle(ws, "w/../w/model.pt", _sha(inside), "ok")
     assert pickle_trust(ws, inside).path == "w/model.pt"
+
+
+def test_twin_names_are_the_ones_transformers_loads():
+    from core.pickle_policy import is_twin_shard, twin_name
+
+    assert twin_name("pytorch_model.bin") == "model.safetensors"
+    assert twin_name("pytorch_model-00002-of-00003.bin") == "model-00002-of-00003.safetensors"
+    assert is_twin_shard(twin_name("pytorch_model-00002-of-00003.bin"))
+    assert twin_name("sub/pytorch_model.bin") == "sub/model.safetensors"
+    assert twin_name("old/weights.pth") == "old/weights.safetensors"
+    assert twin_name("run.pth.tar") == "run.safetensors" and twin_name("last.ckpt") == "last.safetensors"
+
+
+def test_the_twin_header_names_the_source_bytes(ws):
+    from core.pickle_policy import twin_source_sha256
+
+    path, _ = _checkpoint(ws)
+    trust_pickle(ws, path, _sha(path), "ours")
+    result, _ = _convert(ws, {"path": "ckpt/pytorch_model.bin"})
+    assert result["output"] == str(ws.root / "ckpt" / "model.safetensors")
+    assert twin_source_sha256(result["output"]) == _sha(path) and result["locked"] is None  # no lock here
+
+
+def test_plan_conversion_resolves_lock_paths_workspace_paths_and_absolute_ones(ws, tmp_path):
+    from core.jobkinds.convert_pickle import plan_conversion
+    from core.lock import HASH_COMPUTED, LockedFile, ModelLock, write_lock
+
+    model = tmp_path / "model"
+    model.mkdir()
+    torch.save({"w": torch.ones(2)}, model / "pytorch_model.bin")
+    write_lock(ws, ModelLock(kind="local", source=str(model), local_dir=str(model), files=[
+        LockedFile("pytorch_model.bin", (model / "pytorch_model.bin").stat().st_size, _sha(model / "pytorch_model.bin"),
+                   HASH_COMPUTED)]))
+    plan = plan_conversion(ws, "pytorch_model.bin")       # a lock path: in the model directory
+    assert plan.source == model / "pytorch_model.bin" and plan.output == model / "model.safetensors"
+    assert plan.locked_as == "pytorch_model.bin" and plan.twin == "model.safetensors"
+    assert plan_conversion(ws, str(model / "pytorch_model.bin")).locked_as == "pytorch_model.bin"
+    elsewhere = plan_conversion(ws, str(model / "pytorch_model.bin"), output_dir=tmp_path / "out")
+    assert elsewhere.twin is None                           # outside the model directory: not locked
+    own, _ = _checkpoint(ws, "mine/pytorch_model.bin")      # relative to the workspace, not in the lock
+    plan = plan_conversion(ws, "mine/pytorch_model.bin")
+    assert plan.source == own and plan.locked_as is None
+    with pytest.raises(InputError, match="no such file"):
+        plan_conversion(ws, "nope.bin")
+    (model / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(InputError, match="already exists"):
+        plan_conversion(ws, "pytorch_model.bin")
+    assert plan_conversion(ws, "pytorch_model.bin", overwrite=True).output == model / "model.safetensors"

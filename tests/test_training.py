@@ -149,6 +149,205 @@ def test_config_defaults_follow_the_seeds_and_bad_values_name_their_line(tmp_pat
     assert table["task_margin"] == 0.05 and table["general_tolerance"] == 0.02
 
 
+# --- the batch plan and the device ---------------------------------------------------------
+
+
+def fake_estimates(base_mib: int, per_example_mib: int, budget_mib: int, headroom: float = 0.3):
+    """estimate_at for plan_batches: base + micro x per example, with the headroom, against the budget."""
+    from types import SimpleNamespace
+
+    MiB = 1 << 20
+
+    def estimate_at(micro: int):
+        total = (base_mib + micro * per_example_mib) * MiB
+        required = math.ceil(total * (1 + headroom))
+        return SimpleNamespace(total=total, required=required, fits=required <= budget_mib * MiB)
+    return estimate_at
+
+
+def test_plan_lowers_the_micro_batch_to_fit_and_keeps_the_effective_batch():
+    from core.training.plan import plan_batches
+
+    MiB = 1 << 20
+    # 16: 2600 MiB x 1.3, 8: 1400 x 1.3, 4: 800 x 1.3 = 1040 > 1000; 2: 500 x 1.3 = 650 fits.
+    plan = plan_batches(effective_batch=16, processes=1, micro_batch="auto",
+                        estimate_at=fake_estimates(200, 150, 1000), budget_bytes=1000 * MiB,
+                        budget_source="requirements", seq=512, method="lora", budget_detail="memory_budget_gib = 0.98")
+    assert (plan.micro_batch, plan.accumulation, plan.processes) == (2, 8, 1)
+    assert plan.micro_batch * plan.accumulation * plan.processes == plan.effective_batch == 16
+    assert [t["micro_batch"] for t in plan.tried] == [16, 8, 4, 2] and [t["fits"] for t in plan.tried] == \
+        [False, False, False, True]
+    assert plan.fits is True and plan.required_bytes == math.ceil(500 * MiB * 1.3)
+    plan.require_fit()   # no error
+    # Two processes: 8 examples each; the same per-process memory picks the same micro batch.
+    two = plan_batches(effective_batch=16, processes=2, micro_batch="auto", estimate_at=fake_estimates(200, 150, 1000),
+                       budget_bytes=1000 * MiB, budget_source="requirements", seq=512, method="lora")
+    assert (two.micro_batch, two.accumulation, two.processes) == (2, 4, 2)
+    # The budget unknown (fits None): the largest micro batch, no accumulation.
+    from types import SimpleNamespace
+
+    unknown = plan_batches(effective_batch=8, processes=1, micro_batch="auto",
+                           estimate_at=lambda m: SimpleNamespace(total=m, required=m, fits=None), budget_bytes=None,
+                           budget_source="unknown", seq=64, method="lora")
+    assert (unknown.micro_batch, unknown.accumulation, unknown.fits) == (8, 1, None)
+
+
+def test_plan_says_clearly_when_even_micro_batch_1_does_not_fit():
+    from core.training.plan import plan_batches
+
+    MiB = 1 << 20
+    plan = plan_batches(effective_batch=8, processes=1, micro_batch="auto", estimate_at=fake_estimates(900, 100, 1000),
+                        budget_bytes=1000 * MiB, budget_source="requirements", seq=700, method="lora",
+                        budget_detail="memory_budget_gib = 0.977")
+    assert plan.fits is False and plan.micro_batch == 1 and plan.accumulation == 8
+    assert [t["micro_batch"] for t in plan.tried] == [8, 4, 2, 1]
+    with pytest.raises(InputError) as info:
+        plan.require_fit()
+    message, hint = str(info.value), info.value.hint
+    assert "even micro batch 1 at 700 tokens" in message
+    assert f"needs {math.ceil(1000 * MiB * 1.3) / MiB:,.0f} MiB with headroom" in message
+    assert "the budget is 1,000 MiB (memory_budget_gib = 0.977)" in message
+    for change in ('precision = "nf4"', "gradient_checkpointing = true", "memory_budget_gib",
+                   "shorten or split the longest examples"):
+        assert change in hint, (change, hint)
+    # Already QLoRA, micro batch set by hand, the budget from the device: other advice.
+    fixed = plan_batches(effective_batch=8, processes=1, micro_batch=4, estimate_at=fake_estimates(900, 100, 1000),
+                         budget_bytes=1000 * MiB, budget_source="device", seq=700, method="qlora",
+                         budget_detail="free GPU memory now")
+    with pytest.raises(InputError) as info:
+        fixed.require_fit()
+    assert "[training] micro_batch 4 at 700 tokens (qlora" in str(info.value)
+    assert "(free GPU memory now)" in str(info.value)
+    assert 'micro_batch = "auto"' in info.value.hint and "nf4" not in info.value.hint
+    assert "free memory on the device" in info.value.hint
+
+
+def test_prepare_run_plans_from_the_real_estimate_and_refuses_what_does_not_fit(tmp_path, tiny_model_dir):
+    """The tiny model's own estimates (core.memory) against [requirements.ceilings]
+    memory_budget_gib: a budget between micro batch 2 and 4 gives 2 x 4; below micro batch 1,
+    prepare_run refuses, names the budget, records the failed plan and leaves a failed run."""
+    from core.fingerprints import plain
+    from core.memory import GiB, TrainingSetup, estimate
+    from core.precision import layout_for, tokenizer_bytes, workspace_metadata, workspace_targets
+    from core.training.config import workspace_training_config
+    from core.training.session import auto_targets, decided_precision, longest_example
+
+    ws, split = make_workspace(tmp_path / "ws", tiny_model_dir)
+    overrides = {**OVERRIDES, "effective_batch": 8}
+    meta = workspace_metadata(ws)
+    layout = layout_for(meta)
+    precision = decided_precision(ws, layout)
+    cfg = workspace_training_config(ws, overrides)
+    targets = auto_targets(layout, cfg.target_modules)
+    seq = longest_example(list(split), tiny_model_dir, meta.context_length)
+    headroom = workspace_targets(plain(ws.config()))["headroom"]
+
+    def required(micro: int) -> int:
+        setup = TrainingSetup(method="lora", r=cfg.r, targets=targets, batch=micro, seq=seq,
+                              gradient_checkpointing=cfg.gradient_checkpointing, dropout=cfg.dropout)
+        return estimate(layout, precision, training=setup, device="cpu", budget=None, headroom=headroom,
+                        tokenizer_bytes=tokenizer_bytes(meta)).required
+
+    assert required(1) < required(2) < required(4) < required(8)
+
+    def budget(gib: float) -> None:
+        ws.update_config(lambda doc: doc["requirements"].setdefault("ceilings", {}).__setitem__(
+            "memory_budget_gib", gib))
+
+    budget((required(2) + required(4)) / 2 / GiB)
+    directory = prepare_run(ws, {**params_for(split, 3), "overrides": overrides})
+    batch = runs.read_run(directory)["batch"]
+    assert (batch["micro_batch"], batch["accumulation"], batch["processes"], batch["effective_batch"]) == (2, 4, 1, 8)
+    assert [t["micro_batch"] for t in batch["tried"]] == [8, 4, 2] and batch["budget_source"] == "requirements"
+    assert latest_by_item(read_evidence(ws))["tune.effective_batch"].status == "pass"
+
+    budget(required(1) * 0.9 / GiB)
+    with pytest.raises(InputError, match=r"training does not fit: even micro batch 1 at \d+ tokens .* the budget "
+                                         r"is [\d,.]+ MiB \(memory_budget_gib = ") as info:
+        prepare_run(ws, {**params_for(split, 3), "overrides": overrides, "run_id": "too-big"})
+    assert "gradient_checkpointing" in info.value.hint and "nf4" in info.value.hint
+    assert runs.read_run(runs.run_dir(ws, "too-big"))["status"] == "failed"
+    record = latest_by_item(read_evidence(ws))["tune.effective_batch"]
+    assert record.status == "fail" and record.values["fits"] is False and record.values["micro_batch"] == 1
+
+
+def test_device_selection_auto_per_rank_and_refusals(tmp_path, tiny_model_dir):
+    from core.training.session import check_device_spec, rank_device, train_device
+
+    # auto = core.generation.default_device(): a GPU when torch sees one.
+    assert train_device("auto", 1, default="cpu", device_count=0) == "cpu"
+    assert train_device(None, 1, default="cuda", device_count=2) == "cuda:0"
+    assert train_device("auto", 2, default="cuda", device_count=2) == "cuda"    # one GPU per process
+    assert train_device("GPU", 1, default="cuda", device_count=1) == "cuda:0"
+    assert train_device("cuda:1", 1, default="cuda", device_count=2) == "cuda:1"
+    assert train_device("cpu", 2, default="cuda", device_count=2) == "cpu"      # asked for: gloo on a GPU box
+    refusals = [(("cuda", 1), {"default": "cpu", "device_count": 0}, "torch sees no CUDA device"),
+                (("cuda", 3), {"default": "cuda", "device_count": 2}, "--nproc 3 on CUDA runs one process per GPU"),
+                (("cuda:1", 2), {"default": "cuda", "device_count": 2}, "names one GPU"),
+                (("cuda:2", 1), {"default": "cuda", "device_count": 2}, r"torch sees 2 GPUs \(cuda:0 .. cuda:1\)"),
+                (("tpu", 1), {"default": "cuda", "device_count": 2}, "unknown device 'tpu'")]
+    for args, kwargs, match in refusals:
+        with pytest.raises(InputError, match=match):
+            train_device(*args, **kwargs)
+    assert check_device_spec(" CUDA:0 ") == "cuda:0"
+    # torchrun workers: cuda:<LOCAL_RANK> and nccl for a CUDA run, the CPU and gloo otherwise.
+    assert rank_device("cuda", 1) == ("cuda:1", "nccl") and rank_device("cuda:0", 0) == ("cuda:0", "nccl")
+    assert rank_device("cpu", 1) == ("cpu", "gloo")
+    # This machine has no GPU: auto trains on the CPU, and run.json says so; cuda is refused
+    # before a run directory exists.
+    ws, split = make_workspace(tmp_path / "ws", tiny_model_dir)
+    spec = runs.read_run(prepare_run(ws, params_for(split, 2)))
+    import torch
+
+    assert (spec["device"], spec["device_requested"]) == ("cuda:0" if torch.cuda.is_available() else "cpu", "auto")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="device cuda: torch sees no CUDA device"):
+            prepare_run(ws, {**params_for(split, 2), "device": "cuda", "run_id": "on-gpu"})
+        assert not runs.run_dir(ws, "on-gpu").exists()
+    two = runs.read_run(prepare_run(ws, {**params_for(split, 2), "nproc": 2, "device": "cpu"}))
+    assert (two["device"], two["backend"], two["rank_devices"]) == ("cpu", "gloo", ["cpu", "cpu"])
+
+
+def test_worker_binds_its_gpu_and_nccl_and_keeps_gloo_on_the_cpu(tmp_path, monkeypatch):
+    """core.training.worker for rank 1 of 2, with the process group and the loop stubbed: a CUDA
+    run binds cuda:1 before nccl starts and trains there; a CPU run uses gloo and the CPU."""
+    import torch
+    import torch.distributed as dist
+
+    from core.training import session, worker
+
+    calls = []
+    monkeypatch.setattr(worker.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", str(device))))
+    monkeypatch.setattr(dist, "init_process_group",
+                        lambda backend, **kw: calls.append(("init", backend, str(kw.get("device_id")))))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append(("destroy",)))
+
+    def fake_execute(ws_root, run_dir, **kwargs):
+        calls.append(("execute", kwargs["device"], kwargs["rank"], kwargs["world"]))
+        return runs_outcome()
+
+    def runs_outcome():
+        from core.training.loop import Outcome
+
+        return Outcome("finished", 1, 1, 0.5, None, "ok")
+
+    monkeypatch.setattr(session, "execute", fake_execute)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    for device, expected in (("cuda", [("set_device", "cuda:1"), ("init", "nccl", "cuda:1"),
+                                       ("execute", "cuda:1", 1, 2), ("destroy",)]),
+                             ("cpu", [("init", "gloo", "None"), ("execute", "cpu", 1, 2), ("destroy",)])):
+        directory = tmp_path / device
+        directory.mkdir()
+        runs.write_run(directory, {"run_id": device, "device": device, "nproc": 2})
+        calls.clear()
+        assert worker.main([str(tmp_path), str(directory), str(tmp_path / "job"), "0", "0"]) == 0
+        assert calls == expected, calls
+
+
 def test_uninterrupted_run_keeps_best_and_records_evidence(trained):
     ws, _, directory, outcome, events = trained
     assert outcome.status == "finished" and outcome.step == 12
@@ -428,8 +627,17 @@ def test_cli_train_prepares_data_attaches_lists_and_refuses(tmp_path, tiny_model
     assert len(listed) == 1 and listed[0]["status"] == "finished" and listed[0]["best_step"] == 2
     assert listed[0]["best_val_loss"] == events[-1]["payload"]["data"]["best_val_loss"]
     assert "best" in wg("-w", ws.root, "train", "runs").stdout
+    assert listed[0]["device"] == "cpu" or listed[0]["device"].startswith("cuda")   # auto: recorded as chosen
     out = wg("-w", ws.root, "train", "--resume", "--json")
     assert out.returncode == 2 and "no run to resume" in json.loads(out.stdout)["error"]
+    out = wg("-w", ws.root, "train", "--device", "tpu", "--json")
+    assert out.returncode == 2 and "unknown device 'tpu'" in json.loads(out.stdout)["error"]
+    import torch
+
+    if not torch.cuda.is_available():   # an explicit cuda request is checked before a job starts
+        out = wg("-w", ws.root, "train", "--device", "cuda", "--json")
+        assert out.returncode == 2 and "torch sees no CUDA device" in json.loads(out.stdout)["error"]
+        assert len(json.loads(wg("-w", ws.root, "train", "runs", "--json").stdout)) == 1
     text = ws.config_path.read_text()
     ws.config_path.write_text(text.replace("eval_every = 2", "eval_every = 2\nepochs = 4"))
     out = wg("-w", ws.root, "train", "--json")

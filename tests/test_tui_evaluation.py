@@ -63,3 +63,26 @@ async def test_runs_live_eval_baseline_and_compare(ws) -> None:
                        what="compare screen")
         compare = app.screen
         await wait_for(pilot, lambda: compare.pair == (second.id, first.id), what="the picked pair")
+
+
+async def test_a_running_eval_job_shows_cases_done_and_eta_live(ws) -> None:
+    from core.jobs import start_job
+
+    app = WeightgateApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("4")
+        await wait_for(pilot, lambda: app.screen.TARGET == "phase-4", what="phase 4")
+        table = app.screen.runs
+        handle = start_job(ws.jobs_dir, "eval", {"set": "task", "batch_size": 1, "throttle_s": 0.4},
+                           workspace=ws.root)
+        key = f"job:{handle.job_id}"
+
+        def live_text() -> str:
+            return " ".join(str(cell) for cell in table.get_row(key)) if key in row_keys(table) else ""
+        await wait_for(pilot, lambda: "eval job (running)" in live_text(), timeout=60, what="the live row")
+        await wait_for(pilot, lambda: "ETA" in live_text() and "/" in live_text(), timeout=60,
+                       what="cases done and ETA")
+        await wait_for(pilot, lambda: key not in row_keys(table) and handle.job_id not in live_text(),
+                       timeout=120, what="the job's row turned into a run")
+        assert list_runs(ws, "task")[0].status == "complete"

@@ -1,4 +1,4 @@
-"""The real TUI in a real terminal: `python -m tui.app` inside a detached tmux session.
+"""The real TUI in a real terminal: the `weightgate` console script inside a detached tmux session.
 
 Keys go in with `tmux send-keys`; the screen comes back as text with `tmux capture-pane -p`.
 Each test uses its own tmux server (-L) so it never touches a user's sessions, polls with
@@ -120,9 +120,17 @@ def is_grey(code: tuple[int, ...]) -> bool:
 
 
 def tui_command(workspace: Path) -> str:
-    # After the app exits, print its exit code and keep the pane open so the test can read it.
-    return (f"cd {ROOT} && {sys.executable} -m tui.app -w {workspace}; "
-            f"echo \"tui exited with $?\"; sleep 60")
+    """The installed `weightgate` console script, as a user starts it: the entry point
+    (tui.cli:main, its -w fast path) runs in a real terminal, from a directory that is neither
+    the checkout nor the workspace. After the app exits, print its exit code and keep the pane
+    open so the test can read it."""
+    import shlex
+
+    script = Path(sys.executable).with_name("weightgate")
+    if not script.is_file():
+        pytest.fail(f"no console script at {script}: install the project (pip install -e .) first")
+    return (f"cd {shlex.quote(str(workspace.parent))} && {shlex.quote(str(script))} "
+            f"-w {shlex.quote(str(workspace))}; echo \"tui exited with $?\"; sleep 60")
 
 
 def test_tui_in_tmux_navigates_shows_locked_phase_help_and_quits(tmp_path: Path) -> None:

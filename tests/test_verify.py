@@ -305,3 +305,18 @@ def test_an_empty_lock_is_not_a_pass(tmp_path):
     write_lock(ws, ModelLock(kind="local", source=str(tmp_path), local_dir=str(tmp_path), files=[]))
     report = verify_lock(ws)
     assert not report.checksum_ok and not report.headers_ok
+
+
+def test_per_file_progress_names_lock_paths_and_only_hashed_files(model):
+    ws, snap = model
+    calls: dict = {}
+    report = verify_lock(ws, file_progress=lambda path, done, size: calls.setdefault(path, []).append((done, size)))
+    assert report.ok
+    assert set(calls) == {f.path for f in report.files}
+    for result in report.files:
+        assert calls[result.path][-1] == (result.size, result.size)
+    touched = snap / "config.json"
+    os.utime(touched, (touched.stat().st_atime, touched.stat().st_mtime + 10))
+    calls.clear()
+    verify_lock(ws, only_changed=True, file_progress=lambda path, done, size: calls.setdefault(path, []).append(done))
+    assert list(calls) == ["config.json"]

@@ -65,13 +65,30 @@ def test_bad_toml_reports_line_and_column_and_leaves_file(tmp_path):
     error = info.value
     assert error.path == ws.config_path
     assert error.line == target + 1
-    assert error.column is not None and error.column > 1
-    assert f"weightgate.toml:{target + 1}:" in str(error)
+    assert error.column == len("metric = ") + 1   # 1-based, at the "a" of the bare word
+    assert f"weightgate.toml:{target + 1}:{len('metric = ') + 1}:" in str(error)
     assert error.hint
     # A write attempt through update_config fails the same way and changes nothing.
     with pytest.raises(InputError):
         ws.update_config(lambda doc: doc.add("x", 1))
     assert ws.config_path.read_text() == broken
+
+
+@pytest.mark.parametrize("text, line, column", [
+    ("foo = bar baz\n", 1, 7),              # the "b" of the bare word, as an editor counts it
+    ("a = 1\n\tb = c\n", 2, 6),             # a tab is one column
+    ("a = 1\na = 2\n", 2, 1),                # an error at the start of a line is column 1
+    ("= 1\n", 1, 1),
+    ("x = [1,\n", 1, 8),                     # end of file: just after the last character
+    ("[a", 1, 3),
+])
+def test_toml_errors_have_editor_columns(tmp_path, text, line, column):
+    from core.workspace import parse_config
+
+    with pytest.raises(InputError) as info:
+        parse_config(text, tmp_path / "weightgate.toml")
+    assert (info.value.line, info.value.column) == (line, column), str(info.value)
+    assert f"weightgate.toml:{line}:{column}:" in str(info.value)
 
 
 def test_duplicate_table_is_reported(tmp_path):

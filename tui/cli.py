@@ -55,17 +55,66 @@ def _launch_tui(workspace: str | None) -> int:
     return run_tui(root) or 0
 
 
+WORKSPACE_PARAM = "workspace_dir"   # the root callback's -w/--workspace parameter
+
+
+def _workspace_group(state: dict):
+    """The root group's class: -w/--workspace before the command (the root's own option) and
+    after it, for every command and sub-command (`weightgate status -w DIR`, `weightgate data
+    check -w DIR`), including those the cli_*.py modules add.
+
+    Each command and sub-group gets a copy of the root's option that does not reach the
+    command's function (expose_value off) but stores the directory where the root's does, so
+    every command finds it through the same workspace() helper. Given on both sides, the two
+    must name the same directory."""
+    import copy
+
+    import typer
+    from typer.core import TyperGroup
+
+    def store(ctx, param, value):
+        if value is None:
+            return None
+        before = state["workspace"]
+        if before is not None and Path(before).resolve() != Path(value).resolve():
+            raise typer.BadParameter(f"{value} differs from the -w {before} given before the command",
+                                     ctx=ctx, param=param)
+        state["workspace"] = value
+        return value
+
+    def share(group, option) -> None:
+        for command in group.commands.values():
+            if not any(p.name == WORKSPACE_PARAM or "-w" in getattr(p, "opts", ()) for p in command.params):
+                shared = copy.copy(option)
+                shared.expose_value, shared.callback = False, store
+                command.params.append(shared)
+            if getattr(command, "commands", None):
+                share(command, option)
+
+    class WorkspaceGroup(TyperGroup):
+        def __init__(self, **attrs) -> None:
+            super().__init__(**attrs)
+            option = next((p for p in self.params if p.name == WORKSPACE_PARAM), None)
+            if option is not None:   # the root group; sub-groups are reached from it
+                share(self, option)
+
+    return WorkspaceGroup
+
+
 def build_app():
     import typer
 
     from core.errors import WeightgateError
 
+    state: dict = {"workspace": None}
+    # Help texts are Rich markup: a literal [table] or [[candidates]] is written \\[table], or
+    # Rich takes it for a style tag and drops it.
     app = typer.Typer(
+        cls=_workspace_group(state),
         add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
         help="weightgate: six gated phases from 'which model?' to a checksummed, evaluated release.",
         context_settings={"help_option_names": ["-h", "--help"]},
     )
-    state: dict = {"workspace": None}
 
     def fail(exc: WeightgateError, as_json: bool) -> None:
         if as_json:
@@ -86,8 +135,8 @@ def build_app():
     def root(
         ctx: typer.Context,
         workspace_dir: Optional[Path] = typer.Option(
-            None, "-w", "--workspace", help="Workspace directory (default: the current one).",
-            file_okay=False),
+            None, "-w", "--workspace", file_okay=False,
+            help="Workspace directory (default: the current one). Also accepted after the command."),
     ) -> None:
         state["workspace"] = workspace_dir
         if ctx.invoked_subcommand is None:
@@ -247,7 +296,8 @@ def build_app():
             raise typer.Exit(_attach(job_dir, as_json, follow=True))
 
     @app.command()
-    def demo(directory: Path = typer.Argument(Path("demo-workspace"), help="Where to create it."),
+    def demo(directory: Optional[Path] = typer.Argument(None, help="Where to create it (default: -w or "
+                                                                   "./demo-workspace)."),
              no_tui: bool = typer.Option(False, "--no-tui", help="Create it, do not open the TUI."),
              no_model: bool = typer.Option(False, "--no-model", help="Do not start the demo model's set-up job."),
              follow: bool = typer.Option(False, "--attach", help="Follow the set-up job until it ends."),
@@ -260,6 +310,7 @@ def build_app():
         from core.demo import create_demo_workspace
         from core.jobs import start_job
 
+        directory = directory or state["workspace"] or Path("demo-workspace")
         if headless:
             from core.demo_journey import journey_json, run_demo_journey
 
@@ -296,7 +347,7 @@ def build_app():
             raise typer.Exit(_launch_tui(str(ws.root)))
 
     @app.command()
-    def inspect(source: str = typer.Argument(..., help="org/name[@revision], a model directory or a .gguf"),
+    def inspect(source: str = typer.Argument(..., help="org/name\\[@revision], a model directory or a .gguf"),
                 save: bool = typer.Option(False, "--save", help="Cache it for the shortlist check."),
                 as_json: bool = typer.Option(False, "--json")) -> None:
         """Model metadata without downloading weights: parameters by dtype (from safetensors
@@ -318,10 +369,10 @@ def build_app():
             print(render_metadata(data))
 
     @app.command()
-    def add(source: str = typer.Argument(..., help="org/name[@revision], a model directory or a .gguf"),
+    def add(source: str = typer.Argument(..., help="org/name\\[@revision], a model directory or a .gguf"),
             note: str = typer.Option("", "--note", "-n", help="Why it is a candidate."),
             as_json: bool = typer.Option(False, "--json")) -> None:
-        """Shortlist a candidate: reads its metadata (no weights), appends it to [[candidates]]."""
+        """Shortlist a candidate: reads its metadata (no weights), appends it to [\\[candidates]]."""
         from core.candidates import add_candidate
 
         ws = workspace(as_json)
@@ -342,7 +393,7 @@ def build_app():
     def choose(source: str = typer.Argument(..., help="A shortlisted candidate."),
                reason: str = typer.Option(..., "--reason", "-r", help="Why this one."),
                as_json: bool = typer.Option(False, "--json")) -> None:
-        """Record the chosen model in [decisions] (attestations about the choice then apply to it)."""
+        """Record the chosen model in \\[decisions] (attestations about the choice then apply to it)."""
         from core.candidates import choose_model
 
         ws = workspace(as_json)
@@ -524,6 +575,9 @@ def build_app():
     from tui.cli_data import add_data_commands
 
     add_data_commands(app, workspace, fail)    # data check, tune fewshot, tune gate
+    from tui.cli_convert import add_convert_commands
+
+    add_convert_commands(app, workspace, fail)  # convert PATH: a trusted pickle to its safetensors twin
 
     @app.command()
     def tui() -> None:
@@ -666,7 +720,7 @@ def _add_eval_commands(app, workspace, fail) -> None:
     @app.command("eval")
     def eval_cmd(set_name: str = typer.Option("task", "--set", help="task or general"),
                  batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
-                                                          help="Default: [settings] eval_batch_size or 8."),
+                                                          help="Default: \\[settings] eval_batch_size or 8."),
                  limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N cases."),
                  baseline: Optional[bool] = typer.Option(None, "--baseline/--no-baseline",
                                                          help="Mark as baseline (default: the first full run "

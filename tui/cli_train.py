@@ -1,9 +1,14 @@
 """`weightgate train`: start, resume and list LoRA / QLoRA runs (the `train` job kind).
 
-    weightgate train [--nproc N] [--steps N] [--attach] [--json]   prepare the data, start a run
+    weightgate train [--device D] [--nproc N] [--steps N] [--attach] [--json]
+                                                                   prepare the data, start a run
     weightgate train --resume [RUN]                                continue RUN (default: the newest
                                                                    resumable run) from its checkpoint
     weightgate train runs [--json]                                 runs with status and best val loss
+
+--device: auto (the default: a GPU when torch sees one, else the CPU), cpu, cuda (with --nproc N,
+one GPU per process: cuda:0 .. cuda:N-1, nccl), or cuda:N. The run records it; a resumed run
+continues on the device it started on.
 
 Every bad input (the [training] table, the data, a run that cannot be resumed) is reported
 here with exit code 2, before a job starts.
@@ -26,7 +31,11 @@ def add_train_commands(app, workspace, fail) -> None:
     def train_cmd(what: Optional[str] = typer.Argument(None, metavar="[runs | RUN]",
                                                        help="`runs` lists the runs; with --resume, the run to resume."),
                   resume: bool = typer.Option(False, "--resume", help="Continue a run from its last checkpoint."),
-                  nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (torchrun; gloo on the CPU)."),
+                  device: str = typer.Option("auto", "--device",
+                                             help="auto (a GPU when torch sees one), cpu, cuda or cuda:N. "
+                                                  "With --nproc N on CUDA each process takes one GPU."),
+                  nproc: int = typer.Option(1, "--nproc", min=1,
+                                            help="Processes (torchrun; gloo on the CPU, nccl on GPUs)."),
                   steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Stop after N steps (smoke runs)."),
                   follow: bool = typer.Option(False, "--attach", help="Follow the job until it ends."),
                   as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -41,13 +50,14 @@ def add_train_commands(app, workspace, fail) -> None:
                 from core.training.session import check_resumable
 
                 directory = resolve_resume(ws, what)
-                check_resumable(ws, directory)
+                spec = check_resumable(ws, directory)
+                _check_resume_device(spec, device)
                 params: dict = {"resume": directory.name}
             else:
                 if what is not None:
                     raise InputError(f"unexpected argument {what!r}",
                                      hint="`weightgate train runs` lists runs; `weightgate train --resume RUN` resumes")
-                params = _new_run_params(ws, nproc, steps)
+                params = _new_run_params(ws, nproc, steps, device)
         except WeightgateError as exc:
             fail(exc, as_json)
         _start(ws, params, as_json, follow)
@@ -70,11 +80,17 @@ def add_train_commands(app, workspace, fail) -> None:
         raise typer.Exit(code)
 
 
-def _new_run_params(ws, nproc: int, steps: int | None) -> dict:
-    """Check the [training] table and prepare the data split, so bad input fails here."""
+def _new_run_params(ws, nproc: int, steps: int | None, device: str = "auto") -> dict:
+    """Check the [training] table, the device and prepare the data split, so bad input fails here.
+    `auto` and `cpu` are settled in the job (torch is not imported here); an explicit cuda
+    request is checked now against what torch sees."""
     from core.errors import InputError
     from core.training.config import workspace_training_config
+    from core.training.session import resolve_train_device, check_device_spec
 
+    device = check_device_spec(device)
+    if device.startswith("cuda"):
+        resolve_train_device(device, nproc)
     config = workspace_training_config(ws)
     if config.effective_batch % nproc:
         raise InputError(f"[training] effective_batch {config.effective_batch} is not divisible by --nproc {nproc}",
@@ -86,7 +102,20 @@ def _new_run_params(ws, nproc: int, steps: int | None) -> dict:
                          hint="update weightgate; training reads only data the checks prepared") from None
     prepared = prepare_dataset(ws)
     return {"train_file": str(prepared.train_path), "val_file": str(prepared.val_path),
-            "dataset_digest": prepared.digest, "nproc": nproc, "steps": steps}
+            "dataset_digest": prepared.digest, "nproc": nproc, "steps": steps, "device": device}
+
+
+def _check_resume_device(spec: dict, device: str) -> None:
+    """A resumed run continues on the device it started on; --device may only repeat it."""
+    from core.errors import InputError
+    from core.training.session import check_device_spec
+
+    wanted, recorded = check_device_spec(device), str(spec.get("device") or "cpu")
+    if wanted == "auto" or wanted == recorded or (wanted == "cuda" and recorded.startswith("cuda")):
+        return
+    raise InputError(f"run {spec['run_id']} trains on {recorded}; it is resumed there, not on {wanted}",
+                     hint="drop --device (a resumed run keeps its device), or start a new run with "
+                          f"`weightgate train --device {wanted}`")
 
 
 def _print_runs(ws, as_json: bool) -> None:
@@ -103,4 +132,4 @@ def _print_runs(ws, as_json: bool) -> None:
         loss = f"{run['best_val_loss']:.4f}@{run['best_step']}" if run.get("best_val_loss") is not None else "-"
         steps = f"{run.get('steps') or 0}/{run.get('total_steps') or '?'}"
         print(f"{run['run_id']:<24} {run['status']:<14} {str(run.get('method') or ''):<6} "
-              f"{str(run.get('precision') or ''):<5} {steps:<9} best {loss}")
+              f"{str(run.get('precision') or ''):<5} {str(run.get('device') or ''):<7} {steps:<9} best {loss}")

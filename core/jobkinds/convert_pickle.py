@@ -1,10 +1,18 @@
 """`convert_pickle`: turn one trusted pickle checkpoint into safetensors, in a job process.
 
 params:
-    path        the pickle file (relative to the workspace, or absolute)
-    output_dir  where to write <stem>.safetensors (default: next to the input)
+    path        the pickle file: absolute, a path in weightgate.lock (in the model directory),
+                or relative to the workspace (as `weightgate trust pickle` takes it)
+    output_dir  where to write the twin (default: next to the input)
     key         optional dotted key of the sub-dict to convert (e.g. "state_dict", "model")
     overwrite   replace an existing output (default: no)
+
+The output is named as transformers looks for it with use_safetensors=True (core.pickle_policy.
+twin_name: pytorch_model.bin -> model.safetensors; other names keep their stem), and its header
+metadata records the source's sha256. When the input is a file of the locked model and the output
+lands in the model's directory, the output is added to weightgate.lock as the pickle's
+safetensors twin (hash computed here), the model index is written once every shard of a sharded
+pickle has its twin, and the verification evidence is refreshed: later phases load the twin.
 
 The trust and the scan are checked again here, in the process that loads: the TUI's earlier
 check proves nothing about the bytes on disk now. Hash, scan and load go through one open
@@ -13,16 +21,70 @@ handle. The load is `torch.load(weights_only=True)`, never a plain unpickle.
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.atomic import atomic_output
+from core.atomic import atomic_output, write_atomic
 from core.errors import InputError
 from core.hashing import sha256_file
 from core.jobs import JobContext
-from core.pickle_policy import check_pickle_handle
-from core.workspace import open_workspace
+from core.pickle_policy import (PICKLE_INDEX, TWIN_INDEX, TWIN_SOURCE_KEY, check_pickle_handle, is_twin_shard,
+                                twin_name, twin_source_sha256)
+from core.workspace import Workspace, open_workspace
+
+
+@dataclass(frozen=True)
+class ConversionPlan:
+    source: Path                  # absolute, symlinks not followed (trust names the path reviewed)
+    output: Path
+    locked_as: str | None = None  # the source's path in weightgate.lock, when it is a locked file
+    twin: str | None = None       # the output's path in the lock when it lands in the model directory
+
+
+def plan_conversion(ws: Workspace, path: str | os.PathLike, *, output_dir: str | os.PathLike | None = None,
+                    overwrite: bool = False) -> ConversionPlan:
+    """Where `path` is and where its safetensors twin goes; refuses a missing input or an
+    existing output (unless overwrite). Quick: no hashing (the trust check is separate)."""
+    from core.lock import read_lock
+
+    raw = Path(path).expanduser()
+    lock, root = read_lock(ws), None
+    if lock is not None:
+        try:
+            from core.verify import snapshot_dir
+
+            root = Path(os.path.abspath(snapshot_dir(ws, lock)))
+        except InputError:
+            root = None
+    if raw.is_absolute():
+        source = Path(os.path.abspath(raw))
+    elif root is not None and lock.file(raw.as_posix()) is not None:
+        source = Path(os.path.abspath(root / raw))
+    else:
+        source = Path(os.path.abspath(ws.root / raw))
+    if not source.is_file():
+        raise InputError("no such file", path=source,
+                         hint="give the pickle's path in weightgate.lock, relative to the workspace, or absolute")
+    out_dir = Path(output_dir).expanduser() if output_dir else source.parent
+    if not out_dir.is_absolute():
+        out_dir = ws.root / out_dir
+    output = Path(os.path.abspath(out_dir / Path(twin_name(source.name)).name))
+    if output == source or (output.exists() and output.resolve() == source.resolve()):
+        raise InputError("the output would overwrite the input", path=source)
+    if output.exists() and not overwrite:
+        raise InputError("the output already exists", path=output,
+                         hint="pass overwrite=true (`weightgate convert --overwrite`) to replace it")
+    locked_as = twin = None
+    if root is not None:
+        rel = _inside(source, root)
+        if rel is not None and lock.file(rel) is not None:
+            locked_as = rel
+            twin = _inside(output, root)
+    return ConversionPlan(source=source, output=output, locked_as=locked_as, twin=twin)
 
 
 def run(ctx: JobContext) -> dict:
@@ -32,15 +94,9 @@ def run(ctx: JobContext) -> dict:
     raw = ctx.params.get("path")
     if not raw:
         raise InputError("convert_pickle: params.path is required")
-    source = Path(os.path.abspath(Path(raw) if Path(raw).is_absolute() else ws.root / raw))
-    out_dir = Path(ctx.params["output_dir"]) if ctx.params.get("output_dir") else source.parent
-    if not out_dir.is_absolute():
-        out_dir = ws.root / out_dir
-    output = Path(os.path.abspath(out_dir / f"{source.stem}.safetensors"))
-    if output.resolve() == source.resolve():
-        raise InputError("the output would overwrite the input", path=source)
-    if output.exists() and not ctx.params.get("overwrite"):
-        raise InputError("the output already exists", path=output, hint="pass overwrite=true to replace it")
+    plan = plan_conversion(ws, raw, output_dir=ctx.params.get("output_dir"),
+                           overwrite=bool(ctx.params.get("overwrite")))
+    source, output = plan.source, plan.output
 
     with open(source, "rb") as handle:
         scan, source_sha = check_pickle_handle(ws, source, handle)  # raises PickleRefused
@@ -57,13 +113,120 @@ def run(ctx: JobContext) -> dict:
     if cloned:
         ctx.log(f"cloned {len(cloned)} tensor(s) sharing storage (safetensors stores no aliases): "
                 + ", ".join(cloned[:8]) + (" ..." if len(cloned) > 8 else ""))
-    metadata = {"format": "pt", "source": source.name, "source_sha256": source_sha}
+    metadata = {"format": "pt", "source": source.name, TWIN_SOURCE_KEY: source_sha}
     _save_atomic(prepared, output, metadata)
     _verify(output, tensors, ctx)
     output_sha = sha256_file(output)
     ctx.artifact(output, label=f"safetensors sha256:{output_sha}")
+    ctx.log(f"wrote {output.name} ({len(prepared)} tensors, sha256 {output_sha})")
+    locked = _lock_twin(ws, plan, source_sha, output_sha, ctx)
     return {"output": str(output), "sha256": output_sha, "source": str(source), "source_sha256": source_sha,
-            "tensors": len(prepared), "cloned_shared": cloned}
+            "tensors": len(prepared), "cloned_shared": cloned, "locked": locked}
+
+
+# --- the twin in weightgate.lock ----------------------------------------------------------------
+
+
+def _inside(path: Path, root: Path) -> str | None:
+    try:
+        return Path(os.path.abspath(path)).relative_to(root).as_posix()
+    except ValueError:
+        return None
+
+
+def _lock_twin(ws: Workspace, plan: ConversionPlan, source_sha: str, output_sha: str, ctx: JobContext) -> dict | None:
+    """Add the twin (and, for the last shard of a sharded model, the twin index) to the lock;
+    None when the input is not a locked file or the output is outside the model directory."""
+    from core.lock import HASH_COMPUTED, LockedFile, read_lock, write_lock
+    from core.verify import snapshot_dir
+
+    if plan.locked_as is None:
+        return None
+    lock = read_lock(ws)
+    entry = lock.file(plan.locked_as) if lock is not None else None
+    if entry is None:
+        return None
+    if entry.sha256 != source_sha:
+        ctx.log(f"{plan.locked_as}: these bytes (sha256 {source_sha[:12]}) are not the locked ones "
+                f"({entry.sha256[:12]}); the output is not added to weightgate.lock", level="warning")
+        return None
+    if plan.twin is None:
+        ctx.log(f"{plan.output} is outside the model directory: later phases load only what is there, "
+                "so it is not added to weightgate.lock", level="warning")
+        return None
+    root = Path(os.path.abspath(snapshot_dir(ws, lock)))
+    adding = [(plan.twin, plan.output, output_sha)]
+    index = _twin_index(root, lock, plan, source_sha, ctx)
+    if index is not None:
+        adding.append(index)
+    with ctx.shielded():   # the lock is rewritten whole or not at all
+        fresh = read_lock(ws)
+        now = time.time()
+        names = {rel for rel, _, _ in adding}
+        files = [f for f in fresh.files if f.path not in names]
+        for rel, path, sha in adding:
+            stat = path.stat()
+            files.append(LockedFile(path=rel, size=stat.st_size, sha256=sha, hash_source=HASH_COMPUTED,
+                                    verified_at=now, mtime=stat.st_mtime))
+        fresh.files = files
+        write_lock(ws, fresh)
+    ctx.artifact(ws.lock_path, label="lock")
+    ctx.log(f"locked {plan.twin} as the safetensors twin of {plan.locked_as}"
+            + (f", and {index[0]}" if index else ""))
+    # The lock's digest changed (new files): verify again under it (only the files whose size or
+    # mtime moved are re-hashed) so the phase-2 evidence is about the lock as it is now.
+    from core.verify import verify_lock
+    from core.weights_checks import record_verification
+
+    report = verify_lock(ws, only_changed=True)
+    record_verification(ws, report)
+    return {"lock": str(ws.lock_path), "twin": plan.twin, "of": plan.locked_as,
+            "index": index[0] if index else None, "verified": report.ok}
+
+
+def _twin_index(root: Path, lock, plan: ConversionPlan, source_sha: str, ctx: JobContext):
+    """(lock path, file, sha256) of model.safetensors.index.json, written once every shard named
+    in the pickle index has a twin converted from its locked bytes; None otherwise."""
+    if not is_twin_shard(plan.twin):
+        return None
+    folder = Path(plan.twin).parent.as_posix()
+    prefix = "" if folder == "." else folder + "/"
+    pickle_index = root / (prefix + PICKLE_INDEX)
+    try:
+        shards = sorted(set(json.loads(pickle_index.read_text(encoding="utf-8"))["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        ctx.log(f"{plan.twin} is a shard but {prefix + PICKLE_INDEX} cannot be read: no {TWIN_INDEX} written",
+                level="warning")
+        return None
+    weight_map: dict[str, str] = {}
+    total = 0
+    missing = []
+    from core.safetensors_check import validate_safetensors
+
+    for shard in shards:
+        pickle_entry = lock.file(prefix + shard)
+        twin = twin_name(shard)
+        twin_path = root / (prefix + twin)
+        expected = source_sha if prefix + shard == plan.locked_as else (pickle_entry.sha256 if pickle_entry else None)
+        try:
+            if expected is None or twin_source_sha256(twin_path) != expected:
+                missing.append(shard)
+                continue
+            info = validate_safetensors(twin_path)
+        except InputError:
+            missing.append(shard)
+            continue
+        total += info.data_size
+        for name in info.names:
+            weight_map[name] = twin
+    if missing:
+        ctx.log(f"{len(shards) - len(missing)} of {len(shards)} shards have a safetensors twin; {TWIN_INDEX} "
+                f"is written when the last one is converted (left: {', '.join(missing[:4])})")
+        return None
+    path = root / (prefix + TWIN_INDEX)
+    text = json.dumps({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=2)
+    write_atomic(path, text + "\n")
+    return prefix + TWIN_INDEX, path, sha256_file(path)
 
 
 def flatten_state_dict(obj: Any, prefix: str = "") -> dict:

@@ -28,6 +28,38 @@ from __future__ import annotations
 from core.jobs import JobContext
 
 
+def keep_converted_twins(ws: Workspace, lock):
+    """A re-download writes the lock from what the hub lists; the safetensors twins `weightgate
+    convert` made of its pickles are not on the hub. Keep each twin (and the shard index) the old
+    lock had, when its pickle's bytes are unchanged and the twin is still in the same snapshot."""
+    from pathlib import Path
+
+    from core.errors import InputError
+    from core.lock import read_lock
+    from core.pickle_policy import twin_name
+    from core.picklescan import PICKLE_SUFFIXES
+
+    try:
+        old = read_lock(ws)
+    except InputError:
+        return lock
+    if old is None or Path(old.local_dir) != Path(lock.local_dir):
+        return lock
+    carried = []
+    for entry in list(lock.files):
+        before = old.file(entry.path)
+        if not entry.path.endswith(PICKLE_SUFFIXES) or before is None or before.sha256 != entry.sha256:
+            continue
+        twin = old.file(twin_name(entry.path))
+        if twin is not None and lock.file(twin.path) is None and (Path(lock.local_dir) / twin.path).is_file():
+            carried.append(twin)
+    index = old.file("model.safetensors.index.json")
+    if carried and index is not None and lock.file(index.path) is None and (Path(lock.local_dir) / index.path).is_file():
+        carried.append(index)
+    lock.files.extend(carried)
+    return lock
+
+
 def run(ctx: JobContext) -> dict:
     from core.download import ProgressUpdate, download_model
     from core.errors import InputError
@@ -88,7 +120,7 @@ def run(ctx: JobContext) -> dict:
     }
     if ctx.workspace is not None and params.get("write_lock", True):
         workspace = Workspace(ctx.workspace)
-        lock = result.to_lock(source.repo_id)
+        lock = keep_converted_twins(workspace, result.to_lock(source.repo_id))
         with ctx.shielded():   # a cancel arriving now waits: the lock is written whole or not at all
             write_lock(workspace, lock)
         ctx.artifact(workspace.lock_path, label="lock")

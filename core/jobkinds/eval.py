@@ -4,13 +4,16 @@ and returns a JSON summary as the job's result.
 
 params:
     eval         set ("task"), batch_size, limit, baseline (true / false / null = first full run),
-                 name, reuse (true: re-score instead of generating when only scorers changed)
+                 name, reuse (true: re-score instead of generating when only scorers changed),
+                 throttle_s (pause after each batch: demos, and tests that watch a run live)
     determinism  repeats (3), set, batch_size, limit
     latency      batch_sizes ([1, 2, 4, 8]), set, requests
     benchmark    batch_size, limit, latency_requests
 """
 
 from __future__ import annotations
+
+import time
 
 from core.jobs import JobContext
 
@@ -36,6 +39,8 @@ def run(ctx: JobContext) -> dict:
         ctx.metric({"score": round(event["score"], 6), "passed": event["passed"], "cases_done": event["done"]},
                    step=event["done"])
         ctx.check_cancel()
+        if params.get("throttle_s"):
+            time.sleep(float(params["throttle_s"]))
 
     outcome = run_eval(ws, params.get("set", "task"), batch_size=params.get("batch_size"), limit=params.get("limit"),
                        baseline=params.get("baseline"), name=params.get("name", ""),

@@ -8,7 +8,9 @@
                 adapter, the restore check
     loop        the training loop: exact resume, divergence guard, validation, events
     runs        run directories under .weightgate/adapters/<run_id>/, run.json, listing
-    launch      one process in the job, or torchrun workers (gloo/nccl) for --nproc N
+    session     prepare a run (device, batch plan, run.json) and execute it; the device rules
+                (auto = a GPU when torch sees one; torchrun workers on cuda:<LOCAL_RANK> with nccl,
+                gloo on the CPU); core/jobkinds/train.py launches one process or torchrun
     worker      what each torchrun worker runs
     records     evidence for tune.lora_config, tune.effective_batch, tune.checkpoint_restore,
                 tune.best_checkpoint

@@ -66,8 +66,10 @@ def rng_state() -> tuple[dict, dict]:
     plain = {"python": [version, list(internal), gauss],
              "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])]}
     tensors = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        tensors["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # This process's GPU only (a torchrun worker has one): touching every GPU's generator
+        # would open a CUDA context on each of them, and a CPU run must not start CUDA at all.
+        tensors["cuda"] = torch.cuda.get_rng_state()
     return plain, tensors
 
 
@@ -80,8 +82,12 @@ def set_rng_state(plain: dict, tensors: dict) -> None:
     name, keys, pos, has_gauss, cached = plain["numpy"]
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(tensors["torch"])
-    if "cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(tensors["cuda"])
+    cuda = tensors.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, (list, tuple)):   # written by an older version: every GPU's state
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            torch.cuda.set_rng_state(cuda)
 
 
 def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, state: dict) -> Path:
@@ -187,10 +193,12 @@ def load_checkpoint(directory: Path, model: Any, optimizer: Any, *, restore_rng:
     with torch.no_grad():
         for name, tensor in tensors.items():
             params[name].copy_(tensor.to(params[name].device, params[name].dtype))
-    optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
+    # Onto the CPU first: load_state_dict moves each state tensor to its parameter's device (a
+    # rank on cuda:1 must not materialise rank 0's cuda:0 tensors on cuda:0).
+    optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu"))
     if restore_rng:
         set_rng_state(json.loads((directory / "rng.json").read_text()),
-                      torch.load(directory / "rng.pt", weights_only=True))
+                      torch.load(directory / "rng.pt", weights_only=True, map_location="cpu"))
     return json.loads((directory / "state.json").read_text())
 
 

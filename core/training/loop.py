@@ -1,21 +1,41 @@
-"""The training loop.
+"""The training loop: our own, not transformers' Trainer (nor TRL's SFTTrainer, a Trainer
+subclass), for three guarantees of phase 5 that the Trainer does not give (transformers 5.x):
 
-Why our own loop rather than transformers' Trainer: resuming must give the same adapter as a
-run that was never interrupted, bit for bit on the CPU. That needs the data order to be a pure
-function of (seed, epoch, step), the learning rate a pure function of the step, the RNG state
-saved at the step boundary and nothing else carrying hidden state; it needs SIGTERM to be
-honoured only between optimizer steps (never mid-accumulation), events written by one rank
-straight to the job's journal, and a divergence guard that stops before a bad step is
-checkpointed. The Trainer can be bent to most of this with callbacks, but its resume skips
-batches by replaying the dataloader and its logging goes through its own callback chain; the
-loop below is short and does only what is needed. tests/bench/train_throughput.py measures it
-against a plain Trainer + peft script on the same model and data (it must not be slower).
+1. Bitwise resume. Here the examples of optimizer step s are a pure function of (seed, epoch, s)
+   (epoch_order, step_examples), the learning rate a pure function of s (plan.lr_at), and
+   dropout is reseeded from (seed, s, rank) at every step; so a checkpoint is the step, the
+   adapter, AdamW's state and the RNG, and a run resumed from it (after SIGTERM or SIGKILL)
+   ends with the same adapter bit for bit on the CPU (tests/test_training.py checks it). The
+   Trainer finds its place on resume by iterating the epoch's sampler again and skipping the
+   batches already seen (accelerate's skip_first_batches), then reloading RNG states saved
+   with the checkpoint: the data order is the sampler's state, not a function of the step, and
+   an exact continuation is not something it promises or tests.
+2. SIGTERM only at optimizer-step boundaries, on every rank at once. `weightgate cancel` sends
+   SIGTERM; here it sets a flag polled between optimizer steps (never mid-accumulation), the
+   ranks agree on it with an all-reduce, and a checkpoint is saved before the run stops. The
+   Trainer installs no handler by default (SIGTERM kills it mid-step; it saves only every
+   save_steps); its opt-in enable_jit_checkpoint acts after a fixed 3 s timer at whichever
+   callback comes next, on_pre_optimizer_step included (gradients accumulated, not applied),
+   and each rank decides on its own.
+3. Rank 0 writes one JSONL journal. Every step's loss, lr, grad norm, tokens/s, memory and ETA,
+   each validation loss and each checkpoint go from rank 0 straight to the job's events.jsonl,
+   which the TUI, `weightgate attach` and tests tail by offset (a reader that joins late replays
+   it all). The Trainer reports through its callback chain at logging_steps to its
+   integrations; the journal would be a callback of ours anyway.
+
+Besides: the divergence guard stops before a bad step is checkpointed, and the step-1 restore
+check compares a restored checkpoint with the live state bit for bit. The Trainer could be
+bent to parts of this with a custom sampler and callbacks; the loop below is short and does
+only what is needed. tests/bench/train_throughput.py measures it against a plain Trainer + peft
+script on the same model, data and settings (it must not be slower).
 
 Loss normalisation: every micro-batch's summed token loss is divided by the number of label
 tokens of the whole optimizer step (all micro-batches, all ranks), and gradients are summed
 across ranks once per step (a gloo/nccl all-reduce of the trainable tensors: what DDP does on
 the last micro-batch, without requiring every rank to have the same number of micro-batches).
-So one process and N processes compute the same quantity, up to float summation order.
+So one process and N processes compute the same quantity, up to float summation order. Every
+all-reduced tensor (the gradients, the loss totals, the stop and agree flags) lives on the run's
+device: nccl reduces CUDA tensors only; on the CPU the backend is gloo.
 """
 
 from __future__ import annotations
@@ -114,11 +134,21 @@ def _all_reduce(tensor: Any, world: int) -> Any:
     return tensor
 
 
+def fork_devices(device: str) -> list[int]:
+    """The devices torch.random.fork_rng must save besides the CPU: this process's GPU on CUDA."""
+    if not str(device).startswith("cuda"):
+        return []
+    import torch
+
+    index = torch.device(device).index
+    return [index if index is not None else torch.cuda.current_device()]
+
+
 def _memory_bytes(device: str) -> int:
     if device.startswith("cuda"):
         import torch
 
-        return int(torch.cuda.max_memory_allocated())
+        return int(torch.cuda.max_memory_allocated(device))
     import psutil
 
     return int(psutil.Process().memory_info().rss)
@@ -136,7 +166,8 @@ def train_step(setup: LoopSetup, indices: list[int]) -> tuple[float, float, int]
     examples = [setup.train[i] for i in indices]
     label_tokens = sum(e.label_tokens for e in examples)
     mine = examples[setup.rank::setup.world]
-    total = torch.zeros(1, dtype=torch.float64)
+    # On the device: nccl all-reduces only device tensors, and no per-micro-batch copy to the host.
+    total = torch.zeros(1, dtype=torch.float64, device=setup.device)
     model.train()
     for start in range(0, len(mine), setup.micro_batch):
         batch = {k: v.to(setup.device) for k, v in collate(mine[start:start + setup.micro_batch], setup.pad_id).items()}
@@ -145,7 +176,7 @@ def train_step(setup: LoopSetup, indices: list[int]) -> tuple[float, float, int]
         if setup.loss_transform is not None:
             loss = setup.loss_transform(setup.current_step, loss)
         loss.backward()
-        total += loss.detach().double().cpu()
+        total += loss.detach().double()
     if setup.world > 1:
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
         _all_reduce(flat, setup.world)
@@ -171,12 +202,12 @@ def validation_loss(setup: LoopSetup) -> float:
     model.eval()
     tokens = sum(e.label_tokens for e in setup.val)
     mine = setup.val[setup.rank::setup.world]
-    total = torch.zeros(1, dtype=torch.float64)
+    total = torch.zeros(1, dtype=torch.float64, device=setup.device)
     with torch.no_grad():
         for start in range(0, len(mine), setup.micro_batch):
             batch = {k: v.to(setup.device) for k, v in collate(mine[start:start + setup.micro_batch], setup.pad_id).items()}
             out = model(**batch, num_items_in_batch=torch.tensor(tokens, device=setup.device))
-            total += out.loss.detach().double().cpu()
+            total += out.loss.detach().double()
     _all_reduce(total, setup.world)
     return float(total.item())
 
@@ -267,11 +298,11 @@ def run_loop(setup: LoopSetup, *, resume_from: Path | None = None) -> Outcome:
             state["restore_checked"] = True
             last_ckpt = save(step)
             if lead:
-                with torch.random.fork_rng(devices=[]):   # the check must not move the run's RNG
+                with torch.random.fork_rng(devices=fork_devices(setup.device)):   # the check must not move the run's RNG
                     restore_result = check_restore(Path(last_ckpt), setup.model, setup.optimizer, setup.build_fresh)
                 if setup.on_restore_check:
                     setup.on_restore_check(restore_result)
-            ok = _agree(restore_result["ok"] if lead else True, setup.world)
+            ok = _agree(restore_result["ok"] if lead else True, setup.world, setup.device)
             if not ok:
                 message = ("checkpoint restore check failed: " + "; ".join(restore_result["differences"][:3])
                            + ". A run that cannot be resumed exactly is not started")
@@ -310,16 +341,17 @@ def _stop_everywhere(setup: LoopSetup) -> bool:
         return local
     import torch
 
-    flag = torch.tensor([1.0 if local else 0.0])
+    flag = torch.tensor([1.0 if local else 0.0], device=setup.device)   # nccl: a device tensor
     _all_reduce(flag, setup.world)
     return bool(flag.item() > 0)
 
 
-def _agree(ok: bool, world: int) -> bool:
+def _agree(ok: bool, world: int, device: str = "cpu") -> bool:
+    """True on every rank only if it is true on every rank."""
     if world == 1:
         return ok
     import torch
 
-    flag = torch.tensor([0.0 if ok else 1.0])
+    flag = torch.tensor([0.0 if ok else 1.0], device=device)
     _all_reduce(flag, world)
     return flag.item() == 0

@@ -1,6 +1,12 @@
 """A training run from the workspace to the outcome: prepare (resolve everything into run.json,
 record tune.lora_config and tune.effective_batch) and execute (load, train, checkpoint), the
 latter in the job process or in each torchrun worker.
+
+The device is decided once, when the run is prepared, and recorded in run.json (a resumed run
+continues where it started): `auto` (the default) is core.generation.default_device(), a GPU
+when torch sees one; `cpu`; `cuda` (GPU 0, or with --nproc N one GPU per process: each torchrun
+worker takes cuda:<LOCAL_RANK> and the process group uses nccl); `cuda:N` (one process on GPU
+N). On the CPU the workers use gloo.
 """
 
 from __future__ import annotations
@@ -14,6 +20,57 @@ from core.training import runs as runs_mod
 from core.training.config import TrainConfig, workspace_training_config
 
 FINGERPRINTS = ("train_config", "dataset", "model", "precision")
+DEVICE_CHOICES = "auto (a GPU when torch sees one), cpu, cuda, or cuda:N"
+
+
+def check_device_spec(device: str | None) -> str:
+    """The normalized device request (auto, cpu, cuda, cuda:N); torch-free, for the CLI."""
+    spec = (device or "auto").strip().lower()
+    if spec == "gpu":
+        spec = "cuda"
+    if spec in ("auto", "cpu", "cuda") or (spec.startswith("cuda:") and spec[5:].isdigit()):
+        return spec
+    raise InputError(f"unknown device {device!r}", hint=f"--device is one of: {DEVICE_CHOICES}")
+
+
+def train_device(requested: str | None, nproc: int, *, default: str, device_count: int) -> str:
+    """The device a run trains on, as run.json records it: "cpu", "cuda:N" (one process), or
+    "cuda" for N torchrun processes (each takes cuda:<LOCAL_RANK>, see rank_device).
+
+    `default` is what auto means here (core.generation.default_device(): "cuda" when
+    torch.cuda.is_available()); `device_count` is torch.cuda.device_count(). Pure, so the rules
+    are tested without a GPU."""
+    spec = check_device_spec(requested)
+    if spec == "auto":
+        spec = "cuda" if default == "cuda" and device_count > 0 else "cpu"
+    if spec == "cpu":
+        return "cpu"
+    if default != "cuda" or device_count < 1:
+        raise InputError(f"device {spec}: torch sees no CUDA device on this machine",
+                         hint="train on the CPU (--device cpu or auto), or check the NVIDIA driver, the CUDA "
+                              "build of torch and CUDA_VISIBLE_DEVICES")
+    if spec == "cuda":
+        if nproc > device_count:
+            raise InputError(f"--nproc {nproc} on CUDA runs one process per GPU, but torch sees {device_count} "
+                             f"GPU{'s' if device_count != 1 else ''}",
+                             hint=f"use --nproc {device_count} or fewer (or --device cpu for gloo processes)")
+        return "cuda" if nproc > 1 else "cuda:0"
+    index = int(spec[5:])
+    if nproc > 1:
+        raise InputError(f"device {spec} names one GPU, but --nproc {nproc} runs one process per GPU "
+                         f"(cuda:0 .. cuda:{nproc - 1})", hint="use --device cuda (or auto) with --nproc")
+    if index >= device_count:
+        raise InputError(f"device {spec}: torch sees {device_count} GPU{'s' if device_count != 1 else ''} "
+                         f"(cuda:0 .. cuda:{device_count - 1})", hint="pick one of them, or --device cuda")
+    return spec
+
+
+def rank_device(run_device: str, local_rank: int) -> tuple[str, str]:
+    """(this torchrun worker's device, the process-group backend) for a run on `run_device`:
+    cuda:<LOCAL_RANK> and nccl on GPUs, the CPU and gloo otherwise."""
+    if str(run_device).startswith("cuda"):
+        return f"cuda:{local_rank}", "nccl"
+    return "cpu", "gloo"
 
 
 def decided_precision(ws, layout) -> str:
@@ -75,7 +132,8 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
     limit = int(cfg.max_seq) if cfg.max_seq != "auto" else meta.context_length
     seq = longest_example([train_file, val_file], model_dir, limit)
     n_train = len(read_records(train_file))
-    device = params.get("device") or "cpu"
+    requested = check_device_spec(params.get("device"))
+    device = resolve_train_device(requested, nproc)
     where, snap = resolve_device(device)
     targets_cfg = workspace_targets(plain(ws.config()))
     budget = resolve_budget(where, snap, budget_gib=targets_cfg["budget_gib"], device_spec=device)
@@ -88,7 +146,7 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
 
     batch = plan_batches(effective_batch=cfg.effective_batch, processes=nproc, micro_batch=cfg.micro_batch,
                          estimate_at=estimate_at, budget_bytes=budget.bytes, budget_source=budget.source, seq=seq,
-                         method=method)
+                         method=method, budget_detail=budget.detail)
     steps = total_steps(n_train, cfg.effective_batch, cfg.epochs, params.get("steps"))
     run_id = params.get("run_id") or runs_mod.new_run_id()
     directory = runs_mod.run_dir(ws, run_id)
@@ -100,17 +158,29 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
             "dataset_digest": params.get("dataset_digest"), "data_files": _data_digests(train_file, val_file),
             "max_seq": seq, "batch": batch.to_dict(),
             "train_examples": n_train, "total_steps": steps, "warmup_steps": warmup_steps(steps, cfg.warmup_ratio),
-            "max_steps": params.get("steps"), "nproc": nproc, "device": where, "fingerprints": prints}
+            "max_steps": params.get("steps"), "nproc": nproc, "device": device, "device_requested": requested,
+            "fingerprints": prints}
+    if nproc > 1:
+        spec["backend"] = rank_device(device, 0)[1]
+        spec["rank_devices"] = [rank_device(device, rank)[0] for rank in range(nproc)] if where == "cuda" \
+            else ["cpu"] * nproc
     runs_mod.write_run(directory, spec)
     record_lora_config(ws, run_id, cfg.to_dict(), targets, method, precision)
     record_effective_batch(ws, run_id, batch.to_dict())
     if batch.fits is False:
         runs_mod.update_run(directory, status="failed", outcome={"status": "failed", "message": "does not fit"})
-        raise InputError(f"training does not fit: micro batch 1 at {seq} tokens needs "
-                         f"{batch.required_bytes / 2**20:,.0f} MiB with headroom, the budget is "
-                         f"{(batch.budget_bytes or 0) / 2**20:,.0f} MiB",
-                         hint="decide a 4-bit precision (QLoRA), lower max_seq, or enable gradient_checkpointing")
+        batch.require_fit()
     return directory
+
+
+def resolve_train_device(requested: str, nproc: int) -> str:
+    """train_device with this process's torch (the job process; the CLI when cuda is asked for)."""
+    import torch
+
+    from core.generation import default_device
+
+    return train_device(requested, nproc, default=default_device(),
+                        device_count=torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
 def _data_digests(train_file: Path, val_file: Path) -> dict:
@@ -150,6 +220,7 @@ def check_resumable(ws, directory: Path) -> dict:
 
 
 def build_model_and_optimizer(spec: dict) -> tuple[Any, Any]:
+    """The model and AdamW on spec["device"] (a worker's spec carries its own cuda:<LOCAL_RANK>)."""
     import torch
 
     from core.training.model import add_lora, detect_targets, load_base, trainable_parameters
@@ -168,18 +239,25 @@ def build_model_and_optimizer(spec: dict) -> tuple[Any, Any]:
 def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, resume: bool = False,
             emit: Callable[[str, dict], None] = lambda kind, payload: None,
             should_stop: Callable[[], bool] = lambda: False, loss_transform=None, record: bool = True,
-            throttle_s: float = 0.0):
-    """Load, train and checkpoint; returns the loop's Outcome. Rank 0 writes files and evidence."""
+            throttle_s: float = 0.0, device: str | None = None):
+    """Load, train and checkpoint; returns the loop's Outcome. Rank 0 writes files and evidence.
+    `device`: this process's device when it is not run.json's (a torchrun worker's cuda:<LOCAL_RANK>)."""
     import torch
     from transformers import AutoTokenizer
 
     from core.training.checkpoint import latest_checkpoint, recover_best
     from core.training.data import load_examples
-    from core.training.loop import LoopSetup, run_loop
+    from core.training.loop import LoopSetup, fork_devices, run_loop
     from core.workspace import open_workspace
 
     ws = open_workspace(ws_root)
     spec = runs_mod.read_run(directory)
+    if device:
+        spec = {**spec, "device": device}
+    if str(spec.get("device", "cpu")).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"run {spec['run_id']} trains on {spec['device']}, and torch sees no CUDA device here",
+                         path=directory, hint="resume it on the machine (and GPU) it started on; a run does not "
+                                              "change device midway")
     cfg = spec["config"]
     tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -199,7 +277,7 @@ def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, re
     lead = rank == 0
 
     def build_fresh():
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=fork_devices(spec.get("device", "cpu"))):
             return build_model_and_optimizer(spec)
 
     def on_restore(result: dict) -> None:
@@ -216,19 +294,25 @@ def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, re
         run_dir=directory, device=spec.get("device", "cpu"), rank=rank, world=world, emit=emit if lead else
         (lambda kind, payload: None), should_stop=should_stop, build_fresh=build_fresh, on_restore_check=on_restore,
         throttle_s=throttle_s, loss_transform=loss_transform)
-    if lead:
-        emit("log", {"message": f"run {spec['run_id']}: {spec['method']} at {spec['precision']}, r {cfg['r']}, "
-                                f"targets {', '.join(spec['targets'])}; {len(train)} train / {len(val)} val examples; "
-                                f"batch {spec['batch']['micro_batch']} x {spec['batch']['accumulation']} x {world} = "
-                                f"{spec['batch']['effective_batch']}; {spec['total_steps']} steps"})
-        runs_mod.update_run(directory, status="running")
     # On the CPU, subnormal floats flush to zero in every thread during the steps, as core.generation
     # does for decoding: x86 computes subnormal products many times slower, and small models'
     # activations and LoRA updates reach them. Always on for a CPU run, so a resumed run computes
-    # exactly what an uninterrupted one does.
+    # exactly what an uninterrupted one does (tests/bench/train_throughput.py gives its Trainer
+    # baseline the same setting, and reads this run's choice from the log line below).
     from core.generation import flushed_subnormals, subnormals_flush_everywhere
 
     flush = setup.device == "cpu" and subnormals_flush_everywhere(torch)
+    if lead:
+        where = spec.get("device", "cpu") if world == 1 else \
+            f"{world} processes on {spec.get('device', 'cpu')} ({spec.get('backend', 'gloo')})"
+        flushing = ("; subnormal floats flushed to zero" if flush else
+                    "; subnormal floats not flushed (this CPU does not flush them in every thread)"
+                    if setup.device == "cpu" else "")
+        emit("log", {"message": f"run {spec['run_id']} on {where}: {spec['method']} at {spec['precision']}, r {cfg['r']}, "
+                                f"targets {', '.join(spec['targets'])}; {len(train)} train / {len(val)} val examples; "
+                                f"batch {spec['batch']['micro_batch']} x {spec['batch']['accumulation']} x {world} = "
+                                f"{spec['batch']['effective_batch']}; {spec['total_steps']} steps{flushing}"})
+        runs_mod.update_run(directory, status="running")
     with flushed_subnormals(torch, flush):
         outcome = run_loop(setup, resume_from=resume_from)
     if lead:

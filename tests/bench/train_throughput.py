@@ -10,7 +10,12 @@ data (64 date-rewriting chat examples, loss on the answers; --steps beyond 3 epo
 not run by the job, which stops at 3 epochs), same hyperparameters (r 16, alpha
 32, dropout 0.05, lr 2e-4, warm-up 3 %, micro batch 4 x accumulation 2, AdamW, grad clip 1.0,
 all attention + MLP projections). The Trainer logs every step (as the job journals every step)
-and neither saves checkpoints during the timed steps.
+and neither saves checkpoints during the timed steps. Both run on the CPU (the job is started
+with device "cpu", the Trainer with use_cpu), and both flush subnormal floats to zero in every
+intra-op thread (torch.set_flush_denormal through core.generation.flushed_subnormals): the
+job does it for every CPU run (core/training/session.py), so the Trainer baseline gets the
+same setting, and the ratio measures the loop, not the flag. The output says which way each
+ran (the probe reports whether this CPU flushes at all).
 
 Timing: tokens/s of the steady state, per optimizer step, from the end of one step to the end
 of the next: the job's per-step journal events (their timestamps and token counts), the
@@ -80,7 +85,8 @@ def job_rates(ws, prepared: Path, steps: int, reader: bool) -> tuple[list[float]
     from core.events import read_events
     from core.jobs import events_path, follow_job, read_status, start_job
 
-    params = {"train_file": str(prepared / "train.jsonl"), "val_file": str(prepared / "val.jsonl"), "steps": steps}
+    params = {"train_file": str(prepared / "train.jsonl"), "val_file": str(prepared / "val.jsonl"), "steps": steps,
+              "device": "cpu"}   # as the Trainer baseline (use_cpu): a GPU box must not put only the job on it
     handle = start_job(ws.jobs_dir, "train", params, workspace=ws.root)
     seen = {"events": 0}
     follower = None
@@ -106,16 +112,20 @@ def job_rates(ws, prepared: Path, steps: int, reader: bool) -> tuple[list[float]
         if step <= SKIP_FIRST or step == steps:   # warm-up, restore check; the last one evaluates
             continue
         rates.append(after.payload["values"]["tokens"] / (after.time - before.time))
-    return rates, {"job": handle.job_id, "reader_events": seen["events"]}
+    flushed = [e.payload["message"] for e in events if e.kind == "log" and "subnormal floats" in e.payload["message"]]
+    flush = bool(flushed) and "subnormal floats flushed to zero" in flushed[0]
+    return rates, {"job": handle.job_id, "reader_events": seen["events"], "flush_denormal": flush}
 
 
-def trainer_rates(model_dir: Path, prepared: Path, steps: int) -> list[float]:
-    """The same training with transformers' Trainer + peft, timed per step by a callback."""
+def trainer_rates(model_dir: Path, prepared: Path, steps: int) -> tuple[list[float], dict]:
+    """The same training with transformers' Trainer + peft, timed per step by a callback, with
+    subnormals flushed exactly as the job flushes them on the CPU."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
                               TrainerCallback, TrainingArguments)
 
+    from core.generation import flushed_subnormals, subnormals_flush_everywhere
     from core.training.data import load_examples
     from core.training.model import detect_targets
 
@@ -149,8 +159,12 @@ def trainer_rates(model_dir: Path, prepared: Path, steps: int) -> list[float]:
             weight_decay=HYPER["weight_decay"], optim="adamw_torch", logging_strategy="steps", logging_steps=1,
             save_strategy="no", eval_strategy="no", report_to=[], seed=HYPER["seed"], use_cpu=True,
             dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True)
-        Trainer(model=model, args=args, train_dataset=dataset, data_collator=counting,
-                callbacks=[StepClock()]).train()
+        trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=counting,
+                          callbacks=[StepClock()])
+        # What core.training.session.execute does around the job's loop on the CPU.
+        flush = subnormals_flush_everywhere(torch)
+        with flushed_subnormals(torch, flush):
+            trainer.train()
     rates = []
     for index in range(1, len(marks)):
         step = index + 1
@@ -158,7 +172,17 @@ def trainer_rates(model_dir: Path, prepared: Path, steps: int) -> list[float]:
             continue
         (t0, n0), (t1, n1) = marks[index - 1], marks[index]
         rates.append(sum(tokens_seen[n0:n1]) / (t1 - t0))
-    return rates
+    return rates, {"flush_denormal": flush}
+
+
+def _cpu_flushes() -> bool:
+    """Whether flushing works in every intra-op thread of this CPU (core.generation's probe: the
+    job and the baseline turn it on only then)."""
+    import torch
+
+    from core.generation import subnormals_flush_everywhere
+
+    return subnormals_flush_everywhere(torch)
 
 
 def main() -> int:
@@ -183,19 +207,28 @@ def main() -> int:
               f"({HYPER['micro_batch']} x {HYPER['effective_batch'] // HYPER['micro_batch']}), {args.rounds} rounds; "
               f"steady-state steps {SKIP_FIRST + 1}..{args.steps - 1}")
         results = {"job": [], "trainer": [], "job+reader": []}
+        flushes: dict[str, bool] = {}
+        print("subnormal floats: the job flushes them to zero on the CPU (torch.set_flush_denormal, every "
+              f"intra-op thread; this CPU {'does' if _cpu_flushes() else 'does NOT'}), and so does the Trainer "
+              "baseline here: the ratio measures the loop, not the flag")
         for round_ in range(args.rounds):
             order = ["job", "trainer", "job+reader"] if round_ % 2 == 0 else ["job+reader", "trainer", "job"]
             for name in order:
                 began = time.perf_counter()
                 if name == "trainer":
-                    rates, info = trainer_rates(model_dir, prepared, args.steps), {}
+                    rates, info = trainer_rates(model_dir, prepared, args.steps)
+                    flushes["trainer"] = info["flush_denormal"]
                 else:
                     rates, info = job_rates(ws, prepared, args.steps, reader=name == "job+reader")
+                    flushes[name] = info["flush_denormal"]
                 median = statistics.median(rates)
                 results[name].append(median)
                 print(f"  round {round_ + 1} {name:<11} {median:8.1f} tokens/s (median of {len(rates)} steps, "
                       f"{time.perf_counter() - began:.0f} s wall) {info}")
     job, trainer, reader = (statistics.median(results[k]) for k in ("job", "trainer", "job+reader"))
+    same = len(set(flushes.values())) == 1
+    print("flush denormal        " + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in flushes.items())
+          + ("" if same else "  (DIFFERENT: the ratio is not comparable)"))
     print(f"weightgate train      {job:8.1f} tokens/s")
     print(f"Trainer + peft        {trainer:8.1f} tokens/s")
     print(f"train + reader        {reader:8.1f} tokens/s")

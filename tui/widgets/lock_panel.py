@@ -1,12 +1,19 @@
 """The Verification screen's lock panel: what weightgate.lock pins, each file's state, and the
-live progress of a verify or download job.
+live progress of a verify, download or conversion job.
 
-`read_lock_view(ws)` (a thread worker) reads weightgate.lock and stats every locked file
-(core.lock.changed_on_disk: size or mtime moved since it last matched means "verify again").
-The panel adds what the checklist knows: a file the last verification found different
-(verify.checksum failed) or whose header is bad (verify.headers failed) is named as such.
-A job is followed through JournalTail (its events.jsonl, replayed then tailed) and folded into
-a Transfer: bytes done / total, MB/s, ETA, and for a download the file being fetched.
+`read_lock_view(ws)` (a thread worker) reads weightgate.lock, stats every locked file
+(core.lock.changed_on_disk: size or mtime moved since it last matched means "verify again"),
+and scans every locked pickle with the static scanner (cached by path, size and mtime; never
+unpickles), noting its trust and its safetensors twin. The panel adds what the checklist knows: a
+file the last verification found different (verify.checksum failed) or whose header is bad
+(verify.headers failed) is named as such.
+
+One row per file (LockFilesTable): its hash state (matches published / computed locally /
+MISMATCH, or what is wrong with it), a progress bar with the rate while a job hashes or fetches
+it (the verify and download jobs' per-file `progress` events, scope "file"), and what a pickle
+would import (scan findings; "—" for everything else). A download's files have rows before the
+lock exists. A job is followed through JournalTail (its events.jsonl, replayed then tailed) and
+folded into a Transfer: bytes done / total, MB/s, ETA.
 """
 
 from __future__ import annotations
@@ -46,10 +53,84 @@ class LockView:
     unsafe: frozenset[str] = frozenset()    # paths the lock must not steer a read to
     chosen: str | None = None
     error: str | None = None
+    pickles: dict[str, PickleInfo] = field(default_factory=dict)   # locked pickle files
+
+
+@dataclass(frozen=True)
+class ScanSummary:
+    """What the static scanner says a pickle would import (never unpickled)."""
+
+    format: str = ""
+    imports: tuple[str, ...] = ()    # module.name it would import, allowlisted or not
+    findings: tuple[str, ...] = ()   # module.name outside the allowlist (the file is then unsafe)
+    error: str = ""                  # malformed / unreadable
+
+    @property
+    def safe(self) -> bool:
+        return not self.findings and not self.error
+
+
+@dataclass(frozen=True)
+class PickleInfo:
+    scan: ScanSummary
+    trusted: bool = False      # [trust.pickle] names this file at its locked sha256
+    twin: str | None = None    # its safetensors twin, when that is in the lock too
+    full_path: str = ""
+    trust_command: str = ""    # the exact `weightgate trust pickle` command for its locked bytes
+
+
+_SCANS: dict[tuple[str, int, int], ScanSummary] = {}   # (path, size, mtime_ns) -> summary
+
+
+def scan_summary(path: Path) -> ScanSummary:
+    """The static scan of one pickle, cached while its size and mtime stay the same."""
+    from core.errors import InputError  # noqa: PLC0415
+    from core.picklescan import scan_file  # noqa: PLC0415
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return ScanSummary(error=f"cannot read: {exc.strerror or exc}")
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SCANS:
+        try:
+            result = scan_file(path)
+        except InputError as exc:
+            found = tuple(f.qualname for f in getattr(exc, "findings", ()) or ())
+            summary = ScanSummary(error=exc.message, findings=found)
+        else:
+            summary = ScanSummary(format=result.format,
+                                  imports=tuple(f"{module}.{name}" for module, name in result.imports),
+                                  findings=tuple(dict.fromkeys(f.qualname for f in result.findings)))
+        if len(_SCANS) > 256:
+            _SCANS.clear()
+        _SCANS[key] = summary
+    return _SCANS[key]
+
+
+def _pickle_infos(ws: Workspace, lock: ModelLock, root: Path, unsafe: frozenset[str]) -> dict[str, PickleInfo]:
+    from core.errors import InputError  # noqa: PLC0415
+    from core.pickle_policy import TRUST_PICKLE_COMMAND, is_trusted, pickle_key, twin_name  # noqa: PLC0415
+    from core.picklescan import is_pickle_path  # noqa: PLC0415
+
+    infos = {}
+    for entry in lock.files:
+        if entry.path in unsafe or not is_pickle_path(entry.path):
+            continue
+        full = root / entry.path
+        try:
+            trusted = is_trusted(ws, full, entry.sha256)
+        except InputError:
+            trusted = False
+        twin = twin_name(entry.path)
+        command = f'{TRUST_PICKLE_COMMAND} {pickle_key(ws, full)} --sha256 {entry.sha256} --note "<why>"'
+        infos[entry.path] = PickleInfo(scan_summary(full), trusted, twin if lock.file(twin) else None, str(full),
+                                       command)
+    return infos
 
 
 def read_lock_view(ws: Workspace) -> LockView:
-    """Runs in a thread worker: reads the lock and stats the files (no hashing)."""
+    """Runs in a thread worker: reads the lock, stats the files and scans the pickles (no hashing)."""
     from core.errors import InputError  # noqa: PLC0415
     from core.fingerprints import plain  # noqa: PLC0415
     from core.lock import changed_on_disk, read_lock  # noqa: PLC0415
@@ -74,7 +155,9 @@ def read_lock_view(ws: Workspace) -> LockView:
     safe = [entry for entry in lock.files if entry.path not in unsafe]
     changed = frozenset(changed_on_disk(replace(lock, files=safe), root))
     missing = frozenset(path for path in changed if not (root / path).exists())
-    return LockView(lock=lock, root=str(root), changed=changed, missing=missing, unsafe=unsafe, chosen=chosen)
+    pickles = _pickle_infos(ws, lock, root, unsafe)
+    return LockView(lock=lock, root=str(root), changed=changed, missing=missing, unsafe=unsafe, chosen=chosen,
+                    pickles=pickles)
 
 
 def _item(report: Report | None, item_id: str) -> ItemStatus | None:
@@ -96,7 +179,7 @@ def _item_values(report: Report | None, item_id: str, key: str) -> dict:
 
 
 def file_state(path: str, entry: LockedFile, view: LockView, failed: dict, faults: dict) -> Look:
-    """One locked file's state, most urgent first."""
+    """One locked file's state, most urgent first; when it is fine, which hash it matches."""
     if path in view.unsafe:
         return Look("✗", "unsafe path", "error")
     if path in failed:
@@ -110,24 +193,92 @@ def file_state(path: str, entry: LockedFile, view: LockView, failed: dict, fault
         return Look("↻", "changed on disk", "warning")
     if not entry.verified_at:
         return Look("○", "not verified", "primary")
-    return Look("✓", "ok", "success")
+    return _matched(entry)
+
+
+def _matched(entry: LockedFile | None) -> Look:
+    if entry is not None and entry.hash_source == "published":
+        return Look("✓", "matches published", "success")
+    return Look("✓", "computed locally", "success")
+
+
+# What a job's per-file `state` says about a file, while the job runs (and until the lock is
+# read again after it): the verify job's outcomes (core.verify) and the download job's states.
+LIVE_LOOKS = {
+    "hashing": Look("…", "hashing", "primary"),
+    "mismatch": Look("✗", "MISMATCH", "error"),
+    "size_differs": Look("✗", "size differs", "error"),
+    "missing": Look("✗", "missing", "error"),
+    "unreadable": Look("✗", "unreadable", "error"),
+    "unsafe_path": Look("✗", "unsafe path", "error"),
+    "changed_during_verify": Look("↻", "changed while hashed", "warning"),
+    "queued": Look("·", "queued", "muted"),
+    "downloading": Look("↓", "downloading", "primary"),
+    "retrying": Look("↻", "retrying", "warning"),
+    "failed": Look("✗", "failed", "error"),
+}
+
+
+def live_look(state: str, entry: LockedFile | None, header: str = "") -> Look | None:
+    if state in ("ok", "unchanged", "verified", "reused", "done"):
+        if header and header not in ("ok", "not_checked"):
+            return Look("✗", f"bad header: {header}", "error")
+        if entry is None:
+            return Look("✓", "reused from cache" if state == "reused" else "verified", "success")
+        return _matched(entry)
+    return LIVE_LOOKS.get(state)
+
+
+@dataclass
+class FileProgress:
+    """One file in a job's per-file progress events."""
+
+    done: float = 0.0
+    total: float | None = None
+    rate: float | None = None
+    state: str = ""
+    header: str = ""
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total:
+            return 1.0 if self.state and self.state not in ("hashing", "queued", "downloading") else None
+        return max(0.0, min(1.0, self.done / self.total))
 
 
 @dataclass(frozen=True)
 class FileRow:
-    entry: LockedFile
+    path: str
+    entry: LockedFile | None          # None: a file a download is fetching, not locked yet
     state: Look
+    progress: FileProgress | None = None
+    job_kind: str = ""                # the followed job's kind while it runs ("" otherwise)
+    pickle: PickleInfo | None = None
+
+
+def scan_text(row: FileRow) -> tuple[str, str]:
+    """(text, colour) of the Scan cell."""
+    info = row.pickle
+    if info is None:
+        return "—", "muted"
+    scan = info.scan
+    if scan.findings:
+        return "✗ " + ", ".join(scan.findings), "error"
+    if scan.error:
+        return f"✗ {scan.error}", "error"
+    names = [name.rsplit(".", 1)[-1] for name in scan.imports]
+    return "✓ " + (", ".join(names) if names else "imports nothing"), "foreground"
 
 
 class LockFilesTable(FittedTable):
-    """One row per locked file; the row key is its path."""
+    """One row per locked file (and per file a download is fetching); the row key is its path."""
 
     COLUMNS = (
         Column("path", "File"),
-        Column("size", "Size", 9, drop=3),
-        Column("hash", "Hash", 9, drop=2),
-        Column("verified", "Verified", 11, drop=1),
-        Column("state", "State", 18),
+        Column("size", "Size", 9, drop=1),
+        Column("hash", "Hash", 19),
+        Column("progress", "Progress", 21),
+        Column("scan", "Scan", 18),
     )
     DEFAULT_CSS = """
     LockFilesTable { height: auto; max-height: 10; min-height: 2; overflow-x: hidden; }
@@ -136,15 +287,44 @@ class LockFilesTable(FittedTable):
     def cells(self, row: FileRow) -> dict[str, Text]:
         variables = self.app.theme_variables
         entry = row.entry
-        published = entry.hash_source == "published"
+        size = entry.size if entry is not None else (row.progress.total if row.progress else None)
+        scan, scan_color = scan_text(row)
         return {
-            "path": Text(middle_ellipsis(entry.path, self.width_of("path")), no_wrap=True, overflow="ellipsis"),
-            "size": Text(human_bytes(entry.size), justify="right"),
-            "hash": Text(entry.hash_source or "?", style="" if published else rich_style("muted", variables)),
-            "verified": Text(when(entry.verified_at), style=rich_style("muted", variables)),
-            "state": Text(row.state.label, no_wrap=True, overflow="ellipsis",
-                          style=rich_style(row.state.color, variables, bold=row.state.color == "error")),
+            "path": Text(middle_ellipsis(row.path, self.width_of("path")), no_wrap=True, overflow="ellipsis"),
+            "size": Text(human_bytes(size), justify="right"),
+            "hash": Text(row.state.label, no_wrap=True, overflow="ellipsis",
+                         style=rich_style(row.state.color, variables, bold=row.state.color == "error")),
+            "progress": self.progress_cell(row, variables),
+            "scan": Text(scan, no_wrap=True, overflow="ellipsis", style=rich_style(scan_color, variables)),
         }
+
+    def progress_cell(self, row: FileRow, variables: dict[str, str]) -> Text:
+        progress = row.progress
+        if progress is None:
+            if row.job_kind == "verify":
+                return Text("queued", style=rich_style("muted", variables))
+            verified = row.entry.verified_at if row.entry is not None else 0
+            return Text(f"verified {when(verified)}" if verified else "never verified", no_wrap=True,
+                        style=rich_style("muted", variables))
+        return progress_text(progress, variables, self.width_of("progress") or 20)
+
+
+def progress_text(progress: FileProgress, variables: dict[str, str], width: int = 20) -> Text:
+    """━━━━━  45% 512 MB/s: a bar, the share done and the file's rate."""
+    fraction = progress.fraction
+    cells = 5
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if fraction is None:
+        text.append("━" * cells, style=rich_style("muted", variables))
+        text.append("   …")
+    else:
+        filled = round(fraction * cells)
+        text.append("━" * filled, style=rich_style("primary", variables))
+        text.append("━" * (cells - filled), style=rich_style("muted", variables))
+        text.append(f" {fraction:4.0%}")
+    if progress.rate:
+        text.append(f" {human_rate(progress.rate)}")
+    return text
 
 
 @dataclass
@@ -159,13 +339,17 @@ class FollowedJob:
     failed_files: list[str] = field(default_factory=list)
     mb_per_s: float | None = None
     result: dict = field(default_factory=dict)
+    files: dict[str, FileProgress] = field(default_factory=dict)   # per-file progress events
+    subject: str = ""                                              # convert_pickle: the file
 
     def apply(self, events: list[Event]) -> bool:
         """Fold events in; True once the result is in."""
         for event in events:
+            payload = event.payload
+            if event.kind == "progress" and payload.get("scope") == "file":
+                self._file_event(payload)
             if self.transfer.apply(event):
                 continue
-            payload = event.payload
             if event.kind == "metric":
                 rate = (payload.get("values") or {}).get("mb_per_s")
                 if isinstance(rate, (int, float)):
@@ -179,7 +363,24 @@ class FollowedJob:
                 self.result = payload.get("data") or {}
         return self.state != "running"
 
+    def _file_event(self, payload: dict) -> None:
+        path = str(payload.get("file") or payload.get("message") or "")
+        if not path:
+            return
+        progress = self.files.setdefault(path, FileProgress())
+        done, total, rate = (payload.get(key) for key in ("done", "total", "rate_bps"))
+        if isinstance(done, (int, float)):
+            progress.done = float(done)
+        if isinstance(total, (int, float)):
+            progress.total = float(total)
+        if isinstance(rate, (int, float)) and rate > 0:
+            progress.rate = float(rate)   # a final event without a rate keeps the last one
+        progress.state = str(payload.get("state") or progress.state)
+        progress.header = str(payload.get("header") or progress.header)
+
     def text(self) -> Content:
+        if self.kind == "convert_pickle":
+            return self._convert_text()
         look = job_look(self.state)
         t = self.transfer
         verb = "hashed" if self.kind == "verify" else "fetched"
@@ -214,6 +415,26 @@ class FollowedJob:
         return Content("\n").join(lines)
 
 
+    def _convert_text(self) -> Content:
+        look = job_look(self.state)
+        what = f" {self.subject}" if self.subject else ""
+        head = Content.styled(f"{look.icon} convert{what} {look.word}",
+                              f"bold ${look.color}" if look.color != "muted" else "bold $text-muted")
+        job = Content.styled(f"   job {self.job_id}", "$text-muted")
+        t = self.transfer
+        if self.state == "running":
+            amount = f"checked {t.done:.0f} / {t.total:.0f} tensors" if t.seen and t.total else \
+                "loading with torch.load(weights_only=True)…"
+            return Content.assemble(head, "  ", _bar(t.fraction), "  ", amount, job)
+        if self.state == "succeeded":
+            locked = self.result.get("locked") or {}
+            output = Path(str(self.result.get("output", ""))).name
+            done = f"  → {output}, {self.result.get('tensors', '?')} tensors, equal bit for bit"
+            done += f" · locked as the twin of {locked['of']}" if locked.get("twin") else " · not in the lock"
+            return Content.assemble(head, done, job)
+        return Content.assemble(head, ("  " + (self.error or self.state), "$error"), job)
+
+
 def _bar(fraction: float | None, cells: int = 12) -> Content:
     if fraction is None:
         return Content.styled("━" * cells, "$text-muted")
@@ -234,6 +455,8 @@ class LockPanel(Vertical):
     LockPanel #lock-job { height: auto; display: none; text-wrap: nowrap; text-overflow: ellipsis; }
     LockPanel #lock-job.-visible { display: block; }
     LockPanel #lock-empty { height: auto; }
+    LockPanel #lock-selected { height: auto; display: none; }
+    LockPanel #lock-selected.-visible { display: block; }
     """
 
     def __init__(self, **kwargs) -> None:
@@ -242,13 +465,17 @@ class LockPanel(Vertical):
         self.report: Report | None = None
         self.job: FollowedJob | None = None
         self._rows: list[FileRow] = []
+        # (view, report) when the followed job ended: its per-file states overlay the rows until both
+        # have been read again (the report can lag the lock; the overlay spares a flicker).
+        self._view_at_job_end: tuple[LockView | None, Report | None] | None = None
         self.border_title = "Lock · weightgate.lock"
-        self.border_subtitle = "v verify · f fetch"
+        self.border_subtitle = "v verify · f fetch · c convert a pickle"
 
     def compose(self) -> ComposeResult:
         yield Static(Content.styled("reading weightgate.lock…", "$text-muted"), id="lock-facts")
         yield Static("", id="lock-job")
         yield LockFilesTable(id="lock-files")
+        yield Static("", id="lock-selected")
         yield Static("", id="lock-empty")
         yield BusyLine(id="lock-busy")
         yield JournalTail()
@@ -273,7 +500,7 @@ class LockPanel(Vertical):
         facts = self.query_one("#lock-facts", Static)
         empty = self.query_one("#lock-empty", Static)
         facts.display = lock is not None
-        self.table.display = lock is not None
+        self._show_rows()
         empty.display = lock is None
         if lock is None:
             lines = [Content.assemble(("No weights locked yet: ", "bold"),
@@ -292,12 +519,92 @@ class LockPanel(Vertical):
                                             "and choose one (c).", "$text-muted"))
             empty.update(Content("\n").join(lines))
             return
+        facts.update(self.facts_text(view))
+
+    def _live(self) -> FollowedJob | None:
+        """The followed job whose per-file states still describe the files: while it runs, and
+        after it ended until the lock and the report are read again (they then say the same)."""
+        job = self.job
+        if job is None or job.kind not in ("verify", "download") or not job.files:
+            return None
+        if job.state == "running":
+            return job
+        ended_with = self._view_at_job_end
+        if ended_with is not None and (self.view is ended_with[0] or self.report is ended_with[1]):
+            return job   # the lock or the report is not yet read again since the job ended
+        return None
+
+    def _show_rows(self) -> None:
+        """Rebuild the rows from the lock view, the report and the followed job's files."""
+        view, report = self.view, self.report
+        lock = view.lock if view is not None else None
+        live = self._live()
+        running = self.job.kind if self.job is not None and self.job.state == "running" else ""
+        job_files = self.job.files if self.job is not None and self.job.kind in ("verify", "download") else {}
         failed = _item_values(report, "verify.checksum", "failed")
         faults = _item_values(report, "verify.headers", "faults")
-        self._rows = [FileRow(entry, file_state(entry.path, entry, view, failed, faults))
-                      for entry in sorted(lock.files, key=lambda e: e.path)]
-        facts.update(self.facts_text(view))
-        self.table.show([(row.entry.path, row) for row in self._rows])
+        rows: dict[str, FileRow] = {}
+        for entry in sorted(lock.files, key=lambda e: e.path) if lock is not None else []:
+            progress = job_files.get(entry.path)
+            state = file_state(entry.path, entry, view, failed, faults)
+            if live is not None and progress is not None:
+                state = live_look(progress.state, entry, progress.header) or state
+            rows[entry.path] = FileRow(entry.path, entry, state, progress, running, view.pickles.get(entry.path))
+        if running == "download" or live is not None:
+            for path, progress in sorted(job_files.items()):
+                if path not in rows:   # fetched now, not locked yet
+                    state = live_look(progress.state, None) or Look("…", progress.state or "queued", "muted")
+                    rows[path] = FileRow(path, None, state, progress, running)
+        self._rows = list(rows.values())
+        self.table.display = bool(self._rows)
+        self.table.show([(row.path, row) for row in self._rows])
+        self._show_selected()
+
+    # --- the selected file ----------------------------------------------------------------------
+
+    def on_data_table_row_highlighted(self, message) -> None:
+        self._show_selected()
+
+    def selected_pickle(self) -> tuple[str, PickleInfo] | None:
+        """The pickle the convert key acts on: the highlighted row if it is one, else the only
+        locked pickle without a twin, else the only locked pickle."""
+        view = self.view
+        if view is None or not view.pickles:
+            return None
+        key = self.table.selected_key if self.table.row_count else None
+        if key in view.pickles:
+            return key, view.pickles[key]
+        pending = [(path, info) for path, info in view.pickles.items() if info.twin is None]
+        if len(pending) == 1:
+            return pending[0]
+        return next(iter(view.pickles.items())) if len(view.pickles) == 1 else None
+
+    def _show_selected(self) -> None:
+        widget = self.query_one("#lock-selected", Static)
+        chosen = self.selected_pickle()
+        widget.set_class(chosen is not None, "-visible")
+        if chosen is None:
+            return
+        path, info = chosen
+        scan = info.scan
+        if scan.findings:
+            what = Content.styled(f"scan: {len(scan.findings)} import(s) outside the allowlist: "
+                                  + ", ".join(scan.findings) + " (never loaded, trusted or not)", "$error")
+        elif scan.error:
+            what = Content.styled(f"scan: {scan.error} (never loaded)", "$error")
+        else:
+            what = Content(f"scan clean ({scan.format}): would import " + ", ".join(scan.imports))
+        if info.twin:
+            step = Content.styled(f" · converted: {info.twin} is locked and is what loads", "$success")
+        elif not scan.safe:
+            step = Content("")
+        elif info.trusted:
+            step = Content.styled(" · trusted at its sha256: c converts it to safetensors", "$primary")
+        else:
+            step = Content.styled(" · not trusted; if you trust where these bytes came from, run this, then c:",
+                                  "$warning")
+            step = Content("\n").join([step, Content.styled(f"  {info.trust_command}", "$warning")])
+        widget.update(Content.assemble((f"{path}: ", "bold"), what, step))
 
     def facts_text(self, view: LockView) -> Content:
         lock = view.lock
@@ -312,6 +619,8 @@ class LockPanel(Vertical):
             remote = ("no", "")
         elif remote_item is not None and remote_item.status == "pass":
             remote = ("yes, trusted at the pinned commit", "$warning")
+        elif lock.kind != "hub":
+            remote = ("yes: local code cannot be trusted at a commit (remove auto_map and *.py)", "bold $error")
         else:
             remote = ("yes: not trusted (weightgate trust remote-code)", "bold $error")
         licence_item = _item(self.report, "verify.license")
@@ -342,10 +651,11 @@ class LockPanel(Vertical):
 
     # --- jobs ---------------------------------------------------------------------------------
 
-    def follow(self, job_id: str, job_dir: Path, kind: str) -> None:
+    def follow(self, job_id: str, job_dir: Path, kind: str, subject: str = "") -> None:
         if self.job is not None and self.job.job_id == job_id:
             return
-        self.job = FollowedJob(job_id, kind)
+        self.job = FollowedJob(job_id, kind, subject=subject)
+        self._view_at_job_end = None
         self._show_job()
         self.tail.follow(job_id, Path(job_dir))
 
@@ -361,8 +671,13 @@ class LockPanel(Vertical):
         was_running = job.state == "running"
         ended = job.apply(message.events)
         self._show_job()
-        if ended and was_running and self.view is not None:
-            self.show(self.view, self.report)
+        if ended and was_running:
+            self._view_at_job_end = (self.view, self.report)
+        if self.view is not None:
+            if ended and was_running:
+                self.show(self.view, self.report)
+            elif job.files:
+                self._show_rows()
         if ended and was_running:
             self.post_message(self.JobEnded(job))
 

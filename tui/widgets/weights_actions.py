@@ -106,7 +106,8 @@ class WeightsActions:
         self.show_busy(None)
         if message.error is not None:
             titles = {"add": "Could not add", "choose": "Could not choose", "fetch": "Could not fetch",
-                      "inspect": "Could not read the metadata", "verify": "Could not start verify"}
+                      "inspect": "Could not read the metadata", "verify": "Could not start verify",
+                      "convert": "Could not convert"}
             self.notify(message.error, title=f"{titles.get(message.action, 'Failed')} {message.subject}".strip(),
                         severity="error", timeout=10)
         else:
