@@ -58,8 +58,8 @@ def candidate_target(ws: Workspace, spec: str, config: dict, log: Callable[[str]
         raise InputError(f"{spec} needs remote code; it is not run before verification",
                          hint="benchmark it after trusting it at a pinned commit (phase 2)")
     if source.kind == "gguf":
-        raise InputError(f"{spec} is a GGUF file; benchmarking loads safetensors",
-                         hint="convert it to a safetensors model directory and shortlist that")
+        raise InputError(f"{spec} is a GGUF file; benchmarking loads the safetensors model converted from it",
+                         hint="fetch it first (f, or `weightgate fetch`): it is hashed, converted once and locked")
     if source.kind == "local":
         from pathlib import Path
 

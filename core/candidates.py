@@ -20,8 +20,17 @@ def metadata_summary(data: dict) -> dict:
     return {key: data.get(key) for key in keys}
 
 
-def add_candidate(ws: Workspace, spec: str, note: str = "") -> dict:
-    """Read the metadata (no weights), cache it, append [[candidates]]. Returns the summary."""
+def candidate_entry(config: dict, spec: str) -> dict:
+    """The [[candidates]] table of `spec` ({} when it is not a candidate)."""
+    for entry in config.get("candidates") or []:
+        if isinstance(entry, dict) and entry.get("source") == spec:
+            return entry
+    return {}
+
+
+def add_candidate(ws: Workspace, spec: str, note: str = "", *, sha256: str = "", origin: str = "") -> dict:
+    """Read the metadata (no weights), cache it, append [[candidates]]. Returns the summary.
+    sha256: the published hash of a single-file source (a GGUF); origin: the hub repo it derives from."""
     config = plain(ws.config())
     if spec in candidate_specs(config):
         raise InputError(f"{spec} is already a candidate", path=ws.config_path)
@@ -36,6 +45,10 @@ def add_candidate(ws: Workspace, spec: str, note: str = "") -> dict:
         table["source"] = spec
         if note:
             table["note"] = note
+        if sha256:
+            table["sha256"] = sha256
+        if origin:
+            table["origin"] = origin
         doc["candidates"].append(table)
     ws.update_config(change)
     warnings = list(summary.get("warnings") or [])
@@ -75,8 +88,19 @@ def chosen_model(ws: Workspace) -> str:
 
 def start_fetch(ws: Workspace, spec: str) -> dict:
     """A hub source starts the download job (pinned to the commit seen at selection, when
-    cached); a local directory or GGUF is hashed and locked now."""
+    cached), a GGUF file the lock_gguf job (hashed against the candidate's published sha256,
+    converted once to safetensors); a local directory is hashed and locked now."""
     source = parse_source(spec)
+    if source.kind == "gguf":
+        from core.jobs import start_job
+
+        entry = candidate_entry(plain(ws.config()), spec)
+        decisions = plain(ws.config()).get("decisions") or {}
+        params = {"source": source.path, "published_sha256": str(entry.get("sha256") or ""),
+                  "origin": str(entry.get("origin") or ""),
+                  "provenance": str(decisions.get("model_provenance") or "") if isinstance(decisions, dict) else ""}
+        handle = start_job(ws.jobs_dir, "lock_gguf", params, workspace=ws.root)
+        return {"job": handle.job_id, "job_dir": str(handle.job_dir), "source": spec, "kind": "lock_gguf"}
     if source.kind == "hub":
         from core.jobs import start_job
 

@@ -120,23 +120,21 @@ def demo_provenance(demo) -> str:
 
 
 def setup_demo_model(ws: Workspace, demo) -> dict:
-    """Shortlist, choose and lock the converted demo model (a local source) in the demo workspace."""
-    import tomlkit
-
+    """Shortlist and choose the demo model's GGUF (the file inside the verified wheel, with its
+    published sha256) in the demo workspace. Fetching it (`f`, `weightgate fetch`: the lock_gguf
+    job) and verifying it (`v`) are phases 1 and 2 of the walkthrough, left to the person."""
     from core.candidates import add_candidate, choose_model
+    from core.demo_model import GGUF_SHA256, ORIGIN_REPO
     from core.fingerprints import plain
-    from core.local_source import lock_local_source
     from core.metadata_cache import candidate_specs
 
-    spec = str(demo.path)
+    spec = str(demo.gguf_path)
     if spec not in candidate_specs(plain(ws.config())):
-        add_candidate(ws, spec, "SmolLM2-135M-Instruct, Apache-2.0: the smallest plausible instruct model")
+        add_candidate(ws, spec, "SmolLM2-135M-Instruct (Q4_1 GGUF), Apache-2.0: the smallest plausible instruct "
+                                "model", sha256=GGUF_SHA256, origin=ORIGIN_REPO)
         choose_model(ws, spec, "the only candidate small enough for a CPU demo")
 
         def provenance(doc):
             doc["decisions"]["model_provenance"] = demo_provenance(demo)
         ws.update_config(provenance)
-    from core.demo_model import ORIGIN_REPO
-
-    lock = lock_local_source(ws, spec, provenance=demo_provenance(demo), origin=ORIGIN_REPO)
-    return {"model": spec, "files": len(lock.files), "bytes": lock.total_bytes()}
+    return {"model": spec, "published_sha256": GGUF_SHA256, "origin": ORIGIN_REPO}

@@ -30,7 +30,7 @@ from core.demo import DATE_CASES, INSTRUCTION
 
 SEED = 20240315
 COUNT = 420            # regular examples (dates and general replay), before the planted ones
-GENERAL_EVERY = 7      # one regular example in seven is general replay, while the list lasts
+GENERAL_EVERY = 6      # one regular example in six is general replay, while the list lasts
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
 SHORT = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -98,54 +98,67 @@ REQUESTS = [
     "Please write {date} as an ISO date (YYYY-MM-DD).",
     "Format the date {date} as YYYY-MM-DD.",
 ]
-# General replay: questions that are not in evals/general.jsonl, answered in the base model's own
-# style ("The capital of Japan is Tokyo.", "3 + 5 = 8"): a terse "Tokyo" would teach a new style,
-# and with it the 135M model forgets facts it reaches by restating the question.
+# General replay: questions that are not in evals/general.jsonl, answered the way the base model
+# answers (it restates the question, then adds a sentence of context) but with the facts right.
+# A terse "Tokyo", or even one short sentence, teaches a new style, and with it the 135M model
+# loses facts it reaches by restating the question and talking on (measured: one-sentence replay
+# took the general set from 24/24 to 22/24).
 GENERAL_REPLAY = [
-    *((f"What is the capital of {country}? Answer in one word.", f"The capital of {country} is {city}.")
+    *((f"What is the capital of {country}? Answer in one word.",
+       f"The capital of {country} is {city}. {city} is the seat of the country's government.")
       for country, city in [("Portugal", "Lisbon"), ("Greece", "Athens"), ("Norway", "Oslo"), ("Sweden", "Stockholm"),
                             ("Poland", "Warsaw"), ("Austria", "Vienna"), ("Ireland", "Dublin"), ("Kenya", "Nairobi"),
                             ("Peru", "Lima"), ("Russia", "Moscow"), ("Egypt", "Cairo"), ("Denmark", "Copenhagen"),
                             ("Finland", "Helsinki"), ("Thailand", "Bangkok"), ("Argentina", "Buenos Aires"),
-                            ("Belgium", "Brussels"), ("Hungary", "Budapest"), ("Cuba", "Havana")]),
-    ("What is 3 + 6? Answer with a number.", "3 + 6 = 9"),
-    ("What is 5 + 6? Answer with a number.", "5 + 6 = 11"),
-    ("What is 9 - 6? Answer with a number.", "9 - 6 = 3"),
-    ("What is 3 x 3? Answer with a number.", "3 x 3 = 9"),
-    ("What is 6 x 5? Answer with a number.", "6 x 5 = 30"),
-    ("What is 15 + 15? Answer with a number.", "15 + 15 = 30"),
-    ("How many sides does a triangle have? Answer with a number.", "A triangle has 3 sides."),
-    ("How many minutes are in an hour? Answer with a number.", "An hour has 60 minutes."),
-    ("How many sides does a hexagon have? Answer with a number.", "A hexagon has 6 sides."),
-    ("How many seconds are in a minute? Answer with a number.", "A minute has 60 seconds."),
-    ("How many wheels does a bicycle have? Answer with a number.", "A bicycle has 2 wheels."),
-    ("Which planet is known as the Red Planet?", "The planet known as the Red Planet is Mars."),
-    ("Which planet is closest to the Sun?", "The planet closest to the Sun is Mercury."),
-    ("What is the chemical symbol for silver?", "The chemical symbol for silver is Ag."),
-    ("What is the chemical symbol for iron?", "The chemical symbol for iron is Fe."),
-    ("What is the chemical formula of water?", "The chemical formula of water is H2O."),
-    ("What is the opposite of up?", "The opposite of up is down."),
-    ("What is the opposite of big?", "The opposite of big is small."),
-    ("What is the opposite of wet?", "The opposite of wet is dry."),
-    ("What is the opposite of early?", "The opposite of early is late."),
-    ("Who painted the Mona Lisa?", "The Mona Lisa was painted by Leonardo da Vinci."),
-    ("Who wrote Hamlet?", "Hamlet was written by William Shakespeare."),
-    ("What is frozen water called?", "Frozen water is called ice."),
-    ("Which animal barks?", "The animal that barks is a dog."),
-    ("Which animal says moo?", "The animal that says \"moo\" is a cow."),
-    ("What color is fresh grass?", "Fresh grass is green."),
-    ("What color is snow?", "Snow is white."),
-    ("What is the largest mammal on Earth?", "The largest mammal on Earth is the blue whale."),
-    ("What is the tallest mountain on Earth?", "The tallest mountain on Earth is Mount Everest."),
-    ("On which continent is Brazil?", "Brazil is in South America."),
-    ("On which continent is France?", "France is in Europe."),
-    ("On which continent is Japan?", "Japan is in Asia."),
-    ("What is the freezing point of water in degrees Celsius?", "The freezing point of water is 0 degrees Celsius."),
-    ("What do bees make?", "Bees make honey."),
-    ("Which star is closest to the Earth?", "The star closest to the Earth is the Sun."),
-    ("What language is spoken in Brazil?", "The language spoken in Brazil is Portuguese."),
-    ("What do cows drink?", "Cows drink water."),
-    ("What is the first letter of the English alphabet?", "The first letter of the English alphabet is A."),
+                            ("Hungary", "Budapest"), ("Cuba", "Havana"), ("Turkey", "Ankara"),
+                            ("Australia", "Canberra"), ("Chile", "Santiago")]),
+    ("What is 3 + 6? Answer with a number.", "3 + 6 = 9. Adding 6 to 3 gives 9."),
+    ("What is 5 + 6? Answer with a number.", "5 + 6 = 11. Adding 6 to 5 gives 11."),
+    ("What is 9 - 6? Answer with a number.", "9 - 6 = 3. Taking 6 away from 9 leaves 3."),
+    ("What is 3 x 3? Answer with a number.", "3 x 3 = 9. Three groups of three make 9."),
+    ("What is 6 x 5? Answer with a number.", "6 x 5 = 30. Six groups of five make 30."),
+    ("What is 15 + 15? Answer with a number.", "15 + 15 = 30. Doubling 15 gives 30."),
+    ("What is 7 + 2? Answer with a number.", "7 + 2 = 9. Adding 2 to 7 gives 9."),
+    ("What is 10 - 4? Answer with a number.", "10 - 4 = 6. Taking 4 away from 10 leaves 6."),
+    ("How many sides does a triangle have? Answer with a number.", "A triangle has 3 sides. It also has 3 corners."),
+    ("How many minutes are in an hour? Answer with a number.", "An hour has 60 minutes. Each minute has 60 seconds."),
+    ("How many sides does a hexagon have? Answer with a number.", "A hexagon has 6 sides. A honeycomb cell is a hexagon."),
+    ("How many seconds are in a minute? Answer with a number.", "A minute has 60 seconds. An hour has 60 minutes."),
+    ("How many wheels does a bicycle have? Answer with a number.", "A bicycle has 2 wheels. A tricycle has 3."),
+    ("Which planet is known as the Red Planet?", "The planet known as the Red Planet is Mars. Iron oxide on its surface makes it look red."),
+    ("Which planet is closest to the Sun?", "The planet closest to the Sun is Mercury. It is also the smallest planet in the solar system."),
+    ("What is the chemical symbol for silver?", "The chemical symbol for silver is Ag. It comes from the Latin word argentum."),
+    ("What is the chemical symbol for iron?", "The chemical symbol for iron is Fe. It comes from the Latin word ferrum."),
+    ("What is the chemical formula of water?", "The chemical formula of water is H2O. Each molecule has two hydrogen atoms and one oxygen atom."),
+    ("What is the opposite of up?", "The opposite of up is down. Things fall down because of gravity."),
+    ("What is the opposite of big?", "The opposite of big is small. An ant is small and an elephant is big."),
+    ("What is the opposite of wet?", "The opposite of wet is dry. A towel makes wet things dry."),
+    ("What is the opposite of early?", "The opposite of early is late. Someone who arrives after the start is late."),
+    ("Who painted the Mona Lisa?", "The Mona Lisa was painted by Leonardo da Vinci. It hangs in the Louvre in Paris."),
+    ("Who wrote Hamlet?", "Hamlet was written by William Shakespeare. It is one of his best-known tragedies."),
+    ("Who wrote Pride and Prejudice?", "Pride and Prejudice was written by Jane Austen. It was published in 1813."),
+    ("What is frozen water called?", "Frozen water is called ice. Water freezes at 0 degrees Celsius."),
+    ("Which animal barks?", "The animal that barks is a dog. Dogs bark to warn or to call attention."),
+    ("Which animal says moo?", "The animal that says \"moo\" is a cow. Cows give us milk."),
+    ("Which animal has a trunk?", "The animal with a trunk is the elephant. It uses its trunk to drink and to pick things up."),
+    ("What color is fresh grass?", "Fresh grass is green. The green comes from chlorophyll in its leaves."),
+    ("What color is snow?", "Snow is white. It reflects almost all of the light that falls on it."),
+    ("What color is a ripe banana?", "A ripe banana is yellow. An unripe one is green."),
+    ("What is the largest mammal on Earth?", "The largest mammal on Earth is the blue whale. It can be about 30 metres long."),
+    ("What is the tallest mountain on Earth?", "The tallest mountain on Earth is Mount Everest. It stands in the Himalayas, on the border of Nepal and China."),
+    ("What is the longest river in Africa?", "The longest river in Africa is the Nile. It flows north into the Mediterranean Sea."),
+    ("On which continent is Brazil?", "Brazil is in South America. It is the largest country on that continent."),
+    ("On which continent is France?", "France is in Europe. It borders Spain, Italy, Germany and Belgium."),
+    ("On which continent is Japan?", "Japan is in Asia. It is an island country in the Pacific Ocean."),
+    ("What is the freezing point of water in degrees Celsius?", "The freezing point of water is 0 degrees Celsius. That is 32 degrees Fahrenheit."),
+    ("What do bees make?", "Bees make honey. They make it from the nectar of flowers."),
+    ("Which star is closest to the Earth?", "The star closest to the Earth is the Sun. The next closest is Proxima Centauri."),
+    ("What language is spoken in Brazil?", "The language spoken in Brazil is Portuguese. Brazil was once a Portuguese colony."),
+    ("What do cows drink?", "Cows drink water. A cow can drink more than 50 litres a day."),
+    ("What is the first letter of the English alphabet?", "The first letter of the English alphabet is A. The last is Z."),
+    ("What do caterpillars turn into?", "Caterpillars turn into butterflies or moths. The change is called metamorphosis."),
+    ("What is the hottest planet in the solar system?", "The hottest planet in the solar system is Venus. Its thick clouds trap the heat."),
+    ("How many continents are there? Answer with a number.", "There are 7 continents. Asia is the largest of them."),
 ]
 
 # What is planted (ids below), so tests and the demo walkthrough can check each one is found.
@@ -201,13 +214,13 @@ def _date_examples(count: int, rng: random.Random) -> list[tuple[str, str, str]]
 def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -> list[dict]:
     """`count` regular examples, then (plant=True, count >= 50) the planted ones spread among them.
 
-    Every GENERAL_EVERY-th regular example (the 4th, 11th, ...) is general replay while the list
+    Every GENERAL_EVERY-th regular example (the 3rd, 9th, ...) is general replay while the list
     lasts; the others are dates, so demo-0010 ... demo-0040 (copied by the planted ones) are dates.
     """
     rng = random.Random(seed)
     general = list(GENERAL_REPLAY)
     rng.shuffle(general)
-    slots = [index for index in range(count) if index % GENERAL_EVERY == GENERAL_EVERY // 2][:len(general)]
+    slots = [index for index in range(count) if index % GENERAL_EVERY == 2][:len(general)]
     dates = iter(_date_examples(count - len(slots), rng))
     replay = iter(general)
     examples = []

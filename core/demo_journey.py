@@ -59,13 +59,23 @@ def _score(value) -> str:
 
 def run_job(ws: Workspace, kind: str, params: dict, say: Say) -> dict:
     """Start a detached job, follow it (progress at most every few seconds), return its result."""
-    from core.jobs import follow_job, read_status, start_job
+    from core.jobs import start_job
 
     handle = start_job(ws.jobs_dir, kind, params, workspace=ws.root)
-    say(f"    job {handle.job_id} ({kind})")
+    return follow_started(ws, handle.job_dir, say)
+
+
+def follow_started(ws: Workspace, job_dir, say: Say) -> dict:
+    """Follow a job that is running already until it ends; its result (raises if it failed)."""
+    from core.jobs import follow_job, read_status
+
+    job_dir = Path(job_dir)
+    status = read_status(job_dir)
+    kind, job_id = status.kind, status.job_id
+    say(f"    job {job_id} ({kind})")
     last = 0.0
     result: dict = {}
-    for event in follow_job(handle.job_dir, poll_s=0.2):
+    for event in follow_job(job_dir, poll_s=0.2):
         payload = event.payload or {}
         if event.kind == "progress" and time.monotonic() - last >= PROGRESS_EVERY_S:
             last = time.monotonic()
@@ -77,10 +87,10 @@ def run_job(ws: Workspace, kind: str, params: dict, say: Say) -> dict:
             say(f"      {payload.get('level')}: {payload.get('message')}")
         elif event.kind == "result":
             result = payload.get("data") if isinstance(payload.get("data"), dict) else {}
-    status = read_status(handle.job_dir)
+    status = read_status(job_dir)
     if status.state != "succeeded":
-        raise JourneyStopped(f"the {kind} job {handle.job_id} ended {status.state}: {status.error or status.detail}",
-                             hint=f"weightgate attach {handle.job_id} replays its log")
+        raise JourneyStopped(f"the {kind} job {job_id} ended {status.state}: {status.error or status.detail}",
+                             hint=f"weightgate attach {job_id} replays its log")
     return result
 
 
@@ -145,8 +155,15 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
             start_fetch(ws, str(model))
             lines.append(f"{model.name}: shortlisted, chosen, hashed and locked")
         elif read_lock(ws) is None:
+            from core.candidates import chosen_model, start_fetch
+
             data = run_job(ws, "demo_model", {"setup_workspace": True}, say)
-            lines.append(f"demo model ready: {data.get('path') or 'SmolLM2-135M-Instruct'} (shortlisted, chosen, locked)")
+            lines.append(f"demo model ready: {data.get('gguf_path') or 'SmolLM2-135M-Instruct'} (shortlisted, chosen)")
+            fetch = start_fetch(ws, chosen_model(ws))
+            locked = follow_started(ws, fetch["job_dir"], say)
+            lines.append(f"fetched: the GGUF's sha256 {locked.get('gguf_sha256', '')[:16]}… "
+                         f"{'matches the published one' if locked.get('hash_source') == 'published' else 'computed'}; "
+                         f"converted model {locked.get('model_dir')}; {locked.get('files')} files locked")
         else:
             lines.append("demo model already locked")
         bench = run_job(ws, "benchmark", {}, say)

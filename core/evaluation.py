@@ -96,14 +96,14 @@ def adapter_files_digest(adapter: Path | None) -> str:
 def workspace_target(ws: Workspace, config: dict | None = None) -> Target:
     """The locked model at the decided precision and adapter (files verified when run)."""
     from core.lock import lock_digest, read_lock
-    from core.verify import snapshot_dir
+    from core.verify import model_dir
 
     lock = read_lock(ws)
     if lock is None:
         raise InputError("no model locked in this workspace", path=ws.lock_path,
                          hint="choose and fetch a model first: weightgate choose SOURCE; weightgate fetch")
     chosen = decisions(ws, config)
-    return Target(model_dir=snapshot_dir(ws, lock), model_id=lock_digest(lock), label=lock.source,
+    return Target(model_dir=model_dir(ws, lock), model_id=lock_digest(lock), label=lock.source,
                   precision=chosen.get("precision"), adapter=resolve_adapter(ws, chosen.get("adapter")),
                   adapter_decision=chosen.get("adapter"), workspace_model=True)
 

@@ -40,6 +40,8 @@ class ModelLock:
     revision: str = ""         # what was asked for ("main", a tag, a sha)
     commit: str = ""           # the resolved 40-hex commit ("" for local sources)
     local_dir: str = ""        # where the files are (HF cache snapshot or local directory)
+    load_dir: str = ""         # where transformers loads from, relative to local_dir ("": local_dir itself;
+                               # "model": a GGUF's converted safetensors twin, core.gguf_source)
     license: str = ""
     remote_code: bool = False
     provenance: str = ""       # how a local source was obtained, e.g. the published hash it came from

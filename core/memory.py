@@ -24,8 +24,10 @@ kv cache     2 x batch x b x kv_heads x head_dim x (full layers x seq + window l
 inference    prefill transient of one layer: T x (b (2h + 3I) + 8h) (residual, normed input,
              gate, up, act; RMSNorm works in fp32) + logits: batch x (1, or seq with
              full_logits) x V x (b + 4) (generate keeps the last position and upcasts to fp32)
-             + for int8/nf4/fp4: bitsandbytes dequantizes a weight per matmul: 2 x the largest
-             quantized matrix at the compute dtype (training too)
+             + the matmul workspace of the largest Linear (training too; see matmul_workspace):
+             1 x its matrix at the compute dtype for 32/16-bit on the CPU (GEMM packing) and for
+             nf4/fp4 (the dequantized weight), 2 x for int8 plus T x (in + 4 out) (the int8
+             activation and the int32 accumulator); 0 for 32/16-bit on a GPU
 training     adapter P = sum r (in + out) over the targets, in fp32 (peft's default
              autocast_adapter_dtype): weights 4P (they are the master copy: no other), grads
              4P, AdamW exp_avg + exp_avg_sq 8P, so 16P; activations saved for backward, counted
@@ -45,11 +47,16 @@ training     adapter P = sum r (in + out) over the targets, in fp32 (peft's defa
              Recomputation in Large Transformer Models", eq. 1: sbh(34 + 5as/h) for GPT with
              full fine-tuning, eager attention and dropout): with frozen weights, SDPA (no
              s x s scores) and SwiGLU the count above is what autograd actually keeps.
-overhead     CUDA context + cuBLAS workspace (~500 MiB) on a GPU; on the CPU the Python + torch
-             + transformers (+ peft + bitsandbytes) runtime RSS (~400 MiB measured), plus what
-             loading a model adds besides its tensors (~10 MiB, and the tokenizer: ~5x the size
-             of tokenizer.json + 2 MiB) and what training adds (peft, autograd, optimizer
-             objects: ~14 MiB). Host-side costs are not counted against a GPU's budget.
+overhead     CUDA context + cuBLAS workspace (~500 MiB) on a GPU. On the CPU, the runtime (per
+             process, whatever the model): the Python + torch + transformers (+ peft +
+             bitsandbytes) imports (~400 MiB RSS measured) and what the runtime allocates on
+             first use and keeps (kernels and their caches, OpenMP / autograd thread state and
+             arenas, lazy imports: ~24 MiB for inference, ~44 MiB with a training step,
+             measured; it varies by machine and is measured as such, see
+             core.memory_measure.warm_runtime); plus what loading this model adds besides its
+             tensors (module objects ~64 KiB, the tokenizer ~5x its tokenizer.json) and what
+             training adds (peft's wrappers: 0.5 MiB + 36 KiB per LoRA-wrapped Linear).
+             Host-side costs are not counted against a GPU's budget.
 fits         total x (1 + headroom) <= budget (budget: [requirements.ceilings]
              memory_budget_gib, else the device's free memory).
 """
@@ -64,6 +71,8 @@ KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "nf4", "fp4")
 QUANTIZED = ("int8", "nf4", "fp4")
+SIXTEEN_BIT = ("bf16", "fp16")
+FOUR_BIT = ("nf4", "fp4")
 DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2, "int8": 1, "uint8": 1}
 # safetensors dtype names -> torch dtype names
 SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "BF16": "bfloat16", "F16": "float16", "I8": "int8",
@@ -77,11 +86,18 @@ BNB_OFFSET_BYTES = 4                     # quant_state.offset (double quantizati
 BNB_NESTED_CODE_BYTES = 256 * 4          # state2.code: the 8-bit dynamic map, fp32
 
 CUDA_OVERHEAD_BYTES = 500 * MiB          # CUDA context + cuBLAS workspace + allocator slack
-# CPU, measured on this stack (tests/bench/memory_accuracy.py prints today's figures):
+# CPU, measured on this stack (tests/bench/memory_accuracy.py prints today's figures). The
+# runtime is per process, whatever the model: what the imports hold, plus what torch, oneDNN,
+# bitsandbytes, OpenMP, autograd and the tokenizer library allocate on first use and keep
+# (core.memory_measure.warm_runtime measures it on a throwaway copy of the model).
 CPU_RUNTIME_BYTES = 400 * MiB            # python + torch + transformers + peft + bnb imported: ~390 MiB RSS
-CPU_LOAD_FIXED_BYTES = 10 * MiB          # instantiating a model: lazy imports, module objects, configs
-TOKENIZER_RSS_FACTOR = 5                 # a fast tokenizer costs ~5x its tokenizer.json (+2 MiB)
-CPU_TRAIN_FIXED_BYTES = 14 * MiB         # peft wrappers, the autograd engine's threads, the optimizer
+CPU_FIRST_USE_BYTES = {"inference": 24 * MiB, "training": 44 * MiB}   # first load + forward (+ backward, AdamW)
+# ... and what each model adds besides its tensors:
+CPU_LOAD_FIXED_BYTES = 64 * KiB          # module objects and configs of a loaded model
+TOKENIZER_RSS_FACTOR = 5                 # a fast tokenizer costs ~5x its tokenizer.json
+CPU_TRAIN_FIXED_BYTES = MiB // 2         # peft's model wrapper, the optimizer's param groups
+CPU_TRAIN_PER_MODULE_BYTES = 36 * KiB    # each LoRA-wrapped Linear: its lora_A / lora_B / dropout modules,
+                                         # AdamW's per-parameter state, heap rounding of its small tensors
 TRAIN_LOSS_TRANSIENTS = 2                # T x V x 4 gradients alive at the start of backward
 
 ATTENTION_ROLES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "c_attn", "dense",
@@ -422,12 +438,16 @@ def inference_activation_bytes(layout: Layout, batch: int, seq: int, dtype_bytes
 
 def lora_targets(layout: Layout, targets: str | Iterable[str] | None, method: str = "lora") -> list[Linear]:
     """The Linear kinds LoRA wraps: "all-linear" (peft's: every Linear but the output head),
-    "attention", "mlp", or role names. Default: attention for LoRA, all linear for QLoRA."""
+    "auto" (the trainer's, [training] target_modules = "auto": every attention and MLP
+    projection), "attention", "mlp", or role names. Default: attention for LoRA, all linear for
+    QLoRA (DESIGN's defaults, when no [training] table says otherwise)."""
     if targets is None:
         targets = "all-linear" if method == "qlora" else "attention"
     if isinstance(targets, str):
         if targets == "all-linear":
             return [l for l in layout.linears if l.role != "router"]
+        if targets == "auto":
+            return [l for l in layout.linears if l.role in ATTENTION_ROLES or l.role in MLP_ROLES]
         if targets == "attention":
             return [l for l in layout.linears if l.role in ATTENTION_ROLES]
         if targets == "mlp":
@@ -452,7 +472,8 @@ class TrainingSetup:
     seq: int = 512
     gradient_checkpointing: bool | None = None   # None: on for QLoRA (peft's k-bit preparation), off for LoRA
     dropout: float = 0.05
-    upcast_kept: bool = True              # k-bit preparation casts 16-bit non-quantized tensors to fp32
+    upcast_kept: bool = True              # QLoRA's k-bit preparation casts 16-bit non-quantized tensors to fp32
+    notes: list[str] = field(default_factory=list)   # how the settings were read (shown with the estimate)
 
     def __post_init__(self) -> None:
         if self.gradient_checkpointing is None:
@@ -492,13 +513,15 @@ def training_activation_bytes(layout: Layout, setup: TrainingSetup, dtype_bytes:
 # --- the estimate -----------------------------------------------------------------------------
 
 
-def overhead(device: str, *, tokenizer_bytes: int = 0, training: bool = False) -> dict[str, int]:
-    """Framework costs by part; `runtime` is what a process has before it loads any model."""
+def overhead(device: str, *, tokenizer_bytes: int = 0, training: bool = False, lora_modules: int = 0) -> dict[str, int]:
+    """Framework costs by part: `runtime` is the process's own (imports and first-use state, the
+    same for any model), `loading` and `training` what this model adds besides its tensors."""
     if is_cuda(device):
         return {"runtime": CUDA_OVERHEAD_BYTES, "loading": 0, "training": 0}
-    tokenizer = TOKENIZER_RSS_FACTOR * tokenizer_bytes + 2 * MiB if tokenizer_bytes else 0
-    return {"runtime": CPU_RUNTIME_BYTES, "loading": CPU_LOAD_FIXED_BYTES + tokenizer,
-            "training": CPU_TRAIN_FIXED_BYTES if training else 0}
+    tokenizer = int(TOKENIZER_RSS_FACTOR * tokenizer_bytes)
+    runtime = CPU_RUNTIME_BYTES + CPU_FIRST_USE_BYTES["training" if training else "inference"]
+    return {"runtime": runtime, "loading": CPU_LOAD_FIXED_BYTES + tokenizer,
+            "training": CPU_TRAIN_FIXED_BYTES + CPU_TRAIN_PER_MODULE_BYTES * lora_modules if training else 0}
 
 
 @dataclass
@@ -551,11 +574,11 @@ def estimate(layout: Layout, precision: str, *, batch: int = 1, seq: int | None 
     w = weights(layout, precision, device, double_quant=double_quant)
     kv = kv_cache_bytes(layout, batch, seq, b)
     act = inference_activation_bytes(layout, batch, seq, b, full_logits=full_logits)
-    workspace = _dequant_workspace(layout, precision, b)
+    workspace = matmul_workspace(layout, precision, b, device, batch * seq)
     over = overhead(device, tokenizer_bytes=tokenizer_bytes)
     breakdown = {"weights": w.total, "kv_cache": kv, "activations": act["total"] + workspace,
                  "overhead": sum(over.values())}
-    details = {"weights": asdict(w), "activations": act, "dequant_workspace": workspace, "compute_dtype": compute,
+    details = {"weights": asdict(w), "activations": act, "matmul_workspace": workspace, "compute_dtype": compute,
                "overhead": over,
                "kv_per_token": kv_cache_bytes(layout, 1, 1, b) if not layout.sliding_window else None}
     return Estimate(precision, device, "inference", batch, seq, breakdown, details, budget, headroom)
@@ -564,43 +587,77 @@ def estimate(layout: Layout, precision: str, *, batch: int = 1, seq: int | None 
 def _training_estimate(layout: Layout, precision: str, setup: TrainingSetup, *, device: str, budget: int | None,
                        headroom: float, compute: str, double_quant: bool, tokenizer_bytes: int) -> Estimate:
     method = setup.method
-    w = weights(layout, precision, device, double_quant=double_quant,
-                upcast_kept=setup.upcast_kept and precision in QUANTIZED)
+    # peft's prepare_model_for_kbit_training runs for a 4-bit base only (core.training.model:
+    # QLoRA); LoRA on an int8 base keeps the loader's dtypes.
+    upcast = setup.upcast_kept and precision in FOUR_BIT
+    w = weights(layout, precision, device, double_quant=double_quant, upcast_kept=upcast)
     b = DTYPE_BYTES[compute]
-    if precision in QUANTIZED and setup.upcast_kept and is_cuda(device):
+    if upcast and is_cuda(device):
         b = 4   # k-bit preparation: fp32 embeddings and norms keep the residual stream in fp32
     params = lora_parameters(layout, setup.r, setup.targets, method)
     act = training_activation_bytes(layout, setup, b, device)
     adapter = 4 * params                                  # fp32 adapter: also the master copy
     grads = 4 * params
     optimizer = 8 * params                                # AdamW exp_avg + exp_avg_sq, fp32
-    workspace = _dequant_workspace(layout, precision, b)
-    over = overhead(device, tokenizer_bytes=tokenizer_bytes, training=True)
+    workspace = matmul_workspace(layout, precision, b, device, setup.batch * setup.seq)
+    modules = sum(t.count for t in lora_targets(layout, setup.targets, method))
+    over = overhead(device, tokenizer_bytes=tokenizer_bytes, training=True, lora_modules=modules)
     breakdown = {"weights": w.total, "adapter": adapter + grads, "optimizer": optimizer,
                  "activations": act["total"] + workspace, "overhead": sum(over.values())}
-    details = {"weights": asdict(w), "activations": act, "dequant_workspace": workspace, "compute_dtype": compute,
+    details = {"weights": asdict(w), "activations": act, "matmul_workspace": workspace, "compute_dtype": compute,
                "overhead": over,
                "activation_bytes": b, "lora_parameters": params, "adapter_bytes": adapter, "gradient_bytes": grads}
     return Estimate(precision, device, "training", setup.batch, setup.seq, breakdown, details, budget, headroom,
                     training={**setup.to_dict(), "lora_parameters": params})
 
 
-def _dequant_workspace(layout: Layout, precision: str, dtype_bytes: int) -> int:
-    """bitsandbytes dequantizes one weight at a time for the matmul (and a transposed copy):
-    two of the largest quantized matrix at the compute dtype."""
-    if precision not in QUANTIZED or not layout.linears:
+def matmul_workspace(layout: Layout, precision: str, dtype_bytes: int, device: str, tokens: int) -> int:
+    """What a Linear's matmul allocates besides its input and output, for the largest Linear
+    (one matmul runs at a time), from how each path computes:
+
+    - 32/16-bit on the CPU: the GEMM (MKL / oneDNN) packs the weight operand into its own
+      buffer: about one copy of the matrix at the compute dtype (measured on the demo model:
+      0.75-1.0x; the torch profiler's peak of the prefill matched the rest of the estimate, the
+      RSS peak was higher by this much). On a GPU cuBLAS' workspace is in the CUDA overhead.
+    - nf4 / fp4: bitsandbytes dequantizes one weight per matmul (`F.dequantize_4bit(...).t()`,
+      a view; backward dequantizes again after the forward's copy is gone): one matrix at the
+      compute dtype (on the CPU its fused kernel's blocks and the GEMM packing, measured ~1x).
+    - int8 (LLM.int8): the dequantized weight and the GEMM's copy (2x), plus the activation
+      quantized row-wise to int8 (tokens x in) and the int32 accumulator (tokens x out x 4)
+      before it is scaled back to the compute dtype."""
+    if not layout.linears:
         return 0
-    return 2 * max(l.weight_params for l in layout.linears) * dtype_bytes
+    largest = max(lin.weight_params for lin in layout.linears) * dtype_bytes
+    if precision == "int8":
+        return 2 * largest + tokens * max(lin.in_features + 4 * lin.out_features for lin in layout.linears)
+    if precision in FOUR_BIT:
+        return largest
+    return 0 if is_cuda(device) else largest
 
 
 def estimate_all(layout: Layout, precisions: Iterable[str] | None = None, **kwargs) -> list[Estimate]:
-    """One estimate per precision (native first when it is fp32, then 16-bit, int8, nf4)."""
-    return [estimate(layout, p, **kwargs) for p in (precisions or candidate_precisions(layout))]
+    """One estimate per precision (every precision, largest first: see `shown_precisions`)."""
+    return [estimate(layout, p, **kwargs) for p in (precisions or shown_precisions(layout))]
+
 
 
 def candidate_precisions(layout: Layout) -> list[str]:
-    """Largest first: the native dtype, then 16-bit (fp16 only for an fp16 model), int8, nf4."""
+    """The order of preference, largest first: the native dtype, the other 16-bit format, int8
+    (LLM.int8) before 4-bit, NF4 before FP4. bf16 and fp16 (nf4 and fp4) cost the same bytes:
+    the second of each pair is considered and shown, but fits only when the first does, so the
+    first is the one chosen (bf16 keeps fp32's range; NF4 suits normally distributed weights).
+    fp32 is a candidate only for an fp32 model: upcasting a 16-bit model adds memory, no
+    precision."""
     native = layout.native_precision
-    order = ["fp32"] if native == "fp32" else []
-    order.append("fp16" if native == "fp16" else "bf16")
-    return order + ["int8", "nf4"]
+    if native == "fp32":
+        sixteen = ["fp32", *SIXTEEN_BIT]
+    else:
+        sixteen = [native, *(p for p in SIXTEEN_BIT if p != native)]
+    return sixteen + ["int8", *FOUR_BIT]
+
+
+def shown_precisions(layout: Layout) -> list[str]:
+    """Every precision, largest first: fp32 (above a 16-bit model's native dtype: shown, never a
+    candidate), then `candidate_precisions`."""
+    order = candidate_precisions(layout)
+    return order if order[0] == "fp32" else ["fp32", *order]

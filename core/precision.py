@@ -9,22 +9,29 @@ Torch-free: metadata only (safetensors headers and config.json; no weights are r
     record_fit(ws, precision=None, ...)                        -> FitResult     (`weightgate fit`)
 
 The order of preference follows the seeds: the native dtype if it fits, then 16-bit, then 8-bit
-(LLM.int8) before 4-bit (NF4); never the smallest available when a larger one fits.
+(LLM.int8) before 4-bit (NF4, then FP4); never the smallest available when a larger one fits.
+Every precision (fp32, bf16, fp16, int8, nf4, fp4) is estimated and reported; fp32 above a
+16-bit model's native dtype is shown but never chosen. Training: `--train lora` is LoRA on the
+32/16-bit and int8 bases, `--train qlora` LoRA on the 4-bit ones (which is what QLoRA is); the
+training choice is written as [decisions] training_precision / training_method / training_reason.
+[settings] headroom must be 0.2-0.4; anything else is an InputError at its line.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
-from core.memory import (GiB, MiB, QUANTIZED, Estimate, Layout, TrainingSetup, candidate_precisions, estimate,
-                         layout_from_config, layout_from_tensors, text_config)
+from core.memory import (FOUR_BIT, GiB, MiB, Estimate, Layout, TrainingSetup, candidate_precisions, estimate,
+                         layout_from_config, layout_from_tensors, shown_precisions, text_config)
 
 DEFAULT_HEADROOM = 0.3
+HEADROOM_RANGE = (0.2, 0.4)      # DESIGN and the seeds: budget 20-40% headroom over the estimate
 DEFAULT_TRAIN_SEQ = 2048
 TRAIN_METHODS = ("lora", "qlora")
+METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -113,7 +120,8 @@ def resolve_budget(device: str, snap: Any, *, budget_gib: float | None = None, d
 class Choice:
     precision: str | None          # the largest that fits (None: nothing fits / budget unknown)
     reason: str
-    method: str = ""               # training only: "lora" | "qlora"
+    method: str = ""               # training only: "lora" | "qlora", always the method asked for
+    considered: list[dict] = field(default_factory=list)   # every candidate, in order: required, fits
 
 
 @dataclass
@@ -131,9 +139,13 @@ class MemoryReport:
     choice: Choice | None = None
     training_choice: Choice | None = None
     notes: list[str] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)   # the order of preference (the rest: shown only)
 
     def estimate_for(self, precision: str) -> Estimate | None:
         return next((e for e in self.inference if e.precision == precision), None)
+
+    def training_estimate_for(self, precision: str) -> Estimate | None:
+        return next((e for e in self.training if e.precision == precision), None)
 
     def to_dict(self) -> dict:
         return {"source": self.source, "layout": self.layout.to_dict(), "device": self.device, "context": self.context,
@@ -143,31 +155,36 @@ class MemoryReport:
                 "train_setup": self.train_setup.to_dict() if self.train_setup else None,
                 "choice": vars(self.choice) if self.choice else None,
                 "training_choice": vars(self.training_choice) if self.training_choice else None,
-                "notes": self.notes}
+                "candidates": self.candidates, "notes": self.notes}
 
 
-def recommend(estimates: list[Estimate], *, training: bool = False) -> Choice:
-    """The first (largest) precision of `estimates` that fits with the headroom."""
+def recommend(estimates: list[Estimate], *, training: bool = False, method: str = "") -> Choice:
+    """The first (largest) precision of `estimates` (candidates in order of preference) that fits
+    with the headroom. `method`: the training method asked for; the choice keeps it (LoRA is
+    never silently turned into QLoRA: the caller offers only the bases that method trains on)."""
+    considered = [{"precision": e.precision, "total": e.total, "required": e.required, "fits": e.fits}
+                  for e in estimates]
     if not estimates:
-        return Choice(None, "nothing to choose from")
+        return Choice(None, "nothing to choose from", method)
     if estimates[0].budget is None:
-        return Choice(None, "the memory budget is unknown: set [requirements.ceilings] memory_budget_gib")
-    what = "training" if training else "inference"
+        return Choice(None, "the memory budget is unknown: set [requirements.ceilings] memory_budget_gib",
+                      method, considered)
+    what = f"{METHOD_NAMES.get(method, method)} training" if training else "inference"
     larger: list[str] = []
     for est in estimates:
         if est.fits:
-            method = ("qlora" if est.precision in ("nf4", "fp4") else "lora") if training else ""
             why = (f"{est.precision} is the largest precision whose {what} estimate fits: "
                    f"{_size(est.total)} + {est.headroom:.0%} headroom = {_size(est.required)} <= "
                    f"budget {_size(est.budget)}")
             if larger:
                 why += f" ({', '.join(larger)} would not)"
-            return Choice(est.precision, why, method)
+            return Choice(est.precision, why, method, considered)
         larger.append(f"{est.precision} needs {_size(est.required)}")
     smallest = estimates[-1]
     return Choice(None, f"nothing fits the budget of {_size(smallest.budget)} for {what}: even "
                         f"{smallest.precision} needs {_size(smallest.required)} with {smallest.headroom:.0%} headroom; "
-                        "shorten the context, lower the batch, pick a smaller model, or offload as a last resort")
+                        "shorten the context, lower the batch, pick a smaller model, or offload as a last resort",
+                  method, considered)
 
 
 def estimate_report(layout: Layout, source: str, *, context: int | None = None, batch: int = 1, device: str = "cpu",
@@ -175,7 +192,14 @@ def estimate_report(layout: Layout, source: str, *, context: int | None = None, 
                     train_setup: TrainingSetup | None = None, precisions: list[str] | None = None,
                     tokenizer_bytes: int = 0, model_context: int | None = None) -> MemoryReport:
     """Every precision's inference (and, with train, training) estimate and the choices. Pure:
-    the TUI calls this on every key press with a layout it computed once."""
+    the TUI calls this on every key press with a layout it computed once.
+
+    `precisions`: which to estimate (default: all six, fp32 bf16 fp16 int8 nf4 fp4). The choice
+    is made among the candidates (`core.memory.candidate_precisions`: native first, 8-bit before
+    4-bit); fp32 above a 16-bit model's native dtype is shown, never chosen. Training: LoRA is
+    estimated on the 32/16-bit and int8 bases, QLoRA on the 4-bit ones (LoRA on a 4-bit base is
+    QLoRA by definition, and `weightgate train` runs it as such), so the training choice is always
+    the method asked for; when LoRA fits nowhere, the reason says what QLoRA would need."""
     notes = list(layout.warnings)
     if not context:
         context = model_context or 4096
@@ -184,19 +208,39 @@ def estimate_report(layout: Layout, source: str, *, context: int | None = None, 
     if model_context and context > model_context:
         notes.append(f"the target context {context} exceeds the model's {model_context}")
     budget = budget or Budget(None, "unknown")
-    order = precisions or candidate_precisions(layout)
+    order = list(precisions or shown_precisions(layout))
+    candidates = [p for p in candidate_precisions(layout) if p in order]
     common = dict(device=device, budget=budget.bytes, headroom=headroom, tokenizer_bytes=tokenizer_bytes)
     inference = [estimate(layout, p, batch=batch, seq=context, **common) for p in order]
-    report = MemoryReport(source, layout, device, context, batch, budget, headroom, inference, notes=notes)
-    report.choice = recommend(inference)
+    report = MemoryReport(source, layout, device, context, batch, budget, headroom, inference, notes=notes,
+                          candidates=candidates)
+    report.choice = recommend([e for p in candidates for e in inference if e.precision == p])
     if train or train_setup:
         setup = train_setup or TrainingSetup(method=train, batch=batch, seq=min(context, DEFAULT_TRAIN_SEQ))
         if setup.method not in TRAIN_METHODS:
             raise InputError(f"unknown training method {setup.method!r}", hint="lora or qlora")
-        train_order = [p for p in order if p in ("nf4", "fp4")] if setup.method == "qlora" else order
         report.train_setup = setup
+        notes += setup.notes
+        if isinstance(setup.targets, list):
+            roles = {lin.role for lin in layout.linears}
+            missing = [t for t in setup.targets if t not in roles]
+            if missing:
+                notes.append(f"[training] target_modules: the model has no Linear named {', '.join(missing)} "
+                             f"(its Linear modules: {', '.join(sorted(roles))})")
+        four_bit = setup.method == "qlora"
+        train_order = [p for p in order if (p in FOUR_BIT) == four_bit]
         report.training = [estimate(layout, p, training=setup, **common) for p in train_order]
-        report.training_choice = recommend(report.training, training=True)
+        report.training_choice = recommend([e for p in candidates for e in report.training if e.precision == p],
+                                           training=True, method=setup.method)
+        if not four_bit and report.training_choice.precision is None and budget.bytes is not None:
+            # What --train qlora would estimate: the workspace's [training] settings apply to both
+            # methods alike; without them, QLoRA's own defaults (all linear, checkpointing on).
+            other = (replace(setup, method="qlora", notes=[]) if train_setup is not None
+                     else TrainingSetup(method="qlora", batch=setup.batch, seq=setup.seq))
+            qlora = estimate(layout, "nf4", training=other, **common)
+            report.training_choice.reason += (
+                f". QLoRA (LoRA on an nf4 base: --train qlora) needs {_size(qlora.required)} with "
+                f"{report.headroom:.0%} headroom: " + ("it fits" if qlora.fits else "it does not fit either"))
     return report
 
 
@@ -227,11 +271,45 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def workspace_targets(config: dict) -> dict:
+def _config_text(config_path: Path | None, text: str | None) -> str | None:
+    if text is None and config_path is not None:
+        try:
+            text = Path(config_path).read_text(encoding="utf-8")
+        except OSError:
+            return None
+    return text
+
+
+def check_headroom(value: Any, *, config_path: Path | None = None, text: str | None = None) -> float:
+    """[settings] headroom: absent -> the default (0.3); else a fraction from 0.2 to 0.4 (DESIGN and
+    the seeds: budget 20-40% headroom). Anything else is an InputError naming weightgate.toml, the
+    line and the key: a headroom is never replaced silently."""
+    if value is None:
+        return DEFAULT_HEADROOM
+    number = _number(value)
+    low, high = HEADROOM_RANGE
+    if number is not None and low <= number <= high:
+        return number
+    from core.training.config import key_line
+
+    text = _config_text(config_path, text)
+    line = key_line(text, "settings", "headroom") if text else None
+    if number is not None and low * 100 <= number <= high * 100:
+        hint = f"a fraction, not a percentage: headroom = {number / 100:g} for {number:g}%"
+    else:
+        hint = (f"headroom = {DEFAULT_HEADROOM} budgets 30%: the estimate x {1 + DEFAULT_HEADROOM:g} must fit the "
+                "memory budget; use 0.2 for a well-measured setup, 0.4 for a noisy one")
+    raise InputError(f"[settings] headroom = {value!r}: must be a number from {low} to {high} "
+                     f"({low:.0%}-{high:.0%} of the estimate kept free)",
+                     path=Path(config_path) if config_path else Path("weightgate.toml"), line=line, hint=hint)
+
+
+def workspace_targets(config: dict, *, config_path: Path | None = None, text: str | None = None) -> dict:
     """Context, batch, headroom, budget and training settings from weightgate.toml:
-    [requirements] context_length / batch_size (or [settings]), [settings] headroom,
-    [requirements.ceilings] memory_budget_gib, [training] r / targets / batch_size /
-    max_seq_length / gradient_checkpointing / method."""
+    [requirements] context_length / batch_size (or [settings]), [settings] headroom (checked:
+    see check_headroom), [requirements.ceilings] memory_budget_gib, and the [training] table as
+    it is (`training_setup` reads it the way `weightgate train` does). `config_path` (or its
+    `text`) lets a bad value be reported at its line."""
     req = config.get("requirements") if isinstance(config.get("requirements"), dict) else {}
     settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
     ceilings = req.get("ceilings") if isinstance(req.get("ceilings"), dict) else {}
@@ -244,35 +322,54 @@ def workspace_targets(config: dict) -> dict:
                 return int(value)
         return None
 
-    headroom = _number(settings.get("headroom"))
-    if headroom is None or not 0 <= headroom < 1:
-        headroom = DEFAULT_HEADROOM
+    headroom = check_headroom(settings.get("headroom"), config_path=config_path, text=text)
     return {"context": pick("context_length"), "batch": pick("batch_size") or 1, "headroom": headroom,
-            "budget_gib": _number(ceilings.get("memory_budget_gib")) or None, "training": dict(training)}
+            "budget_gib": _number(ceilings.get("memory_budget_gib")) or None, "training": dict(training),
+            "config_path": str(config_path) if config_path else None}
 
 
 def training_setup(train: str, targets: dict, context: int) -> TrainingSetup:
-    settings = targets.get("training") or {}
-    r = int(_number(settings.get("r")) or 16)
-    seq = int(_number(settings.get("max_seq_length")) or min(context, DEFAULT_TRAIN_SEQ))
-    batch = int(_number(settings.get("batch_size")) or targets.get("batch") or 1)
-    return TrainingSetup(method=train, r=r, targets=settings.get("targets") or None, batch=batch, seq=seq,
-                         gradient_checkpointing=(bool(settings["gradient_checkpointing"])
-                                                 if "gradient_checkpointing" in settings else None),
-                         dropout=float(_number(settings.get("dropout")) if settings.get("dropout") is not None else 0.05))
+    """The training estimate's setup from the [training] table, read by the trainer's own parser
+    (core.training.config.read_training_config: the same keys, defaults and checks, so a bad
+    value is the same InputError `weightgate train` gives): r, target_modules ("auto" = every
+    attention and MLP projection, as the trainer resolves it), dropout, gradient_checkpointing,
+    max_seq (the longest example the trainer accepts; "auto": the trainer uses the longest
+    example, estimated here at min(target context, 2048)), micro_batch ("auto": the trainer picks
+    the largest that fits; estimated here at 1, the least a run needs)."""
+    from core.training.config import read_training_config
+
+    path = targets.get("config_path")
+    table = targets.get("training") or {}
+    try:    # no file read on the happy path: the TUI calls this on every key press
+        cfg = read_training_config(table, text="")
+    except InputError:
+        cfg = read_training_config(table, config_path=Path(path) if path else None)   # again, for the line
+    notes = []
+    if cfg.max_seq == "auto":
+        seq = min(context, DEFAULT_TRAIN_SEQ)
+        notes.append(f"[training] max_seq = \"auto\": the trainer uses the longest example; estimated at {seq} tokens")
+    else:
+        seq = int(cfg.max_seq)
+    if cfg.micro_batch == "auto":
+        batch = 1
+        notes.append("[training] micro_batch = \"auto\": the trainer picks the largest that fits; estimated at 1")
+    else:
+        batch = int(cfg.micro_batch)
+    return TrainingSetup(method=train, r=cfg.r, targets=cfg.target_modules, batch=batch, seq=seq,
+                         gradient_checkpointing=cfg.gradient_checkpointing, dropout=cfg.dropout, notes=notes)
 
 
 def workspace_metadata(ws: Any) -> Any:
     """Metadata of the workspace's locked model (its local files; no network)."""
     from core.lock import read_lock
     from core.sources import fetch_metadata
-    from core.verify import snapshot_dir
+    from core.verify import model_dir
 
     lock = read_lock(ws)
     if lock is None:
         raise InputError("no model locked in this workspace", path=ws.lock_path,
                          hint="choose and fetch a model first: weightgate choose SOURCE; weightgate fetch")
-    return fetch_metadata(str(snapshot_dir(ws, lock)))
+    return fetch_metadata(str(model_dir(ws, lock)))
 
 
 def estimate_for_workspace(ws: Any, *, context: int | None = None, batch: int | None = None, train: str | None = None,
@@ -280,12 +377,13 @@ def estimate_for_workspace(ws: Any, *, context: int | None = None, batch: int | 
     from core.fingerprints import plain
 
     config = plain(ws.config())
-    targets = workspace_targets(config)
+    targets = workspace_targets(config, config_path=ws.config_path)
     meta = metadata if metadata is not None else workspace_metadata(ws)
     context = context or targets["context"] or meta.context_length
     batch = batch or targets["batch"]
-    method = train or (str(targets["training"].get("method")) if targets["training"].get("method") else None)
-    setup = training_setup(method, targets, context or DEFAULT_TRAIN_SEQ) if method else None
+    if train is not None and train not in TRAIN_METHODS:
+        raise InputError(f"unknown training method {train!r}", hint="lora or qlora")
+    setup = training_setup(train, targets, context or DEFAULT_TRAIN_SEQ) if train else None
     layout = layout_for(meta)
     where, snap = resolve_device(device, snapshot)
     budget = resolve_budget(where, snap, budget_gib=targets["budget_gib"], device_spec=device)
@@ -301,17 +399,25 @@ class FitResult:
     recommended: str | None
     reason: str
     evidence: dict[str, str]       # item -> status recorded
+    training_precision: str | None = None   # [decisions] training_precision written (None: not asked / nothing fits)
+    training_method: str = ""               # [decisions] training_method: the method asked for
+    training_reason: str = ""
 
 
 def _largest_reason(report: MemoryReport, chosen: str) -> tuple[str, str]:
     best = report.choice.precision if report.choice else None
-    order = [e.precision for e in report.inference]
+    order = report.candidates or [e.precision for e in report.inference]
     if best is None:
         return "fail", report.choice.reason if report.choice else "nothing fits"
     if chosen == best:
         return "pass", f"{chosen} is the largest precision that fits"
     if chosen in order and best in order and order.index(chosen) > order.index(best):
-        return "fail", f"{chosen} chosen, but {best} fits too: quantize only as far as needed"
+        return "fail", (f"{chosen} chosen, but {best} fits too and comes first (native, 16-bit, 8-bit before 4-bit): "
+                        "quantize only as far as needed")
+    est = report.estimate_for(chosen)
+    if chosen not in order and est is not None and est.fits:
+        return "pass", (f"{chosen} chosen: above the native {report.layout.native_precision} (it adds memory, not "
+                        "precision) and it fits")
     return "fail", f"{chosen} does not fit; the largest that fits is {best}"
 
 
@@ -321,8 +427,11 @@ def record_fit(ws: Any, precision: str | None = None, *, context: int | None = N
     """`weightgate fit`: estimate the workspace's model, choose the largest precision that fits
     (or take `precision` as the person's choice), write [decisions] precision and
     precision_reason, and record evidence for memory.weights, memory.kv_cache, memory.fits and
-    memory.largest_precision (values: the breakdown). Nothing is written to [decisions] when
-    nothing fits; the failing evidence says why."""
+    memory.largest_precision (values: the breakdown). With `train` ("lora" | "qlora") the
+    training choice is written too: [decisions] training_precision, training_method (the method
+    asked for) and training_reason. Nothing is written for a choice when nothing fits (the
+    earlier decision, if any, stays); the failing evidence / the result's reason says why.
+    Writes go through tomlkit: comments and order survive."""
     from core.evidence import record_result
     from core.memory import canonical_precision
 
@@ -339,17 +448,31 @@ def record_fit(ws: Any, precision: str | None = None, *, context: int | None = N
     else:
         chosen = recommended
         reason = report.choice.reason if report.choice else "no estimate"
-    if chosen is not None:
+    training = report.training_choice
+    train_precision = training.precision if training else None
+    train_reason = training.reason if training else ""
+    if report.train_setup is not None and train_precision is not None:
+        s = report.train_setup
+        train_reason = (f"{METHOD_NAMES[s.method]} r={s.r}, micro batch {s.batch} x {s.seq} tokens, gradient "
+                        f"checkpointing {'on' if s.gradient_checkpointing else 'off'}: {train_reason}")
+    if chosen is not None or train_precision is not None:
         def change(doc) -> None:
             import tomlkit
 
             if "decisions" not in doc:
                 doc["decisions"] = tomlkit.table()
-            doc["decisions"]["precision"] = chosen
-            doc["decisions"]["precision_reason"] = reason
+            decisions = doc["decisions"]
+            if chosen is not None:
+                decisions["precision"] = chosen
+                decisions["precision_reason"] = reason
+            if train_precision is not None:
+                decisions["training_precision"] = train_precision
+                decisions["training_method"] = training.method
+                decisions["training_reason"] = train_reason
         ws.update_config(change)
     statuses = _record_memory_evidence(ws, report, chosen, record_result)
-    return FitResult(report, chosen, recommended, reason, statuses)
+    return FitResult(report, chosen, recommended, reason, statuses, train_precision,
+                     training.method if training else "", train_reason)
 
 
 def _record_memory_evidence(ws: Any, report: MemoryReport, chosen: str | None, record_result) -> dict[str, str]:
@@ -426,28 +549,53 @@ def render_estimate_text(report: MemoryReport) -> str:
     rows = [["inference", "weights", "KV cache", "activations", "overhead", "total", "+headroom", ""]]
     for e in report.inference:
         b = e.breakdown
-        label = e.precision + (" (native)" if e.precision == native else "")
-        rows.append([label, _size(b["weights"]), _size(b["kv_cache"]), _size(b["activations"]), _size(b["overhead"]),
-                     _size(e.total), _size(e.required), e.verdict])
+        rows.append([_label(report, e.precision), _size(b["weights"]), _size(b["kv_cache"]), _size(b["activations"]),
+                     _size(b["overhead"]), _size(e.total), _size(e.required), e.verdict])
     lines += _table(rows)
     if report.choice:
         lines += ["", f"choice   {report.choice.precision or 'none'}: {report.choice.reason}"]
+    if report.candidates:
+        above = [p for p in (e.precision for e in report.inference) if p not in report.candidates]
+        lines.append("order    " + " > ".join(report.candidates) + " (native first, 8-bit before 4-bit; bf16/fp16 "
+                     "and nf4/fp4 cost the same: the first of each is preferred)"
+                     + (f"; {', '.join(above)} is above the native {native}: shown, never chosen" if above else ""))
     if report.training:
         s = report.train_setup
-        targets = s.targets or ("all linear" if s.method == "qlora" else "attention")
-        lines += ["", f"training {s.method} r={s.r} on {targets}; batch {s.batch} x {s.seq} tokens; gradient "
-                      f"checkpointing {'on' if s.gradient_checkpointing else 'off'}; "
+        targets = _targets_text(s.targets, s.method)
+        base = ("a 4-bit base (LoRA on a 4-bit base is QLoRA)" if s.method == "qlora"
+                else "a 32/16-bit or int8 base (a 4-bit base is QLoRA: --train qlora)")
+        lines += ["", f"training {METHOD_NAMES[s.method]} on {base}: r={s.r} on {targets}; micro batch {s.batch} x "
+                      f"{s.seq} tokens; gradient checkpointing {'on' if s.gradient_checkpointing else 'off'}; "
                       f"{report.training[0].training['lora_parameters']:,} adapter parameters"]
-        rows = [["training", "weights", "adapter+grads", "AdamW", "activations", "overhead", "total", "+headroom", ""]]
+        rows = [[f"{METHOD_NAMES[s.method]} training", "weights", "adapter+grads", "AdamW", "activations", "overhead",
+                 "total", "+headroom", ""]]
         for e in report.training:
             b = e.breakdown
-            rows.append([e.precision + (" (QLoRA)" if e.precision in QUANTIZED[1:] else ""), _size(b["weights"]),
-                         _size(b["adapter"]), _size(b["optimizer"]), _size(b["activations"]), _size(b["overhead"]),
-                         _size(e.total), _size(e.required), e.verdict])
+            rows.append([_label(report, e.precision), _size(b["weights"]), _size(b["adapter"]), _size(b["optimizer"]),
+                         _size(b["activations"]), _size(b["overhead"]), _size(e.total), _size(e.required), e.verdict])
         lines += _table(rows)
         if report.training_choice:
-            lines += ["", f"training {report.training_choice.precision or 'none'}"
-                          f"{' (' + report.training_choice.method + ')' if report.training_choice.method else ''}: "
+            lines += ["", f"training {report.training_choice.precision or 'none'} "
+                          f"({METHOD_NAMES.get(report.training_choice.method, report.training_choice.method)}): "
                           f"{report.training_choice.reason}"]
     lines += [f"note     {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
+
+
+def _label(report: MemoryReport, precision: str) -> str:
+    native = report.layout.native_precision
+    if precision == native:
+        return f"{precision} (native)"
+    if report.candidates and precision not in report.candidates:
+        return f"{precision} (above native)"
+    return precision
+
+
+def _targets_text(targets: Any, method: str) -> str:
+    if targets is None:
+        return "all linear layers" if method == "qlora" else "attention"
+    if targets == "auto":
+        return "every attention and MLP projection"
+    if targets == "all-linear":
+        return "all linear layers"
+    return ", ".join(targets) if isinstance(targets, list) else str(targets)

@@ -91,7 +91,7 @@ def plan_ship(ws: Workspace, name: str | None = None, merge: bool | None = None)
     from core.lock import read_lock
     from core.merge import merge_refusal
     from core.registry import check_name, default_name
-    from core.verify import snapshot_dir
+    from core.verify import model_dir
 
     config = plain(ws.config())
     lock = read_lock(ws)
@@ -99,7 +99,7 @@ def plan_ship(ws: Workspace, name: str | None = None, merge: bool | None = None)
         raise InputError("no model locked in this workspace", path=ws.lock_path,
                          hint="choose and fetch a model first: weightgate choose SOURCE; weightgate fetch")
     name = check_name(name or default_name(ws, config))
-    base_dir = snapshot_dir(ws, lock)
+    base_dir = model_dir(ws, lock)
     decisions = config.get("decisions") if isinstance(config.get("decisions"), dict) else {}
     precision = decisions.get("precision")
     pname = precision_name(precision, base_dir)
@@ -236,6 +236,7 @@ def build_manifest(plan: ShipPlan, version: str, files: dict[str, str], staging:
     from core.manifest import SCHEMA, adapter_block, dataset_block, environment, eval_block, git_state, training_block
 
     lock = plan.lock
+    loads = f"{lock.load_dir}/" if lock.load_dir else ""
     spec = precision_spec(plan.precision_decision, plan.base_dir, device)
     requirements = plan.config.get("requirements") if isinstance(plan.config.get("requirements"), dict) else {}
     prints = Fingerprints(plan.ws, plan.config)
@@ -249,8 +250,13 @@ def build_manifest(plan: ShipPlan, version: str, files: dict[str, str], staging:
         "base": {"repo": lock.source, "kind": lock.kind, "origin": lock.origin or "",
                  "revision": lock.revision or "", "commit": lock.commit or "",
                  "license": lock.license or "", "lock_digest": lock_digest(lock), "local_dir": str(plan.base_dir),
-                 "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in
-                           sorted(lock.files, key=lambda f: f.path)]},
+                 # the files that load, relative to local_dir; for a GGUF source, the GGUF it was
+                 # converted from is recorded beside them
+                 "files": [{"path": f.path[len(loads):], "size": f.size, "sha256": f.sha256} for f in
+                           sorted(lock.files, key=lambda f: f.path) if f.path.startswith(loads)],
+                 "converted_from": [{"path": f.path, "size": f.size, "sha256": f.sha256, "hash": f.hash_source}
+                                    for f in sorted(lock.files, key=lambda f: f.path)
+                                    if not f.path.startswith(loads)]},
         "files": [{"path": path, "size": (staging / path).stat().st_size, "sha256": digest}
                   for path, digest in sorted(files.items())],
         "precision": {"name": spec["name"], "dtype": spec["dtype"], "quantized": bool(spec["quantization"]),

@@ -190,6 +190,19 @@ def snapshot_dir(ws: Workspace, lock: ModelLock) -> Path:
     return where if where.is_absolute() else ws.root / where
 
 
+def model_dir(ws: Workspace, lock: ModelLock) -> Path:
+    """Where transformers loads the locked model from: the snapshot directory, or for a GGUF
+    source the safetensors model converted from it (lock.load_dir, inside the snapshot)."""
+    root = snapshot_dir(ws, lock)
+    if lock.load_dir:
+        return root / lock.load_dir
+    if lock.kind == "gguf":
+        raise InputError("this lock names a GGUF file but no model converted from it", path=ws.lock_path,
+                         hint="fetch it again (`weightgate fetch`): a GGUF is converted to safetensors and locked "
+                              "with it")
+    return root
+
+
 def _hex(digest: str) -> str:
     return digest.split(":", 1)[-1].strip().lower()
 

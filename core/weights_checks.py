@@ -65,7 +65,11 @@ def check_safetensors(ctx: CheckContext) -> CheckResult:
     from core.sources import weight_files
 
     paths = [entry.path for entry in lock.files]
-    weights = weight_files(paths) + sorted(p for p in paths if "/" not in p and p.lower().endswith(".gguf"))
+    # What loads sits at the snapshot's root, or under load_dir (a GGUF's converted model).
+    prefix = f"{lock.load_dir}/" if lock.load_dir else ""
+    loaded = [path[len(prefix):] for path in paths if path.startswith(prefix)]
+    weights = ([prefix + path for path in weight_files(loaded)]
+               + sorted(p for p in paths if p.count("/") <= 1 and p.lower().endswith(".gguf")))
     pickles = _pickle_files(lock)
     values = {"weight_files": len(weights), "safe_format": len(weights),
               "pickle": sorted(entry.path for entry in pickles)}
@@ -336,7 +340,7 @@ def verified_snapshot(ws: Workspace, *, progress=None) -> Path:
     """The locked weights' directory, safe to load: called by every later phase before it loads
     weights. Files whose size or mtime differ from the lock are re-hashed first (the rest are
     trusted from their last verification); any mismatch raises, naming the files."""
-    from core.verify import snapshot_dir, verify_lock
+    from core.verify import model_dir, snapshot_dir, verify_lock
 
     lock = read_lock(ws)
     if lock is None:
@@ -348,10 +352,12 @@ def verified_snapshot(ws: Workspace, *, progress=None) -> Path:
         bad = ", ".join(f"{r.path} ({r.status})" for r in report.failed()) or "a weight header is invalid"
         raise InputError(f"the locked weights do not match weightgate.lock: {bad}", path=ws.lock_path,
                          hint=restore_hint(lock))
-    root = snapshot_dir(ws, lock)
+    root = model_dir(ws, lock)
+    inside = root.relative_to(snapshot_dir(ws, lock)).as_posix()
+    prefix = "" if inside == "." else inside + "/"
     # from_pretrained(use_safetensors=True) loads these by name whether or not the lock lists them.
     unlocked = sorted(path.name for path in root.iterdir() if path.is_file() and LOADED_BY_NAME.match(path.name)
-                      and lock.file(path.name) is None) if root.is_dir() else []
+                      and lock.file(prefix + path.name) is None) if root.is_dir() else []
     if unlocked:
         raise InputError(f"{root} holds weight files transformers would load that weightgate.lock does not list: "
                          + ", ".join(unlocked), path=root / unlocked[0],

@@ -102,7 +102,7 @@ class EvaluationScreen(PhaseScreen):
                 done = progress.label() if progress else "starting"
                 eta_s = getattr(progress, "eta_s", None)
                 eta = f" · ETA {human_eta(eta_s)}" if eta_s else ""
-                live.append((f"job:{job.job_id}", RunRow(job.job_id, "eval job (running)", "", "eval", "running",
+                live.append((f"job:{job.job_id}", RunRow(job.job_id, job.job_id, "", "eval job", "running",
                                                          None, None, None, False, None, f"{done}{eta}")))
         by_id = {row.id: row for row in self._rows}
         try:

@@ -3,10 +3,13 @@
 Above the items: the memory panel (tui.widgets.memory_panel): a stacked bar per precision
 (weights, KV cache, activations, adapter and optimizer when training, overhead, then the
 headroom) against the budget marker; the target context and batch re-estimate on every key
-press; l cycles the training estimate (off, LoRA, QLoRA); the measured-versus-estimated table
-comes from memory.measured's evidence. Keys: f records the choice for the context and batch
-shown (`weightgate fit`), m measures the loaded model (a job), k runs the quantized-quality
-check (a job). The header's meter shows the device's live memory on every screen.
+press; l cycles the training estimate (off, LoRA on the 32/16-bit and int8 bases, QLoRA on the
+4-bit ones); e shows every precision (fp32 bf16 fp16 int8 nf4 fp4) instead of the main ones; the
+measured-versus-estimated table comes from memory.measured's evidence. Keys: f records the
+choice for the context and batch shown (`weightgate fit`; with the training estimate shown, the
+training choice too: [decisions] training_precision / training_method), m measures the loaded
+model (a job), k runs the quantized-quality check (a job). The header's meter shows the
+device's live memory on every screen.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class MemoryScreen(PhaseScreen):
     PHASE = 3
     HELP = ("Memory & precision: a bar per precision against the budget; edit context and batch to re-estimate; "
             "f records the largest precision that fits, m measures the loaded model, k checks quantized quality "
-            "on hard and edge cases, l adds the LoRA / QLoRA training estimate.")
+            "on hard and edge cases, l adds the LoRA / QLoRA training estimate (f then records the training "
+            "choice too), e shows every precision (fp16 and fp4 too).")
 
     BINDINGS = [
         Binding("f", "fit", "Fit", tooltip="Record the largest precision that fits this context and batch"),
@@ -44,8 +48,10 @@ class MemoryScreen(PhaseScreen):
         Binding("k", "quant_check", "Quant check",
                 tooltip="Task set at the reference and the quantized precision, compared (a job)"),
         Binding("l", "training", "Training est.", tooltip="Cycle the training estimate: off, LoRA, QLoRA"),
+        Binding("e", "all_precisions", "All precisions",
+                tooltip="Show every precision (fp32 bf16 fp16 int8 nf4 fp4), or the main ones"),
     ]
-    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "fit", "measure", "quant_check", "training")
+    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "fit", "measure", "quant_check", "training", "all_precisions")
 
     def compose_panels(self) -> ComposeResult:
         from tui.widgets.memory_panel import MemoryPanel  # noqa: PLC0415
@@ -123,7 +129,7 @@ class MemoryScreen(PhaseScreen):
             return False
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("fit", "training"):
+        if action in ("fit", "training", "all_precisions"):
             return True if self._ready() and not getattr(self, "_fitting", False) else None
         if action in ("measure", "quant_check"):
             return True if self._ready() and self._decided() else None
@@ -131,6 +137,9 @@ class MemoryScreen(PhaseScreen):
 
     def action_training(self) -> None:
         self.panel.cycle_training()
+
+    def action_all_precisions(self) -> None:
+        self.panel.toggle_all()
 
     def action_fit(self) -> None:
         context, batch = self.panel.targets()
@@ -156,12 +165,20 @@ class MemoryScreen(PhaseScreen):
         ok = result.precision is not None and all(s == "pass" for s in result.evidence.values())
         text = (f"[decisions] precision = {result.precision} for context {context} x batch {batch}\n{result.reason}"
                 if result.precision else f"nothing written: {result.reason}")
+        if train and result.training_precision:
+            text += (f"\n[decisions] training_precision = {result.training_precision}, "
+                     f"training_method = {result.training_method}")
+        elif train:
+            choice = result.report.training_choice
+            text += f"\ntraining: nothing written: {choice.reason if choice else 'no estimate'}"
+            ok = False
         self.post_message(FitDone(text, ok))
 
     def on_fit_done(self, message: FitDone) -> None:
         self._fitting = False
+        # markup off: "[decisions]" is a TOML table name, not a style tag
         self.notify(message.text, title="Fit" if message.ok else "Fit: an item fails",
-                    severity="information" if message.ok else "warning", timeout=10)
+                    severity="information" if message.ok else "warning", timeout=10, markup=False)
         self.app.refresh_report()
         self.read_inputs()         # the budget and targets may have changed
         self.update_bindings()

@@ -15,8 +15,9 @@ import pytest
 
 from core import memory
 from core.evidence import latest_by_item, read_evidence
-from core.memory import (GiB, KiB, TrainingSetup, estimate, kv_cache_bytes, layout_from_config, layout_from_tensors,
-                         lora_parameters, quantized_linear_bytes, weights)
+from core.errors import InputError
+from core.memory import (GiB, KiB, TrainingSetup, candidate_precisions, estimate, kv_cache_bytes, layout_from_config,
+                         layout_from_tensors, lora_parameters, quantized_linear_bytes, weights)
 from core.precision import (Budget, estimate_for_source, estimate_report, recommend, record_fit,
                             render_estimate_text, workspace_targets)
 from core.workspace import init_workspace, template_text
@@ -147,6 +148,20 @@ def test_prefill_logits_are_modeled():
     assert full["logits"] == 4096 * 128256 * 6 > full["layer_transient"]    # the biggest transient
 
 
+def test_matmul_workspace_follows_each_compute_path():
+    layout = layout_from_config(LLAMA3_8B)
+    largest = 4096 * 14336                      # gate / up / down: the largest Linear
+    ws = memory.matmul_workspace
+    assert ws(layout, "bf16", 2, "cuda", 1000) == 0                   # cuBLAS: in the CUDA overhead
+    assert ws(layout, "bf16", 2, "cpu", 1000) == 2 * largest          # the CPU GEMM packs the weight
+    assert ws(layout, "nf4", 2, "cuda", 1000) == 2 * largest          # one dequantized weight
+    assert ws(layout, "fp4", 4, "cpu", 1000) == 4 * largest
+    assert ws(layout, "int8", 2, "cuda", 1000) == 2 * 2 * largest + 1000 * (4096 + 4 * 14336)
+    est = estimate(layout, "nf4", batch=1, seq=1000, device="cuda")
+    assert est.details["matmul_workspace"] == 2 * largest
+    assert est.breakdown["activations"] == est.details["activations"]["total"] + 2 * largest
+
+
 # --- recommendation ------------------------------------------------------------------------------
 
 
@@ -156,13 +171,35 @@ def _report(budget_gib: float, context: int = 8192, batch: int = 1, train: str |
 
 
 def test_largest_precision_that_fits_native_then_int8_then_nf4():
-    assert [e.precision for e in _report(80).inference] == ["bf16", "int8", "nf4"]
-    assert _report(80).choice.precision == "bf16"
+    report = _report(80)
+    assert [e.precision for e in report.inference] == ["fp32", "bf16", "fp16", "int8", "nf4", "fp4"]
+    assert report.candidates == ["bf16", "fp16", "int8", "nf4", "fp4"]     # fp32 is above the native bf16
+    assert report.choice.precision == "bf16"
+    assert [c["precision"] for c in report.choice.considered] == report.candidates
     assert _report(16).choice.precision == "int8"      # bf16 needs ~21 GiB with 20% headroom
-    assert _report(10).choice.precision == "nf4"
+    assert _report(10).choice.precision == "nf4"       # nf4 before fp4: the same bytes
     nothing = _report(4)
     assert nothing.choice.precision is None and "nothing fits" in nothing.choice.reason
+    assert [c["fits"] for c in nothing.choice.considered] == [False] * 5
     assert "int8 needs" in _report(10).choice.reason  # says why the larger ones were passed over
+    # an fp32 model: fp32 is native and first; an fp16 one keeps fp16 before bf16
+    assert candidate_precisions(layout_from_config({**LLAMA3_8B, "torch_dtype": "float32"}))[:3] == [
+        "fp32", "bf16", "fp16"]
+    assert candidate_precisions(layout_from_config({**LLAMA3_8B, "torch_dtype": "float16"}))[:2] == ["fp16", "bf16"]
+
+
+def test_every_precision_is_in_the_text_and_json():
+    report = _report(16, train="qlora")
+    text = render_estimate_text(report)
+    rows = {line.split()[0] for line in text.splitlines() if line and line.split()[0] in memory.PRECISIONS}
+    assert rows == set(memory.PRECISIONS)
+    assert "fp32 (above native)" in text and "bf16 > fp16 > int8 > nf4 > fp4" in text
+    data = json.loads(json.dumps(report.to_dict(), default=str))
+    assert [e["precision"] for e in data["inference"]] == list(memory.PRECISIONS)
+    assert [c["precision"] for c in data["choice"]["considered"]] == ["bf16", "fp16", "int8", "nf4", "fp4"]
+    assert [e["precision"] for e in data["training"]] == ["nf4", "fp4"]
+    fp16, bf16 = report.estimate_for("fp16"), report.estimate_for("bf16")
+    assert fp16.total == bf16.total and report.estimate_for("fp4").total == report.estimate_for("nf4").total
 
 
 def test_context_and_batch_change_the_choice():
@@ -171,12 +208,25 @@ def test_context_and_batch_change_the_choice():
     assert _report(24, context=16384, batch=3).choice.precision == "nf4"
 
 
-def test_training_recommendation():
+def test_training_recommendation_keeps_the_method_asked_for():
     report = _report(24, context=2048, train="qlora")
-    assert [e.precision for e in report.training] == ["nf4"]
+    assert [e.precision for e in report.training] == ["nf4", "fp4"]
     assert report.training_choice.precision == "nf4" and report.training_choice.method == "qlora"
     report = _report(80, context=2048, train="lora")
+    assert [e.precision for e in report.training] == ["fp32", "bf16", "fp16", "int8"]   # no 4-bit base: that is QLoRA
     assert report.training_choice.precision == "bf16" and report.training_choice.method == "lora"
+    assert "LoRA training estimate fits" in report.training_choice.reason
+    # a budget only QLoRA fits: --train lora says so, and never answers with a 4-bit base
+    report = _report(20, context=2048, train="lora")
+    assert report.training_choice.precision is None and report.training_choice.method == "lora"
+    assert "QLoRA (LoRA on an nf4 base: --train qlora) needs" in report.training_choice.reason
+    assert report.training_choice.reason.endswith("needs 16.35 GiB with 20% headroom: it fits") or \
+        report.training_choice.reason.endswith(": it fits"), report.training_choice.reason
+    assert _report(20, context=2048, train="qlora").training_choice.precision == "nf4"
+    text = render_estimate_text(_report(20, context=2048, train="lora"))
+    assert "(QLoRA)" not in text and "training none (LoRA)" in text and "LoRA training" in text
+    text = render_estimate_text(_report(20, context=2048, train="qlora"))
+    assert "training nf4 (QLoRA)" in text and "QLoRA on a 4-bit base" in text
 
 
 def test_unknown_budget_decides_nothing():
@@ -249,7 +299,8 @@ def test_workspace_targets_read_requirements_and_settings(tmp_path):
     from core.fingerprints import plain
 
     targets = workspace_targets(plain(ws.config()))
-    assert targets == {"context": None, "batch": 1, "headroom": 0.3, "budget_gib": None, "training": {}}
+    assert targets == {"context": None, "batch": 1, "headroom": 0.3, "budget_gib": None, "training": {},
+                       "config_path": None}
 
 
 def test_record_fit_writes_the_decision_keeps_comments_and_records_evidence(tmp_path, tiny_model_dir):
@@ -307,3 +358,158 @@ def test_record_fit_when_nothing_fits_writes_no_decision(tmp_path, tiny_model_di
     latest = latest_by_item(read_evidence(ws))
     assert latest["memory.fits"].status == "fail" and "nothing fits" in latest["memory.fits"].note
     assert latest["memory.weights"].status == "pass"
+
+
+def _set(ws, table: str, **values):
+    def change(doc):
+        import tomlkit
+
+        if table not in doc:
+            doc[table] = tomlkit.table()
+        for key, value in values.items():
+            doc[table][key] = value
+    ws.update_config(change)
+
+
+@pytest.mark.parametrize("value", [1.5, 0.1, 0.45, 0, -0.3, 30, "0.3", True])
+def test_headroom_outside_20_to_40_percent_is_an_input_error(tmp_path, tiny_model_dir, value):
+    ws = _workspace(tmp_path, tiny_model_dir, budget_gib=2)
+    _set(ws, "settings", headroom=value)
+    line = next(n for n, text in enumerate(ws.config_path.read_text().splitlines(), 1) if text.startswith("headroom"))
+    with pytest.raises(InputError) as info:
+        record_fit(ws, device="cpu")
+    error = info.value
+    assert error.path == ws.config_path and error.line == line
+    assert "[settings] headroom" in error.message and "0.2 to 0.4" in error.message and error.hint
+    assert str(error).startswith(f"{ws.config_path}:{line}: ")
+    if value == 30:
+        assert "headroom = 0.3" in error.hint            # a percentage, said so
+    assert "precision" not in ws.config()["decisions"]   # nothing decided on a bad setting
+    # the panel's and the jobs' reader says the same, and names the file even without a path
+    from core.fingerprints import plain
+
+    with pytest.raises(InputError) as bare:
+        workspace_targets(plain(ws.config()))
+    assert str(bare.value).startswith("weightgate.toml: [settings] headroom")
+
+
+@pytest.mark.parametrize("value", [0.2, 0.3, 0.4])
+def test_headroom_inside_the_range_is_used(tmp_path, tiny_model_dir, value):
+    ws = _workspace(tmp_path, tiny_model_dir, budget_gib=2)
+    _set(ws, "settings", headroom=value)
+    result = record_fit(ws, device="cpu")
+    assert result.report.headroom == value
+    assert all(e.headroom == value for e in result.report.inference)
+
+
+def test_training_estimate_reads_the_training_table_as_the_trainer_does(tmp_path, tiny_model_dir):
+    from core.precision import estimate_for_workspace
+
+    ws = _workspace(tmp_path, tiny_model_dir, budget_gib=2, context=256)
+    default = estimate_for_workspace(ws, train="lora", device="cpu")
+    layout = default.layout
+    setup = default.train_setup
+    # no [training] table: the trainer's defaults (core.training.config.DEFAULTS)
+    assert (setup.r, setup.targets, setup.batch, setup.seq, setup.gradient_checkpointing) == (16, "auto", 1, 256,
+                                                                                              False)
+    assert default.training[0].training["lora_parameters"] == lora_parameters(layout, 16, "all-linear")
+    assert any("micro_batch" in note for note in default.notes) and any("max_seq" in note for note in default.notes)
+
+    _set(ws, "training", r=8, target_modules=["q_proj", "v_proj"], max_seq=64, micro_batch=2,
+         gradient_checkpointing=True, dropout=0.0)
+    custom = estimate_for_workspace(ws, train="lora", device="cpu")
+    s = custom.train_setup
+    assert (s.r, s.targets, s.batch, s.seq, s.gradient_checkpointing, s.dropout) == (
+        8, ["q_proj", "v_proj"], 2, 64, True, 0.0)
+    est = custom.training_estimate_for("fp32")
+    assert est.batch == 2 and est.seq == 64
+    assert est.training["lora_parameters"] == lora_parameters(layout, 8, ["q_proj", "v_proj"])
+    expected = estimate(layout, "fp32", device="cpu",
+                        training=TrainingSetup(method="lora", r=8, targets=["q_proj", "v_proj"], batch=2, seq=64,
+                                               gradient_checkpointing=True, dropout=0.0))
+    assert est.breakdown["activations"] == expected.breakdown["activations"]
+    assert est.breakdown["adapter"] == expected.breakdown["adapter"]
+    # each setting moves the estimate the way it should
+    base = default.training_estimate_for("fp32")
+    assert est.breakdown["adapter"] < base.breakdown["adapter"]                  # r 8 on two targets
+    for key, value, bigger in (("max_seq", 512, True), ("micro_batch", 4, True), ("gradient_checkpointing", False, True)):
+        _set(ws, "training", **{key: value})
+        moved = estimate_for_workspace(ws, train="lora", device="cpu").training_estimate_for("fp32")
+        assert (moved.breakdown["activations"] > est.breakdown["activations"]) is bigger, key
+        est = moved
+    # a bad value is the trainer's own InputError, at its line
+    _set(ws, "training", max_seq_length=128)
+    with pytest.raises(InputError) as info:
+        estimate_for_workspace(ws, train="lora", device="cpu")
+    assert "max_seq_length" in info.value.message and info.value.path == ws.config_path and info.value.line
+
+
+def test_training_target_not_in_the_model_is_noted(tmp_path, tiny_model_dir):
+    from core.precision import estimate_for_workspace
+
+    ws = _workspace(tmp_path, tiny_model_dir, budget_gib=2)
+    _set(ws, "training", target_modules=["q_proj", "query"])
+    report = estimate_for_workspace(ws, train="lora", device="cpu")
+    assert any("no Linear named query" in note for note in report.notes)
+
+
+def test_record_fit_writes_the_training_choice_keeping_comments(tmp_path, tiny_model_dir):
+    ws = _workspace(tmp_path, tiny_model_dir, budget_gib=2)
+    comments = [line for line in ws.config_path.read_text().splitlines() if line.lstrip().startswith("#")]
+    result = record_fit(ws, device="cpu", train="lora")
+    decisions = ws.config()["decisions"]
+    assert result.training_precision == decisions["training_precision"] == "fp32"
+    assert result.training_method == decisions["training_method"] == "lora"
+    assert "LoRA r=16" in decisions["training_reason"] and "largest precision" in decisions["training_reason"]
+    assert decisions["precision"] == "fp32"
+    assert [line for line in ws.config_path.read_text().splitlines() if line.lstrip().startswith("#")] == comments
+
+    result = record_fit(ws, device="cpu", train="qlora")
+    decisions = ws.config()["decisions"]
+    assert (decisions["training_precision"], decisions["training_method"]) == ("nf4", "qlora")
+    assert "QLoRA" in decisions["training_reason"]
+    assert list(decisions).count("training_precision") == 1
+    # not asked: the training choice stays as it was
+    record_fit(ws, device="cpu")
+    assert ws.config()["decisions"]["training_method"] == "qlora"
+
+
+def test_record_fit_training_that_fits_nowhere_writes_no_training_choice(tmp_path, tiny_model_dir):
+    ws = _workspace(tmp_path, tiny_model_dir, budget_gib=0.75)   # inference fits, a training step does not
+    _set(ws, "training", micro_batch=8, max_seq=4096)
+    result = record_fit(ws, device="cpu", train="lora")
+    assert result.precision is not None and result.training_precision is None
+    assert "training_precision" not in ws.config()["decisions"]
+    assert "nothing fits" in result.report.training_choice.reason
+
+
+def test_fit_help_shows_toml_table_names():
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    for command, needles in (("fit", ("[decisions] precision", "[requirements] context_length",
+                                      "[requirements] batch_size", "[decisions] training_precision")),
+                             ("quant-check", ("[settings] quant_tolerance",))):
+        done = subprocess.run([sys.executable, "-m", "tui.cli", command, "--help"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        text = " ".join(done.stdout.replace("│", " ").split())
+        for needle in needles:
+            assert needle in text, (command, needle, text)
+        assert "\\[" not in text
+
+
+def test_estimate_cli_lists_every_precision(tmp_path, tiny_model_dir):
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "tui.cli", "estimate", str(tiny_model_dir), "--device", "cpu",
+                           "--budget-gib", "1", "--context", "256", "--train", "lora", "--json"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert [e["precision"] for e in data["inference"]] == list(memory.PRECISIONS)
+    assert [c["precision"] for c in data["choice"]["considered"]] == list(memory.PRECISIONS)
+    assert [e["precision"] for e in data["training"]] == ["fp32", "bf16", "fp16", "int8"]
+    assert data["training_choice"]["method"] == "lora"
+    text = subprocess.run([sys.executable, "-m", "tui.cli", "estimate", str(tiny_model_dir), "--device", "cpu",
+                           "--budget-gib", "1", "--context", "256"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120).stdout
+    for precision in memory.PRECISIONS:
+        assert any(line.startswith(precision) for line in text.splitlines()), precision

@@ -8,20 +8,27 @@ How the measured side is taken (core/memory_measure.py):
   time. glibc's mmap threshold is fixed at 64 KiB there, so freed tensors go back to the
   OS at once and RSS tracks live memory (by default glibc keeps up to 32 MiB-sized freed blocks
   in its heap and the same step's peak varied by 0-40% with the order of frees).
+- the runtime is warmed before each baseline: the same load, prefill and LoRA step (same
+  precision, same token shapes) run first on a throwaway one-layer copy of the model, so what
+  torch / oneDNN / bitsandbytes / OpenMP / autograd allocate on first use and keep (20-45 MiB,
+  more at bf16, and different on every machine) is part of the baseline. It is real memory a
+  user sees, and the estimator counts it, in its runtime overhead (the `runtime` row compares
+  the two); it is not the model's, and without the warm-up it was most of the tiny model's
+  measured peak (the 20% check then passed only through a 48 MiB allowance for it).
 - weights: the loaded model's footprint, every parameter and buffer as stored plus
   bitsandbytes' quantization state (Int8Params.SCB; the 4-bit quant_state's absmax, codes,
   offset and nested state), each storage once. The estimate must be within 5%.
 - a LoRA training step: peft LoRA r=16 on all linear layers, AdamW; one warm-up step (optimizer
   states, kernels), then the RSS high-water mark is reset (/proc/self/clear_refs) and a real
   forward + backward + optimizer step runs on batch x seq random tokens. Its peak is VmHWM minus
-  the RSS before the model was loaded (torch, transformers, peft, bitsandbytes already
-  imported): weights + adapter + grads + optimizer + activations + transients + what loading and
-  training add besides tensors. tracemalloc would not see torch's allocations, and the RSS
-  sampled after the step would miss the peak; the kernel's high-water mark sees both. The
-  estimate (its total less the runtime overhead) must be within 20%, give or take what the
-  runtime allocates lazily on first use (CPU_LAZY_RUNTIME_BYTES: kernels, thread state), which
-  differs by machine and is all of a tiny model's peak but noise in the demo model's. The
-  step's own peak (activations + gradients over the state before it) must be within 20%.
+  the warmed baseline: weights + adapter + grads + optimizer + activations + transients + what
+  loading and training add besides tensors. tracemalloc would not see torch's allocations, and
+  the RSS sampled after the step would miss the peak; the kernel's high-water mark sees both.
+  The estimate (its total less the runtime overhead) must be within 20%, with no allowance,
+  for both models at every precision; and the estimator's fixed terms (module objects, the
+  tokenizer, peft's wrappers) must be a small part of it, so the check is one of the modeled
+  memory (weights, adapter, AdamW, activations), not of constants fitted to it. The step's own
+  peak (activations + gradients over the state before it) must be within 20% too.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from core.memory_measure import CPU_LAZY_RUNTIME_BYTES, compare_with_estimate, measure_plan_in_subprocess, verdict
+from core.memory_measure import compare_with_estimate, measure_plan_in_subprocess, verdict
 from core.precision import layout_for, tokenizer_bytes
 from core.sources import fetch_metadata
 
@@ -43,6 +50,8 @@ TINY_TRAIN = {"batch": 4, "seq": 256}
 DEMO_TRAIN = {"batch": 1, "seq": 128}
 WEIGHTS_TOLERANCE = 0.05
 TRAIN_TOLERANCE = 0.20
+RUNTIME_TOLERANCE = 0.20      # per process, by machine: ~430 MiB here
+FIXED_SHARE = 0.20            # the estimator's fixed terms stay below this share of a train estimate
 
 
 def _measure_all(models: dict[str, tuple[Path, dict]]) -> dict[tuple[str, str], dict]:
@@ -69,19 +78,27 @@ def _measure_all(models: dict[str, tuple[Path, dict]]) -> dict[tuple[str, str], 
 
 @pytest.mark.timeout(1200)
 def test_tiny_and_demo_estimates_match_measurements(tiny_model_dir, demo_model_dir):
-    comparisons = _measure_all({"tiny": (tiny_model_dir, TINY_TRAIN), "demo": (Path(demo_model_dir), DEMO_TRAIN)})
+    from core.memory import TrainingSetup, estimate
+
+    models = {"tiny": (tiny_model_dir, TINY_TRAIN), "demo": (Path(demo_model_dir), DEMO_TRAIN)}
+    comparisons = _measure_all(models)
     for (name, precision), comparison in comparisons.items():
         rows = comparison["rows"]
+        assert comparison["warmed"], (name, precision)
         assert abs(rows["weights"]["error"]) <= WEIGHTS_TOLERANCE, (name, precision, rows["weights"])
-        train, step = rows["train"], rows["step"]
-        assert abs(train["measured"] - train["estimate"]) <= TRAIN_TOLERANCE * train["estimate"] + CPU_LAZY_RUNTIME_BYTES, (
-            name, precision, train)
-        assert abs(step["error"]) <= TRAIN_TOLERANCE, (name, precision, step)
-        if name == "demo":
-            assert abs(train["error"]) <= TRAIN_TOLERANCE, (precision, train)
+        assert abs(rows["train"]["error"]) <= TRAIN_TOLERANCE, (name, precision, rows["train"])
+        assert abs(rows["step"]["error"]) <= TRAIN_TOLERANCE, (name, precision, rows["step"])
+        assert abs(rows["runtime"]["error"]) <= RUNTIME_TOLERANCE, (name, precision, rows["runtime"])
         assert rows["train"]["measured"] > rows["weights"]["measured"]
-        if name == "demo":
-            assert verdict(comparison)[0] == "pass", (precision, verdict(comparison))
+        assert verdict(comparison)[0] == "pass", (name, precision, verdict(comparison))
+        # not vacuous: what the 20% is checked on is modeled memory, not fitted constants
+        path, shape = models[name]
+        meta = fetch_metadata(str(path))
+        est = estimate(layout_for(meta), precision, device="cpu", tokenizer_bytes=tokenizer_bytes(meta),
+                       training=TrainingSetup(method="qlora" if precision == "nf4" else "lora", targets="all-linear",
+                                              gradient_checkpointing=False, **shape))
+        fixed = est.details["overhead"]["loading"] + est.details["overhead"]["training"]
+        assert fixed < FIXED_SHARE * rows["train"]["estimate"], (name, precision, fixed, rows["train"])
     # both models' weights are exact to the byte, bnb quantization state included
     assert all(c["rows"]["weights"]["error"] == 0 for c in comparisons.values())
 

@@ -79,8 +79,9 @@ async def test_a_running_eval_job_shows_cases_done_and_eta_live(ws) -> None:
         key = f"job:{handle.job_id}"
 
         def live_text() -> str:
-            return " ".join(str(cell) for cell in table.get_row(key)) if key in row_keys(table) else ""
-        await wait_for(pilot, lambda: "eval job (running)" in live_text(), timeout=60, what="the live row")
+            return table.row_text(key) if key in row_keys(table) else ""
+        await wait_for(pilot, lambda: "eval job" in live_text() and handle.job_id in live_text(), timeout=60,
+                       what="the live row")
         await wait_for(pilot, lambda: "ETA" in live_text() and "/" in live_text(), timeout=60,
                        what="cases done and ETA")
         await wait_for(pilot, lambda: key not in row_keys(table) and handle.job_id not in live_text(),

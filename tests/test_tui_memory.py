@@ -74,7 +74,47 @@ async def test_changing_the_context_redraws_the_bars(ws: Workspace) -> None:
         screen.query_one("ItemTable").focus()
         await pilot.press("l")                                # LoRA training estimate joins the bars
         await wait_for(pilot, lambda: panel.report.training, what="training estimate")
-        assert "train fp32" in bars_text(screen) and "AdamW" in bars_text(screen)
+        assert "LoRA fp32" in bars_text(screen) and "AdamW" in bars_text(screen)
+        assert "nf4" not in [e.precision for e in panel.report.training]    # a 4-bit base is QLoRA's
+        await pilot.press("l")
+        await wait_for(pilot, lambda: panel.report.train_setup.method == "qlora", what="QLoRA estimate")
+        assert [e.precision for e in panel.report.training] == ["nf4"]
+        assert "QLoRA nf4" in bars_text(screen) and "QLoRA training:" in bars_text(screen)
+
+
+async def test_every_precision_is_one_key_away(ws: Workspace) -> None:
+    app = WeightgateApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        app, screen = await open_memory(pilot)
+        panel = screen.panel
+        shown = lambda: [e.precision for e in panel.report.inference]  # noqa: E731
+        assert shown() == ["fp32", "bf16", "int8", "nf4"]        # the main ones: readable
+        await pilot.press("e")
+        await wait_for(pilot, lambda: "fp16" in shown(), what="all precisions")
+        assert shown() == ["fp32", "bf16", "fp16", "int8", "nf4", "fp4"]
+        lines = bars_text(screen).splitlines()
+        for precision in shown():
+            assert any(line.lstrip("▶ ").startswith(precision) for line in lines), precision
+        assert "precisions: all (e)" in str(panel.query_one("#mem-train").render())
+        assert panel.report.choice.precision == "fp32"           # the choice does not change
+        await pilot.press("e")
+        await wait_for(pilot, lambda: "fp16" not in shown(), what="main precisions again")
+
+
+async def test_fit_with_the_training_estimate_records_the_training_choice(ws: Workspace) -> None:
+    app = WeightgateApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        app, screen = await open_memory(pilot)
+        screen.query_one("ItemTable").focus()
+        await pilot.press("l", "l")                          # QLoRA
+        await wait_for(pilot, lambda: screen.panel.train == "qlora", what="QLoRA")
+        await pilot.press("f")
+        await wait_for(pilot, lambda: (ws.config().get("decisions") or {}).get("training_precision"),
+                       what="training decision")
+        decisions = ws.config()["decisions"]
+        assert (decisions["precision"], decisions["training_precision"], decisions["training_method"]) == (
+            "fp32", "nf4", "qlora")
+        assert "QLoRA" in decisions["training_reason"]
 
 
 async def test_fit_records_the_choice_and_measured_rows_show(ws: Workspace) -> None:

@@ -167,7 +167,7 @@ async def test_add_choose_and_fetch_a_local_model_through_the_ui(ws: Workspace, 
         files = app.screen.panel.table
         await wait_for(pilot, lambda: files.row_count == len(names), what="files table")
         for name in names:
-            assert "✓ ok" in files.row_text(name)
+            assert "✓ computed locally" in files.row_text(name), files.row_text(name)
 
 
 async def test_adding_a_bad_source_shows_the_error_and_its_hint(ws: Workspace, tmp_path: Path) -> None:

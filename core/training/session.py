@@ -135,7 +135,7 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
     requested = check_device_spec(params.get("device"))
     device = resolve_train_device(requested, nproc)
     where, snap = resolve_device(device)
-    targets_cfg = workspace_targets(plain(ws.config()))
+    targets_cfg = workspace_targets(plain(ws.config()), config_path=ws.config_path)
     budget = resolve_budget(where, snap, budget_gib=targets_cfg["budget_gib"], device_spec=device)
 
     def estimate_at(micro: int):

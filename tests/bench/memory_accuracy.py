@@ -12,7 +12,10 @@ For each model (the tiny test model and the demo model, SmolLM2-135M-Instruct) a
              `core.precision.estimate_for_source("bench/<model>")`, as `weightgate estimate` does.
   measured   the model loaded on the CPU at that precision through the eval engine's loader, in
              one fresh process per precision (core.memory_measure: footprint incl. bnb quant
-             state; RSS delta of the load; one prefill's peak; one LoRA step's peak, see there).
+             state; RSS delta of the load; one prefill's peak; one LoRA step's peak, see there),
+             each over a baseline taken after the runtime was warmed on a throwaway one-layer
+             copy of the model (first-use state: the `runtime` column, beside the estimator's
+             runtime overhead). --no-warmup measures from the cold baseline instead.
   accelerate `accelerate estimate-memory bench/<model> --library_name transformers` against the
              same loopback hub (its model_info + config.json: it needs a hub id), run in the
              same bench run: `accelerate.commands.estimate.gather_data`, the function its CLI
@@ -100,11 +103,11 @@ def accelerate_cli_table(hub_url: str, home: str, repo_id: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else f"(the CLI failed: {done.stderr.strip()[-300:]})"
 
 
-def measure_all(models: dict[str, Path], allocator: str) -> dict[tuple[str, str], dict]:
+def measure_all(models: dict[str, Path], allocator: str, warmup: bool = True) -> dict[tuple[str, str], dict]:
     from core.memory_measure import measure_plan_in_subprocess
 
     def plan(precision: str) -> list[dict]:
-        return [{"model_dir": str(path), "precision": precision, "device": "cpu", **SHAPES[name]}
+        return [{"model_dir": str(path), "precision": precision, "device": "cpu", "warmup": warmup, **SHAPES[name]}
                 for name, path in models.items()]
 
     with ThreadPoolExecutor(2) as pool:
@@ -122,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--also-default", action="store_true", help="measure with glibc's default allocator too")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="do not warm the runtime first (first-use state lands in the model's rows)")
     args = parser.parse_args(argv)
 
     from hub_emulator import serve
@@ -147,15 +152,16 @@ def main(argv: list[str] | None = None) -> int:
         theirs = {name: accelerate_figures(hub.url, str(home), f"bench/{name}") for name in models}
         table = accelerate_cli_table(hub.url, str(home), "bench/demo")
     tokenizers = {name: tokenizer_bytes(fetch_metadata(str(path))) for name, path in models.items()}
-    measured = measure_all(models, "steady")
-    default = measure_all(models, "default") if args.also_default else {}
+    measured = measure_all(models, "steady", warmup=not args.no_warmup)
+    default = measure_all(models, "default", warmup=not args.no_warmup) if args.also_default else {}
 
     print(f"memory estimates vs measurements on the CPU ({os.cpu_count()} cores); errors are "
           "(estimate - measured) / measured\n")
     print("accelerate estimate-memory bench/demo, run against the loopback hub:\n" + table + "\n")
     header = (f"{'model':5} {'prec':4} | {'weights: ours':>13} {'measured':>9} {'err':>7} | {'accelerate':>10} "
               f"{'err':>7} {'vs load':>7} | {'load err':>8} | {'prefill est':>11} {'meas':>7} {'err':>7} | "
-              f"{'LoRA step est':>13} {'meas':>8} {'err':>7}" + (" | default-alloc err" if default else ""))
+              f"{'LoRA step est':>13} {'meas':>8} {'err':>7} | {'runtime est':>11} {'meas':>7} {'err':>7}"
+              + (" | default-alloc err" if default else ""))
     print(header)
     print("-" * len(header))
     for (name, precision), result in measured.items():
@@ -170,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{rows['prefill']['estimate'] / MIB:7.1f} MiB {rows['prefill']['measured'] / MIB:7.1f} "
                 f"{err(rows['prefill']['estimate'], rows['prefill']['measured'])} | "
                 f"{rows['train']['estimate'] / MIB:9.1f} MiB {rows['train']['measured'] / MIB:8.1f} "
-                f"{err(rows['train']['estimate'], rows['train']['measured'])}")
+                f"{err(rows['train']['estimate'], rows['train']['measured'])} | "
+                + (f"{rows['runtime']['estimate'] / MIB:7.1f} MiB {rows['runtime']['measured'] / MIB:7.1f} "
+                   f"{err(rows['runtime']['estimate'], rows['runtime']['measured'])}" if "runtime" in rows
+                   else f"{'(not warmed)':>27}"))
         entry = {"model": name, "precision": precision, "ours": rows, "accelerate": theirs[name][ACCELERATE_DTYPE[precision]],
                  "shapes": SHAPES[name], "runtime_rss": result["rss_runtime"]}
         if default:
@@ -179,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
             entry["default_allocator"] = other
         print(line)
         report["rows"].append(entry)
-    runtime = sorted({r['rss_runtime'] // MIB for r in measured.values()})
-    print(f"\nshapes: {json.dumps(SHAPES)}; runtime RSS before any model (overhead, not in the rows): {runtime} MiB; "
+    first = next(iter(models))     # measured first in each process: its baseline is the bare runtime
+    imported = sorted({r['rss_imported'] // MIB for (n, _), r in measured.items() if n == first})
+    first_use = sorted({(r['rss_runtime'] - r['rss_imported']) // MIB for (n, _), r in measured.items() if n == first})
+    print(f"\nshapes: {json.dumps(SHAPES)}; runtime RSS with the imports: {imported} MiB, first-use state "
+          f"(warm-up on a throwaway copy) on top: {first_use} MiB (fp32 / bf16 / int8 / nf4 processes); "
           f"{time.perf_counter() - began:.0f} s")
     print("accelerate has no KV cache, activation or LoRA estimate; its 'Training using Adam' (full fine-tuning, "
           "fp32) is " + ", ".join(f"{n} {max(theirs[n]['float32']['training_adam'].values()) / MIB:.0f} MiB"

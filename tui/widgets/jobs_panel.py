@@ -55,7 +55,7 @@ def last_progress(job_dir: Path) -> JobProgress | None:
             payload = event["payload"]
             if event.get("kind") == "progress":
                 return JobProgress(float(payload["done"]), _number(payload.get("total")),
-                                   str(payload.get("unit", "step")))
+                                   str(payload.get("unit", "step")), _number(payload.get("eta_s")))
         except (ValueError, KeyError, TypeError):
             continue
     return None

@@ -1,6 +1,11 @@
 """The Memory screen's panel: a stacked bar per precision against the device budget, the target
 context and batch as inputs that re-estimate on every key press, and measured versus estimated.
 
+The bars show the main precisions (the native dtype, fp32 for an fp32 model, int8, nf4);
+`toggle_all` adds the rest (fp32 above a 16-bit native, the other 16-bit format, fp4), which
+cost what their pair costs and are never chosen before it. The training estimate (off, LoRA,
+QLoRA) covers the bases its method trains on: 32/16-bit and int8 for LoRA, 4-bit for QLoRA.
+
 The model's layout is read once off the UI thread (`read_memory_inputs`: metadata of the locked
 files, the budget from weightgate.toml or the device snapshot the header already polls); after
 that `core.precision.estimate_report` is pure arithmetic, so an edit re-draws the bars at once.
@@ -55,7 +60,7 @@ def read_memory_inputs(ws, devices: Any = None) -> MemoryInputs:
                                 workspace_metadata, workspace_targets)
 
     meta = workspace_metadata(ws)
-    targets = workspace_targets(plain(ws.config()))
+    targets = workspace_targets(plain(ws.config()), config_path=ws.config_path)
     where, snap = resolve_device(None, devices)
     budget = resolve_budget(where, snap, budget_gib=targets["budget_gib"])
     return MemoryInputs(str(meta.source), layout_for(meta), where, budget, targets["headroom"],
@@ -63,12 +68,24 @@ def read_memory_inputs(ws, devices: Any = None) -> MemoryInputs:
                         tokenizer_bytes(meta), targets)
 
 
-def build_report(inputs: MemoryInputs, context: int, batch: int, train: str | None) -> MemoryReport:
+def main_precisions(layout) -> list[str]:
+    """The candidates without the second of each same-size pair (fp16 or bf16, whichever is not
+    native; fp4): what the bars show unless every precision is asked for."""
+    from core.memory import candidate_precisions  # noqa: PLC0415
+
+    native = layout.native_precision
+    second16 = "bf16" if native == "fp16" else "fp16"
+    return [p for p in candidate_precisions(layout) if p not in (second16, "fp4")]
+
+
+def build_report(inputs: MemoryInputs, context: int, batch: int, train: str | None,
+                 all_precisions: bool = False) -> MemoryReport:
     from core.precision import estimate_report, training_setup  # noqa: PLC0415
 
     setup = training_setup(train, inputs.targets, context) if train else None
     return estimate_report(inputs.layout, inputs.source, context=context, batch=batch, device=inputs.device,
                            budget=inputs.budget, headroom=inputs.headroom, train_setup=setup,
+                           precisions=None if all_precisions else main_precisions(inputs.layout),
                            tokenizer_bytes=inputs.tokenizer_bytes, model_context=inputs.model_context)
 
 
@@ -97,7 +114,8 @@ def _bar(estimate, scale: float, width: int) -> list[tuple[str, str]]:
 
 def render_bars(report: MemoryReport, width: int = BAR_WIDTH) -> Content:
     """A line per precision (inference, then training): label, stacked bar, total, verdict."""
-    rows = [("", e) for e in report.inference] + [("train ", e) for e in report.training]
+    method = {"lora": "LoRA ", "qlora": "QLoRA "}.get(report.train_setup.method if report.train_setup else "", "")
+    rows = [("", e) for e in report.inference] + [(method, e) for e in report.training]
     if not rows:
         return Content("no estimate")
     biggest = max([e.required for _, e in rows] + [report.budget.bytes or 0])
@@ -105,7 +123,12 @@ def render_bars(report: MemoryReport, width: int = BAR_WIDTH) -> Content:
     native = report.layout.native_precision
     lines = []
     for prefix, est in rows:
-        label = f"{prefix}{est.precision}{' native' if est.precision == native and not prefix else ''}"
+        suffix = ""
+        if not prefix and est.precision == native:
+            suffix = " native"
+        elif not prefix and report.candidates and est.precision not in report.candidates:
+            suffix = " upcast"       # fp32 above a 16-bit native dtype: shown, never chosen
+        label = f"{prefix}{est.precision}{suffix}"
         fits = "fits" if est.fits else ("does not fit" if est.budget else "budget unknown")
         look = "#59a14f" if est.fits else ("#e15759" if est.budget else "$text-muted")
         chosen = (report.training_choice if prefix else report.choice)
@@ -126,7 +149,7 @@ def render_bars(report: MemoryReport, width: int = BAR_WIDTH) -> Content:
     if choice is not None:
         lines.append(Content.assemble(("inference: ", "bold"), choice.reason))
     if report.training_choice is not None:
-        lines.append(Content.assemble(("training: ", "bold"), report.training_choice.reason))
+        lines.append(Content.assemble((f"{method.strip()} training: ", "bold"), report.training_choice.reason))
     for note in report.notes:
         lines.append(Content.assemble(("note: ", "$text-muted"), note))
     return Content("\n").join(lines)
@@ -176,6 +199,7 @@ class MemoryPanel(Vertical):
         self.inputs: MemoryInputs | None = None
         self.report: MemoryReport | None = None
         self.train: str | None = None
+        self.all_precisions = False
         self.border_title = "Memory per precision"
 
     def compose(self) -> ComposeResult:
@@ -184,7 +208,7 @@ class MemoryPanel(Vertical):
             yield Input(placeholder="tokens", type="integer", id="mem-context", compact=True)
             yield Label(" batch")
             yield Input(placeholder="1", type="integer", id="mem-batch", compact=True)
-            yield Static("training: off (l)", id="mem-train")
+            yield Static(self._modes_text(), id="mem-train")
         yield Static("reading the model's layout…", id="mem-bars")
         yield Static("", id="mem-measured")
 
@@ -216,14 +240,24 @@ class MemoryPanel(Vertical):
         if context is None or batch is None:
             bars.update(Content.assemble(("context and batch are positive whole numbers", "#e15759")))
             return
-        self.report = build_report(self.inputs, context, batch, self.train)
+        self.report = build_report(self.inputs, context, batch, self.train, self.all_precisions)
         width = self.content_size.width or (BAR_WIDTH + ROW_TEXT)
         bars.update(render_bars(self.report, max(10, min(BAR_WIDTH, width - ROW_TEXT))))
         self.post_message(self.Estimated(context, batch, self.train))
 
+    def _modes_text(self) -> str:
+        train = {"lora": "LoRA", "qlora": "QLoRA"}.get(self.train or "", "off")
+        return f"training: {train} (l) · precisions: {'all' if self.all_precisions else 'main'} (e)"
+
     def cycle_training(self) -> None:
         self.train = TRAIN_MODES[(TRAIN_MODES.index(self.train) + 1) % len(TRAIN_MODES)]
-        self.query_one("#mem-train", Static).update(f"training: {self.train or 'off'} (l)")
+        self.query_one("#mem-train", Static).update(self._modes_text())
+        self.estimate()
+
+    def toggle_all(self) -> None:
+        """Every precision (fp32, bf16, fp16, int8, nf4, fp4), or the main ones."""
+        self.all_precisions = not self.all_precisions
+        self.query_one("#mem-train", Static).update(self._modes_text())
         self.estimate()
 
     def show_measured(self, values: dict | None, detail: str = "") -> None:

@@ -55,7 +55,7 @@ class RunsTable(FittedTable):
         Column("set", "Set", 7),
         Column("kind", "Kind", 11, drop=2),
         Column("score", "Score", 14),
-        Column("state", "State", 18, drop=1),
+        Column("state", "State", 22, drop=1),
     )
     DEFAULT_CSS = """
     RunsTable { height: auto; max-height: 9; min-height: 2; overflow-x: hidden; }
@@ -78,7 +78,8 @@ class RunsTable(FittedTable):
         else:
             state_text = Text(state)
         label = row.name if row.name and row.name != row.id else row.id
-        return {"mark": Text(mark, style="bold"), "name": Text(middle_ellipsis(f"{label}  {row.id}", self.width_of("name"))),
+        name = f"{label}  {row.id}" if label != row.id else row.id
+        return {"mark": Text(mark, style="bold"), "name": Text(middle_ellipsis(name, self.width_of("name"))),
                 "set": Text(row.set), "kind": Text(row.kind), "score": score, "state": state_text}
 
     def toggle_mark(self) -> list[str]:

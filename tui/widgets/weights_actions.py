@@ -122,7 +122,7 @@ class WeightsActions:
 
     def start_fetch(self, spec: str | None, label: str) -> bool:
         running = [row for row in getattr(self.app, "job_rows", None) or []
-                   if row.status.kind == "download" and not row.status.is_terminal]
+                   if row.status.kind in ("download", "lock_gguf") and not row.status.is_terminal]
         if running:
             self.notify(f"Download job {running[0].job_id} is still running: wait for it, or cancel it on the "
                         "Jobs screen (j).", title="Already downloading", severity="warning")
@@ -135,8 +135,10 @@ class WeightsActions:
         job = outcome.get("job")
         if job:
             self.app.follow_job_id = job  # the Jobs screen selects it when opened
-            self.notify(f"{outcome['source']}: download job {job} started; it runs on after you quit.\n"
-                        "j shows it in Jobs; 2 shows the lock panel.", title="Download started")
+            what = ("hash, convert (once) and lock job" if outcome.get("kind") == "lock_gguf" else "download job")
+            self.notify(f"{outcome['source']}: {what} {job} started; it runs on after you quit.\n"
+                        "j shows it in Jobs; 2 shows the lock panel.",
+                        title="Fetch started" if outcome.get("kind") == "lock_gguf" else "Download started")
             poll = getattr(self.app, "poll_jobs", None)
             if poll is not None:
                 poll()
