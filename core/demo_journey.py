@@ -176,7 +176,7 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
 
         choice = compute_report(ws).item("select.choice")
         if choice.status != "pass":
-            reason = (f"the base model misses the quality threshold on the task set ({choice.detail[:120]}); "
+            reason = (f"the base model misses the quality threshold on the task set ({choice.detail}); "
                       "fine-tuning in phase 5 is the plan to close the gap, and the gate there must show it")
             ws.update_config(lambda doc: doc["decisions"].__setitem__("relaxation", reason))
             say(f"    recorded a conscious relaxation: {reason}")

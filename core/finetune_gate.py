@@ -125,6 +125,11 @@ def verdict(task: dict, general: dict, margin: float, tolerance: float) -> tuple
         why.append("the task score does not rise enough")
     if not general_ok:
         why.append("the general score falls too far")
+        cases = general.get("cases") or 0
+        if cases and tolerance < 1 / cases - 1e-9:
+            # Say so: a tolerance finer than one case of the set lets no single regression through.
+            words += (f"; one case of the general set is {1 / cases:.3f}, so a tolerance of {tolerance:g} "
+                      "rejects any regression: add general cases or set [training] general_tolerance knowingly")
     return False, "rejected (" + " and ".join(why) + "): " + words
 
 

@@ -139,3 +139,15 @@ def test_gate_keeps_a_helpful_adapter_through_the_job_and_reuses_runs(gate_works
     assert challenger["kept"] is False and challenger["task"]["reused"] and challenger["general"]["reused"]
     assert "good stays the kept adapter" in challenger["note"]
     assert ws.config()["decisions"]["adapter"] == "good" and compute_report(ws).item("tune.gate").status == "pass"
+
+
+def test_a_rejection_says_when_the_tolerance_is_finer_than_one_general_case():
+    from core.finetune_gate import verdict
+
+    task = {"base": 0.1, "adapter": 0.9, "delta": 0.8}
+    small = {"base": 1.0, "adapter": 0.958333, "delta": -0.041667, "cases": 24}
+    keep, note = verdict(task, small, 0.05, 0.02)
+    assert not keep and "one case of the general set is 0.042" in note and "rejects any regression" in note
+    large = {"base": 1.0, "adapter": 0.97, "delta": -0.03, "cases": 100}
+    keep, note = verdict(task, large, 0.05, 0.02)
+    assert not keep and "one case" not in note      # 0.01 per case: the tolerance allows two

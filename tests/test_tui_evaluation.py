@@ -46,6 +46,9 @@ async def test_runs_live_eval_baseline_and_compare(ws) -> None:
         await wait_for(pilot, lambda: len(list_runs(ws, "task")) == 2, timeout=120, what="second task run")
         assert app.screen is screen
         second = list_runs(ws, "task")[0]
+        # The run is listed from its start; only a complete run can become the baseline.
+        await wait_for(pilot, lambda: list_runs(ws, "task")[0].status == "complete", timeout=120,
+                       what="second task run complete")
         await wait_for(pilot, lambda: second.id in row_keys(table), timeout=20, what="new run listed")
 
         table.move_cursor(row=row_keys(table).index(second.id))
