@@ -83,3 +83,18 @@ def choose(ws: Workspace, spec: str) -> None:
     from core.candidates import choose_model
 
     choose_model(ws, spec, "clears every requirement in the benchmark")
+
+
+def wait_terminal(job_dir: Path, timeout: float = 90.0):
+    """The job's status once it has ended (polls its status file)."""
+    import time
+
+    from core.jobs import read_status
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = read_status(job_dir)
+        if status.is_terminal:
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"{job_dir.name} still {read_status(job_dir).state} after {timeout} s")

@@ -20,18 +20,7 @@ from core.lock import read_lock
 from core.verify import model_dir, snapshot_dir, verify_lock
 from core.weights_checks import verified_snapshot
 from core.workspace import init_workspace
-
-
-def wait_for_job(job_dir: Path, timeout: float):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = read_status(job_dir)
-        if status.is_terminal:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"{job_dir.name} still running after {timeout} s")
+from tests.helpers import wait_terminal
 
 
 @pytest.fixture
@@ -45,7 +34,7 @@ def test_fetching_the_demo_gguf_locks_it_with_its_converted_model(tmp_path: Path
     choose_model(ws, str(demo_gguf), "the only one")
     started = start_fetch(ws, str(demo_gguf))
     assert started["kind"] == "lock_gguf"
-    status = wait_for_job(Path(started["job_dir"]), timeout=300)
+    status = wait_terminal(Path(started["job_dir"]), timeout=300)
     assert status.state == "succeeded", status.error
     events = [json.loads(line) for line in (Path(started["job_dir"]) / "events.jsonl").read_text().splitlines()]
     stages = [e["payload"]["message"] for e in events if e["kind"] == "progress" and e["payload"].get("unit") == "stage"]
@@ -100,6 +89,6 @@ def test_a_job_refusal_names_the_file(tmp_path: Path, demo_gguf: Path) -> None:
     ws = init_workspace(tmp_path / "ws")
     add_candidate(ws, str(demo_gguf), "demo", sha256="1" * 64)
     started = start_fetch(ws, str(demo_gguf))
-    status = wait_for_job(Path(started["job_dir"]), timeout=300)
+    status = wait_terminal(Path(started["job_dir"]), timeout=300)
     assert status.state == "failed" and demo_gguf.name in status.error and "published" in status.error
     assert read_status(Path(started["job_dir"])).state == "failed" and read_lock(ws) is None

@@ -22,7 +22,7 @@ from core.events import read_events
 from core.local_source import lock_local_source
 from core.training import runs
 from core.training.session import execute, prepare_run
-from tests.helpers import phase1_ready
+from tests.helpers import phase1_ready, wait_terminal
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
@@ -521,16 +521,6 @@ def wait_for(job_dir: Path, predicate, timeout: float = 90.0):
             raise AssertionError(f"job ended first: {read_status(job_dir)}")
         time.sleep(0.05)
     raise AssertionError("timed out")
-
-
-def wait_terminal(job_dir: Path, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = read_status(job_dir)
-        if status.is_terminal:
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"job still {read_status(job_dir).state}")
 
 
 def checkpoint_at_least(step: int):

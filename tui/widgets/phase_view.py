@@ -133,5 +133,9 @@ class PhaseView(Vertical):
 
     @property
     def selected(self) -> ItemStatus | None:
-        item_id = self.table.selected_id
-        return self.table.status_of(item_id) if item_id else None
+        # Asked by check_action on every footer refresh, also while this view is still composing.
+        tables = self.query(ItemTable)
+        if not tables:
+            return None
+        item_id = tables.first().selected_id
+        return tables.first().status_of(item_id) if item_id else None
