@@ -172,12 +172,18 @@ class VerificationScreen(WeightsActions, PhaseScreen):
             self.notify("No weights locked yet: choose a model in phase 1 (c) and fetch it (f).",
                         title="Nothing to verify", severity="warning")
             return
+        if self._job_running():
+            return
+        self.run_engine("verify", "", "Starting a verify job…", _start_verify)
+
+    def _job_running(self) -> bool:
+        """Whether the followed job still runs (then say so): one verify or conversion at a time."""
         job = self.panel.job
         if job is not None and job.state == "running":
             self.notify(f"{job.kind} job {job.job_id} is still running; its progress is shown above.",
                         title="Already running", severity="warning")
-            return
-        self.run_engine("verify", "", "Starting a verify job…", _start_verify)
+            return True
+        return False
 
     def action_convert(self) -> None:
         chosen = self.panel.selected_pickle()
@@ -190,10 +196,7 @@ class VerificationScreen(WeightsActions, PhaseScreen):
             self.notify(f"{path} is already converted: {info.twin} is locked and is what later phases load.",
                         title="Already converted")
             return
-        job = self.panel.job
-        if job is not None and job.state == "running":
-            self.notify(f"{job.kind} job {job.job_id} is still running; its progress is shown above.",
-                        title="Already running", severity="warning")
+        if self._job_running():
             return
         self.run_engine("convert", path, f"Checking {path} (trusted at its sha256? scan clean?)…",
                         lambda ws: _start_convert(ws, info.full_path, path))
