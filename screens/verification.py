@@ -153,7 +153,7 @@ class VerificationScreen(WeightsActions, PhaseScreen):
         except NoMatches:  # asked before the panel is composed
             view = None
         if action == "verify":
-            return True if view is not None and view.lock is not None else None
+            return True if self._has_lock(view) else None
         if action == "fetch":
             return True if view is not None and view.chosen else None
         if action == "convert":
@@ -166,9 +166,16 @@ class VerificationScreen(WeightsActions, PhaseScreen):
     def on_data_table_row_highlighted(self, message) -> None:
         self.update_bindings()   # the convert key follows the highlighted file
 
+    def _has_lock(self, view: LockView | None) -> bool:
+        """A lock is shown, or written since the panel last read (a fetch just finished): v must
+        not be dimmed in the second before the panel catches up."""
+        if view is not None and view.lock is not None:
+            return True
+        workspace = getattr(self.app, "workspace", None)
+        return workspace is not None and workspace.lock_path.exists()
+
     def action_verify(self) -> None:
-        view = self.panel.view
-        if view is None or view.lock is None:
+        if not self._has_lock(self.panel.view):
             self.notify("No weights locked yet: choose a model in phase 1 (c) and fetch it (f).",
                         title="Nothing to verify", severity="warning")
             return

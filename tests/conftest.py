@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,17 @@ def demo_model_dir() -> Path:
     from core.demo_model import ensure_demo_model
 
     return ensure_demo_model().path
+
+
+@pytest.fixture(autouse=True)
+def _record_notifications(monkeypatch):
+    """Keep every notification an app posts in `app.notification_log` (see test_tui.notifications)."""
+    from textual.app import App
+
+    original = App.notify
+
+    def notify(self, message, *args, title: str = "", **kwargs):
+        self.__dict__.setdefault("notification_log", []).append(SimpleNamespace(title=title, message=message))
+        return original(self, message, *args, title=title, **kwargs)
+
+    monkeypatch.setattr(App, "notify", notify)

@@ -115,7 +115,12 @@ def row_keys(table) -> list[str]:
 
 
 def notifications(app: WeightgateApp) -> list[str]:
-    return [f"{n.title}: {n.message}" for n in app._notifications]
+    """Every notification the app has shown, expired ones too (a toast's timeout can pass
+    before a slow CI machine reaches the assert); conftest records them."""
+    shown = getattr(app, "notification_log", None)
+    if shown is None:
+        shown = list(app._notifications)
+    return [f"{n.title}: {n.message}" for n in shown]
 
 
 def evidence_records(ws: Workspace) -> list[dict]:
