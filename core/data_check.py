@@ -87,6 +87,9 @@ class DataReport:
     boilerplate: dict
     split: dict
     removed: dict[str, list[str]] = field(default_factory=dict)   # reason -> unit ids left out
+    # Which units (by position) are left out: ids name them for people, but two copies of one
+    # example share an id, and leaving out the copy must keep the first.
+    removed_at: set[int] = field(default_factory=set)
 
     @property
     def blocking(self) -> list[str]:
@@ -102,8 +105,7 @@ class DataReport:
         return reasons
 
     def kept_units(self) -> list[Unit]:
-        dropped = {uid for ids in self.removed.values() for uid in ids}
-        return [unit for unit in self.units if unit.id not in dropped]
+        return [unit for index, unit in enumerate(self.units) if index not in self.removed_at]
 
     def split_units(self) -> tuple[list[Unit], list[Unit]]:
         kept = self.kept_units()
@@ -112,8 +114,8 @@ class DataReport:
             # Too few examples for the fraction to pick one: the lowest hash goes (stable until
             # an example with a lower one is added).
             val = [min(kept, key=lambda unit: unit.digest)]
-        val_ids = {unit.id for unit in val}
-        return [unit for unit in kept if unit.id not in val_ids], val
+        in_val = {id(unit) for unit in val}
+        return [unit for unit in kept if id(unit) not in in_val], val
 
     def to_dict(self) -> dict:
         train, val = self.split_units()
@@ -415,7 +417,8 @@ def check_dataset(ws: Workspace, *, tokenizer_dir: Path | None = None, path: Pat
         examples=len(read.examples), units=units, problems=read.problems, render_problems=render_problems,
         over_long=over_long, exact_duplicates=exact, near_duplicates=near, leakage=leaks, leakage_sets=sizes,
         pii=_pii(units), tags={}, boilerplate=boilerplate,
-        split={"val_fraction": settings.val_fraction, "method": "sha256(content) < fraction"}, removed=removed)
+        split={"val_fraction": settings.val_fraction, "method": "sha256(content) < fraction"}, removed=removed,
+        removed_at=duplicate_indices | leaked)
     report.tags = _tags(report.kept_units(), settings.max_tag_ratio)
     return report
 

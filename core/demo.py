@@ -46,7 +46,10 @@ DATE_CASES = [
     ("date-030", "August the 8th, 2008", "2008-08-08", ["medium"]),
 ]
 
-# General capability: prompts a fine-tune must not break (catches forgetting).
+# General capability: prompts a fine-tune must not break (catches forgetting). Fifty, so that one
+# case is 0.02 of the score: the gate's default tolerance then allows one case to flip, and a
+# forgetting that reaches several questions is still caught (24 cases could not tell one flip
+# from the tolerance: 0.042 a case).
 GENERAL_CASES = [
     ("gen-001", "What is the capital of Japan? Answer in one word.", ["Tokyo"]),
     ("gen-002", "What is the capital of France? Answer in one word.", ["Paris"]),
@@ -72,6 +75,32 @@ GENERAL_CASES = [
     ("gen-022", "Which animal says meow?", ["cat"]),
     ("gen-023", "What is the largest ocean on Earth?", ["Pacific"]),
     ("gen-024", "What is the boiling point of water in degrees Celsius?", ["100"]),
+    ("gen-025", "What is the capital of China? Answer in one word.", ["Beijing"]),
+    ("gen-026", "What is the capital of the Netherlands? Answer in one word.", ["Amsterdam"]),
+    ("gen-027", "What is the capital of South Korea? Answer in one word.", ["Seoul"]),
+    ("gen-028", "What is 4 + 4? Answer with a number.", ["8", "eight"]),
+    ("gen-029", "What is 10 - 3? Answer with a number.", ["7", "seven"]),
+    ("gen-030", "What is 6 x 2? Answer with a number.", ["12", "twelve"]),
+    ("gen-031", "How many legs does a bird have? Answer with a number.", ["2", "two"]),
+    ("gen-032", "How many legs does a dog have? Answer with a number.", ["4", "four"]),
+    ("gen-033", "What is the chemical formula of table salt?", ["NaCl"]),
+    ("gen-034", "Who was the first president of the United States?", ["Washington"]),
+    ("gen-035", "Which planet do we live on?", ["Earth"]),
+    ("gen-036", "What is the opposite of day?", ["night"]),
+    ("gen-037", "What is the opposite of open?", ["close", "shut"]),
+    ("gen-038", "What color do you get by mixing blue and yellow?", ["green"]),
+    ("gen-039", "Which animal is known as the king of the jungle?", ["lion"]),
+    ("gen-040", "What is the largest country in the world by area?", ["Russia"]),
+    ("gen-041", "What do plants need from the sun to grow?", ["light"]),
+    ("gen-042", "Which ocean lies between Europe and North America?", ["Atlantic"]),
+    ("gen-043", "What is the capital of the United States?", ["Washington"]),
+    ("gen-044", "Who described gravity after seeing an apple fall?", ["Newton"]),
+    ("gen-045", "What is the main language spoken in Mexico?", ["Spanish"]),
+    ("gen-046", "How many planets are in the solar system? Answer with a number.", ["8", "eight"]),
+    ("gen-047", "What is the smallest prime number? Answer with a number.", ["2", "two"]),
+    ("gen-048", "Which organ pumps blood through the body?", ["heart"]),
+    ("gen-049", "What is the largest desert in Africa?", ["Sahara"]),
+    ("gen-050", "How many days are in a leap year? Answer with a number.", ["366"]),
 ]
 
 

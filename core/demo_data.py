@@ -10,10 +10,10 @@ ISO, and named days (Christmas Eve 1987). Half of the requests use the task's ow
 the rest other wordings. Dates are drawn (seeded) from 1900-2035, never one of the demo eval set's
 dates, and no written date repeats.
 
-About one example in seven is a general question answered the way the base model answers
-("The capital of Portugal is Lisbon.", "3 + 6 = 9"): replayed general data, so that learning the date format does not teach the model to
-answer every question with a number (the general set catches that forgetting). None of them is
-a question of the general eval set.
+One example in six (while they last) is a general question answered by the base model itself
+(self-distilled replay, see REPLAY_QUESTIONS), so that learning the date format does not teach
+the model to answer every question with a date or change how it answers the rest (the general
+set catches that forgetting). None of them is a question of the general eval set.
 
 Planted for the checks to find: exact duplicates, near duplicates (the same question with one
 word of the request changed), a few PII strings (an email, a phone number, a card number passing
@@ -25,11 +25,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import re
 
 from core.demo import DATE_CASES, INSTRUCTION
 
 SEED = 20240315
-COUNT = 420            # regular examples (dates and general replay), before the planted ones
+COUNT = 480            # regular examples (dates and general replay), before the planted ones
 GENERAL_EVERY = 6      # one regular example in six is general replay, while the list lasts
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
@@ -89,7 +90,7 @@ NAMED_DAYS = [
     ("St. Patrick's Day {year}", 3, 17), ("Guy Fawkes Night {year}", 11, 5),
     ("the day before Christmas Eve {year}", 12, 23),
 ]
-NAMED_SHARE = 0.12
+NAMED_SHARE = 0.2
 REQUESTS = [
     INSTRUCTION + "{date}",       # the task's own prompt (evals/task.jsonl): half of the requests
     "Rewrite this date as YYYY-MM-DD: {date}",
@@ -98,68 +99,120 @@ REQUESTS = [
     "Please write {date} as an ISO date (YYYY-MM-DD).",
     "Format the date {date} as YYYY-MM-DD.",
 ]
-# General replay: questions that are not in evals/general.jsonl, answered the way the base model
-# answers (it restates the question, then adds a sentence of context) but with the facts right.
-# A terse "Tokyo", or even one short sentence, teaches a new style, and with it the 135M model
-# loses facts it reaches by restating the question and talking on (measured: one-sentence replay
-# took the general set from 24/24 to 22/24).
-GENERAL_REPLAY = [
-    *((f"What is the capital of {country}? Answer in one word.",
-       f"The capital of {country} is {city}. {city} is the seat of the country's government.")
+# General replay: questions that are not in evals/general.jsonl, each with the fact a right
+# answer states. The answers trained on are the base model's own (self-distilled replay): its
+# greedy answer to each question, kept only when it states the fact (REPLAY_FILE, written by
+# scripts/demo_replay.py from the demo model). Replaying what the model already says asks it to
+# change nothing there, while hand-written answers teach a new style, and with the style the
+# 135M model loses facts it reaches by talking on. Measured on the demo (three epochs of 8):
+# hand-written one-sentence answers took the 24 general questions the base answered from 24/24
+# to 22/24, hand-written two-sentence answers also to 22/24, the self-distilled answers to 23/24;
+# on today's 50-case general set the demo's adapter goes from 39/50 to 37/50 (3 lost, 1 won).
+REPLAY_QUESTIONS = [
+    *((f"What is the capital of {country}? Answer in one word.", city)
       for country, city in [("Portugal", "Lisbon"), ("Greece", "Athens"), ("Norway", "Oslo"), ("Sweden", "Stockholm"),
                             ("Poland", "Warsaw"), ("Austria", "Vienna"), ("Ireland", "Dublin"), ("Kenya", "Nairobi"),
                             ("Peru", "Lima"), ("Russia", "Moscow"), ("Egypt", "Cairo"), ("Denmark", "Copenhagen"),
                             ("Finland", "Helsinki"), ("Thailand", "Bangkok"), ("Argentina", "Buenos Aires"),
                             ("Hungary", "Budapest"), ("Cuba", "Havana"), ("Turkey", "Ankara"),
-                            ("Australia", "Canberra"), ("Chile", "Santiago")]),
-    ("What is 3 + 6? Answer with a number.", "3 + 6 = 9. Adding 6 to 3 gives 9."),
-    ("What is 5 + 6? Answer with a number.", "5 + 6 = 11. Adding 6 to 5 gives 11."),
-    ("What is 9 - 6? Answer with a number.", "9 - 6 = 3. Taking 6 away from 9 leaves 3."),
-    ("What is 3 x 3? Answer with a number.", "3 x 3 = 9. Three groups of three make 9."),
-    ("What is 6 x 5? Answer with a number.", "6 x 5 = 30. Six groups of five make 30."),
-    ("What is 15 + 15? Answer with a number.", "15 + 15 = 30. Doubling 15 gives 30."),
-    ("What is 7 + 2? Answer with a number.", "7 + 2 = 9. Adding 2 to 7 gives 9."),
-    ("What is 10 - 4? Answer with a number.", "10 - 4 = 6. Taking 4 away from 10 leaves 6."),
-    ("How many sides does a triangle have? Answer with a number.", "A triangle has 3 sides. It also has 3 corners."),
-    ("How many minutes are in an hour? Answer with a number.", "An hour has 60 minutes. Each minute has 60 seconds."),
-    ("How many sides does a hexagon have? Answer with a number.", "A hexagon has 6 sides. A honeycomb cell is a hexagon."),
-    ("How many seconds are in a minute? Answer with a number.", "A minute has 60 seconds. An hour has 60 minutes."),
-    ("How many wheels does a bicycle have? Answer with a number.", "A bicycle has 2 wheels. A tricycle has 3."),
-    ("Which planet is known as the Red Planet?", "The planet known as the Red Planet is Mars. Iron oxide on its surface makes it look red."),
-    ("Which planet is closest to the Sun?", "The planet closest to the Sun is Mercury. It is also the smallest planet in the solar system."),
-    ("What is the chemical symbol for silver?", "The chemical symbol for silver is Ag. It comes from the Latin word argentum."),
-    ("What is the chemical symbol for iron?", "The chemical symbol for iron is Fe. It comes from the Latin word ferrum."),
-    ("What is the chemical formula of water?", "The chemical formula of water is H2O. Each molecule has two hydrogen atoms and one oxygen atom."),
-    ("What is the opposite of up?", "The opposite of up is down. Things fall down because of gravity."),
-    ("What is the opposite of big?", "The opposite of big is small. An ant is small and an elephant is big."),
-    ("What is the opposite of wet?", "The opposite of wet is dry. A towel makes wet things dry."),
-    ("What is the opposite of early?", "The opposite of early is late. Someone who arrives after the start is late."),
-    ("Who painted the Mona Lisa?", "The Mona Lisa was painted by Leonardo da Vinci. It hangs in the Louvre in Paris."),
-    ("Who wrote Hamlet?", "Hamlet was written by William Shakespeare. It is one of his best-known tragedies."),
-    ("Who wrote Pride and Prejudice?", "Pride and Prejudice was written by Jane Austen. It was published in 1813."),
-    ("What is frozen water called?", "Frozen water is called ice. Water freezes at 0 degrees Celsius."),
-    ("Which animal barks?", "The animal that barks is a dog. Dogs bark to warn or to call attention."),
-    ("Which animal says moo?", "The animal that says \"moo\" is a cow. Cows give us milk."),
-    ("Which animal has a trunk?", "The animal with a trunk is the elephant. It uses its trunk to drink and to pick things up."),
-    ("What color is fresh grass?", "Fresh grass is green. The green comes from chlorophyll in its leaves."),
-    ("What color is snow?", "Snow is white. It reflects almost all of the light that falls on it."),
-    ("What color is a ripe banana?", "A ripe banana is yellow. An unripe one is green."),
-    ("What is the largest mammal on Earth?", "The largest mammal on Earth is the blue whale. It can be about 30 metres long."),
-    ("What is the tallest mountain on Earth?", "The tallest mountain on Earth is Mount Everest. It stands in the Himalayas, on the border of Nepal and China."),
-    ("What is the longest river in Africa?", "The longest river in Africa is the Nile. It flows north into the Mediterranean Sea."),
-    ("On which continent is Brazil?", "Brazil is in South America. It is the largest country on that continent."),
-    ("On which continent is France?", "France is in Europe. It borders Spain, Italy, Germany and Belgium."),
-    ("On which continent is Japan?", "Japan is in Asia. It is an island country in the Pacific Ocean."),
-    ("What is the freezing point of water in degrees Celsius?", "The freezing point of water is 0 degrees Celsius. That is 32 degrees Fahrenheit."),
-    ("What do bees make?", "Bees make honey. They make it from the nectar of flowers."),
-    ("Which star is closest to the Earth?", "The star closest to the Earth is the Sun. The next closest is Proxima Centauri."),
-    ("What language is spoken in Brazil?", "The language spoken in Brazil is Portuguese. Brazil was once a Portuguese colony."),
-    ("What do cows drink?", "Cows drink water. A cow can drink more than 50 litres a day."),
-    ("What is the first letter of the English alphabet?", "The first letter of the English alphabet is A. The last is Z."),
-    ("What do caterpillars turn into?", "Caterpillars turn into butterflies or moths. The change is called metamorphosis."),
-    ("What is the hottest planet in the solar system?", "The hottest planet in the solar system is Venus. Its thick clouds trap the heat."),
-    ("How many continents are there? Answer with a number.", "There are 7 continents. Asia is the largest of them."),
+                            ("Australia", "Canberra"), ("Chile", "Santiago"), ("Belgium", "Brussels"),
+                            ("Switzerland", "Bern"), ("Vietnam", "Hanoi"), ("Iran", "Tehran"),
+                            ("Indonesia", "Jakarta"), ("the Philippines", "Manila"), ("Colombia", "Bogot"),
+                            ("Venezuela", "Caracas"), ("Nigeria", "Abuja"), ("the Czech Republic", "Prague"),
+                            ("Romania", "Bucharest"), ("Scotland", "Edinburgh")]),
+    *((f"What is {a} {op} {b}? Answer with a number.", str(result))
+      for a, op, b, result in [(3, "+", 6, 9), (5, "+", 6, 11), (9, "-", 6, 3), (3, "x", 3, 9), (6, "x", 5, 30),
+                               (15, "+", 15, 30), (7, "+", 2, 9), (10, "-", 4, 6), (8, "+", 1, 9), (7, "x", 2, 14),
+                               (20, "-", 5, 15), (4, "x", 4, 16), (12, "+", 3, 15), (100, "-", 1, 99)]),
+    ("How many sides does a triangle have? Answer with a number.", "3"),
+    ("How many minutes are in an hour? Answer with a number.", "60"),
+    ("How many sides does a hexagon have? Answer with a number.", "6"),
+    ("How many seconds are in a minute? Answer with a number.", "60"),
+    ("How many wheels does a bicycle have? Answer with a number.", "2"),
+    ("How many legs does an insect have? Answer with a number.", "6"),
+    ("How many strings does a violin have? Answer with a number.", "4"),
+    ("What is the square root of 9? Answer with a number.", "3"),
+    ("How many continents are there? Answer with a number.", "7"),
+    ("Which planet is known as the Red Planet?", "Mars"),
+    ("Which planet is closest to the Sun?", "Mercury"),
+    ("What is the smallest planet in the solar system?", "Mercury"),
+    ("What is the hottest planet in the solar system?", "Venus"),
+    ("Which star is closest to the Earth?", "Sun"),
+    ("What is the chemical symbol for silver?", "Ag"),
+    ("What is the chemical symbol for iron?", "Fe"),
+    ("What is the chemical formula of water?", "H2O"),
+    ("Which metal is liquid at room temperature?", "mercury"),
+    ("What is the hardest natural substance?", "diamond"),
+    ("What is the opposite of up?", "down"),
+    ("What is the opposite of big?", "small"),
+    ("What is the opposite of wet?", "dry"),
+    ("What is the opposite of early?", "late"),
+    ("Who painted the Mona Lisa?", "Leonardo"),
+    ("Who wrote Hamlet?", "Shakespeare"),
+    ("Who wrote Pride and Prejudice?", "Austen"),
+    ("Who invented the telephone?", "Bell"),
+    ("Who was the first person to walk on the Moon?", "Armstrong"),
+    ("What is frozen water called?", "ice"),
+    ("Which animal barks?", "dog"),
+    ("Which animal says moo?", "cow"),
+    ("Which animal has a trunk?", "elephant"),
+    ("What do you call a baby cat?", "kitten"),
+    ("What do you call a baby dog?", "pupp"),
+    ("Which bird is a symbol of peace?", "dove"),
+    ("What color is fresh grass?", "green"),
+    ("What color is snow?", "white"),
+    ("What color is a ripe banana?", "yellow"),
+    ("What color is a stop sign?", "red"),
+    ("What is the largest mammal on Earth?", "blue whale"),
+    ("What is the tallest mountain on Earth?", "Everest"),
+    ("What is the longest river in Africa?", "Nile"),
+    ("What is the largest continent?", "Asia"),
+    ("On which continent is Brazil?", "South America"),
+    ("On which continent is France?", "Europe"),
+    ("On which continent is Japan?", "Asia"),
+    ("What is the freezing point of water in degrees Celsius?", "0"),
+    ("What do bees make?", "honey"),
+    ("What language is spoken in Brazil?", "Portuguese"),
+    ("What is the currency of Japan?", "yen"),
+    ("What is the currency of the United Kingdom?", "pound"),
+    ("What do cows drink?", "water"),
+    ("What is the main ingredient of bread?", "flour"),
+    ("Which season comes after winter?", "spring"),
+    ("What is the first letter of the English alphabet?", "A"),
+    ("What do caterpillars turn into?", "butterfl"),
+    ("What shape has four equal sides and four right angles?", "square"),
 ]
+REPLAY_FILE = "demo/replay.jsonl"      # under core/templates/: {"question", "answer"} per line
+
+
+def states_fact(answer: str, fact: str) -> bool:
+    """Whether `answer` states `fact`: a number as a whole number (9, not 19), a symbol of one or
+    two letters as a word (Ag, not Again), anything else as a case-insensitive substring."""
+    if fact.isdigit():
+        return re.search(rf"(?<![\d.]){fact}(?![\d])", answer) is not None
+    if len(fact) <= 2:
+        return re.search(rf"\b{re.escape(fact)}\b", answer) is not None
+    return fact.casefold() in answer.casefold()
+
+
+def whole_sentences(text: str) -> str:
+    """A generation cut off by the token budget, up to its last complete sentence (one that does
+    not train the model to stop mid-sentence); the text itself when it has no sentence end."""
+    cut = max(text.rfind(". "), text.rfind("! "), text.rfind("? "), text.rfind(".\n"))
+    return text[:cut + 1].strip() if cut > 0 else text.strip()
+
+
+def general_replay() -> list[tuple[str, str]]:
+    """(question, the base model's answer) from REPLAY_FILE, in the order of REPLAY_QUESTIONS."""
+    from core.workspace import template_text   # noqa: PLC0415
+
+    stored = {}
+    for line in template_text(REPLAY_FILE).splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if "question" in record:
+            stored[record["question"]] = record["answer"]
+    return [(question, stored[question]) for question, _ in REPLAY_QUESTIONS if question in stored]
+
 
 # What is planted (ids below), so tests and the demo walkthrough can check each one is found.
 PLANTED = {
@@ -218,7 +271,7 @@ def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -
     lasts; the others are dates, so demo-0010 ... demo-0040 (copied by the planted ones) are dates.
     """
     rng = random.Random(seed)
-    general = list(GENERAL_REPLAY)
+    general = general_replay()
     rng.shuffle(general)
     slots = [index for index in range(count) if index % GENERAL_EVERY == 2][:len(general)]
     dates = iter(_date_examples(count - len(slots), rng))

@@ -245,7 +245,8 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
         decided = record_data_evidence(ws, report, prepared)
         attest_demo(ws, "tune.data_review", "the labels are computed by Python's datetime from the written date "
                                             "(core/demo_data.py); the requests use the task's formats and "
-                                            "wording, and the general replay is hand-checked", say)
+                                            "wording, and the general replay is the base model's own answers, "
+                                            "kept only where they state the right fact", say)
         lines.append(f"cleaned data {prepared.digest[7:19]}: {prepared.counts}; "
                      + ", ".join(f"{item.split('.')[1]} {status}" for item, status in decided.items()))
         began = time.perf_counter()

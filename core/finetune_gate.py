@@ -118,6 +118,7 @@ def verdict(task: dict, general: dict, margin: float, tolerance: float) -> tuple
     words = (f"task {task['base']:.3f} -> {task['adapter']:.3f} ({task['delta']:+.3f}, needs >= +{margin:g}); "
              f"general {general['base']:.3f} -> {general['adapter']:.3f} ({general['delta']:+.3f}, "
              f"may fall by <= {tolerance:g})")
+    words += _looser_than_default(margin, tolerance)
     if task_ok and general_ok:
         return True, "kept: " + words
     why = []
@@ -131,6 +132,18 @@ def verdict(task: dict, general: dict, margin: float, tolerance: float) -> tuple
             words += (f"; one case of the general set is {1 / cases:.3f}, so a tolerance of {tolerance:g} "
                       "rejects any regression: add general cases or set [training] general_tolerance knowingly")
     return False, "rejected (" + " and ".join(why) + "): " + words
+
+
+def _looser_than_default(margin: float, tolerance: float) -> str:
+    """A gate loosened in weightgate.toml says so in every verdict: never silently weaker."""
+    from core.data_settings import GATE_DEFAULTS   # noqa: PLC0415
+
+    looser = []
+    if margin < GATE_DEFAULTS["task_margin"] - 1e-9:
+        looser.append(f"task_margin {margin:g} (default {GATE_DEFAULTS['task_margin']:g})")
+    if tolerance > GATE_DEFAULTS["general_tolerance"] + 1e-9:
+        looser.append(f"general_tolerance {tolerance:g} (default {GATE_DEFAULTS['general_tolerance']:g})")
+    return f"; looser than the defaults, set in [training]: {', '.join(looser)}" if looser else ""
 
 
 def run_gate(ws: Workspace, adapter: str | None = None, *, device: str | None = None,

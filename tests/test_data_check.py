@@ -314,3 +314,20 @@ def test_cli_data_check_json_and_fix(tmp_path, tiny_model_dir):
     assert result["digest"] == prepared["digest"] and set(result["items"].values()) == {"pass"}
     events, _ = read_events(job_dir / "events.jsonl")
     assert any(e.kind == "log" and e.payload["message"] == "tune.dedup: pass" for e in events)
+
+
+def test_a_copy_without_an_id_is_left_out_and_the_first_is_kept(tmp_path, tiny_model_dir):
+    """Examples without an id are named by their content: both copies share one name, and leaving
+    out the copy must not leave out the original with it (it did, and an old example vanished
+    from the split when its copy was appended)."""
+    ws, _ = create_demo_workspace(tmp_path / "ws")
+    rows = [chat(f"Rewrite {day} March 1911 as YYYY-MM-DD.", f"1911-03-{day:02d}") for day in range(1, 12)]
+    lines = [json.dumps(row) for row in rows] + [json.dumps(rows[3])]
+    (ws.root / "data" / "train.jsonl").write_text("\n".join(lines) + "\n")
+    report = check_dataset(ws, tokenizer_dir=tiny_model_dir)
+    [group] = report.exact_duplicates
+    assert group["kept"]["line"] == 4 and [r["line"] for r in group["removed"]] == [12]
+    kept = report.kept_units()
+    assert len(kept) == 11 and [u.line for u in kept] == list(range(1, 12))
+    train, val = report.split_units()
+    assert sorted(u.line for u in train + val) == list(range(1, 12))

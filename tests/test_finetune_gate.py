@@ -151,3 +151,16 @@ def test_a_rejection_says_when_the_tolerance_is_finer_than_one_general_case():
     large = {"base": 1.0, "adapter": 0.97, "delta": -0.03, "cases": 100}
     keep, note = verdict(task, large, 0.05, 0.02)
     assert not keep and "one case" not in note      # 0.01 per case: the tolerance allows two
+
+
+def test_a_gate_looser_than_the_defaults_says_so_in_its_verdict():
+    from core.finetune_gate import verdict
+
+    task = {"base": 0.1, "adapter": 0.9, "delta": 0.8}
+    general = {"base": 0.78, "adapter": 0.74, "delta": -0.04, "cases": 50}
+    keep, note = verdict(task, general, 0.05, 0.05)
+    assert keep and "looser than the defaults, set in [training]: general_tolerance 0.05 (default 0.02)" in note
+    keep, note = verdict(task, general, 0.01, 0.02)
+    assert not keep and "task_margin 0.01 (default 0.05)" in note
+    keep, note = verdict(task, {**general, "delta": 0.0}, 0.05, 0.02)
+    assert keep and "looser" not in note

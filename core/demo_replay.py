@@ -1,0 +1,59 @@
+"""Self-distilled general replay for the demo's training data: the base model's own greedy
+answers to general questions, kept where they state the right fact.
+
+    records, dropped = distill(model_dir, REPLAY_QUESTIONS)
+    write_replay(path, records, dropped, provenance)   # core/templates/demo/replay.jsonl
+
+Run by scripts/demo_replay.py when the questions change; core.demo_data reads the file, so
+building the demo's data needs no model and gives the same bytes on every machine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.atomic import write_atomic
+from core.demo_data import states_fact, whole_sentences
+
+# Long enough to finish most answers; the general set reads 32 tokens of each.
+MAX_NEW_TOKENS = 64
+BATCH_SIZE = 16
+
+
+@dataclass
+class Dropped:
+    question: str
+    fact: str
+    answer: str
+
+
+def distill(model_dir: str | Path, questions: list[tuple[str, str]], *, max_new_tokens: int = MAX_NEW_TOKENS,
+            batch_size: int = BATCH_SIZE, precision: str = "fp32") -> tuple[list[dict], list[Dropped]]:
+    """Answer every (question, fact) greedily with the model's chat template, as an eval run
+    does; keep {"question", "answer"} when the answer (cut to whole sentences if the budget
+    ran out) states the fact; return the rest as Dropped."""
+    from core import generation   # noqa: PLC0415 - torch only when distilling
+
+    loaded = generation.load_model(model_dir, precision, device="cpu")
+    settings = generation.generation_settings(Path(model_dir), max_new_tokens=max_new_tokens)
+    prompts = [generation.render(loaded.tokenizer, generation.build_messages(q)) for q, _ in questions]
+    outputs = generation.generate_all(loaded, prompts, settings, batch_size)
+    kept, dropped = [], []
+    for (question, fact), output in zip(questions, outputs):
+        answer = output.text.strip() if output.finished else whole_sentences(output.text)
+        if answer and states_fact(answer, fact):
+            kept.append({"question": question, "answer": answer})
+        else:
+            dropped.append(Dropped(question, fact, answer))
+    return kept, dropped
+
+
+def write_replay(path: Path, kept: list[dict], dropped: list[Dropped], provenance: dict) -> None:
+    """One header line (how the answers were made, what was dropped), then one line per answer."""
+    header = {"_replay": {**provenance, "kept": len(kept),
+                          "dropped": [{"question": d.question, "fact": d.fact, "answer": d.answer[:120]}
+                                      for d in dropped]}}
+    lines = [json.dumps(header, ensure_ascii=False)] + [json.dumps(record, ensure_ascii=False) for record in kept]
+    write_atomic(Path(path), "\n".join(lines) + "\n")
