@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-import re
 
 from core.demo import DATE_CASES, INSTRUCTION
 
@@ -183,23 +182,6 @@ REPLAY_QUESTIONS = [
     ("What shape has four equal sides and four right angles?", "square"),
 ]
 REPLAY_FILE = "demo/replay.jsonl"      # under core/templates/: {"question", "answer"} per line
-
-
-def states_fact(answer: str, fact: str) -> bool:
-    """Whether `answer` states `fact`: a number as a whole number (9, not 19), a symbol of one or
-    two letters as a word (Ag, not Again), anything else as a case-insensitive substring."""
-    if fact.isdigit():
-        return re.search(rf"(?<![\d.]){fact}(?![\d])", answer) is not None
-    if len(fact) <= 2:
-        return re.search(rf"\b{re.escape(fact)}\b", answer) is not None
-    return fact.casefold() in answer.casefold()
-
-
-def whole_sentences(text: str) -> str:
-    """A generation cut off by the token budget, up to its last complete sentence (one that does
-    not train the model to stop mid-sentence); the text itself when it has no sentence end."""
-    cut = max(text.rfind(". "), text.rfind("! "), text.rfind("? "), text.rfind(".\n"))
-    return text[:cut + 1].strip() if cut > 0 else text.strip()
 
 
 def general_replay() -> list[tuple[str, str]]:

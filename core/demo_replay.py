@@ -11,15 +11,32 @@ building the demo's data needs no model and gives the same bytes on every machin
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.atomic import write_atomic
-from core.demo_data import states_fact, whole_sentences
 
 # Long enough to finish most answers; the general set reads 32 tokens of each.
 MAX_NEW_TOKENS = 64
 BATCH_SIZE = 16
+
+
+def states_fact(answer: str, fact: str) -> bool:
+    """Whether `answer` states `fact`: a number as a whole number (9, not 19), a symbol of one or
+    two letters as a word (Ag, not Again), anything else as a case-insensitive substring."""
+    if fact.isdigit():
+        return re.search(rf"(?<![\d.]){fact}(?![\d])", answer) is not None
+    if len(fact) <= 2:
+        return re.search(rf"\b{re.escape(fact)}\b", answer) is not None
+    return fact.casefold() in answer.casefold()
+
+
+def whole_sentences(text: str) -> str:
+    """A generation cut off by the token budget, up to its last complete sentence (one that does
+    not train the model to stop mid-sentence); the text itself when it has no sentence end."""
+    cut = max(text.rfind(". "), text.rfind("! "), text.rfind("? "), text.rfind(".\n"))
+    return text[:cut + 1].strip() if cut > 0 else text.strip()
 
 
 @dataclass

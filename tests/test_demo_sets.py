@@ -9,7 +9,8 @@ from pathlib import Path
 
 from core.demo import DATE_CASES, create_demo_workspace
 from core.demo import GENERAL_CASES
-from core.demo_data import PLANTED, REPLAY_QUESTIONS, demo_examples, general_replay, states_fact, whole_sentences
+from core.demo_data import PLANTED, REPLAY_QUESTIONS, demo_examples, general_replay
+from core.demo_replay import states_fact, whole_sentences
 from core.evalsets import load_evalset
 from core.scoring import score_output
 
