@@ -11,7 +11,7 @@ from typing import Callable
 
 from textual.screen import Screen
 
-from screens.overview import OverviewScreen
+from weightgate.screens.overview import OverviewScreen
 
 # Phase screens are imported when first shown: the first frame needs only the Overview.
 PHASE_MODULES = {
@@ -34,19 +34,19 @@ def _lazy(module: str, name: str) -> Callable[[], Screen]:
 
 def _jobs_screen() -> Screen:
     # Imported on first use: the jobs screen pulls in ProgressBar and RichLog.
-    from screens.jobs import JobsScreen  # noqa: PLC0415
+    from weightgate.screens.jobs import JobsScreen  # noqa: PLC0415
 
     return JobsScreen()
 
 
 def _compare_screen() -> Screen:
-    from screens.compare import CompareScreen  # noqa: PLC0415 - Select and the diff panes load on first use
+    from weightgate.screens.compare import CompareScreen  # noqa: PLC0415 - Select and the diff panes load on first use
 
     return CompareScreen()
 
 
 def _review_screen() -> Screen:
-    from screens.review import ReviewScreen  # noqa: PLC0415
+    from weightgate.screens.review import ReviewScreen  # noqa: PLC0415
 
     return ReviewScreen()
 

@@ -17,11 +17,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Select, Static
 
-from tui.widgets.base_screen import WorkspaceScreen
-from tui.widgets.compare_view import CompareCaseTable, CompareSummary, SideBySide
+from weightgate.tui.widgets.base_screen import WorkspaceScreen
+from weightgate.tui.widgets.compare_view import CompareCaseTable, CompareSummary, SideBySide
 
 if TYPE_CHECKING:
-    from core.compare import Comparison
+    from weightgate.core.evaluation.compare import Comparison
 
 
 def run_option(run) -> tuple[str, str]:
@@ -90,7 +90,7 @@ class CompareScreen(WorkspaceScreen):
         return self._pair
 
     def _workspace(self):
-        from core.workspace import Workspace  # noqa: PLC0415
+        from weightgate.core.engine.workspace import Workspace  # noqa: PLC0415
 
         return getattr(self.app, "workspace", None) or Workspace(self.app.workspace_root)
 
@@ -116,8 +116,8 @@ class CompareScreen(WorkspaceScreen):
 
     @work(thread=True, exclusive=True, group="compare-runs", exit_on_error=False)
     def load_runs(self, keep: bool = False) -> None:
-        from core.compare import default_pair  # noqa: PLC0415
-        from core.runs import list_runs  # noqa: PLC0415
+        from weightgate.core.evaluation.compare import default_pair  # noqa: PLC0415
+        from weightgate.core.evaluation.runs import list_runs  # noqa: PLC0415
 
         request = getattr(self.app, "compare_request", None)   # another screen asked for a pair
         if request:
@@ -165,7 +165,7 @@ class CompareScreen(WorkspaceScreen):
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def compare(self, a: str, b: str) -> None:
-        from core.compare import compare_runs  # noqa: PLC0415
+        from weightgate.core.evaluation.compare import compare_runs  # noqa: PLC0415
 
         try:
             comparison = compare_runs(a, b, ws=self._workspace())

@@ -17,7 +17,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Static
 
-from tui.widgets.base_screen import PhaseScreen
+from weightgate.tui.widgets.base_screen import PhaseScreen
 
 VERSIONS_INTERVAL_S = 3.0
 
@@ -49,7 +49,7 @@ class DeploymentScreen(PhaseScreen):
     """
 
     def compose_panels(self) -> ComposeResult:
-        from tui.widgets.versions_panel import VersionsTable  # noqa: PLC0415
+        from weightgate.tui.widgets.versions_panel import VersionsTable  # noqa: PLC0415
 
         yield VersionsTable(id="versions")
         yield Static("", id="release-detail")
@@ -79,7 +79,7 @@ class DeploymentScreen(PhaseScreen):
         self._reading = True
 
         def read() -> None:
-            from tui.widgets.versions_panel import VersionsView, read_versions  # noqa: PLC0415
+            from weightgate.tui.widgets.versions_panel import VersionsView, read_versions  # noqa: PLC0415
 
             try:
                 view = read_versions(workspace)
@@ -103,7 +103,7 @@ class DeploymentScreen(PhaseScreen):
     def _show_detail(self) -> None:
         from textual.content import Content  # noqa: PLC0415
 
-        from tui.widgets.versions_panel import detail_text  # noqa: PLC0415
+        from weightgate.tui.widgets.versions_panel import detail_text  # noqa: PLC0415
 
         try:
             detail = self.query_one("#release-detail", Static)
@@ -157,8 +157,8 @@ class DeploymentScreen(PhaseScreen):
         def work() -> None:
             from pathlib import Path  # noqa: PLC0415
 
-            from core.registry import VersionRef  # noqa: PLC0415
-            from tui.widgets.weights_actions import error_text  # noqa: PLC0415
+            from weightgate.core.release.registry import VersionRef  # noqa: PLC0415
+            from weightgate.tui.widgets.weights_actions import error_text  # noqa: PLC0415
 
             ref = VersionRef(view.name, row["version"], Path(row["path"]))
             try:
@@ -181,7 +181,7 @@ class DeploymentScreen(PhaseScreen):
 
     def action_verify_release(self) -> None:
         def call(ws, ref):
-            from core.release_verify import verify_version, write_stamp  # noqa: PLC0415
+            from weightgate.core.release.verify import verify_version, write_stamp  # noqa: PLC0415
 
             report = verify_version(ref)
             write_stamp(ws, ref, report)
@@ -198,7 +198,7 @@ class DeploymentScreen(PhaseScreen):
 
     def action_health(self) -> None:
         def call(ws, ref):
-            from core.health import health  # noqa: PLC0415
+            from weightgate.core.release.health import health  # noqa: PLC0415
 
             return health(ws, ref, timeout=120.0, sizes_only=True)
 
@@ -215,7 +215,7 @@ class DeploymentScreen(PhaseScreen):
         row = self.selected_version()
         if row is None:
             return
-        from tui.widgets.modals import ConfirmModal  # noqa: PLC0415
+        from weightgate.tui.widgets.modals import ConfirmModal  # noqa: PLC0415
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
@@ -229,6 +229,6 @@ class DeploymentScreen(PhaseScreen):
 
 
 def _rollback(ws, ref) -> dict:
-    from core.registry import rollback  # noqa: PLC0415
+    from weightgate.core.release.registry import rollback  # noqa: PLC0415
 
     return rollback(ws, ref.version, ref.name)

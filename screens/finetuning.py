@@ -29,10 +29,10 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.widgets.base_screen import PhaseScreen
-from tui.widgets.facts import FactsPanel
-from tui.widgets.journal_tail import JournalTail
-from tui.widgets.units import human_bytes
+from weightgate.tui.widgets.base_screen import PhaseScreen
+from weightgate.tui.widgets.facts import FactsPanel
+from weightgate.tui.widgets.journal_tail import JournalTail
+from weightgate.tui.widgets.units import human_bytes
 
 DATA_FACTS = [
     ("format", "tune.format"),
@@ -113,7 +113,7 @@ def logs_text(history, count: int = 6) -> Content:
 
 def earlier_journals(job_dir: Path, job_id: str) -> list[Path]:
     """The journals of the jobs that ran the same training run before this one (a resume)."""
-    from core.events import read_events  # noqa: PLC0415
+    from weightgate.core.engine.events import read_events  # noqa: PLC0415
 
     try:
         events, _ = read_events(job_dir / "events.jsonl")
@@ -138,7 +138,7 @@ def earlier_journals(job_dir: Path, job_id: str) -> list[Path]:
 def gate_result(ws, report) -> dict | None:
     """The newest gate verdict: the newest `gate` report (.weightgate/reports/gate-*.json, every
     verdict, a rejected challenger's too), else tune.gate's evidence values."""
-    from core.reports import latest_report  # noqa: PLC0415
+    from weightgate.core.evaluation.reports import latest_report  # noqa: PLC0415
 
     data = latest_report(ws, "gate") if ws is not None else None
     if data is None and report is not None:
@@ -186,7 +186,7 @@ def read_data_report(ws) -> tuple[dict | None, Path | None, str | None]:
     """(report.json's data, its path, why it cannot be shown)."""
     if ws is None:
         return None, None, "no workspace"
-    path = ws.state_dir / "data" / "report.json"   # core.data_check.save_latest_report
+    path = ws.state_dir / "data" / "report.json"   # core.training.data.prepare.save_latest_report
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -363,7 +363,7 @@ class TrainingPanel(Vertical):
     """
 
     def __init__(self, **kwargs) -> None:
-        from tui.widgets.loss_chart import TrainingHistory  # noqa: PLC0415
+        from weightgate.tui.widgets.loss_chart import TrainingHistory  # noqa: PLC0415
 
         super().__init__(**kwargs)
         self.history = TrainingHistory()
@@ -389,7 +389,7 @@ class TrainingPanel(Vertical):
         return self.query_one("#train-tail", JournalTail)
 
     def follow(self, job_id: str, job_dir: Path, state: str) -> None:
-        from tui.widgets.loss_chart import TrainingHistory  # noqa: PLC0415
+        from weightgate.tui.widgets.loss_chart import TrainingHistory  # noqa: PLC0415
 
         self.state = state
         if job_id != self.job_id:
@@ -409,8 +409,8 @@ class TrainingPanel(Vertical):
         if names_run and self.tail.job_dir is not None:
             # The job names its training run: replay the run's earlier jobs (before a resume)
             # first, then this job's events, so re-run steps keep their newest values.
-            from core.events import read_events  # noqa: PLC0415
-            from tui.widgets.loss_chart import TrainingHistory  # noqa: PLC0415
+            from weightgate.core.engine.events import read_events  # noqa: PLC0415
+            from weightgate.tui.widgets.loss_chart import TrainingHistory  # noqa: PLC0415
 
             self.history = TrainingHistory()
             for path in earlier_journals(self.tail.job_dir, message.job_id):
@@ -428,7 +428,7 @@ class TrainingPanel(Vertical):
         self.redraw()
 
     def redraw(self) -> None:
-        from tui.widgets.loss_chart import render_loss_chart  # noqa: PLC0415
+        from weightgate.tui.widgets.loss_chart import render_loss_chart  # noqa: PLC0415
 
         try:
             width = self.content_size.width or 80
@@ -551,11 +551,11 @@ class FinetuningScreen(PhaseScreen):
         self.notify("Checking and splitting the training data…", title="Train")
 
         def prepare() -> None:
-            from tui.cli_train import _new_run_params  # noqa: PLC0415
-            from tui.widgets.weights_actions import error_text  # noqa: PLC0415
+            from weightgate.core.training.session import new_run_params  # noqa: PLC0415
+            from weightgate.tui.widgets.weights_actions import error_text  # noqa: PLC0415
 
             try:
-                params = _new_run_params(workspace, 1, None, "auto")   # the job picks a GPU when torch sees one
+                params = new_run_params(workspace, 1, None, "auto")   # the job picks a GPU when torch sees one
             except Exception as exc:  # noqa: BLE001 - notified with its hint
                 self.app.call_from_thread(self._prepared, None, error_text(exc))
                 return

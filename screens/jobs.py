@@ -14,12 +14,12 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
-from tui.widgets.base_screen import WorkspaceScreen
-from tui.widgets.jobs_panel import JobMonitor, JobTable
-from tui.widgets.modals import ConfirmModal
+from weightgate.tui.widgets.base_screen import WorkspaceScreen
+from weightgate.tui.widgets.jobs_panel import JobMonitor, JobTable
+from weightgate.tui.widgets.modals import ConfirmModal
 
 if TYPE_CHECKING:
-    from tui.messages import JobRow
+    from weightgate.tui.messages import JobRow
 
 
 class JobsScreen(WorkspaceScreen):

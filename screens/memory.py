@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 
-from tui.widgets.base_screen import PhaseScreen
+from weightgate.tui.widgets.base_screen import PhaseScreen
 
 
 class InputsRead(Message):
@@ -54,7 +54,7 @@ class MemoryScreen(PhaseScreen):
     STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "fit", "measure", "quant_check", "training", "all_precisions")
 
     def compose_panels(self) -> ComposeResult:
-        from tui.widgets.memory_panel import MemoryPanel  # noqa: PLC0415
+        from weightgate.tui.widgets.memory_panel import MemoryPanel  # noqa: PLC0415
 
         yield MemoryPanel(id="memory")
 
@@ -82,8 +82,8 @@ class MemoryScreen(PhaseScreen):
                         exclusive=True, exit_on_error=False)
 
     def _read(self, workspace, devices) -> None:
-        from tui.widgets.memory_panel import MemoryInputs, read_memory_inputs  # noqa: PLC0415
-        from tui.widgets.weights_actions import error_text  # noqa: PLC0415
+        from weightgate.tui.widgets.memory_panel import MemoryInputs, read_memory_inputs  # noqa: PLC0415
+        from weightgate.tui.widgets.weights_actions import error_text  # noqa: PLC0415
 
         try:
             inputs = read_memory_inputs(workspace, devices)
@@ -154,8 +154,8 @@ class MemoryScreen(PhaseScreen):
                         exit_on_error=False)
 
     def _fit(self, workspace, context: int, batch: int, train) -> None:
-        from core.precision import record_fit  # noqa: PLC0415
-        from tui.widgets.weights_actions import error_text  # noqa: PLC0415
+        from weightgate.core.memory.precision import record_fit  # noqa: PLC0415
+        from weightgate.tui.widgets.weights_actions import error_text  # noqa: PLC0415
 
         try:
             result = record_fit(workspace, context=context, batch=batch, train=train)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tui.widgets.base_screen import PhaseScreen
+from weightgate.tui.widgets.base_screen import PhaseScreen
 
 
 class OverviewScreen(PhaseScreen):

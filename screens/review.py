@@ -25,12 +25,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
-from screens.compare import run_option
-from tui.widgets.base_screen import WorkspaceScreen
-from tui.widgets.review_view import ReviewCasePanel, ReviewPicker, RevealView
+from weightgate.screens.compare import run_option
+from weightgate.tui.widgets.base_screen import WorkspaceScreen
+from weightgate.tui.widgets.review_view import RevealView, ReviewCasePanel, ReviewPicker
 
 if TYPE_CHECKING:
-    from core.review import ReviewResult, ReviewSession
+    from weightgate.core.evaluation.review import ReviewResult, ReviewSession
 
 ANSWER_ACTIONS = ("answer", "previous")
 LOADING, EMPTY, PICK, CASE, REVEAL = "loading", "empty", "pick", "case", "reveal"
@@ -91,7 +91,7 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
         return self.query_one(ReviewPicker)
 
     def _workspace(self):
-        from core.workspace import Workspace  # noqa: PLC0415
+        from weightgate.core.engine.workspace import Workspace  # noqa: PLC0415
 
         return getattr(self.app, "workspace", None) or Workspace(self.app.workspace_root)
 
@@ -135,8 +135,8 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
 
     @work(thread=True, group="review-load", exit_on_error=False)
     def _load(self, seq: int, resume: bool, pair: tuple[str, str] | None) -> None:
-        from core.review import default_runs, environment_reviewer, latest_open_review  # noqa: PLC0415
-        from core.runs import list_runs  # noqa: PLC0415
+        from weightgate.core.evaluation.review import default_runs, environment_reviewer, latest_open_review  # noqa: PLC0415
+        from weightgate.core.evaluation.runs import list_runs  # noqa: PLC0415
 
         ws = self._workspace()
         try:
@@ -181,8 +181,8 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
 
     @work(thread=True, group="review-load", exit_on_error=False)
     def _start(self, seq: int, run_a: str, run_b: str, reviewer: str) -> None:
-        from core.errors import InputError  # noqa: PLC0415
-        from core.review import start_review  # noqa: PLC0415
+        from weightgate.core.engine.errors import InputError  # noqa: PLC0415
+        from weightgate.core.evaluation.review import start_review  # noqa: PLC0415
 
         try:
             session = start_review(self._workspace(), run_a, run_b, reviewer=reviewer or None)
@@ -205,7 +205,7 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
         self.show_case(index)
 
     def show_case(self, index: int) -> None:
-        from core.errors import InputError  # noqa: PLC0415
+        from weightgate.core.engine.errors import InputError  # noqa: PLC0415
 
         assert self.session is not None
         try:
@@ -259,7 +259,7 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
 
     @work(thread=True, exclusive=True, group="review-reveal", exit_on_error=False)
     def _finish(self) -> None:
-        from core.review import complete_review  # noqa: PLC0415
+        from weightgate.core.evaluation.review import complete_review  # noqa: PLC0415
 
         session = self.session
         if session is None:

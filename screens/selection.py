@@ -23,15 +23,15 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 
-from tui.widgets.base_screen import PhaseScreen
-from tui.widgets.facts import FactsPanel
-from tui.widgets.weights_actions import EngineDone, WeightsActions
+from weightgate.tui.widgets.base_screen import PhaseScreen
+from weightgate.tui.widgets.facts import FactsPanel
+from weightgate.tui.widgets.weights_actions import EngineDone, WeightsActions
 
 if TYPE_CHECKING:
     from textual.widgets import TabbedContent
 
-    from core.gates import Report
-    from tui.widgets.candidates import Candidate, CandidatesPanel, Shortlist
+    from weightgate.core.engine.status import Report
+    from weightgate.tui.widgets.candidates import Candidate, CandidatesPanel, Shortlist
 
 # The panel's widgets (tables, tabs, dialogs) are imported when the screen is first shown, not
 # at start-up: `import tui.app` imports every screen module.
@@ -76,7 +76,7 @@ class SelectionScreen(WeightsActions, PhaseScreen):
     """
 
     def compose_panels(self) -> ComposeResult:
-        from tui.widgets.candidates import CandidateTabs  # noqa: PLC0415
+        from weightgate.tui.widgets.candidates import CandidateTabs  # noqa: PLC0415
 
         yield CandidateTabs(FactsPanel("Requirements", REQUIREMENTS,
                                        source="weightgate.toml [requirements] · evals/task.jsonl", id="requirements"))
@@ -134,7 +134,7 @@ class SelectionScreen(WeightsActions, PhaseScreen):
         self.run_worker(lambda: self._read(workspace), thread=True, group="shortlist", exit_on_error=False)
 
     def _read(self, workspace) -> None:
-        from tui.widgets.candidates import Shortlist, read_shortlist  # noqa: PLC0415
+        from weightgate.tui.widgets.candidates import Shortlist, read_shortlist  # noqa: PLC0415
 
         try:
             shortlist = read_shortlist(workspace)
@@ -202,7 +202,7 @@ class SelectionScreen(WeightsActions, PhaseScreen):
             self.run_engine("add", spec, f"Adding {spec}: reading its config and safetensors headers "
                             "(no weights)…", lambda ws: _add(ws, spec, note))
 
-        from tui.widgets.candidates import AddCandidateModal  # noqa: PLC0415
+        from weightgate.tui.widgets.candidates import AddCandidateModal  # noqa: PLC0415
 
         self.app.push_screen(AddCandidateModal(), done)
 
@@ -211,7 +211,7 @@ class SelectionScreen(WeightsActions, PhaseScreen):
         if candidate is None:
             return
         self._show_candidates()
-        from tui.widgets.modals import NoteModal  # noqa: PLC0415
+        from weightgate.tui.widgets.modals import NoteModal  # noqa: PLC0415
 
         def done(reason: str | None) -> None:
             if reason:
@@ -257,7 +257,7 @@ class SelectionScreen(WeightsActions, PhaseScreen):
         self.panel.show_busy(text)
 
     def engine_done(self, message: EngineDone) -> None:
-        from tui.widgets.candidates import Summary  # noqa: PLC0415
+        from weightgate.tui.widgets.candidates import Summary  # noqa: PLC0415
 
         if message.action == "add":
             self.notify(Summary(message.subject, message.result).text(), title="Candidate added",
@@ -272,21 +272,21 @@ class SelectionScreen(WeightsActions, PhaseScreen):
 
 
 def _add(ws, spec: str, note: str) -> dict:
-    from core.candidates import add_candidate  # noqa: PLC0415
+    from weightgate.core.weights.candidates import add_candidate  # noqa: PLC0415
 
     return add_candidate(ws, spec, note)
 
 
 def _choose(ws, spec: str, reason: str) -> None:
-    from core.candidates import choose_model  # noqa: PLC0415
+    from weightgate.core.weights.candidates import choose_model  # noqa: PLC0415
 
     choose_model(ws, spec, reason)
 
 
 def _inspect(ws, spec: str) -> dict:
-    from core.candidates import metadata_summary  # noqa: PLC0415
-    from core.metadata_cache import save_metadata  # noqa: PLC0415
-    from core.sources import fetch_metadata  # noqa: PLC0415
+    from weightgate.core.weights.candidates import metadata_summary  # noqa: PLC0415
+    from weightgate.core.weights.metadata_cache import save_metadata  # noqa: PLC0415
+    from weightgate.core.weights.sources import fetch_metadata  # noqa: PLC0415
 
     summary = metadata_summary(fetch_metadata(spec).to_dict())
     save_metadata(ws, spec, summary)

@@ -24,12 +24,12 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 
-from tui.widgets.base_screen import PhaseScreen
-from tui.widgets.weights_actions import EngineDone, WeightsActions
+from weightgate.tui.widgets.base_screen import PhaseScreen
+from weightgate.tui.widgets.weights_actions import EngineDone, WeightsActions
 
 if TYPE_CHECKING:
-    from tui.messages import JobRow
-    from tui.widgets.lock_panel import LockPanel, LockView
+    from weightgate.tui.messages import JobRow
+    from weightgate.tui.widgets.lock_panel import LockPanel, LockView
 
 # The lock panel (tables, job tail) is imported when the screen is first shown, not at
 # start-up: `import tui.app` imports every screen module.
@@ -68,7 +68,7 @@ class VerificationScreen(WeightsActions, PhaseScreen):
     """
 
     def compose_panels(self) -> ComposeResult:
-        from tui.widgets.lock_panel import LockPanel  # noqa: PLC0415
+        from weightgate.tui.widgets.lock_panel import LockPanel  # noqa: PLC0415
 
         yield LockPanel(id="lock")
 
@@ -98,7 +98,7 @@ class VerificationScreen(WeightsActions, PhaseScreen):
         self.run_worker(lambda: self._read(workspace), thread=True, group="lock-view", exit_on_error=False)
 
     def _read(self, workspace) -> None:
-        from tui.widgets.lock_panel import LockView, read_lock_view  # noqa: PLC0415
+        from weightgate.tui.widgets.lock_panel import LockView, read_lock_view  # noqa: PLC0415
 
         try:
             view = read_lock_view(workspace)
@@ -246,7 +246,7 @@ class VerificationScreen(WeightsActions, PhaseScreen):
 
 
 def _start_verify(ws) -> dict:
-    from core.jobs import start_job  # noqa: PLC0415
+    from weightgate.core.engine.jobs import start_job  # noqa: PLC0415
 
     handle = start_job(ws.jobs_dir, "verify", {}, workspace=ws.root)
     return {"job": handle.job_id, "job_dir": str(handle.job_dir)}
@@ -255,9 +255,9 @@ def _start_verify(ws) -> dict:
 def _start_convert(ws, full_path: str, subject: str) -> dict:
     """Refuse here (trust at these bytes, clean scan, free output name) before any job starts;
     the job checks all of it again in the process that loads."""
-    from core.jobkinds.convert_pickle import plan_conversion  # noqa: PLC0415
-    from core.jobs import start_job  # noqa: PLC0415
-    from core.pickle_policy import check_pickle_allowed  # noqa: PLC0415
+    from weightgate.core.engine.jobs import start_job  # noqa: PLC0415
+    from weightgate.core.weights.convert import plan_conversion  # noqa: PLC0415
+    from weightgate.core.weights.pickle_policy import check_pickle_allowed  # noqa: PLC0415
 
     plan = plan_conversion(ws, full_path)
     check_pickle_allowed(ws, plan.source)

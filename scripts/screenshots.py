@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SCREENS = [("overview", "o"), ("selection", "1"), ("verification", "2"), ("memory", "3"), ("evaluation", "4"),
            ("finetuning", "5"), ("deployment", "6"), ("jobs", "j"), ("compare", "C")]
 
 
 async def shoot(workspace: Path, out: Path, size: tuple[int, int], settle: float) -> list[Path]:
-    from tui.app import WeightgateApp
+    from weightgate.tui.app import WeightgateApp
 
     out.mkdir(parents=True, exist_ok=True)
     saved = []

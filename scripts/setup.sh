@@ -30,4 +30,4 @@ if ! command -v tmux >/dev/null 2>&1; then
     echo "setup: tmux not found; install it to run the real-terminal tests"
   fi
 fi
-.venv/bin/python -c "import torch, core, tui; print('setup: ok, torch', torch.__version__)"
+.venv/bin/python -c "import torch, weightgate.core, weightgate.tui; print('setup: ok, torch', torch.__version__)"

@@ -1,12 +1,12 @@
-"""Eval runs written through core.runs (the shared run format) for compare and review tests."""
+"""Eval runs written through core.evaluation.runs (the shared run format) for compare and review tests."""
 
 from __future__ import annotations
 
 import time
 from typing import Iterable
 
-from core.runs import COMPLETE, CaseResult, Run, write_run
-from core.workspace import Workspace
+from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation.runs import COMPLETE, CaseResult, Run, write_run
 
 EVALSET = "sha256:" + "e" * 64
 
@@ -61,15 +61,15 @@ def two_runs(ws: Workspace, n: int = 12) -> tuple[Run, Run]:
 
 
 def real_runs(ws: Workspace, model_dir, *, cases: int = 8) -> tuple[Run, Run]:
-    """Two real runs of the tiny model through the eval engine (core.evaluation): A generates 3
+    """Two real runs of the tiny model through the eval engine (core.evaluation.runner): A generates 3
     new tokens per case, B 6. The eval set's expected answers are then set from the real outputs
     (A's for cases 0-2, B's for case 3) and both runs are re-scored by the engine without
     generating again, so A -> B has three regressions and one improvement, on one eval-set
     digest. A is marked baseline."""
     import json
 
-    from core.evaluation import Target, execute, plan_eval, rescore
-    from core.runs import set_baseline
+    from weightgate.core.evaluation.runner import Target, execute, plan_eval, rescore
+    from weightgate.core.evaluation.runs import set_baseline
 
     path = ws.evals_dir / "task.jsonl"
     rows = [{"id": f"date-{n:02d}", "input": f"Rewrite as YYYY-MM-DD: March {n + 1}, 2021",
@@ -96,6 +96,6 @@ def real_runs(ws: Workspace, model_dir, *, cases: int = 8) -> tuple[Run, Run]:
 
 
 def read_run_pair(ws: Workspace, a: str, b: str) -> tuple[Run, Run]:
-    from core.runs import read_run
+    from weightgate.core.evaluation.runs import read_run
 
     return read_run(ws, a), read_run(ws, b)

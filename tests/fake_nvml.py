@@ -1,6 +1,6 @@
 """A fake ``pynvml`` (nvidia-ml-py) module for tests.
 
-It mirrors the real binding where core.devices touches it: the same function names and
+It mirrors the real binding where core.memory.devices touches it: the same function names and
 signatures, the ``NVML_ERROR_*`` codes, and an ``NVMLError`` whose constructor maps a code to
 the matching ``NVMLError_<Name>`` subclass (``NVMLError(15)`` is an ``NVMLError_GpuIsLost``),
 generated with the same naming rule as the real ``_extractNVMLErrorsAsClasses``. Like the real

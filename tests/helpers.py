@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.workspace import Workspace, init_workspace
+from weightgate.core.engine.workspace import Workspace, init_workspace
 
 REQUIREMENTS = {
     "task": "Rewrite a date in any English format as YYYY-MM-DD; exact match counts.",
@@ -51,8 +51,8 @@ def add_candidate(ws: Workspace, spec: str, parameters: int, licence: str = "apa
     """A shortlisted candidate with cached metadata, as `weightgate add` leaves it."""
     import tomlkit
 
-    from core.metadata_cache import save_metadata
-    from core.sources import size_class
+    from weightgate.core.weights.metadata_cache import save_metadata
+    from weightgate.core.weights.sources import size_class
 
     def change(doc):
         if "candidates" not in doc:
@@ -68,9 +68,9 @@ def add_candidate(ws: Workspace, spec: str, parameters: int, licence: str = "apa
 def record_benchmark(ws: Workspace, spec: str, **row) -> None:
     """A benchmark report as `weightgate benchmark` leaves it, with one row for `spec` (for
     tests of the gates and the UI; the benchmark itself is tested in tests/test_benchmark.py)."""
-    from core.benchmark import BENCHMARK_INPUTS
-    from core.fingerprints import Fingerprints
-    from core.reports import save_report
+    from weightgate.core.engine.fingerprints import Fingerprints
+    from weightgate.core.evaluation.benchmark import BENCHMARK_INPUTS
+    from weightgate.core.evaluation.reports import save_report
 
     values = {"source": spec, "score": 0.95, "p50_latency_ms": 300.0, "p95_latency_ms": 400.0,
               "tokens_per_s": 50.0, "memory_gib": 1.0, "cost_per_1k_tasks": 0.01, "passed": 19,
@@ -80,7 +80,7 @@ def record_benchmark(ws: Workspace, spec: str, **row) -> None:
 
 
 def choose(ws: Workspace, spec: str) -> None:
-    from core.candidates import choose_model
+    from weightgate.core.weights.candidates import choose_model
 
     choose_model(ws, spec, "clears every requirement in the benchmark")
 
@@ -89,7 +89,7 @@ def wait_terminal(job_dir: Path, timeout: float = 90.0):
     """The job's status once it has ended (polls its status file)."""
     import time
 
-    from core.jobs import read_status
+    from weightgate.core.engine.jobs import read_status
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -766,7 +766,7 @@ def safetensors_bytes(tensors: Mapping[str, tuple[str, tuple[int, ...]]], *, see
     head = struct.pack("<Q", len(raw)) + raw
     if virtual:
         return head, len(head) + offset
-    import numpy as np   # its generator makes random bytes ~50x faster than random.randbytes
+    import numpy as np  # its generator makes random bytes ~50x faster than random.randbytes
 
     return head + np.random.default_rng(seed).bytes(offset)
 

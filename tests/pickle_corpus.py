@@ -9,13 +9,12 @@ real pickles the unpickler would run to the end.
 from __future__ import annotations
 
 import io
+import pickletools
 import random
 import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pickletools
 
 # --- opcodes ----------------------------------------------------------------------------------
 

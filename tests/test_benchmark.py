@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from core.benchmark import render_table, requirement_failures, run_benchmark
-from core.candidates import choose_model
-from core.gates import compute_report
 from tests.helpers import add_candidate
 from tests.test_evaluation import rewrite_cases, set_decision, tiny_workspace
+from weightgate.core.evaluation.benchmark import render_table, requirement_failures, run_benchmark
+from weightgate.core.gates import compute_report
+from weightgate.core.weights.candidates import choose_model
 
 ROW = {"source": "m", "score": 0.95, "p95_latency_ms": 900.0, "tokens_per_s": 40.0, "memory_gib": 1.0,
        "cost_per_1k_tasks": 0.1}

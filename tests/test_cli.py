@@ -8,17 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from core.workspace import init_workspace
 from tests.helpers import phase1_ready
+from weightgate.core.engine.workspace import init_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def wg(*args, cwd=None, timeout=60):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], cwd=cwd or ROOT, env=env,
+    env = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "weightgate", *map(str, args)], cwd=cwd or ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -97,8 +95,8 @@ def test_unknown_command_is_usage_error(tmp_path):
 
 def test_job_from_a_killed_spawner_finishes_and_attach_replays_in_order(tmp_path):
     ws = init_workspace(tmp_path)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    spawner = subprocess.Popen([sys.executable, "-m", "tui.cli", "-w", str(ws.root), "selftest",
+    env = dict(os.environ)
+    spawner = subprocess.Popen([sys.executable, "-m", "weightgate", "-w", str(ws.root), "selftest",
                                 "--seconds", "2", "--interval", "0.1", "--json"],
                                env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
     job = json.loads(spawner.stdout.readline())["job"]
@@ -195,8 +193,8 @@ def test_help_texts_keep_their_brackets():
 
 
 def wg_env(extra: dict, *args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **extra)
-    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], cwd=ROOT, env=env,
+    env = dict(os.environ, **extra)
+    return subprocess.run([sys.executable, "-m", "weightgate", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -1,4 +1,4 @@
-"""core.compare and core.stats: alignment, order, summaries, statistics, warnings, diff, text."""
+"""core.evaluation.compare and core.evaluation.stats: alignment, order, summaries, statistics, warnings, diff, text."""
 
 from __future__ import annotations
 
@@ -9,12 +9,26 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from compare_helpers import case, make_run, two_runs
-from core import stats
-from core.compare import (CHANGED, DELETE, EQUAL, IMPROVEMENT, INSERT, REGRESSION, UNCHANGED, compare_command, compare_runs,
-                          default_pair, marked_text, render_comparison_text, side, word_diff)
-from core.workspace import Workspace, init_workspace
+
+from weightgate.core.engine.workspace import Workspace, init_workspace
+from weightgate.core.evaluation import stats
+from weightgate.core.evaluation.compare import (
+    CHANGED,
+    DELETE,
+    EQUAL,
+    IMPROVEMENT,
+    INSERT,
+    REGRESSION,
+    UNCHANGED,
+    compare_command,
+    compare_runs,
+    default_pair,
+    marked_text,
+    render_comparison_text,
+    side,
+    word_diff,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -226,7 +240,7 @@ def test_text_report_lists_changed_cases_with_markers(ws):
 
 
 def test_compare_and_review_import_neither_textual_rich_nor_torch():
-    code = ("import sys, core.compare, core.review, core.stats\n"
+    code = ("import sys, weightgate.core.evaluation.compare, weightgate.core.evaluation.review, weightgate.core.evaluation.stats\n"
             "bad = [m for m in ('textual', 'rich', 'torch', 'transformers') if m in sys.modules]\n"
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -245,7 +259,7 @@ def test_compare_command_text_json_and_fail_on_regression(ws):
 
 
 def test_compare_command_without_runs_says_what_to_do(ws):
-    from core.errors import InputError
+    from weightgate.core.engine.errors import InputError
 
     with pytest.raises(InputError, match="no run to use as A"):
         compare_command(ws)

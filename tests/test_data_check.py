@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from core.data_check import check_dataset, prepare_dataset
-from core.demo import DATE_CASES, GENERAL_CASES, INSTRUCTION, create_demo_workspace
-from core.demo_data import PLANTED, demo_examples, demo_train_lines
-from core.errors import InputError
-from core.gates import compute_report
-from core.pii import iban_ok, luhn_ok
+from weightgate.core.demo.data import PLANTED, demo_examples, demo_train_lines
+from weightgate.core.demo.evalsets import DATE_CASES, GENERAL_CASES, INSTRUCTION
+from weightgate.core.demo.workspace import create_demo_workspace
+from weightgate.core.engine.errors import InputError
+from weightgate.core.gates import compute_report
+from weightgate.core.training.data.pii import iban_ok, luhn_ok
+from weightgate.core.training.data.prepare import check_dataset
+from weightgate.core.training.dataset import prepare_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,7 +128,7 @@ def test_every_planted_problem_is_found_with_its_line(crafted, tiny_model_dir):
     assert [(p["a"]["line"], p["b"]["line"]) for p in report.near_duplicates] == \
         [(where["near_original"], where["near_dup"])]
     assert 0.7 <= report.near_duplicates[0]["similarity"] < 1
-    from core.near_dup import jaccard, shingles
+    from weightgate.core.training.data.near_dup import jaccard, shingles
 
     a, b = (shingles(by_line[where[key]].plain_text()) for key in ("other_day_a", "other_day_b"))
     assert jaccard(a, b) > 0.8            # nearly the same words, yet not reported: other numbers
@@ -145,8 +147,8 @@ def test_every_planted_problem_is_found_with_its_line(crafted, tiny_model_dir):
     # Tag skew.
     assert report.tags["skewed"] and report.tags["most"] == "common" and report.tags["least"] == "edge"
     # What `weightgate data check` prints: each finding at its line.
-    from core.data_evidence import decide
-    from tui.cli_data import render_data_report
+    from weightgate.core.training.checks import decide
+    from weightgate.tui.cli_data import render_data_report
 
     text = render_data_report(report, None, {k: v[0] for k, v in decide(report, None).items()}, False)
     assert f"= line {where['chat']} (first)" in text and f"line {where['near_dup']} (" in text
@@ -281,7 +283,7 @@ def test_raw_text_is_chunked_without_boilerplate(tmp_path, tiny_model_dir):
 
 @pytest.mark.timeout(120)
 def test_cli_data_check_json_and_fix(tmp_path, tiny_model_dir):
-    from core.local_source import lock_local_source
+    from weightgate.core.weights.local_source import lock_local_source
 
     ws, _ = create_demo_workspace(tmp_path / "ws")
     lock_local_source(ws, str(tiny_model_dir))
@@ -289,7 +291,7 @@ def test_cli_data_check_json_and_fix(tmp_path, tiny_model_dir):
     path.write_text("".join(line + "\n" for line in demo_train_lines() if '"demo-long"' not in line))
 
     def wg(*args):
-        return subprocess.run([sys.executable, "-m", "tui.cli", "-w", str(ws.root), *args], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "weightgate", "-w", str(ws.root), *args], cwd=ROOT,
                               capture_output=True, text=True, timeout=120)
 
     out = wg("data", "check", "--fix", "--json")
@@ -302,9 +304,9 @@ def test_cli_data_check_json_and_fix(tmp_path, tiny_model_dir):
     assert Path(prepared["train"]).parent.name == prepared["digest"][:16] and prepared["counts"]["pii_scrubbed"] == 4
     assert (ws.state_dir / "data" / "report.json").is_file()
     # The data_check job kind (what the TUI starts) does the same and logs each item.
-    from core.events import JournalWriter, read_events
-    from core.jobkinds import resolve
-    from core.jobs import JobContext
+    from weightgate.core.engine.events import JournalWriter, read_events
+    from weightgate.core.engine.job_kinds import resolve
+    from weightgate.core.engine.jobs import JobContext
 
     job_dir = tmp_path / "job"
     job_dir.mkdir()

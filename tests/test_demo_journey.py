@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
-from core.demo import create_demo_workspace
-from core.demo_journey import JourneyStopped, run_demo_journey
-from core.gates import compute_report
-from core.registry import list_versions, read_aliases
-from core.workspace import Workspace
+from weightgate.core.demo.journey import JourneyStopped, run_demo_journey
+from weightgate.core.demo.workspace import create_demo_workspace
+from weightgate.core.engine.workspace import Workspace
+from weightgate.core.gates import compute_report
+from weightgate.core.release.registry import list_versions, read_aliases
 
 
 @pytest.mark.timeout(900)

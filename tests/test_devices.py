@@ -1,4 +1,4 @@
-"""core.devices: error-tolerant NVML telemetry, snapshots, the poller and memory budgets."""
+"""core.memory.devices: error-tolerant NVML telemetry, snapshots, the poller and memory budgets."""
 
 from __future__ import annotations
 
@@ -9,21 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from core import devices
-from core.devices import (
-    MIN_POLL_INTERVAL_S,
-    NA,
-    REASON_NO_DRIVER,
-    REASON_NO_GPU,
-    REASON_NO_LIBRARY,
-    DevicePoller,
-    DeviceSnapshot,
-    GpuInfo,
-    HostMemory,
-    budget_bytes,
-    nvml_query,
-    nvml_status,
-    snapshot,
+from weightgate.core.memory import devices
+from weightgate.core.memory.devices import (
+                                            MIN_POLL_INTERVAL_S,
+                                            NA,
+                                            REASON_NO_DRIVER,
+                                            REASON_NO_GPU,
+                                            REASON_NO_LIBRARY,
+                                            DevicePoller,
+                                            DeviceSnapshot,
+                                            GpuInfo,
+                                            HostMemory,
+                                            budget_bytes,
+                                            nvml_query,
+                                            nvml_status,
+                                            snapshot,
 )
 
 try:
@@ -413,7 +413,7 @@ def test_budget_picks_biggest_gpu_not_most_free():
 
 def test_import_is_cheap():
     code = (
-        "import sys, core.devices\n"
+        "import sys, weightgate.core.memory.devices\n"
         "bad = [m for m in ('pynvml', 'psutil', 'torch', 'textual', 'rich') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )

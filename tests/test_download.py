@@ -13,19 +13,25 @@ from pathlib import Path
 import pytest
 from huggingface_hub import hf_hub_download, snapshot_download
 
-from core.download import BranchMovedError, DownloadError, DownloadStopped, IntegrityError, download_model
-from core.errors import InputError
-from core.events import read_events
-from core.jobs import follow_job, read_status, start_job
-from core.lock import HASH_COMPUTED, HASH_PUBLISHED, changed_on_disk, read_lock
-from core.sources import HubError
-from core.workspace import init_workspace
 from tests.hub_emulator import hub, llama_repo_files  # noqa: F401 - `hub` is a fixture
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.events import read_events
+from weightgate.core.engine.jobs import follow_job, read_status, start_job
+from weightgate.core.engine.lock import HASH_COMPUTED, HASH_PUBLISHED, changed_on_disk, read_lock
+from weightgate.core.engine.workspace import init_workspace
+from weightgate.core.weights.download import (
+    BranchMovedError,
+    DownloadError,
+    DownloadStopped,
+    IntegrityError,
+    download_model,
+)
+from weightgate.core.weights.sources import HubError
 
 REPO = "org/tiny-llama"
 STORE = "models--org--tiny-llama"
 SHARD = "model-00002-of-00003.safetensors"
-KIND = "core.jobkinds.download:run"   # the registry's "module:function" form (KINDS line pending)
+KIND = "download"
 FAST = {"retry_wait_s": 0.01, "max_attempts": 3}
 
 
@@ -366,7 +372,7 @@ def test_download_job_progress_is_in_the_journal_while_it_runs(repo, tmp_path):
 
 
 def test_cancelled_download_job_keeps_partials_and_the_next_run_resumes(repo, tmp_path):
-    from core.jobs import cancel_job
+    from weightgate.core.engine.jobs import cancel_job
 
     hub, files, sha = repo
     ws = init_workspace(tmp_path / "ws")
@@ -396,7 +402,7 @@ def test_cancelled_download_job_keeps_partials_and_the_next_run_resumes(repo, tm
 
 
 def test_download_job_takes_remote_code_consent_from_weightgate_toml(hub, tmp_path):
-    from core.pickle_policy import trust_remote_code
+    from weightgate.core.weights.pickle_policy import trust_remote_code
 
     files = llama_repo_files(config_extra={"auto_map": {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}})
     files["modeling_x.py"] = b"class XForCausalLM: pass\n"
@@ -421,7 +427,7 @@ def test_a_cache_filled_by_the_hf_client_is_reused_with_nothing_downloaded(repo,
     snapshot symlinks, refs/main) are hashed against the published sha256 and reused; not one
     weight byte is fetched again, and the result is the same snapshot directory."""
     hub, files, sha = repo
-    from core.sources import plan_files
+    from weightgate.core.weights.sources import plan_files
 
     wanted, skipped = plan_files(files)     # what weightgate fetches: no pickles, no .gitattributes
     assert "pytorch_model.bin" in skipped and SHARD in wanted

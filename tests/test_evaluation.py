@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from core import generation
-from core.errors import InputError
-from core.evaluation import execute, mark_baseline, plan_eval, rescore, run_eval
-from core.gates import compute_report
-from core.generation import build_messages, generate_all, generation_settings, load_model, render
-from core.local_source import lock_local_source
-from core.runs import list_runs, read_run
-from core.workspace import Workspace
 from tests.helpers import phase1_ready
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation.runner import execute, mark_baseline, plan_eval, rescore, run_eval
+from weightgate.core.evaluation.runs import list_runs, read_run
+from weightgate.core.gates import compute_report
+from weightgate.core.memory import loading as generation
+from weightgate.core.memory.loading import build_messages, generate_all, generation_settings, load_model, render
+from weightgate.core.weights.local_source import lock_local_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -205,8 +205,8 @@ def test_bad_eval_set_is_refused_with_line_numbers(tmp_path, tiny_model_dir):
     for line, words in ((3, "duplicate id 'c000'"), (5, "bad regex"), (7, "unknown scorer 'levenshtein'")):
         assert f"{path}:{line}: {words}" in text
     # The CLI says the same with exit code 2, before any job starts.
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, "-m", "tui.cli", "-w", str(ws.root), "eval"], env=env,
+    env = dict(os.environ)
+    out = subprocess.run([sys.executable, "-m", "weightgate", "-w", str(ws.root), "eval"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and f"{path}:5: bad regex" in out.stderr
     assert not list(ws.jobs_dir.iterdir())
@@ -241,7 +241,7 @@ def test_rescoring_changes_scores_without_generating(tmp_path, tiny_model_dir, m
 
 
 def test_determinism_identical_and_an_injected_divergence(tmp_path, tiny_model_dir, tiny):
-    from core.determinism import check_determinism
+    from weightgate.core.evaluation.determinism import check_determinism
 
     ws = tiny_workspace(tmp_path / "ws", tiny_model_dir, header={"max_new_tokens": 8})
     same = check_determinism(ws, repeats=3, batch_size=4, limit=8, loaded=tiny)
@@ -261,7 +261,7 @@ def test_determinism_identical_and_an_injected_divergence(tmp_path, tiny_model_d
 
 
 def test_latency_per_batch_size_against_ceilings(tmp_path, tiny_model_dir, tiny):
-    from core.latency import measure_latency
+    from weightgate.core.evaluation.latency import measure_latency
 
     ws = tiny_workspace(tmp_path / "ws", tiny_model_dir, header={"max_new_tokens": 6})
 
@@ -292,7 +292,7 @@ def test_latency_per_batch_size_against_ceilings(tmp_path, tiny_model_dir, tiny)
 
 
 def test_eval_job_runs_detached_and_streams_progress(tmp_path, tiny_model_dir):
-    from core.jobs import follow_job, read_status, start_job
+    from weightgate.core.engine.jobs import follow_job, read_status, start_job
 
     ws = tiny_workspace(tmp_path / "ws", tiny_model_dir)
     handle = start_job(ws.jobs_dir, "eval", {"batch_size": 6}, workspace=ws.root)
@@ -360,8 +360,8 @@ def test_bitsandbytes_precisions_load_and_generate_on_cpu(tiny_model_dir, precis
 
 
 def wg(*args, timeout=120):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], env=env, capture_output=True,
+    env = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "weightgate", *map(str, args)], env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -9,19 +9,19 @@ import time
 
 import pytest
 
-from core.errors import InputError
-from core.events import (
-    ARTIFACT,
-    ERROR,
-    Artifact,
-    Event,
-    JournalWriter,
-    Log,
-    Metric,
-    Progress,
-    Result,
-    follow,
-    read_events,
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.events import (
+                                           ARTIFACT,
+                                           ERROR,
+                                           Artifact,
+                                           Event,
+                                           JournalWriter,
+                                           Log,
+                                           Metric,
+                                           Progress,
+                                           Result,
+                                           follow,
+                                           read_events,
 )
 
 

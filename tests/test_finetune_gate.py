@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from core.evaluation import run_eval
-from core.finetune_gate import run_gate
-from core.gates import compute_report
-from core.generation import build_messages, generate_all, generation_settings, load_model, render
-from core.local_source import lock_local_source
-from core.runs import list_runs, read_run
 from tests.helpers import phase1_ready
+from weightgate.core.evaluation.runner import run_eval
+from weightgate.core.evaluation.runs import list_runs, read_run
+from weightgate.core.gates import compute_report
+from weightgate.core.memory.loading import build_messages, generate_all, generation_settings, load_model, render
+from weightgate.core.training.keep_or_reject import run_gate
+from weightgate.core.weights.local_source import lock_local_source
 
 TASK_PROMPTS = [f"Rewrite as YYYY-MM-DD: {month} {day}, {year}" for month, day, year in
                 [("March", 3, 2021), ("July", 4, 1976), ("May", 30, 1990), ("June", 21, 2024), ("Oct", 31, 2018),
@@ -110,7 +110,7 @@ def test_gate_rejects_an_adapter_that_breaks_the_general_set(gate_workspace):
 
 @pytest.mark.timeout(180)
 def test_gate_keeps_a_helpful_adapter_through_the_job_and_reuses_runs(gate_workspace):
-    from core.jobs import follow_job, read_status, start_job
+    from weightgate.core.engine.jobs import follow_job, read_status, start_job
 
     ws = gate_workspace
     handle = start_job(ws.jobs_dir, "tune_gate", {"adapter": "good"}, workspace=ws.root)
@@ -124,7 +124,7 @@ def test_gate_keeps_a_helpful_adapter_through_the_job_and_reuses_runs(gate_works
     status = compute_report(ws).item("tune.gate")
     assert status.status == "pass" and status.values["general"]["base_run"] == outcome["general"]["base_run"]
     # The comparisons open from their run ids (what the Compare screen does).
-    from core.compare import compare_runs
+    from weightgate.core.evaluation.compare import compare_runs
 
     comparison = compare_runs(outcome["task"]["base_run"], outcome["task"]["adapter_run"], ws=ws)
     assert comparison.overall.improvements == comparison.overall.cases
@@ -142,7 +142,7 @@ def test_gate_keeps_a_helpful_adapter_through_the_job_and_reuses_runs(gate_works
 
 
 def test_a_rejection_says_when_the_tolerance_is_finer_than_one_general_case():
-    from core.finetune_gate import verdict
+    from weightgate.core.training.keep_or_reject import verdict
 
     task = {"base": 0.1, "adapter": 0.9, "delta": 0.8}
     small = {"base": 1.0, "adapter": 0.958333, "delta": -0.041667, "cases": 24}
@@ -154,7 +154,7 @@ def test_a_rejection_says_when_the_tolerance_is_finer_than_one_general_case():
 
 
 def test_a_gate_looser_than_the_defaults_says_so_in_its_verdict():
-    from core.finetune_gate import verdict
+    from weightgate.core.training.keep_or_reject import verdict
 
     task = {"base": 0.1, "adapter": 0.9, "delta": 0.8}
     general = {"base": 0.78, "adapter": 0.74, "delta": -0.04, "cases": 50}

@@ -1,15 +1,15 @@
 """Checklist engine: item coverage, live checks, evidence, staleness, waivers and gates."""
 
-import json
 
 import pytest
 
-from core import checklist, evidence
-from core.checklist import ITEMS, PHASES, Mode, Severity
-from core.errors import InputError
-from core.gates import compute_report, record_finetuning_decision
-from core.workspace import init_workspace
 from tests.helpers import add_candidate, choose, fill_requirements, phase1_ready, record_benchmark, write_cases
+from weightgate.core.engine import checklist, evidence
+from weightgate.core.engine.checklist import ITEMS, PHASES, Mode, Severity
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.workspace import init_workspace
+from weightgate.core.evaluation.finetune_need import record_finetuning_decision
+from weightgate.core.gates import compute_report
 
 
 def test_six_phases_and_item_table():
@@ -74,9 +74,9 @@ def test_every_auto_item_has_a_decider():
     never a todo with nothing behind it."""
     import pathlib
 
-    from core.gates import LIVE_CHECKS
+    from weightgate.core.gates import LIVE_CHECKS
 
-    sources = "\n".join(path.read_text() for path in pathlib.Path(checklist.__file__).parent.rglob("*.py"))
+    sources = "\n".join(path.read_text() for path in pathlib.Path(checklist.__file__).parents[1].rglob("*.py"))
     for item in ITEMS:
         if item.mode is not Mode.AUTO or item.id in LIVE_CHECKS:
             continue
@@ -277,10 +277,10 @@ def test_corrupt_evidence_line_is_reported_with_line(tmp_path):
 
 def _training_run(ws, run_id="20260101-000000-abcd", *, status="finished", precision="bf16", method="lora",
                   metrics=(), job="job-train-1", prints=None):
-    from core.events import JournalWriter
-    from core.fingerprints import Fingerprints
-    from core.jobs import events_path
-    from core.training.runs import run_dir, write_run
+    from weightgate.core.engine.events import JournalWriter
+    from weightgate.core.engine.fingerprints import Fingerprints
+    from weightgate.core.engine.jobs import events_path
+    from weightgate.core.training.runs import run_dir, write_run
 
     directory = run_dir(ws, run_id)
     directory.mkdir(parents=True)
@@ -292,7 +292,7 @@ def _training_run(ws, run_id="20260101-000000-abcd", *, status="finished", preci
     import os
     import time
 
-    from core.jobs import STATUS_FILE, JobStatus
+    from weightgate.core.engine.jobs import STATUS_FILE, JobStatus
     state = "running" if status == "running" else "succeeded"
     (ws.jobs_dir / job / STATUS_FILE).write_text(JobStatus(job, "train", state, time.time(), time.time(),
                                                            pid=os.getpid()).to_json())
@@ -310,8 +310,8 @@ def test_loss_curves_from_the_training_runs_journal(tmp_path):
     status = compute_report(ws).item("tune.loss_curves")
     assert status.status == "todo" and "5 train-loss and 0 validation-loss points so far" in status.detail
     # The run writes on: validation losses arrive (the last one rising); decided once it has ended.
-    from core.events import JournalWriter
-    from core.training.runs import run_dir, update_run
+    from weightgate.core.engine.events import JournalWriter
+    from weightgate.core.training.runs import run_dir, update_run
     writer = JournalWriter(ws.jobs_dir / "job-train-1" / "events.jsonl")
     writer.emit("metric", {"step": 5, "values": {"step": 5, "val_loss": 0.5}})
     writer.emit("metric", {"step": 6, "values": {"step": 6, "loss": 0.3}})
@@ -330,7 +330,7 @@ def test_loss_curves_from_the_training_runs_journal(tmp_path):
 def test_loss_curves_of_a_run_whose_job_died(tmp_path):
     ws = phase1_ready(tmp_path)
     directory = _training_run(ws, status="running", metrics=[{"step": 1, "loss": 1.0}])
-    from core.jobs import STATUS_FILE, JobStatus
+    from weightgate.core.engine.jobs import STATUS_FILE, JobStatus
     (ws.jobs_dir / "job-train-1" / STATUS_FILE).write_text(
         JobStatus("job-train-1", "train", "running", 1.0, 1.0, pid=2**22 + 12345).to_json())   # no such process
     status = compute_report(ws).item("tune.loss_curves")

@@ -2,7 +2,7 @@
 
 import sys
 
-from core.generation import generate_all, generation_settings, load_model
+from weightgate.core.memory.loading import generate_all, generation_settings, load_model
 
 
 def test_flush_denormal_does_not_leak(tiny_model_dir):

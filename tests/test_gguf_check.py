@@ -1,4 +1,4 @@
-"""core.gguf_check: files written by the `gguf` package's GGUFWriter pass and agree with its
+"""core.weights.gguf_format: files written by the `gguf` package's GGUFWriter pass and agree with its
 GGUFReader; hand-built corrupted headers each name their fault; random damage never escapes as
 anything but a GgufError."""
 
@@ -7,16 +7,23 @@ from __future__ import annotations
 import struct
 import time
 
+import gguf
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import gguf
-from core.errors import InputError
-from core.gguf_check import (
-    FAULTS, GGML_TYPES, GgufArray, GgufEntryError, GgufError, GgufFramingError, GgufLayoutError,
-    validate_gguf, validate_gguf_bytes,
+from weightgate.core.engine.errors import InputError
+from weightgate.core.weights.gguf_format import (
+    FAULTS,
+    GGML_TYPES,
+    GgufArray,
+    GgufEntryError,
+    GgufError,
+    GgufFramingError,
+    GgufLayoutError,
+    validate_gguf,
+    validate_gguf_bytes,
 )
 
 U8, I32, U32, F32, BOOL, STRING, ARRAY, U64 = 0, 5, 4, 6, 7, 8, 9, 10
@@ -273,7 +280,7 @@ def test_mutations_of_a_valid_header(draw):
 
 
 def test_caps_on_what_a_header_can_make_us_read(monkeypatch):
-    import core.gguf_check as gc
+    import weightgate.core.weights.gguf_format as gc
 
     huge = build(kvs=[kv("general.name", STRING, struct.pack("<Q", gc.MAX_STRING_VALUE + 1))], tensors=[],
                  data_len=gc.MAX_STRING_VALUE + 1)
@@ -291,7 +298,7 @@ def test_caps_on_what_a_header_can_make_us_read(monkeypatch):
 def test_the_demo_model_gguf_if_cached():
     """SmolLM2-135M-Instruct Q4_1, when the demo has fetched it already (never downloaded here)."""
     try:
-        from core.demo_model import demo_entry_dir
+        from weightgate.core.demo.model import demo_entry_dir
         path = demo_entry_dir() / "gguf" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     except Exception:       # the demo module's API is not this test's business
         pytest.skip("demo model module unavailable")

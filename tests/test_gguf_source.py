@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from core.candidates import add_candidate, choose_model, start_fetch
-from core.demo_model import GGUF_SHA256, ORIGIN_REPO
-from core.errors import InputError
-from core.gates import compute_report
-from core.gguf_source import lock_gguf_source
-from core.jobs import read_status
-from core.lock import read_lock
-from core.verify import model_dir, snapshot_dir, verify_lock
-from core.weights_checks import verified_snapshot
-from core.workspace import init_workspace
 from tests.helpers import wait_terminal
+from weightgate.core.demo.model import GGUF_SHA256, ORIGIN_REPO
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.jobs import read_status
+from weightgate.core.engine.lock import model_dir, read_lock, snapshot_dir
+from weightgate.core.engine.workspace import init_workspace
+from weightgate.core.gates import compute_report
+from weightgate.core.weights.candidates import add_candidate, choose_model, start_fetch
+from weightgate.core.weights.checks import verified_snapshot
+from weightgate.core.weights.gguf_source import lock_gguf_source
+from weightgate.core.weights.verify import verify_lock
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""core.hashing: correct digests, parallel across files, progress that is monotonic and throttled."""
+"""core.engine.hashing: correct digests, parallel across files, progress that is monotonic and throttled."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.hashing import default_workers, hash_files, hash_rate, sha256_file
+from weightgate.core.engine.hashing import default_workers, hash_files, hash_rate, sha256_file
 
 
 def write(path: Path, size: int, seed: int = 0) -> bytes:
@@ -38,7 +38,7 @@ def test_hash_files_keys_by_the_given_objects(tmp_path):
 
 def test_hash_files_runs_files_in_parallel(tmp_path, monkeypatch):
     """Two files, two workers: both are being hashed at the same moment."""
-    import core.hashing as hashing
+    import weightgate.core.engine.hashing as hashing
 
     paths = [tmp_path / "a", tmp_path / "b"]
     for i, p in enumerate(paths):

@@ -17,27 +17,27 @@ from pathlib import Path
 import httpx2
 import pytest
 from huggingface_hub import (
-    HfApi,
-    get_hf_file_metadata,
-    hf_hub_download,
-    hf_hub_url,
-    snapshot_download,
+                             HfApi,
+                             get_hf_file_metadata,
+                             hf_hub_download,
+                             hf_hub_url,
+                             snapshot_download,
 )
 from huggingface_hub.errors import (
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
+                                    LocalEntryNotFoundError,
+                                    RepositoryNotFoundError,
+                                    RevisionNotFoundError,
 )
 
 from tests.hub_emulator import (  # noqa: F401 - `hub` is a fixture
-    HubEmulator,
-    LlamaShape,
-    _parse_range,
-    git_blob_oid,
-    hub,
-    llama_repo_files,
-    llama_tensors,
-    serve,
+                                HubEmulator,
+                                LlamaShape,
+                                _parse_range,
+                                git_blob_oid,
+                                hub,
+                                llama_repo_files,
+                                llama_tensors,
+                                serve,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def test_faults_seen_through_the_client(repo, tmp_path):
 
 
 def test_plain_client_stores_wrong_bytes_of_the_right_length(repo, tmp_path):
-    """Why core.download verifies hashes itself: the client's HTTP path checks only the size."""
+    """Why core.weights.download verifies hashes itself: the client's HTTP path checks only the size."""
     hub, files, sha = repo
     shard = "model-00003-of-00003.safetensors"
     hub.fault("wrong_bytes", shard)

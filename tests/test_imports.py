@@ -5,21 +5,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import core
+import weightgate.core as core
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _core_modules() -> list[str]:
-    names = ["core"]
-    for info in pkgutil.walk_packages(core.__path__, prefix="core."):
+    names = ["weightgate.core"]
+    for info in pkgutil.walk_packages(core.__path__, prefix="weightgate.core."):
         names.append(info.name)
     return names
 
 
 def test_core_modules_found():
     modules = _core_modules()
-    assert {"core.workspace", "core.checklist", "core.gates", "core.evidence"} <= set(modules)
+    assert {"weightgate.core.engine.workspace", "weightgate.core.engine.checklist", "weightgate.core.gates", "weightgate.core.engine.evidence"} <= set(modules)
 
 
 def test_no_core_module_imports_textual_or_rich():
@@ -34,7 +34,7 @@ def test_no_core_module_imports_textual_or_rich():
 
 
 def test_core_status_path_imports_no_torch():
-    code = ("import sys; from core.gates import compute_report; from core import jobs, devices; "
+    code = ("import sys; from weightgate.core.gates import compute_report; from weightgate.core.engine import jobs; from weightgate.core.memory import devices; "
             "print(','.join(m for m in ('torch', 'transformers', 'peft', 'bitsandbytes') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

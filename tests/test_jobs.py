@@ -15,33 +15,31 @@ from pathlib import Path
 import psutil
 import pytest
 
-import core
-from core.atomic import write_atomic
-from core.errors import InputError
-from core.events import read_events
-from core.jobs import (
-    CANCELLED,
-    CRASHED,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    SUCCEEDED,
-    UNKNOWN,
-    JobHandle,
-    JobSpec,
-    JobStatus,
-    cancel_job,
-    events_path,
-    find_job,
-    follow_job,
-    jobs_dir_for,
-    list_jobs,
-    read_status,
-    start_job,
+from weightgate.core.engine.atomic import write_atomic
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.events import read_events
+from weightgate.core.engine.jobs import (
+                                         CANCELLED,
+                                         CRASHED,
+                                         FAILED,
+                                         QUEUED,
+                                         RUNNING,
+                                         SUCCEEDED,
+                                         UNKNOWN,
+                                         JobHandle,
+                                         JobSpec,
+                                         JobStatus,
+                                         cancel_job,
+                                         events_path,
+                                         find_job,
+                                         follow_job,
+                                         jobs_dir_for,
+                                         list_jobs,
+                                         read_status,
+                                         start_job,
 )
-from core.jobkinds.selftest import CHECKPOINT_FILE
+from weightgate.core.engine.selftest import CHECKPOINT_FILE
 
-CODE_ROOT = Path(core.__file__).resolve().parent.parent
 TIMEOUT_S = 20.0
 
 
@@ -132,12 +130,12 @@ def test_follow_replays_every_event_in_order_for_early_and_late_readers(start):
 def test_job_survives_its_starter_being_killed(jobs_dir, tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
-        from core.jobs import start_job
+        from weightgate.core.engine.jobs import start_job
         handle = start_job({str(jobs_dir)!r}, "selftest", {{"seconds": 2, "interval": 0.1}})
         print(handle.job_dir, flush=True)
         time.sleep(60)
     """)
-    env = {**os.environ, "PYTHONPATH": str(CODE_ROOT)}
+    env = dict(os.environ)
     starter = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                                cwd=tmp_path, env=env, start_new_session=True)
     try:
@@ -272,8 +270,8 @@ def test_cancelling_a_finished_job_is_a_no_op(start):
 def test_job_cancelled_before_it_started_never_runs(jobs_dir, tmp_path):
     job_dir = _handmade_job(jobs_dir, "20260101-000000-selftest-0000", state=QUEUED)
     write_atomic(job_dir / "cancel.json", "{}")
-    env = {**os.environ, "PYTHONPATH": str(CODE_ROOT)}
-    done = subprocess.run([sys.executable, "-m", "core.jobs", "run", str(job_dir)], cwd=tmp_path, env=env,
+    env = dict(os.environ)
+    done = subprocess.run([sys.executable, "-m", "weightgate.core.engine.jobs", "run", str(job_dir)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 143, done.stderr
     assert read_status(job_dir).state == CANCELLED

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.events import Event
-from tui.widgets.loss_chart import TrainingHistory, render_loss_chart, smoothed
+from weightgate.core.engine.events import Event
+from weightgate.tui.widgets.loss_chart import TrainingHistory, render_loss_chart, smoothed
 
 
 def event(kind: str, payload: dict, seq: int = 0) -> Event:

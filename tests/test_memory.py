@@ -13,15 +13,33 @@ from pathlib import Path
 
 import pytest
 
-from core import memory
-from core.evidence import latest_by_item, read_evidence
-from core.errors import InputError
-from core.memory import (GiB, KiB, TrainingSetup, candidate_precisions, estimate, kv_cache_bytes, layout_from_config,
-                         layout_from_tensors, lora_parameters, quantized_linear_bytes, weights)
-from core.precision import (Budget, estimate_for_source, estimate_report, recommend, record_fit,
-                            render_estimate_text, workspace_targets)
-from core.workspace import init_workspace, template_text
-from tests.hub_emulator import hub, llama_config, llama_repo_files, LlamaShape  # noqa: F401 - `hub` is a fixture
+from tests.hub_emulator import LlamaShape, hub, llama_config, llama_repo_files  # noqa: F401 - `hub` is a fixture
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.evidence import latest_by_item, read_evidence
+from weightgate.core.engine.workspace import init_workspace, template_text
+from weightgate.core.memory import estimate as memory
+from weightgate.core.memory.estimate import (
+    GiB,
+    KiB,
+    TrainingSetup,
+    candidate_precisions,
+    estimate,
+    kv_cache_bytes,
+    layout_from_config,
+    layout_from_tensors,
+    lora_parameters,
+    quantized_linear_bytes,
+    weights,
+)
+from weightgate.core.memory.precision import (
+    Budget,
+    estimate_for_source,
+    estimate_report,
+    recommend,
+    record_fit,
+    render_estimate_text,
+    workspace_targets,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +120,7 @@ def test_only_linear_layers_are_quantized_lm_head_embeddings_norms_stay():
 
 def test_headers_and_config_give_the_same_layout(tiny_model_dir):
     config = json.loads((tiny_model_dir / "config.json").read_text())
-    from core.safetensors_check import validate_safetensors
+    from weightgate.core.weights.safetensors_format import validate_safetensors
 
     info = validate_safetensors(tiny_model_dir / "model.safetensors")
     exact = layout_from_tensors([(t.name, t.shape, t.dtype) for t in info.tensors], config)
@@ -264,8 +282,8 @@ def test_estimate_from_hub_metadata_downloads_no_weights(hub):
 
 
 def test_estimate_modules_stay_torch_free():
-    code = ("import sys; import core.memory, core.precision, core.memory_measure; "
-            "from core.precision import estimate_report; "
+    code = ("import sys; import weightgate.core.memory.estimate, weightgate.core.memory.precision, weightgate.core.memory.measure; "
+            "from weightgate.core.memory.precision import estimate_report; "
             "bad = [m for m in ('torch', 'transformers', 'textual', 'rich') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -281,7 +299,7 @@ def test_template_documents_context_and_batch():
 
 
 def _workspace(tmp_path: Path, model_dir: Path, *, budget_gib: float = 0, context: int = 256):
-    from core.local_source import lock_local_source
+    from weightgate.core.weights.local_source import lock_local_source
 
     ws = init_workspace(tmp_path / "ws")
 
@@ -296,7 +314,7 @@ def _workspace(tmp_path: Path, model_dir: Path, *, budget_gib: float = 0, contex
 
 def test_workspace_targets_read_requirements_and_settings(tmp_path):
     ws = init_workspace(tmp_path / "ws")
-    from core.fingerprints import plain
+    from weightgate.core.engine.fingerprints import plain
 
     targets = workspace_targets(plain(ws.config()))
     assert targets == {"context": None, "batch": 1, "headroom": 0.3, "budget_gib": None, "training": {},
@@ -319,7 +337,7 @@ def test_record_fit_writes_the_decision_keeps_comments_and_records_evidence(tmp_
     fits = latest["memory.fits"].values
     assert fits["precision"] == "fp32" and set(fits["breakdown"]) == {"weights", "kv_cache", "activations", "overhead"}
     assert fits["context"] == 256 and fits["batch"] == 2
-    from core.gates import compute_report
+    from weightgate.core.gates import compute_report
 
     report = compute_report(ws, record=False)
     for item in ("memory.weights", "memory.kv_cache", "memory.fits", "memory.largest_precision"):
@@ -327,7 +345,7 @@ def test_record_fit_writes_the_decision_keeps_comments_and_records_evidence(tmp_
 
 
 def test_record_fit_evidence_goes_stale_when_the_context_changes(tmp_path, tiny_model_dir):
-    from core.fingerprints import Fingerprints
+    from weightgate.core.engine.fingerprints import Fingerprints
 
     ws = _workspace(tmp_path, tiny_model_dir, budget_gib=2)
     record_fit(ws, device="cpu")
@@ -386,7 +404,7 @@ def test_headroom_outside_20_to_40_percent_is_an_input_error(tmp_path, tiny_mode
         assert "headroom = 0.3" in error.hint            # a percentage, said so
     assert "precision" not in ws.config()["decisions"]   # nothing decided on a bad setting
     # the panel's and the jobs' reader says the same, and names the file even without a path
-    from core.fingerprints import plain
+    from weightgate.core.engine.fingerprints import plain
 
     with pytest.raises(InputError) as bare:
         workspace_targets(plain(ws.config()))
@@ -403,13 +421,13 @@ def test_headroom_inside_the_range_is_used(tmp_path, tiny_model_dir, value):
 
 
 def test_training_estimate_reads_the_training_table_as_the_trainer_does(tmp_path, tiny_model_dir):
-    from core.precision import estimate_for_workspace
+    from weightgate.core.memory.precision import estimate_for_workspace
 
     ws = _workspace(tmp_path, tiny_model_dir, budget_gib=2, context=256)
     default = estimate_for_workspace(ws, train="lora", device="cpu")
     layout = default.layout
     setup = default.train_setup
-    # no [training] table: the trainer's defaults (core.training.config.DEFAULTS)
+    # no [training] table: the trainer's defaults (core.engine.training_config.DEFAULTS)
     assert (setup.r, setup.targets, setup.batch, setup.seq, setup.gradient_checkpointing) == (16, "auto", 1, 256,
                                                                                               False)
     assert default.training[0].training["lora_parameters"] == lora_parameters(layout, 16, "all-linear")
@@ -445,7 +463,7 @@ def test_training_estimate_reads_the_training_table_as_the_trainer_does(tmp_path
 
 
 def test_training_target_not_in_the_model_is_noted(tmp_path, tiny_model_dir):
-    from core.precision import estimate_for_workspace
+    from weightgate.core.memory.precision import estimate_for_workspace
 
     ws = _workspace(tmp_path, tiny_model_dir, budget_gib=2)
     _set(ws, "training", target_modules=["q_proj", "query"])
@@ -484,11 +502,11 @@ def test_record_fit_training_that_fits_nowhere_writes_no_training_choice(tmp_pat
 
 
 def test_fit_help_shows_toml_table_names():
-    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    env = {**__import__("os").environ, "COLUMNS": "200"}
     for command, needles in (("fit", ("[decisions] precision", "[requirements] context_length",
                                       "[requirements] batch_size", "[decisions] training_precision")),
                              ("quant-check", ("[settings] quant_tolerance",))):
-        done = subprocess.run([sys.executable, "-m", "tui.cli", command, "--help"], cwd=ROOT, env=env,
+        done = subprocess.run([sys.executable, "-m", "weightgate", command, "--help"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         text = " ".join(done.stdout.replace("│", " ").split())
@@ -498,8 +516,8 @@ def test_fit_help_shows_toml_table_names():
 
 
 def test_estimate_cli_lists_every_precision(tmp_path, tiny_model_dir):
-    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "tui.cli", "estimate", str(tiny_model_dir), "--device", "cpu",
+    env = dict(__import__("os").environ)
+    done = subprocess.run([sys.executable, "-m", "weightgate", "estimate", str(tiny_model_dir), "--device", "cpu",
                            "--budget-gib", "1", "--context", "256", "--train", "lora", "--json"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -508,7 +526,7 @@ def test_estimate_cli_lists_every_precision(tmp_path, tiny_model_dir):
     assert [c["precision"] for c in data["choice"]["considered"]] == list(memory.PRECISIONS)
     assert [e["precision"] for e in data["training"]] == ["fp32", "bf16", "fp16", "int8"]
     assert data["training_choice"]["method"] == "lora"
-    text = subprocess.run([sys.executable, "-m", "tui.cli", "estimate", str(tiny_model_dir), "--device", "cpu",
+    text = subprocess.run([sys.executable, "-m", "weightgate", "estimate", str(tiny_model_dir), "--device", "cpu",
                            "--budget-gib", "1", "--context", "256"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120).stdout
     for precision in memory.PRECISIONS:

@@ -3,7 +3,7 @@ loaded on the CPU at fp32, bf16, int8 and nf4 (bitsandbytes runs on the CPU here
 
 How the measured side is taken (core/memory_measure.py):
 
-- Each precision runs in one fresh Python process (`python -m core.memory_measure --plan`) that
+- Each precision runs in one fresh Python process (`python -m weightgate.core.memory.measure --plan`) that
   measures the tiny model, then the demo model, each from its own baseline; two processes at a
   time. glibc's mmap threshold is fixed at 64 KiB there, so freed tensors go back to the
   OS at once and RSS tracks live memory (by default glibc keeps up to 32 MiB-sized freed blocks
@@ -39,9 +39,9 @@ from pathlib import Path
 
 import pytest
 
-from core.memory_measure import compare_with_estimate, measure_plan_in_subprocess, verdict
-from core.precision import layout_for, tokenizer_bytes
-from core.sources import fetch_metadata
+from weightgate.core.memory.measure import compare_with_estimate, measure_plan_in_subprocess, verdict
+from weightgate.core.memory.precision import layout_for, tokenizer_bytes
+from weightgate.core.weights.sources import fetch_metadata
 
 PRECISIONS = ("fp32", "bf16", "int8", "nf4")
 # Shapes: large enough that activations are a real share of the peak, small enough to run in
@@ -78,7 +78,7 @@ def _measure_all(models: dict[str, tuple[Path, dict]]) -> dict[tuple[str, str], 
 
 @pytest.mark.timeout(1200)
 def test_tiny_and_demo_estimates_match_measurements(tiny_model_dir, demo_model_dir):
-    from core.memory import TrainingSetup, estimate
+    from weightgate.core.memory.estimate import TrainingSetup, estimate
 
     models = {"tiny": (tiny_model_dir, TINY_TRAIN), "demo": (Path(demo_model_dir), DEMO_TRAIN)}
     comparisons = _measure_all(models)
@@ -108,7 +108,7 @@ def test_peak_watch_sees_a_freed_spike(sampling):
     """The kernel's high-water mark, or the 1 ms sampler where it cannot be reset."""
     import time
 
-    from core.memory_measure import PeakWatch, rss_bytes
+    from weightgate.core.memory.measure import PeakWatch, rss_bytes
 
     before = rss_bytes()
     with PeakWatch(force_sampling=sampling) as watch:
@@ -124,8 +124,8 @@ def test_stored_bytes_counts_bnb_state_and_tied_weights_once(tmp_path):
     """transformers' get_memory_footprint misses Int8Params.SCB and the 4-bit quant_state."""
     from tiny_model import build_tiny_model
 
-    from core.generation import load_model
-    from core.memory_measure import stored_bytes
+    from weightgate.core.memory.loading import load_model
+    from weightgate.core.memory.measure import stored_bytes
 
     model_dir = build_tiny_model(tmp_path / "tied", tie_word_embeddings=True)
     fp32 = load_model(model_dir, "fp32", device="cpu").model
@@ -138,11 +138,11 @@ def test_stored_bytes_counts_bnb_state_and_tied_weights_once(tmp_path):
 
 
 def test_memory_measure_job_records_the_error_as_evidence(tmp_path, tiny_model_dir):
-    from core.evidence import latest_by_item, read_evidence
-    from core.jobs import follow_job, read_status, start_job
-    from core.local_source import lock_local_source
-    from core.precision import record_fit
-    from core.workspace import init_workspace
+    from weightgate.core.engine.evidence import latest_by_item, read_evidence
+    from weightgate.core.engine.jobs import follow_job, read_status, start_job
+    from weightgate.core.engine.workspace import init_workspace
+    from weightgate.core.memory.precision import record_fit
+    from weightgate.core.weights.local_source import lock_local_source
 
     ws = init_workspace(tmp_path / "ws")
 

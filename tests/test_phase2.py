@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from core.gates import compute_report
-from core.licenses import check_licence, classify
-from core.workspace import init_workspace
 from tests.helpers import add_candidate
 from tests.hub_emulator import hub, llama_repo_files  # noqa: F401 - `hub` is a fixture
 from tests.tiny_model import build_tiny_model
+from weightgate.core.engine.workspace import init_workspace
+from weightgate.core.gates import compute_report
+from weightgate.core.weights.licenses import check_licence, classify
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def wg(*args, timeout=120):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], cwd=ROOT, env=env,
+    env = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "weightgate", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -145,9 +145,9 @@ def test_remote_code_needs_trust_at_the_locked_commit(tmp_path, hub):
 
 
 def test_verified_snapshot_rehashes_only_changed_and_refuses_tampered(tmp_path, local_model):
-    from core.candidates import start_fetch
-    from core.errors import InputError
-    from core.weights_checks import verified_snapshot
+    from weightgate.core.engine.errors import InputError
+    from weightgate.core.weights.candidates import start_fetch
+    from weightgate.core.weights.checks import verified_snapshot
 
     ws = init_workspace(tmp_path / "w")
     start_fetch(ws, str(local_model))
@@ -162,9 +162,9 @@ def test_verified_snapshot_rehashes_only_changed_and_refuses_tampered(tmp_path, 
 
 
 def test_verified_snapshot_refuses_weights_transformers_would_load_that_are_not_locked(tmp_path, local_model):
-    from core.candidates import start_fetch
-    from core.errors import InputError
-    from core.weights_checks import verified_snapshot
+    from weightgate.core.engine.errors import InputError
+    from weightgate.core.weights.candidates import start_fetch
+    from weightgate.core.weights.checks import verified_snapshot
 
     ws = init_workspace(tmp_path / "w")
     start_fetch(ws, str(local_model))
@@ -249,8 +249,8 @@ def _convert_cli():
     with the same workspace option and error handling."""
     import typer
 
-    from core.workspace import open_workspace
-    from tui.cli_convert import add_convert_commands
+    from weightgate.core.engine.workspace import open_workspace
+    from weightgate.tui.cli_convert import add_convert_commands
 
     app = typer.Typer()
     state = {}
@@ -310,7 +310,7 @@ def test_trusted_pickle_only_model_passes_only_once_its_safetensors_twin_is_lock
     twin = local_model / "model.safetensors"
     assert result["ok"] and result["output"] == str(twin) and result["source_sha256"] == sha
     assert result["locked"]["twin"] == "model.safetensors" and result["locked"]["of"] == "pytorch_model.bin"
-    from core.lock import read_lock
+    from weightgate.core.engine.lock import read_lock
 
     entry = read_lock(ws).file("model.safetensors")
     assert entry is not None and entry.sha256 == hashlib.sha256(twin.read_bytes()).hexdigest()
@@ -325,7 +325,7 @@ def test_trusted_pickle_only_model_passes_only_once_its_safetensors_twin_is_lock
     # What later phases load is the twin: the verified directory, with use_safetensors=True.
     from transformers import AutoModelForCausalLM
 
-    from core.weights_checks import verified_snapshot
+    from weightgate.core.weights.checks import verified_snapshot
 
     model = AutoModelForCausalLM.from_pretrained(verified_snapshot(ws), use_safetensors=True)
     loaded = model.state_dict()
@@ -335,7 +335,7 @@ def test_trusted_pickle_only_model_passes_only_once_its_safetensors_twin_is_lock
     data = bytearray(twin.read_bytes())
     data[-1] ^= 0xFF
     twin.write_bytes(bytes(data))
-    from core.errors import InputError
+    from weightgate.core.engine.errors import InputError
 
     with pytest.raises(InputError, match="model.safetensors"):
         verified_snapshot(ws)
@@ -347,8 +347,8 @@ def test_a_twin_not_converted_from_the_locked_pickle_does_not_count(tmp_path, lo
     import torch
     from safetensors.torch import save_file
 
-    from core.lock import HASH_COMPUTED, LockedFile, read_lock, write_lock
-    from core.pickle_policy import trust_pickle
+    from weightgate.core.engine.lock import HASH_COMPUTED, LockedFile, read_lock, write_lock
+    from weightgate.core.weights.pickle_policy import trust_pickle
 
     _pickle_only(local_model)
     pickle_path = local_model / "pytorch_model.bin"
@@ -367,7 +367,7 @@ def test_a_twin_not_converted_from_the_locked_pickle_does_not_count(tmp_path, lo
 
 
 def _registered(name: str) -> bool:
-    from tui.cli import build_app
+    from weightgate.tui.cli import build_app
 
     return any((c.name or c.callback.__name__) == name for c in build_app().registered_commands)
 
@@ -390,8 +390,7 @@ def test_hub_pickle_only_model_converted_into_the_cache_snapshot(tmp_path, hub, 
     ws = init_workspace(tmp_path / "w")
     out = wg("-w", ws.root, "fetch", repo, "--attach", timeout=180)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
-    from core.lock import read_lock
-    from core.verify import snapshot_dir
+    from weightgate.core.engine.lock import read_lock, snapshot_dir
 
     lock = read_lock(ws)
     assert lock.file("pytorch_model.bin").hash_source == "published" and lock.file("model.safetensors") is None
@@ -422,7 +421,7 @@ def test_sharded_pickle_model_gets_its_index_with_the_last_shard(tmp_path, local
     import torch
     from transformers import AutoModelForCausalLM
 
-    from core.weights_checks import verified_snapshot
+    from weightgate.core.weights.checks import verified_snapshot
 
     state = _pickle_only(local_model)
     (local_model / "pytorch_model.bin").unlink()

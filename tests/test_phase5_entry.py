@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from core.demo_data import demo_train_lines
-from core.evaluation import run_eval
-from core.gates import FINETUNING_DECISION, compute_report
-from core.local_source import lock_local_source
-from core.prompting import run_fewshot
-from core.runs import read_run
 from tests.helpers import phase1_ready
+from weightgate.core.demo.data import demo_train_lines
+from weightgate.core.evaluation.finetune_need import FINETUNING_DECISION
+from weightgate.core.evaluation.runner import run_eval
+from weightgate.core.evaluation.runs import read_run
+from weightgate.core.gates import compute_report
+from weightgate.core.training.prompting import run_fewshot
+from weightgate.core.weights.local_source import lock_local_source
 
 
 def workspace(root: Path, model_dir: Path, passing: int, total: int = 24):
@@ -47,7 +48,7 @@ def test_phase5_not_needed_when_the_baseline_meets_the_threshold(tmp_path, tiny_
     set_threshold(ws, 0.95)
     report = compute_report(ws)
     assert not any(s.status == "not-needed" for s in report.phase(5).items if s.item.id != "tune.qlora_nf4")
-    from core.evidence import read_evidence
+    from weightgate.core.engine.evidence import read_evidence
 
     decisions = [e for e in read_evidence(ws) if e.item == FINETUNING_DECISION]
     assert decisions[-1].status == "fail" and decisions[-1].note.startswith("baseline 0.92 < threshold 0.95")
@@ -103,7 +104,7 @@ def test_cli_tune_commands_refuse_bad_input_before_starting_a_job(tmp_path, tiny
     root = Path(__file__).resolve().parents[1]
 
     def wg(*args):
-        return subprocess.run([sys.executable, "-m", "tui.cli", "-w", str(ws.root), *args], cwd=root,
+        return subprocess.run([sys.executable, "-m", "weightgate", "-w", str(ws.root), *args], cwd=root,
                               capture_output=True, text=True, timeout=60)
 
     out = wg("tune", "gate", "--json")

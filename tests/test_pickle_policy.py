@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import InputError
-from core.events import read_events
-from core.jobs import SUCCEEDED, FAILED, events_path, read_status, start_job
-from core.pickle_policy import (
+from tests.pickle_corpus import corpus, torch_corpus
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.events import read_events
+from weightgate.core.engine.jobs import FAILED, SUCCEEDED, events_path, read_status, start_job
+from weightgate.core.engine.workspace import init_workspace
+from weightgate.core.weights.pickle_policy import (
     CHANGED,
     MALFORMED,
     UNSAFE,
@@ -27,13 +29,11 @@ from core.pickle_policy import (
     trust_remote_code,
     untrust_pickle,
 )
-from core.sources import remote_code_reasons
-from core.workspace import init_workspace
-from tests.pickle_corpus import corpus, torch_corpus
+from weightgate.core.weights.sources import remote_code_reasons
 
 torch = pytest.importorskip("torch")
 
-JOB = "core.jobkinds.convert_pickle:run"
+JOB = "convert_pickle"
 COMMIT_A = "0123456789abcdef0123456789abcdef01234567"
 COMMIT_B = "fedcba9876543210fedcba9876543210fedcba98"
 
@@ -273,7 +273,7 @@ def test_conversion_refuses_untrusted_and_changed_files(ws):
 
 
 def _convert(ws, params):
-    from core.jobkinds.convert_pickle import run
+    from weightgate.core.weights.convert import run
 
     ctx = FakeCtx(ws, params)
     return run(ctx), ctx
@@ -320,7 +320,7 @@ def test_trust_follows_the_path_not_the_symlink_target_and_pins_bytes(ws, tmp_pa
 
 
 def test_twin_names_are_the_ones_transformers_loads():
-    from core.pickle_policy import is_twin_shard, twin_name
+    from weightgate.core.weights.pickle_policy import is_twin_shard, twin_name
 
     assert twin_name("pytorch_model.bin") == "model.safetensors"
     assert twin_name("pytorch_model-00002-of-00003.bin") == "model-00002-of-00003.safetensors"
@@ -331,7 +331,7 @@ def test_twin_names_are_the_ones_transformers_loads():
 
 
 def test_the_twin_header_names_the_source_bytes(ws):
-    from core.pickle_policy import twin_source_sha256
+    from weightgate.core.weights.pickle_policy import twin_source_sha256
 
     path, _ = _checkpoint(ws)
     trust_pickle(ws, path, _sha(path), "ours")
@@ -341,8 +341,8 @@ def test_the_twin_header_names_the_source_bytes(ws):
 
 
 def test_plan_conversion_resolves_lock_paths_workspace_paths_and_absolute_ones(ws, tmp_path):
-    from core.jobkinds.convert_pickle import plan_conversion
-    from core.lock import HASH_COMPUTED, LockedFile, ModelLock, write_lock
+    from weightgate.core.engine.lock import HASH_COMPUTED, LockedFile, ModelLock, write_lock
+    from weightgate.core.weights.convert import plan_conversion
 
     model = tmp_path / "model"
     model.mkdir()

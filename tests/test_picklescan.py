@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.picklescan import (
+from tests.pickle_corpus import ERROR, FLAGGED, corpus, genuine_checkpoint, is_well_formed, torch_corpus
+from weightgate.core.weights.picklescan import (
     ALLOWED_GLOBALS,
     DANGEROUS,
     UNKNOWN,
@@ -22,7 +23,6 @@ from core.picklescan import (
     scan_bytes,
     scan_file,
 )
-from tests.pickle_corpus import ERROR, FLAGGED, corpus, genuine_checkpoint, is_well_formed, torch_corpus
 
 torch = pytest.importorskip("torch")
 
@@ -286,7 +286,7 @@ def test_legacy_file_missing_pickles_is_malformed():
 
 
 def test_scan_errors_are_input_errors_with_a_path(tmp_path):
-    from core.errors import InputError
+    from weightgate.core.engine.errors import InputError
 
     path = tmp_path / "broken.pt"
     path.write_bytes(b"\x80\x04\x95")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import InputError
-from core.evidence import latest_by_item, read_evidence
-from core.precision import record_fit
-from core.quant_quality import check_quant_quality
-from core.runs import list_runs, read_cases, run_dir
 from tests.test_evaluation import rewrite_cases, tiny_workspace
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.evidence import latest_by_item, read_evidence
+from weightgate.core.evaluation.quant_quality import check_quant_quality
+from weightgate.core.evaluation.runs import list_runs, read_cases, run_dir
+from weightgate.core.memory.precision import record_fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_no_reference_fits_names_the_fix(tmp_path, tiny_model_dir):
 
 
 def wg(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "weightgate", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=timeout)
 
 

@@ -1,4 +1,4 @@
-"""core.review: blind sessions, answers saved at once, resume after a crash, the reveal, evidence."""
+"""core.evaluation.review: blind sessions, answers saved at once, resume after a crash, the reveal, evidence."""
 
 from __future__ import annotations
 
@@ -7,12 +7,19 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-
 from compare_helpers import case, make_run, two_runs
-from core.errors import InputError
-from core.review import (complete_review, latest_open_review, list_reviews, open_review, reveal, start_review,
-                         winner_of)
-from core.workspace import Workspace, init_workspace
+
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.workspace import Workspace, init_workspace
+from weightgate.core.evaluation.review import (
+    complete_review,
+    latest_open_review,
+    list_reviews,
+    open_review,
+    reveal,
+    start_review,
+    winner_of,
+)
 
 
 @pytest.fixture
@@ -145,9 +152,9 @@ def test_partial_reveal_is_marked_incomplete(ws):
 
 
 def test_complete_review_records_evidence_once(ws):
-    from core.evidence import read_evidence
-    from core.fingerprints import Fingerprints
-    from core.checklist import get_item
+    from weightgate.core.engine.checklist import get_item
+    from weightgate.core.engine.evidence import read_evidence
+    from weightgate.core.engine.fingerprints import Fingerprints
 
     a, b = ten_case_runs(ws)
     session = start_review(ws, a, b, reviewer="ana", seed=2)
@@ -169,9 +176,9 @@ def test_complete_review_records_evidence_once(ws):
 
 
 def test_evidence_is_fresh_when_run_b_matches_todays_inputs(ws):
-    from core.checklist import get_item
-    from core.evidence import read_evidence
-    from core.fingerprints import Fingerprints
+    from weightgate.core.engine.checklist import get_item
+    from weightgate.core.engine.evidence import read_evidence
+    from weightgate.core.engine.fingerprints import Fingerprints
 
     item = get_item("eval.human_review")
     today = Fingerprints(ws).of(item.inputs)
@@ -208,7 +215,7 @@ def test_a_review_needs_two_runs_with_differences(ws):
 
 
 def test_reviews_text_reveals_only_finished_reviews(ws):
-    from core.review import render_reviews_text
+    from weightgate.core.evaluation.review import render_reviews_text
 
     assert "no reviews yet" in render_reviews_text(ws)
     a, b = ten_case_runs(ws)

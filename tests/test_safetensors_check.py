@@ -1,4 +1,4 @@
-"""core.safetensors_check: malformed files built byte by byte, valid edge cases, real files,
+"""core.weights.safetensors_format: malformed files built byte by byte, valid edge cases, real files,
 and property-based tests that throw random bytes and mutations at the validator.
 
 The reference implementation (the Rust crate, through the installed `safetensors` wheel) is the
@@ -17,10 +17,17 @@ import safetensors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import InputError
-from core.safetensors_check import (
-    DTYPE_BITS, FAULTS, MAX_HEADER_SIZE, SafetensorsEntryError, SafetensorsError,
-    SafetensorsFramingError, SafetensorsLayoutError, validate_header, validate_safetensors,
+from weightgate.core.engine.errors import InputError
+from weightgate.core.weights.safetensors_format import (
+    DTYPE_BITS,
+    FAULTS,
+    MAX_HEADER_SIZE,
+    SafetensorsEntryError,
+    SafetensorsError,
+    SafetensorsFramingError,
+    SafetensorsLayoutError,
+    validate_header,
+    validate_safetensors,
     validate_safetensors_bytes,
 )
 

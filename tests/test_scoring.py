@@ -5,13 +5,24 @@ import json
 
 import pytest
 
-from core import evalsets, scoring
-from core.errors import InputError
-from core.evalsets import load_evalset
-from core.runs import (ANY, COMPLETE, CaseResult, Run, baseline_run, find_run, list_runs, new_run_id, read_run,
-                       set_baseline, write_run)
-from core.scoring import schema_errors, score_output
-from core.workspace import init_workspace
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.workspace import init_workspace
+from weightgate.core.evaluation import evalsets, scoring
+from weightgate.core.evaluation.evalsets import load_evalset
+from weightgate.core.evaluation.runs import (
+    ANY,
+    COMPLETE,
+    CaseResult,
+    Run,
+    baseline_run,
+    find_run,
+    list_runs,
+    new_run_id,
+    read_run,
+    set_baseline,
+    write_run,
+)
+from weightgate.core.evaluation.scoring import schema_errors, score_output
 
 
 def score(scorer, output, expected, options=None):

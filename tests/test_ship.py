@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from core import registry
-from core.gates import compute_report
-from core.local_source import lock_local_source
 from tests.helpers import phase1_ready
 from tests.hub_emulator import hub  # noqa: F401 - `hub` is a fixture
+from weightgate.core.gates import compute_report
+from weightgate.core.release import registry
+from weightgate.core.weights.local_source import lock_local_source
 
 CASES = 6
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +55,8 @@ def flip_byte(path: Path, offset: int = -100) -> bytes:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A workspace: tiny model (apache-2.0) locked, adapter decided, one task eval run."""
-    from core.evaluation import run_eval
     from tests.tiny_model import build_tiny_model
+    from weightgate.core.evaluation.runner import run_eval
 
     root = tmp_path_factory.mktemp("ship")
     model = build_tiny_model(root / "tiny-base")
@@ -99,8 +99,8 @@ def env(tmp_path_factory):
 def wg(*args, timeout=120):
     import os
 
-    environment = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], cwd=ROOT, env=environment,
+    environment = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "weightgate", *map(str, args)], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -108,9 +108,9 @@ def wg(*args, timeout=120):
 
 
 def test_merge_check_passes_for_a_true_merge_and_catches_a_scaled_delta(env, tmp_path):
-    from core.evaluation import plan_eval
-    from core.generation import generate_all, load_model, render
-    from core.merge import check_merge, merge_and_save, merge_refusal, prefill_logits
+    from weightgate.core.evaluation.runner import plan_eval
+    from weightgate.core.memory.loading import generate_all, load_model, render
+    from weightgate.core.release.merge import check_merge, merge_and_save, merge_refusal, prefill_logits
 
     ws = env["ws"]
     plan = plan_eval(ws, "task", batch_size=4)
@@ -176,8 +176,8 @@ def test_merge_check_passes_for_a_true_merge_and_catches_a_scaled_delta(env, tmp
 def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(env):
     from huggingface_hub import ModelCard
 
-    from core.manifest import REQUIRED, read_manifest
-    from core.ship import ship
+    from weightgate.core.release.manifest import REQUIRED, read_manifest
+    from weightgate.core.release.ship import ship
 
     ws = env["ws"]
     outcome = ship(ws)
@@ -242,7 +242,7 @@ def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(
 
 
 def test_ship_adapter_separately_moves_aliases_and_history(env):
-    from core.manifest import read_manifest
+    from weightgate.core.release.manifest import read_manifest
 
     ws = env["ws"]
     # Through the CLI: a real ship job, followed to the end.
@@ -273,7 +273,7 @@ def test_ship_adapter_separately_moves_aliases_and_history(env):
 
 
 def test_verify_release_and_canary_name_a_flipped_byte(env):
-    from core.canary import run_canary
+    from weightgate.core.release.canary import run_canary
 
     ws = env["ws"]
     ref = registry.resolve(ws, "v2")
@@ -313,7 +313,7 @@ def test_verify_release_and_canary_name_a_flipped_byte(env):
 
 
 def test_canary_passes_on_an_intact_version(env):
-    from core.canary import run_canary
+    from weightgate.core.release.canary import run_canary
 
     ws = env["ws"]
     outcome = run_canary(ws, registry.resolve(ws, "current"))
@@ -344,7 +344,7 @@ def test_canary_exits_non_zero_on_a_regression(env):
 
 
 def test_rollback_then_health_loads_the_previous_version(env):
-    from core.health import check_health
+    from weightgate.core.release.health import check_health
 
     ws = env["ws"]
     out = wg("-w", ws.root, "rollback", "--json")
@@ -403,8 +403,8 @@ def test_shipped_directories_load_with_plain_transformers_and_peft(env):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from core.serving import serve_commands
-    from core.manifest import read_manifest
+    from weightgate.core.release.manifest import read_manifest
+    from weightgate.core.release.serving import serve_commands
 
     ws = env["ws"]
     merged, adapter = registry.resolve(ws, "v1"), registry.resolve(ws, "v2")
@@ -439,8 +439,8 @@ def test_shipped_directories_load_with_plain_transformers_and_peft(env):
 
 
 def test_a_crash_mid_ship_leaves_no_version_and_a_token_is_never_shipped(env, monkeypatch):
-    import core.model_card
-    from core.ship import ShipRefused, ship
+    import weightgate.core.release.card
+    from weightgate.core.release.ship import ShipRefused, ship
 
     ws = env["ws"]
     name = registry.default_name(ws)
@@ -452,7 +452,7 @@ def test_a_crash_mid_ship_leaves_no_version_and_a_token_is_never_shipped(env, mo
 
     # A different training table makes the content new, so the ship would create v3.
     ws.update_config(lambda doc: doc.__setitem__("training", {"r": 4, "seed": 7}))
-    monkeypatch.setattr(core.model_card, "card_text", crash)
+    monkeypatch.setattr(weightgate.core.release.card, "card_text", crash)
     with pytest.raises(RuntimeError):
         ship(ws, latency=False)
     monkeypatch.undo()
@@ -478,7 +478,7 @@ def test_a_crash_mid_ship_leaves_no_version_and_a_token_is_never_shipped(env, mo
     ws.update_config(lambda doc: doc["training"].__delitem__("note"))
     outcome = ship(ws, latency=False)
     assert outcome["created"] and outcome["relation"] == "adapter"
-    from core.manifest import read_manifest
+    from weightgate.core.release.manifest import read_manifest
     assert read_manifest(Path(outcome["path"]))["training"] == {"source": "weightgate.toml [training]", "r": 4,
                                                                  "seed": 7}
     # The same content again, but its registry copy was damaged: an intact copy ships as a new version.
@@ -491,7 +491,7 @@ def test_a_crash_mid_ship_leaves_no_version_and_a_token_is_never_shipped(env, mo
 
 
 def test_upstream_moved_is_reported_against_the_hub(hub):
-    from core.canary import upstream_state
+    from weightgate.core.release.canary import upstream_state
 
     first = hub.commit("org/tiny", {"config.json": b"{}"})
     manifest = {"base": {"kind": "hub", "repo": "org/tiny", "revision": "main", "commit": first}}
@@ -506,8 +506,8 @@ def test_upstream_moved_is_reported_against_the_hub(hub):
 
 
 def test_merge_into_a_quantized_base_is_refused_with_the_reason(env):
-    from core.errors import InputError
-    from core.ship import plan_ship
+    from weightgate.core.engine.errors import InputError
+    from weightgate.core.release.ship import plan_ship
 
     ws = env["ws"]
     ws.update_config(lambda doc: doc["decisions"].__setitem__("precision", "nf4"))
@@ -519,7 +519,7 @@ def test_merge_into_a_quantized_base_is_refused_with_the_reason(env):
 
 
 def test_manifest_training_block_takes_the_training_runs_config_and_seed(tmp_path):
-    from core.manifest import training_block
+    from weightgate.core.release.manifest import training_block
 
     best = tmp_path / "run1" / "best"
     best.mkdir(parents=True)
@@ -535,11 +535,11 @@ def test_manifest_training_block_takes_the_training_runs_config_and_seed(tmp_pat
 
 
 def test_adapter_on_a_4bit_base_ships_separately_and_the_probe_loads_it_with_bitsandbytes(env, tmp_path):
-    from core.evaluation import run_eval
-    from core.health import check_health
-    from core.manifest import read_manifest
-    from core.serving import serve_commands
-    from core.ship import ship
+    from weightgate.core.evaluation.runner import run_eval
+    from weightgate.core.release.health import check_health
+    from weightgate.core.release.manifest import read_manifest
+    from weightgate.core.release.serving import serve_commands
+    from weightgate.core.release.ship import ship
 
     ws = phase1_ready(tmp_path / "ws4")
     lines = (env["ws"].evals_dir / "task.jsonl").read_text().splitlines()[:4]

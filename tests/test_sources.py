@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import InputError
-from core.sources import (
+from tests.hub_emulator import (  # noqa: F401 - `hub` is a fixture
+    LlamaShape,
+    big_virtual_repo_files,
+    hub,
+    llama_config,
+    llama_repo_files,
+    llama_tensors,
+)
+from weightgate.core.engine.errors import InputError
+from weightgate.core.weights.sources import (
     GGUF,
     HUB,
     LOCAL,
@@ -20,14 +28,6 @@ from core.sources import (
     size_class,
     sliding_window_of,
     weight_files,
-)
-from tests.hub_emulator import (  # noqa: F401 - `hub` is a fixture
-    LlamaShape,
-    big_virtual_repo_files,
-    hub,
-    llama_config,
-    llama_repo_files,
-    llama_tensors,
 )
 
 REPO = "org/tiny-llama"
@@ -193,7 +193,7 @@ def test_metadata_when_the_server_ignores_range(hub):
     (lambda shard: shard[:8] + shard[8:].replace(b'"BF16"', b'"XX16"', 1), "unknown_dtype"),
 ])
 def test_hostile_hub_header_gets_the_validators_fault(hub, damage, fault):
-    from core.safetensors_check import SafetensorsError
+    from weightgate.core.weights.safetensors_format import SafetensorsError
 
     files = llama_repo_files(n_shards=1, with_pickle=False)
     files["model.safetensors"] = damage(files["model.safetensors"])
@@ -279,7 +279,7 @@ def test_single_file_and_pickle_only_repos(hub):
 
 
 def test_head_dim_falls_back_to_hidden_over_heads():
-    from core.sources import ModelMetadata, Source, _apply_config
+    from weightgate.core.weights.sources import ModelMetadata, Source, _apply_config
 
     meta = ModelMetadata(source=Source(kind=HUB, spec="a/b", repo_id="a/b"))
     config = llama_config(LlamaShape())
@@ -289,7 +289,7 @@ def test_head_dim_falls_back_to_hidden_over_heads():
 
 
 def test_text_config_of_a_multimodal_model():
-    from core.sources import ModelMetadata, Source, _apply_config
+    from weightgate.core.weights.sources import ModelMetadata, Source, _apply_config
 
     meta = ModelMetadata(source=Source(kind=HUB, spec="a/b", repo_id="a/b"))
     _apply_config(meta, {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
@@ -360,8 +360,8 @@ def test_local_directory_with_a_broken_header(tmp_path):
 
 
 def test_gguf_metadata(tmp_path):
-    import numpy as np
     import gguf
+    import numpy as np
 
     path = tmp_path / "tiny.gguf"
     writer = gguf.GGUFWriter(str(path), "llama")

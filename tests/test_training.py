@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import InputError
-from core.evidence import latest_by_item, read_evidence
-from core.jobs import cancel_job, events_path, read_status, start_job
-from core.events import read_events
-from core.local_source import lock_local_source
-from core.training import runs
-from core.training.session import execute, prepare_run
 from tests.helpers import phase1_ready, wait_terminal
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.events import read_events
+from weightgate.core.engine.evidence import latest_by_item, read_evidence
+from weightgate.core.engine.jobs import cancel_job, events_path, read_status, start_job
+from weightgate.core.training import runs
+from weightgate.core.training.session import execute, prepare_run
+from weightgate.core.weights.local_source import lock_local_source
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
@@ -87,7 +87,7 @@ def assert_bitwise(a: dict, b: dict) -> None:
 def test_loss_masking_labels_only_assistant_tokens(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from core.training.data import IGNORE, encode_record
+    from weightgate.core.training.batches import IGNORE, encode_record
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     record = {"id": "two-turns", "messages": [
@@ -121,7 +121,7 @@ def test_loss_masking_labels_only_assistant_tokens(tiny_model_dir):
 
 
 def test_config_defaults_follow_the_seeds_and_bad_values_name_their_line(tmp_path):
-    from core.training.config import read_training_config
+    from weightgate.core.engine.training_config import read_training_config
 
     config = read_training_config({})
     assert (config.r, config.alpha, config.dropout, config.lr, config.warmup_ratio, config.epochs) == \
@@ -135,9 +135,10 @@ def test_config_defaults_follow_the_seeds_and_bad_values_name_their_line(tmp_pat
     with pytest.raises(InputError, match="unknown setting 'learning_rate'"):
         read_training_config({"learning_rate": 1e-4})
     # The template documents the table commented out: uncommented, it is exactly the defaults.
-    from core.training.config import DEFAULTS
-    from core.workspace import template_text
     import tomlkit
+
+    from weightgate.core.engine.training_config import DEFAULTS
+    from weightgate.core.engine.workspace import template_text
 
     text = template_text("weightgate.toml")
     start = text.index("# [training]\n")
@@ -166,7 +167,7 @@ def fake_estimates(base_mib: int, per_example_mib: int, budget_mib: int, headroo
 
 
 def test_plan_lowers_the_micro_batch_to_fit_and_keeps_the_effective_batch():
-    from core.training.plan import plan_batches
+    from weightgate.core.training.plan import plan_batches
 
     MiB = 1 << 20
     # 16: 2600 MiB x 1.3, 8: 1400 x 1.3, 4: 800 x 1.3 = 1040 > 1000; 2: 500 x 1.3 = 650 fits.
@@ -193,7 +194,7 @@ def test_plan_lowers_the_micro_batch_to_fit_and_keeps_the_effective_batch():
 
 
 def test_plan_says_clearly_when_even_micro_batch_1_does_not_fit():
-    from core.training.plan import plan_batches
+    from weightgate.core.training.plan import plan_batches
 
     MiB = 1 << 20
     plan = plan_batches(effective_batch=8, processes=1, micro_batch="auto", estimate_at=fake_estimates(900, 100, 1000),
@@ -223,14 +224,14 @@ def test_plan_says_clearly_when_even_micro_batch_1_does_not_fit():
 
 
 def test_prepare_run_plans_from_the_real_estimate_and_refuses_what_does_not_fit(tmp_path, tiny_model_dir):
-    """The tiny model's own estimates (core.memory) against [requirements.ceilings]
+    """The tiny model's own estimates (core.memory.estimate) against [requirements.ceilings]
     memory_budget_gib: a budget between micro batch 2 and 4 gives 2 x 4; below micro batch 1,
     prepare_run refuses, names the budget, records the failed plan and leaves a failed run."""
-    from core.fingerprints import plain
-    from core.memory import GiB, TrainingSetup, estimate
-    from core.precision import layout_for, tokenizer_bytes, workspace_metadata, workspace_targets
-    from core.training.config import workspace_training_config
-    from core.training.session import auto_targets, decided_precision, longest_example
+    from weightgate.core.engine.fingerprints import plain
+    from weightgate.core.engine.training_config import workspace_training_config
+    from weightgate.core.memory.estimate import GiB, TrainingSetup, estimate
+    from weightgate.core.memory.precision import layout_for, tokenizer_bytes, workspace_metadata, workspace_targets
+    from weightgate.core.training.session import auto_targets, decided_precision, longest_example
 
     ws, split = make_workspace(tmp_path / "ws", tiny_model_dir)
     overrides = {**OVERRIDES, "effective_batch": 8}
@@ -272,9 +273,9 @@ def test_prepare_run_plans_from_the_real_estimate_and_refuses_what_does_not_fit(
 
 
 def test_device_selection_auto_per_rank_and_refusals(tmp_path, tiny_model_dir):
-    from core.training.session import check_device_spec, rank_device, train_device
+    from weightgate.core.training.session import check_device_spec, rank_device, train_device
 
-    # auto = core.generation.default_device(): a GPU when torch sees one.
+    # auto = core.memory.loading.default_device(): a GPU when torch sees one.
     assert train_device("auto", 1, default="cpu", device_count=0) == "cpu"
     assert train_device(None, 1, default="cuda", device_count=2) == "cuda:0"
     assert train_device("auto", 2, default="cuda", device_count=2) == "cuda"    # one GPU per process
@@ -314,7 +315,7 @@ def test_worker_binds_its_gpu_and_nccl_and_keeps_gloo_on_the_cpu(tmp_path, monke
     import torch
     import torch.distributed as dist
 
-    from core.training import session, worker
+    from weightgate.core.training import session, worker
 
     calls = []
     monkeypatch.setattr(worker.signal, "signal", lambda *args: None)
@@ -329,7 +330,7 @@ def test_worker_binds_its_gpu_and_nccl_and_keeps_gloo_on_the_cpu(tmp_path, monke
         return runs_outcome()
 
     def runs_outcome():
-        from core.training.loop import Outcome
+        from weightgate.core.training.loop import Outcome
 
         return Outcome("finished", 1, 1, 0.5, None, "ok")
 
@@ -410,7 +411,7 @@ def test_divergence_guard_stops_on_nan_and_keeps_the_best(trained):
 
 
 def test_restore_check_detects_a_corrupted_restore(trained, monkeypatch):
-    from core.training import checkpoint, loop
+    from weightgate.core.training import checkpoint, loop
 
     ws, split, _, _, _ = trained
     real = checkpoint.check_restore
@@ -443,7 +444,7 @@ def test_restore_check_detects_a_corrupted_restore(trained, monkeypatch):
 def test_a_half_written_checkpoint_is_never_resumed_from(trained, tmp_path):
     import shutil
 
-    from core.training.checkpoint import latest_checkpoint
+    from weightgate.core.training.checkpoint import latest_checkpoint
 
     _, _, reference, _, _ = trained
     root = tmp_path / "checkpoints"
@@ -475,7 +476,7 @@ def test_qlora_nf4_trains_on_the_cpu(tmp_path, tiny_model_dir):
     from peft import PeftConfig
 
     assert PeftConfig.from_pretrained(str(directory / "best")).r == 16
-    from core.training.session import build_model_and_optimizer
+    from weightgate.core.training.session import build_model_and_optimizer
 
     model, _ = build_model_and_optimizer(spec)
     assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
@@ -484,7 +485,7 @@ def test_qlora_nf4_trains_on_the_cpu(tmp_path, tiny_model_dir):
 
 
 def test_resume_refuses_finished_runs_and_changed_inputs(trained, tmp_path):
-    from core.training.session import check_resumable
+    from weightgate.core.training.session import check_resumable
 
     ws, _, reference, _, _ = trained
     with pytest.raises(InputError, match="is finished: it is not resumed"):
@@ -600,8 +601,8 @@ def wg(*args, timeout=150):
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=str(root))
-    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], env=env, capture_output=True,
+    env = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "weightgate", *map(str, args)], env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 

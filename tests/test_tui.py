@@ -1,4 +1,4 @@
-"""The TUI, driven headless with Textual's Pilot on real workspaces (core.workspace.init_workspace).
+"""The TUI, driven headless with Textual's Pilot on real workspaces (core.engine.workspace.init_workspace).
 
 Gates are moved the way a user moves them: by editing weightgate.toml and evals/task.jsonl with
 plain file writes, and through the UI's own attest / waive keys. Items whose deciding jobs are
@@ -16,13 +16,13 @@ from typing import Callable
 
 import pytest
 
-from core.workspace import Workspace, init_workspace
-from tui.app import WeightgateApp
-from tui.widgets.base_screen import PhaseScreen
-from tui.widgets.error_banner import WorkspaceErrorBanner
-from tui.widgets.help import HelpScreen
-from tui.widgets.modals import NoteModal
-from tui.widgets.phase_view import GateBanner
+from weightgate.core.engine.workspace import Workspace, init_workspace
+from weightgate.tui.app import WeightgateApp
+from weightgate.tui.widgets.base_screen import PhaseScreen
+from weightgate.tui.widgets.error_banner import WorkspaceErrorBanner
+from weightgate.tui.widgets.help import HelpScreen
+from weightgate.tui.widgets.modals import NoteModal
+from weightgate.tui.widgets.phase_view import GateBanner
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (120, 40)
@@ -79,8 +79,8 @@ def write_cases(ws: Workspace, count: int = 20) -> None:
 def pass_phase_one(ws: Workspace) -> None:
     """Everything phase 1 needs: requirements, 20 cases, a shortlisted and chosen candidate,
     and the benchmark records its jobs leave."""
-    from core.evidence import attest, record_result
     from tests.helpers import add_candidate, choose, record_benchmark
+    from weightgate.core.engine.evidence import attest, record_result
 
     fill_requirements(ws)
     write_cases(ws, 20)
@@ -169,7 +169,7 @@ async def test_sidebar_navigates_with_enter(ws: Workspace) -> None:
 
 
 async def test_phase_screens_add_panels_selection_shows_requirements(ws: Workspace) -> None:
-    from tui.widgets.facts import FactsPanel
+    from weightgate.tui.widgets.facts import FactsPanel
 
     fill_requirements(ws)
     app = WeightgateApp(ws.root)
@@ -307,7 +307,7 @@ async def test_waive_of_a_critical_item_is_refused_with_the_hint(ws: Workspace) 
 
 
 async def test_job_started_outside_shows_live_progress_and_replays(ws: Workspace) -> None:
-    from core.jobs import start_job
+    from weightgate.core.engine.jobs import start_job
 
     app = WeightgateApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:
@@ -433,7 +433,7 @@ async def test_command_palette_goes_to_a_phase(ws: Workspace) -> None:
 
 
 async def test_palette_provider_offers_every_command(ws: Workspace) -> None:
-    from tui.widgets.commands import WeightgateCommands
+    from weightgate.tui.widgets.commands import WeightgateCommands
 
     app = WeightgateApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:
@@ -460,7 +460,7 @@ async def test_theme_toggles_in_memory(ws: Workspace) -> None:
 
 
 async def test_header_shows_each_gpu_with_utilization(ws: Workspace) -> None:
-    from core.devices import DeviceSnapshot, GpuInfo, HostMemory
+    from weightgate.core.memory.devices import DeviceSnapshot, GpuInfo, HostMemory
 
     gib = 1024**3
     app = WeightgateApp(ws.root)
@@ -481,7 +481,7 @@ async def test_header_shows_each_gpu_with_utilization(ws: Workspace) -> None:
 
 
 def test_import_tui_app_stays_light() -> None:
-    code = ("import sys, tui.app\n"
+    code = ("import sys, weightgate.tui.app\n"
             "heavy = [m for m in ('torch', 'transformers', 'peft', 'bitsandbytes', 'safetensors', 'numpy') "
             "if m in sys.modules]\n"
             "print(','.join(heavy))")

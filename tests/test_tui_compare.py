@@ -14,14 +14,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from compare_helpers import make_run, case, real_runs, two_runs
-from core.compare import REGRESSION, compare_runs, marked_text, visible
-from core.review import list_reviews, open_review
-from core.workspace import Workspace, init_workspace
+from compare_helpers import case, make_run, real_runs, two_runs
 from test_tui import evidence_records, notifications, started, wait_for
-from tui.app import WeightgateApp
-from tui.widgets.help import HelpScreen
+
+from weightgate.core.engine.workspace import Workspace, init_workspace
+from weightgate.core.evaluation.compare import REGRESSION, compare_runs, marked_text, visible
+from weightgate.core.evaluation.review import list_reviews, open_review
+from weightgate.tui.app import WeightgateApp
+from weightgate.tui.widgets.help import HelpScreen
 
 SIZE = (120, 40)
 
@@ -63,7 +63,7 @@ async def compared(pilot, screen):
 
 
 async def test_compare_screen_on_real_runs_puts_regressions_first_with_the_diff(real_ws: Workspace) -> None:
-    from core.runs import list_runs
+    from weightgate.core.evaluation.runs import list_runs
 
     runs = {run.name: run for run in list_runs(real_ws)}
     a, b = runs["tiny 3 tokens"], runs["tiny 6 tokens"]
@@ -164,7 +164,7 @@ def screen_text(app) -> str:
 
 
 async def test_review_answers_with_keys_resumes_after_a_restart_and_reveals(real_ws: Workspace) -> None:
-    from core.runs import list_runs
+    from weightgate.core.evaluation.runs import list_runs
 
     runs = {run.name: run for run in list_runs(real_ws)}
     a, b = runs["tiny 3 tokens"], runs["tiny 6 tokens"]
@@ -266,7 +266,7 @@ async def test_compare_R_starts_a_review_of_the_shown_pair(ws: Workspace) -> Non
 
 
 async def test_palette_lists_compare_and_review(ws: Workspace) -> None:
-    from tui.widgets.commands import WeightgateCommands
+    from weightgate.tui.widgets.commands import WeightgateCommands
 
     app = WeightgateApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:

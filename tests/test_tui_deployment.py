@@ -10,15 +10,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from core.evaluation import run_eval
-from core.local_source import lock_local_source
-from core.registry import read_aliases, read_history
-from core.ship import ship
 from test_tui import notifications, row_keys, started, wait_for
+
 from tests.helpers import phase1_ready
 from tests.test_ship import flip_byte, make_adapter
-from tui.app import WeightgateApp
+from weightgate.core.evaluation.runner import run_eval
+from weightgate.core.release.registry import read_aliases, read_history
+from weightgate.core.release.ship import ship
+from weightgate.core.weights.local_source import lock_local_source
+from weightgate.tui.app import WeightgateApp
 
 SIZE = (140, 50)
 

@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-
-from core.evaluation import run_eval
-from core.runs import list_runs
 from test_tui import row_keys, started, wait_for
+
 from tests.test_evaluation import tiny_workspace
-from tui.app import WeightgateApp
+from weightgate.core.evaluation.runner import run_eval
+from weightgate.core.evaluation.runs import list_runs
+from weightgate.tui.app import WeightgateApp
 
 SIZE = (130, 46)
 
@@ -69,7 +69,7 @@ async def test_runs_live_eval_baseline_and_compare(ws) -> None:
 
 
 async def test_a_running_eval_job_shows_cases_done_and_eta_live(ws) -> None:
-    from core.jobs import start_job
+    from weightgate.core.engine.jobs import start_job
 
     app = WeightgateApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:

@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from core.jobs import read_status, start_job
 from test_tui import notifications, started, wait_for
+
 from tests.test_training import checkpoint_at_least, make_workspace, params_for
 from tests.test_training import wait_for as wait_for_event
-from tui.app import WeightgateApp
+from weightgate.core.engine.jobs import read_status, start_job
+from weightgate.tui.app import WeightgateApp
 
 SIZE = (130, 50)
 
@@ -92,10 +92,10 @@ async def test_gate_keys_open_the_gates_comparisons_in_compare(tmp_path: Path, t
     """A real gate on the tiny model: a 2-step adapter, the base baseline, run_gate's report. On
     the Fine-tune screen c opens the task pair and v the general pair (base run as A, the
     adapter's gate run as B) in the Compare screen."""
-    from core.evaluation import run_eval
-    from core.finetune_gate import run_gate
-    from core.training.session import execute, prepare_run
     from tests.helpers import write_cases
+    from weightgate.core.evaluation.runner import run_eval
+    from weightgate.core.training.keep_or_reject import run_gate
+    from weightgate.core.training.session import execute, prepare_run
 
     ws, split = make_workspace(tmp_path / "ws", tiny_model_dir)
     write_cases(ws.evals_dir / "general.jsonl", 20, tags=("general",))
@@ -140,10 +140,10 @@ async def test_data_report_modal_lists_every_finding_without_the_pii(tmp_path: P
     """The crafted bad dataset of tests/test_data_check.py, checked for real: i shows every
     duplicate pair, leak (with its eval case), over-long example, PII finding (kind, line and the
     masked sample only), the tag balance and the split; escape closes it."""
-    from core.data_check import check_dataset, save_latest_report
-    from core.demo import create_demo_workspace
-    from screens.finetuning import DataReportModal
     from tests.test_data_check import crafted_lines
+    from weightgate.core.demo.workspace import create_demo_workspace
+    from weightgate.core.training.data.prepare import check_dataset, save_latest_report
+    from weightgate.screens.finetuning import DataReportModal
 
     ws, _ = create_demo_workspace(tmp_path / "ws")
     lines, where = crafted_lines()

@@ -8,18 +8,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from core.evidence import latest_by_item, read_evidence, record_result
-from core.workspace import Workspace, init_workspace
 from test_tui import started, wait_for
-from tui.app import WeightgateApp
+
+from weightgate.core.engine.evidence import latest_by_item, read_evidence, record_result
+from weightgate.core.engine.workspace import Workspace, init_workspace
+from weightgate.tui.app import WeightgateApp
 
 SIZE = (130, 46)
 
 
 @pytest.fixture
 def ws(tmp_path: Path, tiny_model_dir: Path) -> Workspace:
-    from core.local_source import lock_local_source
+    from weightgate.core.weights.local_source import lock_local_source
 
     ws = init_workspace(tmp_path / "ws")
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from core.workspace import Workspace, init_workspace
 from helpers import add_candidate, fill_requirements, write_cases
 from test_tui import notifications, started, wait_for
-from tui.app import WeightgateApp
-from tui.widgets.candidates import AddCandidateModal
-from tui.widgets.help import HelpScreen
-from tui.widgets.modals import NoteModal
+
+from weightgate.core.engine.workspace import Workspace, init_workspace
+from weightgate.tui.app import WeightgateApp
+from weightgate.tui.widgets.candidates import AddCandidateModal
+from weightgate.tui.widgets.help import HelpScreen
+from weightgate.tui.widgets.modals import NoteModal
 
 SIZE = (120, 40)
 
@@ -114,7 +114,7 @@ async def test_missing_metadata_is_shown_and_i_reads_it(ws: Workspace, tiny_mode
 
 
 async def test_add_choose_and_fetch_a_local_model_through_the_ui(ws: Workspace, tiny_model_dir: Path) -> None:
-    from core.lock import read_lock
+    from weightgate.core.engine.lock import read_lock
 
     fill_phase_one_requirements(ws)
     add_candidate(ws, "org/big-8b", 8_030_261_248)  # a large one first: adding a small one clears it

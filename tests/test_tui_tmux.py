@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from core.workspace import init_workspace
+from weightgate.core.engine.workspace import init_workspace
 
 pytestmark = [
     pytest.mark.tmux,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from core.candidates import add_candidate
 from tests.helpers import phase1_ready
 from tests.test_tui_tmux import Terminal, tui_command
+from weightgate.core.weights.candidates import add_candidate
 
 pytestmark = [
     pytest.mark.tmux,

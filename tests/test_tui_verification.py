@@ -1,7 +1,7 @@
 """The Verification screen's lock panel, driven with Textual's Pilot on real workspaces.
 
 The tiny model is copied per test (tests change its files) and locked with
-core.candidates.start_fetch, as `weightgate fetch` does for a local directory. `v` starts a
+core.weights.candidates.start_fetch, as `weightgate fetch` does for a local directory. `v` starts a
 real `verify` job (a separate process) that the panel follows through its events.jsonl.
 """
 
@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from core.workspace import Workspace, init_workspace
 from test_tui import notifications, started, wait_for
-from tui.app import WeightgateApp
-from tui.widgets.lock_panel import FollowedJob
+
+from weightgate.core.engine.workspace import Workspace, init_workspace
+from weightgate.tui.app import WeightgateApp
+from weightgate.tui.widgets.lock_panel import FollowedJob
 
 SIZE = (120, 40)
 
@@ -30,7 +30,7 @@ def ws(tmp_path: Path) -> Workspace:
 @pytest.fixture
 def locked(ws: Workspace, tiny_model_dir: Path, tmp_path: Path) -> Path:
     """A copy of the tiny model, chosen and locked (files hashed, lock written, evidence recorded)."""
-    from core.candidates import add_candidate, choose_model, start_fetch
+    from weightgate.core.weights.candidates import add_candidate, choose_model, start_fetch
 
     model = tmp_path / "tiny"
     shutil.copytree(tiny_model_dir, model)
@@ -48,7 +48,7 @@ async def open_verification(pilot):
 
 
 def locked_names(ws: Workspace) -> list[str]:
-    from core.lock import read_lock
+    from weightgate.core.engine.lock import read_lock
 
     return sorted(entry.path for entry in read_lock(ws).files)
 
@@ -142,7 +142,7 @@ async def test_a_flipped_byte_is_named_as_a_mismatch(ws: Workspace, locked: Path
 
 async def test_panel_follows_a_download_journal_live(ws: Workspace, tmp_path: Path) -> None:
     """A download job's per-file and total progress (bytes, rate, ETA), tailed as it is written."""
-    from core.events import JournalWriter
+    from weightgate.core.engine.events import JournalWriter
 
     job_dir = tmp_path / "job"
     job_dir.mkdir()
@@ -168,7 +168,7 @@ async def test_panel_follows_a_download_journal_live(ws: Workspace, tmp_path: Pa
 
 
 def test_rate_is_computed_when_the_job_gives_none() -> None:
-    from core.events import Event
+    from weightgate.core.engine.events import Event
 
     job = FollowedJob("j", "verify")
     job.apply([Event(1, 100.0, "log", {"message": "verify"}),
@@ -227,8 +227,8 @@ def _big_weights(model: Path, size: int = 96 << 20) -> None:
 
 async def test_a_real_verify_job_shows_per_file_progress_and_a_mismatch_row(ws: Workspace, tiny_model_dir: Path,
                                                                           tmp_path: Path) -> None:
-    from core.candidates import add_candidate, choose_model, start_fetch
-    from core.events import read_events
+    from weightgate.core.engine.events import read_events
+    from weightgate.core.weights.candidates import add_candidate, choose_model, start_fetch
 
     model = tmp_path / "big"
     shutil.copytree(tiny_model_dir, model)
@@ -295,7 +295,7 @@ def job_dir_of(app: WeightgateApp, job_id: str) -> Path:
 
 async def test_download_rows_appear_before_the_lock_with_their_own_progress(ws: Workspace, tmp_path: Path) -> None:
     """A download's per-file events give rows (bar, share, rate, state) before weightgate.lock exists."""
-    from core.events import JournalWriter
+    from weightgate.core.engine.events import JournalWriter
 
     job_dir = tmp_path / "job"
     job_dir.mkdir()
@@ -331,7 +331,7 @@ def pickle_only(ws: Workspace, tiny_model_dir: Path, tmp_path: Path) -> Path:
     torch = pytest.importorskip("torch")
     from safetensors.torch import load_file
 
-    from core.candidates import add_candidate, choose_model, start_fetch
+    from weightgate.core.weights.candidates import add_candidate, choose_model, start_fetch
 
     model = tmp_path / "pickled"
     shutil.copytree(tiny_model_dir, model)
@@ -346,7 +346,7 @@ def pickle_only(ws: Workspace, tiny_model_dir: Path, tmp_path: Path) -> Path:
 async def test_convert_key_turns_a_trusted_pickle_into_its_locked_twin(ws: Workspace, pickle_only: Path) -> None:
     import hashlib
 
-    from core.pickle_policy import trust_pickle
+    from weightgate.core.weights.pickle_policy import trust_pickle
 
     pickle_path = pickle_only / "pytorch_model.bin"
     sha = hashlib.sha256(pickle_path.read_bytes()).hexdigest()

@@ -1,4 +1,4 @@
-"""core.verify: a lock round trip with real files on disk.
+"""core.weights.verify: a lock round trip with real files on disk.
 
 ok; one flipped byte -> mismatch naming the file, and the lock not stamped for it; truncated ->
 size differs; missing; lock paths escaping the snapshot directory refused; only_changed
@@ -17,14 +17,31 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-import core.verify as verify_mod
-from core.errors import InputError
-from core.lock import HASH_COMPUTED, HASH_PUBLISHED, LockedFile, ModelLock, lock_digest, read_lock, write_lock
-from core.verify import (
-    CHANGED_DURING, HEADER_NOT_CHECKED, HEADER_OK, MISMATCH, MISSING, OK, SIZE_DIFFERS, UNCHANGED,
-    UNSAFE_PATH, unsafe_reason, verify_lock,
+import weightgate.core.weights.verify as verify_mod
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.lock import (
+    HASH_COMPUTED,
+    HASH_PUBLISHED,
+    LockedFile,
+    ModelLock,
+    lock_digest,
+    read_lock,
+    unsafe_reason,
+    write_lock,
 )
-from core.workspace import init_workspace
+from weightgate.core.engine.workspace import init_workspace
+from weightgate.core.weights.verify import (
+    CHANGED_DURING,
+    HEADER_NOT_CHECKED,
+    HEADER_OK,
+    MISMATCH,
+    MISSING,
+    OK,
+    SIZE_DIFFERS,
+    UNCHANGED,
+    UNSAFE_PATH,
+    verify_lock,
+)
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

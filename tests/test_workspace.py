@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import tomlkit
 
-from core.errors import InputError, NotAWorkspace
-from core.workspace import init_workspace, open_workspace
+from weightgate.core.engine.errors import InputError, NotAWorkspace
+from weightgate.core.engine.workspace import init_workspace, open_workspace
 
 
 def test_init_creates_documented_layout(tmp_path):
@@ -83,7 +83,7 @@ def test_bad_toml_reports_line_and_column_and_leaves_file(tmp_path):
     ("[a", 1, 3),
 ])
 def test_toml_errors_have_editor_columns(tmp_path, text, line, column):
-    from core.workspace import parse_config
+    from weightgate.core.engine.workspace import parse_config
 
     with pytest.raises(InputError) as info:
         parse_config(text, tmp_path / "weightgate.toml")

@@ -7,11 +7,11 @@ Messages (tui.messages); the handlers store the results in reactive attributes t
 widgets watch:
 
     report           core.gates.Report, recomputed every 2 s and after every action
-    workspace_error  core.errors.InputError while the workspace cannot be read, else None
-    devices          core.devices.DeviceSnapshot, polled at most twice a second
+    workspace_error  core.engine.errors.InputError while the workspace cannot be read, else None
+    devices          core.memory.devices.DeviceSnapshot, polled at most twice a second
     job_rows         the workspace's jobs with their last progress, every second
 
-Run it: `python -m tui.app -w DIR` (tests), or `weightgate` (the console script in tui.cli).
+Run it: `python -m weightgate.tui.app -w DIR` (tests), or `weightgate` (the console script in tui.cli).
 """
 
 from __future__ import annotations
@@ -28,23 +28,23 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import ModalScreen
 
-from screens import SCREENS
-from themes import DEFAULT_THEME, STYLESHEET, THEMES, other_theme
-from tui.messages import DevicesPolled, JobsListed, JobStarted, ReportReady, WorkspaceProblem
-from tui.widgets.base_screen import PhaseScreen, WorkspaceScreen
-from tui.widgets.sidebar import OVERVIEW
+from weightgate.screens import SCREENS
+from weightgate.themes import DEFAULT_THEME, STYLESHEET, THEMES, other_theme
+from weightgate.tui.messages import DevicesPolled, JobsListed, JobStarted, ReportReady, WorkspaceProblem
+from weightgate.tui.widgets.base_screen import PhaseScreen, WorkspaceScreen
+from weightgate.tui.widgets.sidebar import OVERVIEW
 
 if TYPE_CHECKING:
-    from core.devices import DevicePoller, DeviceSnapshot
-    from core.errors import InputError
-    from core.gates import Report
-    from core.workspace import Workspace
-    from tui.messages import JobRow
-    from tui.widgets.help import HelpSection
-    from tui.widgets.jobs_panel import JobRowReader
+    from weightgate.core.engine.errors import InputError
+    from weightgate.core.engine.status import Report
+    from weightgate.core.engine.workspace import Workspace
+    from weightgate.core.memory.devices import DevicePoller, DeviceSnapshot
+    from weightgate.tui.messages import JobRow
+    from weightgate.tui.widgets.help import HelpSection
+    from weightgate.tui.widgets.jobs_panel import JobRowReader
 
 REPORT_INTERVAL_S = 2.0
-DEVICE_INTERVAL_S = 0.5  # core.devices clamps anything faster to 0.5 s as well
+DEVICE_INTERVAL_S = 0.5  # core.memory.devices clamps anything faster to 0.5 s as well
 JOBS_INTERVAL_S = 1.0
 SELFTEST_PARAMS = {"seconds": 8, "interval": 0.2}
 
@@ -52,7 +52,7 @@ SELFTEST_PARAMS = {"seconds": 8, "interval": 0.2}
 def weightgate_commands() -> type:
     """The command-palette provider, imported when the palette first opens (textual.command is
     heavy enough to matter at start-up)."""
-    from tui.widgets.commands import WeightgateCommands  # noqa: PLC0415
+    from weightgate.tui.widgets.commands import WeightgateCommands  # noqa: PLC0415
 
     return WeightgateCommands
 
@@ -138,16 +138,16 @@ class WeightgateApp(App[int]):
         self.show_help()
 
     def show_help(self) -> None:
-        from tui.widgets.help import HelpScreen  # noqa: PLC0415
+        from weightgate.tui.widgets.help import HelpScreen  # noqa: PLC0415
 
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(self.help_sections()))
 
     def help_sections(self) -> list[HelpSection]:
-        from screens.jobs import JobsScreen  # noqa: PLC0415
-        from tui.widgets.help import HelpSection  # noqa: PLC0415
-        from tui.widgets.modals import NoteModal  # noqa: PLC0415
+        from weightgate.screens.jobs import JobsScreen  # noqa: PLC0415
+        from weightgate.tui.widgets.help import HelpSection  # noqa: PLC0415
+        from weightgate.tui.widgets.modals import NoteModal  # noqa: PLC0415
 
         here = getattr(self.screen, "HELP", "")
         return [
@@ -202,9 +202,9 @@ class WeightgateApp(App[int]):
 
     @work(thread=True, group="report", exit_on_error=False)
     def _read_report(self) -> None:
-        from core.errors import InputError  # noqa: PLC0415
-        from core.gates import compute_report  # noqa: PLC0415
-        from core.workspace import open_workspace  # noqa: PLC0415
+        from weightgate.core.engine.errors import InputError  # noqa: PLC0415
+        from weightgate.core.engine.workspace import open_workspace  # noqa: PLC0415
+        from weightgate.core.gates import compute_report  # noqa: PLC0415
 
         try:
             if self.workspace is None:
@@ -241,7 +241,7 @@ class WeightgateApp(App[int]):
 
     @work(thread=True, group="devices", exit_on_error=False)
     def _poll_devices(self) -> None:
-        from core.devices import DevicePoller  # noqa: PLC0415
+        from weightgate.core.memory.devices import DevicePoller  # noqa: PLC0415
 
         if self._device_poller is None:
             self._device_poller = DevicePoller(DEVICE_INTERVAL_S)
@@ -264,7 +264,7 @@ class WeightgateApp(App[int]):
 
     @work(thread=True, group="jobs", exit_on_error=False)
     def _list_jobs(self, jobs_dir: Path) -> None:
-        from tui.widgets.jobs_panel import JobRowReader  # noqa: PLC0415
+        from weightgate.tui.widgets.jobs_panel import JobRowReader  # noqa: PLC0415
 
         if self._job_reader is None:
             self._job_reader = JobRowReader()
@@ -309,8 +309,8 @@ class WeightgateApp(App[int]):
 
     @work(thread=True, group="job-control", exit_on_error=False)
     def _start_job(self, kind: str, params: dict) -> None:
-        from core.errors import InputError  # noqa: PLC0415
-        from core.jobs import start_job  # noqa: PLC0415
+        from weightgate.core.engine.errors import InputError  # noqa: PLC0415
+        from weightgate.core.engine.jobs import start_job  # noqa: PLC0415
 
         workspace = self.workspace
         try:
@@ -336,8 +336,8 @@ class WeightgateApp(App[int]):
 
     @work(thread=True, group="job-control", exit_on_error=False)
     def _cancel_job(self, job_dir: Path) -> None:
-        from core.errors import InputError  # noqa: PLC0415
-        from core.jobs import cancel_job  # noqa: PLC0415
+        from weightgate.core.engine.errors import InputError  # noqa: PLC0415
+        from weightgate.core.engine.jobs import cancel_job  # noqa: PLC0415
 
         try:
             outcome = cancel_job(job_dir)
@@ -351,13 +351,13 @@ class WeightgateApp(App[int]):
     # --- evidence -----------------------------------------------------------------------------
 
     def apply_evidence(self, kind: str, item_id: str, text: str) -> None:
-        """Attest, waive or revoke `item_id` through core.evidence, then refresh the report."""
+        """Attest, waive or revoke `item_id` through core.engine.evidence, then refresh the report."""
         self._apply_evidence(kind, item_id, text)
 
     @work(thread=True, group="evidence", exit_on_error=False)
     def _apply_evidence(self, kind: str, item_id: str, text: str) -> None:
-        from core import evidence  # noqa: PLC0415
-        from core.errors import InputError  # noqa: PLC0415
+        from weightgate.core.engine import evidence  # noqa: PLC0415
+        from weightgate.core.engine.errors import InputError  # noqa: PLC0415
 
         actions = {"attest": evidence.attest, "waive": evidence.waive, "revoke": evidence.revoke}
         titles = {"attest": "Cannot attest", "waive": "Cannot waive", "revoke": "Cannot revoke"}
@@ -383,7 +383,7 @@ def run_tui(workspace_path: Path | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tui.app", description="weightgate's terminal workbench")
+    parser = argparse.ArgumentParser(prog="python -m weightgate.tui.app", description="weightgate's terminal workbench")
     parser.add_argument("-w", "--workspace", type=Path, default=None,
                         help="workspace directory (default: $WEIGHTGATE_WORKSPACE or the current directory)")
     args = parser.parse_args(argv)

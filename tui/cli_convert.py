@@ -26,7 +26,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 def add_convert_commands(app, workspace, fail) -> None:
     import typer
 
-    from core.errors import WeightgateError
+    from weightgate.core.engine.errors import WeightgateError
 
     @app.command("convert")
     def convert_cmd(path: str = typer.Argument(..., help="The pickle file: its path in weightgate.lock, relative "
@@ -40,8 +40,8 @@ def add_convert_commands(app, workspace, fail) -> None:
                     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
         """Convert one trusted pickle checkpoint to safetensors in a job (torch.load weights_only=True);
         a locked file's twin is added to weightgate.lock, so later phases load the safetensors."""
-        from core.jobkinds.convert_pickle import plan_conversion
-        from core.pickle_policy import check_pickle_allowed
+        from weightgate.core.weights.convert import plan_conversion
+        from weightgate.core.weights.pickle_policy import check_pickle_allowed
 
         ws = workspace(as_json)
         try:
@@ -79,8 +79,9 @@ def follow_job(ws, kind: str, params: dict, as_json: bool) -> dict:
     with ok=True, or {ok: False, error} when it failed. Ctrl-C detaches (the job goes on)."""
     import typer
 
-    from core.events import read_events
-    from core.jobs import events_path, follow_job as follow_events, read_status, start_job
+    from weightgate.core.engine.events import read_events
+    from weightgate.core.engine.jobs import events_path, read_status, start_job
+    from weightgate.core.engine.jobs import follow_job as follow_events
 
     handle = start_job(ws.jobs_dir, kind, params, workspace=ws.root)
     if not as_json:

@@ -16,7 +16,7 @@ MARK = {"pass": "✓", "fail": "✗"}
 def add_data_commands(app, workspace, fail) -> None:
     import typer
 
-    from core.errors import WeightgateError
+    from weightgate.core.engine.errors import WeightgateError
 
     data_app = typer.Typer(help="Training data for phase 5: check, clean, split.", no_args_is_help=True)
     app.add_typer(data_app, name="data")
@@ -29,17 +29,14 @@ def add_data_commands(app, workspace, fail) -> None:
         lengths, exact and near duplicates, eval-set leakage, PII, tag balance, the 90/10 split.
         Records tune.format / dedup / leakage / token_lengths / pii / balance / split.
         Exit 1 while any of them fails."""
-        from core.data_check import check_dataset, save_latest_report, write_prepared
-        from core.data_evidence import record_data_evidence
+        from weightgate.core.training.dataset import check_training_data
 
         ws = workspace(as_json)
         try:
-            report = check_dataset(ws)
-            prepared = write_prepared(ws, report) if fix and not report.blocking else None
-            report_path = save_latest_report(ws, report, prepared)
-            decided = record_data_evidence(ws, report, prepared)
+            check = check_training_data(ws, fix=fix)
         except WeightgateError as exc:
             fail(exc, as_json)
+        report, prepared, decided, report_path = check.report, check.prepared, check.items, check.report_path
         if as_json:
             data = {**report.to_dict(), "report": str(report_path), "items": decided,
                     "prepared": None if prepared is None else {
@@ -56,7 +53,7 @@ def add_data_commands(app, workspace, fail) -> None:
     app.add_typer(tune_app, name="tune")
 
     def start(kind: str, params: dict, as_json: bool, follow: bool, verdict) -> None:
-        from tui.cli import run_job_command
+        from weightgate.tui.cli import run_job_command
 
         run_job_command(workspace(as_json), kind, params, as_json=as_json, follow=follow, verdict=verdict)
 
@@ -70,7 +67,7 @@ def add_data_commands(app, workspace, fail) -> None:
                      as_json: bool = typer.Option(False, "--json")) -> None:
         """Prompting first: the task set with few-shot examples (a job), beside the zero-shot
         baseline; decides tune.prompting_first."""
-        from core.prompting import plan_fewshot
+        from weightgate.core.training.prompting import plan_fewshot
 
         try:
             plan_fewshot(workspace(as_json), shots=shots, batch_size=batch_size)
@@ -97,7 +94,7 @@ def add_data_commands(app, workspace, fail) -> None:
         compared with the base model's baseline; kept only if the task score rises by at least
         training.task_margin and the general score falls by at most training.general_tolerance.
         Keeping writes decisions.adapter. Exit 1 when rejected."""
-        from core.finetune_gate import adapter_decision_value, default_adapter, targets
+        from weightgate.core.training.keep_or_reject import adapter_decision_value, default_adapter, targets
 
         ws = workspace(as_json)
         try:
@@ -119,7 +116,7 @@ def add_data_commands(app, workspace, fail) -> None:
 
 
 def render_data_report(report, prepared, decided: dict[str, str], fix: bool) -> str:
-    from core.data_evidence import decide
+    from weightgate.core.training.checks import decide
 
     notes = {item: note for item, (_, _, note) in decide(report, prepared).items()}
     formats = ", ".join(f"{name} {count}" for name, count in sorted(report.formats.items())) or "none"

@@ -19,7 +19,7 @@ TRAIN_METHODS = ("lora", "qlora")
 def add_memory_commands(app, workspace, fail) -> None:
     import typer
 
-    from core.errors import InputError, WeightgateError
+    from weightgate.core.engine.errors import InputError, WeightgateError
 
     def check_train(train: Optional[str], as_json: bool) -> None:
         if train is not None and train not in TRAIN_METHODS:
@@ -41,7 +41,7 @@ def add_memory_commands(app, workspace, fail) -> None:
         """Memory per precision (fp32, bf16, fp16, int8, nf4, fp4) from metadata alone (no weights
         downloaded): weights, KV cache, activations, overhead; fits or not with headroom; the
         largest precision that fits."""
-        from core.precision import estimate_for_source, render_estimate_text
+        from weightgate.core.memory.precision import estimate_for_source, render_estimate_text
 
         check_train(train, as_json)
         try:
@@ -70,7 +70,7 @@ def add_memory_commands(app, workspace, fail) -> None:
         With --train, also write the training choice: \[decisions] training_precision, training_method
         and training_reason. Exit 1 when an item fails: nothing fits, the choice does not fit, or a
         larger one would."""
-        from core.precision import record_fit, render_estimate_text
+        from weightgate.core.memory.precision import record_fit, render_estimate_text
 
         check_train(train, as_json)
         ws = workspace(as_json)
@@ -101,7 +101,7 @@ def add_memory_commands(app, workspace, fail) -> None:
             elif train:
                 reason = result.report.training_choice.reason if result.report.training_choice else "no estimate"
                 print("training: nothing written: " + reason)
-            from core.evidence import latest_by_item, read_evidence
+            from weightgate.core.engine.evidence import latest_by_item, read_evidence
 
             latest = latest_by_item(read_evidence(ws))
             for item, status in result.evidence.items():
@@ -110,18 +110,18 @@ def add_memory_commands(app, workspace, fail) -> None:
         raise typer.Exit(0 if ok else 1)
 
     def _decided(ws) -> str | None:
-        from core.fingerprints import plain
+        from weightgate.core.engine.fingerprints import plain
 
         return (plain(ws.config()).get("decisions") or {}).get("precision")
 
     def start(kind: str, params: dict, as_json: bool, follow: bool, verdict) -> None:
-        from tui.cli import run_job_command
+        from weightgate.tui.cli import run_job_command
 
         run_job_command(workspace(as_json), kind, params, as_json=as_json, follow=follow, verdict=verdict)
 
     def require_precision(as_json: bool) -> None:
-        from core.fingerprints import plain
-        from core.lock import read_lock
+        from weightgate.core.engine.fingerprints import plain
+        from weightgate.core.engine.lock import read_lock
 
         ws = workspace(as_json)
         if read_lock(ws) is None:

@@ -27,12 +27,12 @@ Exit codes:
 def add_ship_commands(app, workspace, fail) -> None:
     import typer
 
-    from core.errors import WeightgateError
+    from weightgate.core.engine.errors import WeightgateError
 
     def follow(kind: str, params: dict, as_json: bool) -> dict:
         """Start the job, print its log lines as they come (not with --json), return its result."""
-        from core.events import read_events
-        from core.jobs import events_path, follow_job, read_status, start_job
+        from weightgate.core.engine.events import read_events
+        from weightgate.core.engine.jobs import events_path, follow_job, read_status, start_job
 
         ws = workspace(as_json)
         handle = start_job(ws.jobs_dir, kind, params, workspace=ws.root)
@@ -55,7 +55,7 @@ def add_ship_commands(app, workspace, fail) -> None:
         return data
 
     def ref_of(ws, version: Optional[str], name: Optional[str], as_json: bool):
-        from core.registry import resolve
+        from weightgate.core.release.registry import resolve
 
         try:
             return resolve(ws, version, name)
@@ -73,7 +73,7 @@ def add_ship_commands(app, workspace, fail) -> None:
         """Ship today's model + precision + adapter as the next registry version (a job): weights,
         tokenizer, SHA256SUMS, manifest.toml, model card; `current` moves to it. Identical content
         creates no new version. Exit 1 when the merge changed outputs."""
-        from core.ship import plan_ship
+        from weightgate.core.release.ship import plan_ship
 
         ws = workspace(as_json)
         try:
@@ -94,7 +94,7 @@ def add_ship_commands(app, workspace, fail) -> None:
     def versions_cmd(name: Optional[str] = typer.Option(None, "--name"),
                      as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Shipped versions, oldest first, with their aliases, relation, scores and serve commands."""
-        from core.versions import list_release_versions
+        from weightgate.core.release.versions import list_release_versions
 
         ws = workspace(as_json)
         try:
@@ -119,7 +119,7 @@ def add_ship_commands(app, workspace, fail) -> None:
                      as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Move `current` to VERSION (default: `previous`); `previous` takes the old current. The move
         is appended to history.jsonl and \\[decisions] release follows."""
-        from core.registry import rollback
+        from weightgate.core.release.registry import rollback
 
         ws = workspace(as_json)
         try:
@@ -138,8 +138,8 @@ def add_ship_commands(app, workspace, fail) -> None:
                   as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Point a custom alias at a version (or --remove it); every move goes to history.jsonl.
         `current` and `previous` move only by ship and rollback."""
-        from core.errors import InputError
-        from core.registry import set_alias
+        from weightgate.core.engine.errors import InputError
+        from weightgate.core.release.registry import set_alias
 
         ws = workspace(as_json)
         if (version is None) != remove:
@@ -157,7 +157,7 @@ def add_ship_commands(app, workspace, fail) -> None:
                            as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Re-hash every file of VERSION against its SHA256SUMS (in parallel); name each changed,
         missing or extra file. Exit 1 on any."""
-        from core.release_verify import verify_version, write_stamp
+        from weightgate.core.release.verify import verify_version, write_stamp
 
         ws = workspace(as_json)
         ref = ref_of(ws, version, name, as_json)
@@ -182,7 +182,7 @@ def add_ship_commands(app, workspace, fail) -> None:
                                                    help="Check file sizes instead of re-hashing (faster)."),
                    name: Optional[str] = typer.Option(None, "--name"),
                    as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-        from core.health import health
+        from weightgate.core.release.health import health
 
         ws = workspace(as_json)
         ref = ref_of(ws, version, name, as_json)
@@ -222,8 +222,8 @@ def add_ship_commands(app, workspace, fail) -> None:
                            name: Optional[str] = typer.Option(None, "--name"),
                            as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """The vLLM, TGI and transformers commands that serve VERSION as shipped."""
-        from core.manifest import read_manifest
-        from core.serving import serve_commands
+        from weightgate.core.release.manifest import read_manifest
+        from weightgate.core.release.serving import serve_commands
 
         ws = workspace(as_json)
         ref = ref_of(ws, version, name, as_json)

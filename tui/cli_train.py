@@ -19,13 +19,15 @@ from __future__ import annotations
 import json
 from typing import Optional
 
+from weightgate.core.training.session import check_resume_device, new_run_params
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_train_commands(app, workspace, fail) -> None:
     import typer
 
-    from core.errors import InputError, WeightgateError
+    from weightgate.core.engine.errors import InputError, WeightgateError
 
     @app.command("train")
     def train_cmd(what: Optional[str] = typer.Argument(None, metavar="[runs | RUN]",
@@ -46,25 +48,25 @@ def add_train_commands(app, workspace, fail) -> None:
             return
         try:
             if resume:
-                from core.training.runs import resolve_resume
-                from core.training.session import check_resumable
+                from weightgate.core.training.runs import resolve_resume
+                from weightgate.core.training.session import check_resumable
 
                 directory = resolve_resume(ws, what)
                 spec = check_resumable(ws, directory)
-                _check_resume_device(spec, device)
+                check_resume_device(spec, device)
                 params: dict = {"resume": directory.name}
             else:
                 if what is not None:
                     raise InputError(f"unexpected argument {what!r}",
                                      hint="`weightgate train runs` lists runs; `weightgate train --resume RUN` resumes")
-                params = _new_run_params(ws, nproc, steps, device)
+                params = new_run_params(ws, nproc, steps, device)
         except WeightgateError as exc:
             fail(exc, as_json)
         _start(ws, params, as_json, follow)
 
     def _start(ws, params: dict, as_json: bool, follow: bool) -> None:
-        from core.jobs import start_job
-        from tui.cli import _attach, _job_result
+        from weightgate.core.engine.jobs import start_job
+        from weightgate.tui.cli import _attach, _job_result
 
         handle = start_job(ws.jobs_dir, "train", params, workspace=ws.root)
         if not follow:
@@ -80,46 +82,8 @@ def add_train_commands(app, workspace, fail) -> None:
         raise typer.Exit(code)
 
 
-def _new_run_params(ws, nproc: int, steps: int | None, device: str = "auto") -> dict:
-    """Check the [training] table, the device and prepare the data split, so bad input fails here.
-    `auto` and `cpu` are settled in the job (torch is not imported here); an explicit cuda
-    request is checked now against what torch sees."""
-    from core.errors import InputError
-    from core.training.config import workspace_training_config
-    from core.training.session import resolve_train_device, check_device_spec
-
-    device = check_device_spec(device)
-    if device.startswith("cuda"):
-        resolve_train_device(device, nproc)
-    config = workspace_training_config(ws)
-    if config.effective_batch % nproc:
-        raise InputError(f"[training] effective_batch {config.effective_batch} is not divisible by --nproc {nproc}",
-                         path=ws.config_path, hint=f"use a multiple of {nproc}")
-    try:
-        from core.data_check import prepare_dataset
-    except ImportError:
-        raise InputError("the training-data checks (core.data_check) are not installed",
-                         hint="update weightgate; training reads only data the checks prepared") from None
-    prepared = prepare_dataset(ws)
-    return {"train_file": str(prepared.train_path), "val_file": str(prepared.val_path),
-            "dataset_digest": prepared.digest, "nproc": nproc, "steps": steps, "device": device}
-
-
-def _check_resume_device(spec: dict, device: str) -> None:
-    """A resumed run continues on the device it started on; --device may only repeat it."""
-    from core.errors import InputError
-    from core.training.session import check_device_spec
-
-    wanted, recorded = check_device_spec(device), str(spec.get("device") or "cpu")
-    if wanted == "auto" or wanted == recorded or (wanted == "cuda" and recorded.startswith("cuda")):
-        return
-    raise InputError(f"run {spec['run_id']} trains on {recorded}; it is resumed there, not on {wanted}",
-                     hint="drop --device (a resumed run keeps its device), or start a new run with "
-                          f"`weightgate train --device {wanted}`")
-
-
 def _print_runs(ws, as_json: bool) -> None:
-    from core.training.runs import list_runs
+    from weightgate.core.training.runs import list_runs
 
     found = list_runs(ws)
     if as_json:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from core.devices import DeviceSnapshot
-    from core.errors import InputError
-    from core.events import Event
-    from core.gates import Report
-    from core.jobs import JobStatus
+    from weightgate.core.engine.errors import InputError
+    from weightgate.core.engine.events import Event
+    from weightgate.core.engine.jobs import JobStatus
+    from weightgate.core.engine.status import Report
+    from weightgate.core.memory.devices import DeviceSnapshot
 
 
 class ReportReady(Message):

@@ -30,8 +30,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from core.atomic import fsync_dir, write_atomic
-from core.errors import InputError
+from weightgate.core.engine.atomic import fsync_dir, write_atomic
+from weightgate.core.engine.errors import InputError
 
 MANIFEST = "manifest.json"
 LATEST = "latest.json"
@@ -58,8 +58,8 @@ def adapter_state(model: Any) -> dict:
 
 def rng_state() -> tuple[dict, dict]:
     """(JSON-able python/numpy states, torch tensors)."""
-    import numpy as np
-    import torch
+    import numpy as np  # lazy: numpy only where it runs, never at import
+    import torch  # lazy: torch only where it runs, never at import
 
     version, internal, gauss = random.getstate()
     np_state = np.random.get_state()
@@ -74,8 +74,8 @@ def rng_state() -> tuple[dict, dict]:
 
 
 def set_rng_state(plain: dict, tensors: dict) -> None:
-    import numpy as np
-    import torch
+    import numpy as np  # lazy: numpy only where it runs, never at import
+    import torch  # lazy: torch only where it runs, never at import
 
     version, internal, gauss = plain["python"]
     random.setstate((version, tuple(internal), gauss))
@@ -92,8 +92,8 @@ def set_rng_state(plain: dict, tensors: dict) -> None:
 
 def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, state: dict) -> Path:
     """Write step `step`'s checkpoint atomically; return its directory."""
-    import torch
-    from safetensors.torch import save_file
+    import torch  # lazy: torch only where it runs, never at import
+    from safetensors.torch import save_file  # lazy: safetensors only where it runs, never at import
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -178,8 +178,8 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 def load_checkpoint(directory: Path, model: Any, optimizer: Any, *, restore_rng: bool = True) -> dict:
     """Put the checkpoint's adapter, optimizer state (and RNG) back; return its state.json."""
-    import torch
-    from safetensors.torch import load_file
+    import torch  # lazy: torch only where it runs, never at import
+    from safetensors.torch import load_file  # lazy: safetensors only where it runs, never at import
 
     directory = Path(directory)
     verify_checkpoint(directory)
@@ -236,7 +236,7 @@ def recover_best(run_dir: Path) -> None:
 
 
 def _differences(expected: Any, actual: Any, where: str, out: list[str]) -> None:
-    import torch
+    import torch  # lazy: torch only where it runs, never at import
 
     if isinstance(expected, torch.Tensor):
         if not isinstance(actual, torch.Tensor) or expected.dtype != actual.dtype or expected.shape != actual.shape:

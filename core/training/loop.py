@@ -46,9 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from core.training.checkpoint import check_restore, load_checkpoint, save_best, save_checkpoint
-from core.training.data import Example, collate
-from core.training.plan import lr_at
+import psutil
+
+from weightgate.core.training.batches import Example, collate
+from weightgate.core.training.checkpoint import check_restore, load_checkpoint, save_best, save_checkpoint
+from weightgate.core.training.plan import lr_at
 
 FINISHED, STOPPED, DIVERGED, RESTORE_FAILED = "finished", "stopped", "diverged", "restore_failed"
 DIVERGENCE_FLOOR_SHARE = 0.1   # the running minimum counts as at least 10% of the first loss
@@ -115,7 +117,7 @@ class Outcome:
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    import torch
+    import torch  # lazy: torch only where it runs, never at import
 
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=generator).tolist()
@@ -132,7 +134,7 @@ def step_examples(setup: LoopSetup, step: int, cache: dict) -> tuple[int, list[i
 
 def _all_reduce(tensor: Any, world: int) -> Any:
     if world > 1:
-        import torch.distributed as dist
+        import torch.distributed as dist  # lazy: torch only where it runs, never at import
 
         dist.all_reduce(tensor)
     return tensor
@@ -142,7 +144,7 @@ def fork_devices(device: str) -> list[int]:
     """The devices torch.random.fork_rng must save besides the CPU: this process's GPU on CUDA."""
     if not str(device).startswith("cuda"):
         return []
-    import torch
+    import torch  # lazy: torch only where it runs, never at import
 
     index = torch.device(device).index
     return [index if index is not None else torch.cuda.current_device()]
@@ -150,10 +152,9 @@ def fork_devices(device: str) -> list[int]:
 
 def _memory_bytes(device: str) -> int:
     if device.startswith("cuda"):
-        import torch
+        import torch  # lazy: torch only where it runs, never at import
 
         return int(torch.cuda.max_memory_allocated(device))
-    import psutil
 
     return int(psutil.Process().memory_info().rss)
 
@@ -161,7 +162,7 @@ def _memory_bytes(device: str) -> int:
 def train_step(setup: LoopSetup, indices: list[int]) -> tuple[float, float, int]:
     """One optimizer step over the examples `indices` (this rank takes every world-th one).
     Returns (mean train loss over the step's label tokens, grad norm, input tokens)."""
-    import torch
+    import torch  # lazy: torch only where it runs, never at import
 
     model, params = setup.model, setup.params
     # Dropout draws from a stream seeded by (seed, step, rank): a resumed step draws exactly what
@@ -200,7 +201,7 @@ def train_step(setup: LoopSetup, indices: list[int]) -> tuple[float, float, int]
 
 def validation_loss(setup: LoopSetup) -> float:
     """Mean token loss over the validation split (shared across ranks)."""
-    import torch
+    import torch  # lazy: torch only where it runs, never at import
 
     model = setup.model
     model.eval()
@@ -223,7 +224,7 @@ def _kept(state: dict) -> str:
 
 
 def run_loop(setup: LoopSetup, *, resume_from: Path | None = None) -> Outcome:
-    import torch
+    import torch  # lazy: torch only where it runs, never at import
 
     setup.params = [p for p in setup.model.parameters() if p.requires_grad]
     state = {"best_val_loss": None, "best_step": None, "running_min": None, "restore_checked": False,
@@ -349,7 +350,7 @@ def _stop_everywhere(setup: LoopSetup) -> bool:
     local = bool(setup.should_stop())
     if setup.world == 1:
         return local
-    import torch
+    import torch  # lazy: torch only where it runs, never at import
 
     flag = torch.tensor([1.0 if local else 0.0], device=setup.device)   # nccl: a device tensor
     _all_reduce(flag, setup.world)
@@ -360,7 +361,7 @@ def _agree(ok: bool, world: int, device: str = "cpu") -> bool:
     """True on every rank only if it is true on every rank."""
     if world == 1:
         return ok
-    import torch
+    import torch  # lazy: torch only where it runs, never at import
 
     flag = torch.tensor([0.0 if ok else 1.0], device=device)
     _all_reduce(flag, world)

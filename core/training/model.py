@@ -1,7 +1,7 @@
 """The base model at the decided precision with a trainable peft LoRA on top.
 
 LoRA: the base in its precision's dtype (fp32 on the CPU for 16-bit decisions would change
-what is trained, so the precision spec of core.generation is followed as it is), frozen.
+what is trained, so the precision spec of core.memory.loading is followed as it is), frozen.
 QLoRA (the decided precision is 4-bit): bitsandbytes NF4 with double quantization, compute in
 bf16 on a GPU and fp32 on the CPU, prepared with peft's k-bit preparation.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.errors import InputError
-from core.memory import ATTENTION_ROLES, MLP_ROLES
+from weightgate.core.engine.errors import InputError
+from weightgate.core.memory.estimate import ATTENTION_ROLES, MLP_ROLES
+from weightgate.core.memory.loading import bnb_config, precision_spec
 
 FOUR_BIT = ("nf4", "fp4")
 
@@ -23,7 +24,7 @@ def method_for(precision: str) -> str:
 
 def linear_module_names(model: Any) -> list[str]:
     """Qualified names of every Linear-like leaf module (plain, bnb 8-bit or 4-bit)."""
-    import torch
+    import torch  # lazy: torch only where it runs, never at import
 
     names = []
     for name, module in model.named_modules():
@@ -34,7 +35,7 @@ def linear_module_names(model: Any) -> list[str]:
 
 def detect_targets(model: Any, wanted: str | list[str] = "auto") -> list[str]:
     """LoRA target role names: "auto" = every attention and MLP projection the model has (by
-    module name, as core.memory's roles), never the output head or the embeddings."""
+    module name, as core.memory.estimate's roles), never the output head or the embeddings."""
     roles_present = {name.rpartition(".")[2] for name in linear_module_names(model)}
     if wanted == "auto":
         targets = sorted(role for role in roles_present if role in ATTENTION_ROLES or role in MLP_ROLES)
@@ -55,10 +56,9 @@ def detect_targets(model: Any, wanted: str | list[str] = "auto") -> list[str]:
 
 def load_base(model_dir: Path, precision: str, device: str = "cpu") -> Any:
     """The frozen base model at `precision` (safetensors only, no remote code)."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    import torch  # lazy: torch only where it runs, never at import
+    from transformers import AutoModelForCausalLM  # lazy: transformers only where it runs, never at import
 
-    from core.generation import bnb_config, precision_spec
 
     spec = precision_spec(precision, Path(model_dir), device)
     kwargs: dict[str, Any] = {"dtype": getattr(torch, spec["dtype"]), "use_safetensors": True,
@@ -77,8 +77,12 @@ def load_base(model_dir: Path, precision: str, device: str = "cpu") -> Any:
 def add_lora(model: Any, *, r: int, alpha: int, dropout: float, targets: list[str], quantized: bool,
              gradient_checkpointing: bool, seed: int) -> Any:
     """Wrap in a peft LoRA; the adapter's initial values come from `seed` alone."""
-    import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    import torch  # lazy: torch only where it runs, never at import
+    from peft import (  # lazy: peft only where it runs, never at import
+        LoraConfig,
+        get_peft_model,
+        prepare_model_for_kbit_training,
+    )
 
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)

@@ -2,8 +2,8 @@
 memory estimate; step counts and the warm-up.
 
 The micro batch is the largest divisor of (effective batch / processes) whose LoRA/QLoRA
-training estimate (core.memory) at the longest example's length, plus the workspace's headroom,
-fits the device budget (core.precision: [requirements.ceilings] memory_budget_gib, else the
+training estimate (core.memory.estimate) at the longest example's length, plus the workspace's headroom,
+fits the device budget (core.memory.precision: [requirements.ceilings] memory_budget_gib, else the
 device's free memory); accumulation makes up the rest, so micro x accumulation x processes is
 exactly the effective batch.
 """
@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from core.errors import InputError
+from weightgate.core.engine.errors import InputError
 
 
 @dataclass
@@ -31,7 +31,7 @@ class BatchPlan:
     fits: bool | None
     method: str
     tried: list[dict]
-    budget_detail: str = ""           # where the budget comes from, in words (core.precision.Budget.detail)
+    budget_detail: str = ""           # where the budget comes from, in words (core.memory.precision.Budget.detail)
     auto: bool = True                 # the micro batch was chosen ([training] micro_batch = "auto")
 
     def to_dict(self) -> dict:
@@ -72,7 +72,7 @@ def divisors_desc(n: int) -> list[int]:
 def plan_batches(*, effective_batch: int, processes: int, micro_batch: int | str, estimate_at: Any,
                  budget_bytes: int | None, budget_source: str, seq: int, method: str,
                  budget_detail: str = "") -> BatchPlan:
-    """`estimate_at(micro)` returns a core.memory Estimate for one process at that micro batch
+    """`estimate_at(micro)` returns a core.memory.estimate Estimate for one process at that micro batch
     (.total, .required with headroom, .fits: None when the budget is unknown). The plan says
     fits=False when nothing fits; BatchPlan.require_fit turns that into the error."""
     if effective_batch % processes:

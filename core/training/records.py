@@ -11,7 +11,7 @@ Each is recorded by the run that measured it (kind "job"), like core/eval_checks
 
 from __future__ import annotations
 
-from core.evidence import FAIL, PASS, record_result
+from weightgate.core.engine.evidence import FAIL, PASS, record_result
 
 
 def record_lora_config(ws, run_id: str, config: dict, targets: list[str], method: str, precision: str) -> None:

@@ -12,8 +12,9 @@ import secrets
 import time
 from pathlib import Path
 
-from core.atomic import write_atomic
-from core.errors import InputError
+from weightgate.core.engine.atomic import write_atomic
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.jobs import read_status
 
 RUN_FILE = "run.json"
 # restore_failed and diverged runs are not resumed: their checkpoints are not to be trusted further.
@@ -53,7 +54,6 @@ def update_run(directory: Path, **changes) -> dict:
 
 def list_runs(ws) -> list[dict]:
     """Every training run, newest first, with its live state (a run whose job died says so)."""
-    from core.jobs import read_status
 
     runs = []
     if not ws.adapters_dir.is_dir():

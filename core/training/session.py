@@ -3,7 +3,7 @@ record tune.lora_config and tune.effective_batch) and execute (load, train, chec
 latter in the job process or in each torchrun worker.
 
 The device is decided once, when the run is prepared, and recorded in run.json (a resumed run
-continues where it started): `auto` (the default) is core.generation.default_device(), a GPU
+continues where it started): `auto` (the default) is core.memory.loading.default_device(), a GPU
 when torch sees one; `cpu`; `cuda` (GPU 0, or with --nproc N one GPU per process: each torchrun
 worker takes cuda:<LOCAL_RANK> and the process group uses nccl); `cuda:N` (one process on GPU
 N). On the CPU the workers use gloo.
@@ -15,9 +15,31 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from core.errors import InputError
-from core.training import runs as runs_mod
-from core.training.config import TrainConfig, workspace_training_config
+from weightgate.core.engine.digest import digest_file
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.fingerprints import Fingerprints, plain
+from weightgate.core.engine.jobs import read_status
+from weightgate.core.engine.training_config import TrainConfig, workspace_training_config
+from weightgate.core.engine.workspace import open_workspace
+from weightgate.core.memory.estimate import ATTENTION_ROLES, MLP_ROLES, TrainingSetup, canonical_precision, estimate
+from weightgate.core.memory.loading import default_device, flushed_subnormals, subnormals_flush_everywhere
+from weightgate.core.memory.precision import (
+    layout_for,
+    resolve_budget,
+    resolve_device,
+    tokenizer_bytes,
+    workspace_metadata,
+    workspace_targets,
+)
+from weightgate.core.training import runs as runs_mod
+from weightgate.core.training.batches import load_examples, read_records
+from weightgate.core.training.checkpoint import latest_checkpoint, recover_best
+from weightgate.core.training.dataset import prepare_dataset
+from weightgate.core.training.loop import LoopSetup, fork_devices, run_loop
+from weightgate.core.training.model import add_lora, detect_targets, load_base, method_for, trainable_parameters
+from weightgate.core.training.plan import plan_batches, total_steps, warmup_steps
+from weightgate.core.training.records import record_best, record_effective_batch, record_lora_config, record_restore
+from weightgate.core.weights.checks import verified_snapshot
 
 FINGERPRINTS = ("train_config", "dataset", "model", "precision")
 DEVICE_CHOICES = "auto (a GPU when torch sees one), cpu, cuda, or cuda:N"
@@ -37,7 +59,7 @@ def train_device(requested: str | None, nproc: int, *, default: str, device_coun
     """The device a run trains on, as run.json records it: "cpu", "cuda:N" (one process), or
     "cuda" for N torchrun processes (each takes cuda:<LOCAL_RANK>, see rank_device).
 
-    `default` is what auto means here (core.generation.default_device(): "cuda" when
+    `default` is what auto means here (core.memory.loading.default_device(): "cuda" when
     torch.cuda.is_available()); `device_count` is torch.cuda.device_count(). Pure, so the rules
     are tested without a GPU."""
     spec = check_device_spec(requested)
@@ -74,17 +96,13 @@ def rank_device(run_device: str, local_rank: int) -> tuple[str, str]:
 
 
 def decided_precision(ws, layout) -> str:
-    from core.fingerprints import plain
-    from core.memory import canonical_precision
-
     decided = (plain(ws.config()).get("decisions") or {}).get("precision")
     native = layout.native_precision
     return canonical_precision(decided, native) if decided else native
 
 
 def auto_targets(layout, wanted) -> list[str]:
-    """Target roles from the layout (module names, as core.memory reads them): no torch needed."""
-    from core.memory import ATTENTION_ROLES, MLP_ROLES
+    """Target roles from the layout (module names, as core.memory.estimate reads them): no torch needed."""
 
     roles = sorted({lin.role for lin in layout.linears})
     if wanted == "auto":
@@ -97,9 +115,8 @@ def auto_targets(layout, wanted) -> list[str]:
 
 
 def longest_example(paths: list[Path], tokenizer_dir: Path, max_seq: int | None) -> int:
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: transformers only where it runs, never at import
 
-    from core.training.data import load_examples
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     return max(e.length for path in paths for e in load_examples(path, tokenizer, max_seq=max_seq))
@@ -107,15 +124,6 @@ def longest_example(paths: list[Path], tokenizer_dir: Path, max_seq: int | None)
 
 def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
     """Resolve a new run into .weightgate/adapters/<run_id>/run.json and record the config evidence."""
-    from core.fingerprints import Fingerprints, plain
-    from core.memory import TrainingSetup, estimate
-    from core.precision import (layout_for, resolve_budget, resolve_device, tokenizer_bytes, workspace_metadata,
-                                workspace_targets)
-    from core.training.data import read_records
-    from core.training.model import method_for
-    from core.training.plan import plan_batches, total_steps, warmup_steps
-    from core.training.records import record_effective_batch, record_lora_config
-    from core.weights_checks import verified_snapshot
 
     cfg: TrainConfig = workspace_training_config(ws, params.get("overrides"))
     for key in ("train_file", "val_file"):
@@ -175,25 +183,19 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
 
 def resolve_train_device(requested: str, nproc: int) -> str:
     """train_device with this process's torch (the job process; the CLI when cuda is asked for)."""
-    import torch
+    import torch  # lazy: torch only where it runs, never at import
 
-    from core.generation import default_device
 
     return train_device(requested, nproc, default=default_device(),
                         device_count=torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
 def _data_digests(train_file: Path, val_file: Path) -> dict:
-    from core.digest import digest_file
-
     return {"train": digest_file(train_file), "val": digest_file(val_file)}
 
 
 def check_resumable(ws, directory: Path) -> dict:
     """run.json of a run that may be resumed: same inputs as when it started."""
-    from core.fingerprints import Fingerprints
-
-    from core.jobs import read_status
 
     spec = runs_mod.read_run(directory)
     if spec.get("status") not in runs_mod.RESUMABLE:
@@ -221,9 +223,8 @@ def check_resumable(ws, directory: Path) -> dict:
 
 def build_model_and_optimizer(spec: dict) -> tuple[Any, Any]:
     """The model and AdamW on spec["device"] (a worker's spec carries its own cuda:<LOCAL_RANK>)."""
-    import torch
+    import torch  # lazy: torch only where it runs, never at import
 
-    from core.training.model import add_lora, detect_targets, load_base, trainable_parameters
 
     cfg = spec["config"]
     base = load_base(Path(spec["model_dir"]), spec["precision"], spec.get("device", "cpu"))
@@ -242,13 +243,9 @@ def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, re
             throttle_s: float = 0.0, device: str | None = None):
     """Load, train and checkpoint; returns the loop's Outcome. Rank 0 writes files and evidence.
     `device`: this process's device when it is not run.json's (a torchrun worker's cuda:<LOCAL_RANK>)."""
-    import torch
-    from transformers import AutoTokenizer
+    import torch  # lazy: torch only where it runs, never at import
+    from transformers import AutoTokenizer  # lazy: transformers only where it runs, never at import
 
-    from core.training.checkpoint import latest_checkpoint, recover_best
-    from core.training.data import load_examples
-    from core.training.loop import LoopSetup, fork_devices, run_loop
-    from core.workspace import open_workspace
 
     ws = open_workspace(ws_root)
     spec = runs_mod.read_run(directory)
@@ -282,7 +279,6 @@ def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, re
 
     def on_restore(result: dict) -> None:
         if record:
-            from core.training.records import record_restore
 
             record_restore(ws, spec["run_id"], result)
 
@@ -294,12 +290,11 @@ def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, re
         run_dir=directory, device=spec.get("device", "cpu"), rank=rank, world=world, emit=emit if lead else
         (lambda kind, payload: None), should_stop=should_stop, build_fresh=build_fresh, on_restore_check=on_restore,
         throttle_s=throttle_s, loss_transform=loss_transform)
-    # On the CPU, subnormal floats flush to zero in every thread during the steps, as core.generation
+    # On the CPU, subnormal floats flush to zero in every thread during the steps, as core.memory.loading
     # does for decoding: x86 computes subnormal products many times slower, and small models'
     # activations and LoRA updates reach them. Always on for a CPU run, so a resumed run computes
     # exactly what an uninterrupted one does (tests/bench/train_throughput.py gives its Trainer
     # baseline the same setting, and reads this run's choice from the log line below).
-    from core.generation import flushed_subnormals, subnormals_flush_everywhere
 
     flush = setup.device == "cpu" and subnormals_flush_everywhere(torch)
     if lead:
@@ -320,7 +315,34 @@ def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, re
                   "restore_failed": "restore_failed"}[outcome.status]
         runs_mod.update_run(directory, status=status, outcome=outcome.to_dict())
         if record and outcome.status in ("finished", "diverged"):
-            from core.training.records import record_best
 
             record_best(ws, spec["run_id"], outcome.to_dict(), str(directory / "best"))
     return outcome
+
+
+def new_run_params(ws, nproc: int, steps: int | None, device: str = "auto") -> dict:
+    """Check the [training] table, the device and prepare the data split, so bad input fails here.
+    `auto` and `cpu` are settled in the job (torch is not imported here); an explicit cuda
+    request is checked now against what torch sees."""
+
+    device = check_device_spec(device)
+    if device.startswith("cuda"):
+        resolve_train_device(device, nproc)
+    config = workspace_training_config(ws)
+    if config.effective_batch % nproc:
+        raise InputError(f"[training] effective_batch {config.effective_batch} is not divisible by --nproc {nproc}",
+                         path=ws.config_path, hint=f"use a multiple of {nproc}")
+    prepared = prepare_dataset(ws)
+    return {"train_file": str(prepared.train_path), "val_file": str(prepared.val_path),
+            "dataset_digest": prepared.digest, "nproc": nproc, "steps": steps, "device": device}
+
+
+def check_resume_device(spec: dict, device: str) -> None:
+    """A resumed run continues on the device it started on; --device may only repeat it."""
+
+    wanted, recorded = check_device_spec(device), str(spec.get("device") or "cpu")
+    if wanted == "auto" or wanted == recorded or (wanted == "cuda" and recorded.startswith("cuda")):
+        return
+    raise InputError(f"run {spec['run_id']} trains on {recorded}; it is resumed there, not on {wanted}",
+                     hint="drop --device (a resumed run keeps its device), or start a new run with "
+                          f"`weightgate train --device {wanted}`")

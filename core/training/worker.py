@@ -1,7 +1,7 @@
 """What each torchrun worker runs for `weightgate train --nproc N`:
 
     python -m torch.distributed.run --standalone --nproc-per-node N \
-        -m core.training.worker <workspace> <run-dir> <job-dir> <resume: 0|1> <throttle seconds>
+        -m weightgate.core.training.worker <workspace> <run-dir> <job-dir> <resume: 0|1> <throttle seconds>
 
 Every rank builds the same model (same seed), takes every N-th example of each optimizer
 step and joins the gradient all-reduce; rank 0 alone writes the journal, checkpoints, the best
@@ -20,15 +20,16 @@ import signal
 import sys
 from pathlib import Path
 
+from weightgate.core.engine.events import JournalWriter
+from weightgate.core.engine.jobs import events_path
+from weightgate.core.training.runs import read_run
+from weightgate.core.training.session import execute, rank_device
+
 
 def main(argv: list[str]) -> int:
-    import torch
-    import torch.distributed as dist
+    import torch  # lazy: torch only where it runs, never at import
+    import torch.distributed as dist  # lazy: torch only where it runs, never at import
 
-    from core.events import JournalWriter
-    from core.jobs import events_path
-    from core.training.runs import read_run
-    from core.training.session import execute, rank_device
 
     ws_root, run_dir, job_dir, resume, throttle_s = argv
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def synthetic(count: int) -> list[dict]:
-    from core.demo_data import demo_examples
+    from weightgate.core.demo.data import demo_examples
 
     examples = demo_examples(count=count, seed=11, plant=False)
     extra = []
@@ -55,10 +55,16 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=1_500, help="Subset size for the all-pairs baseline.")
     args = parser.parse_args()
 
-    from core.data_check import check_dataset
-    from core.demo import create_demo_workspace
-    from core.near_dup import common_shingles, naive_near_duplicate_pairs, near_duplicate_pairs, shingles
     from tiny_model import build_tiny_model
+
+    from weightgate.core.demo.workspace import create_demo_workspace
+    from weightgate.core.training.data.near_dup import (
+        common_shingles,
+        naive_near_duplicate_pairs,
+        near_duplicate_pairs,
+        shingles,
+    )
+    from weightgate.core.training.data.prepare import check_dataset
 
     rows = synthetic(args.examples)
     texts = ["\n".join(m["content"] for m in row["messages"]) for row in rows]

@@ -11,7 +11,7 @@ serves a sharded safetensors repo of random bytes. In one run, alternating, best
                         streamed to a file; no hashing, no verification, no cache layout
   (b) hf client         huggingface_hub's snapshot_download of the shards (plain HTTP: it
                         checks sizes only), for reference
-  (c) weightgate        core.download.download_model: HEAD checks, hash while downloading,
+  (c) weightgate        core.weights.download.download_model: HEAD checks, hash while downloading,
                         verify, atomic placement into blobs/ + snapshot links
   (d) two passes        (a) then a sequential sha256 pass over the files: what verifying
                         after the download costs, for reference
@@ -44,7 +44,7 @@ TARGET_SHARE = 0.001
 
 
 def start_hub(shards: int, size_mib: int) -> tuple[subprocess.Popen, dict]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ}
     process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hub_emulator.py"), "--shards", str(shards),
                                 "--size-mib", str(size_mib)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                env=env, cwd=ROOT, text=True)
@@ -95,8 +95,8 @@ def measure(shards: int = 4, size_mib: int = 256, repeat: int = 3, workers: int 
             base: Path | None = None, verbose: bool = True) -> dict:
     from huggingface_hub import snapshot_download
 
-    from core.download import download_model
-    from core.sources import fetch_metadata
+    from weightgate.core.weights.download import download_model
+    from weightgate.core.weights.sources import fetch_metadata
 
     say = print if verbose else (lambda *a, **k: None)
     say(f"starting the loopback hub with {shards} x {size_mib} MiB shards ...", flush=True)

@@ -7,14 +7,14 @@ On a quiet 2-core machine (2026-11-22): batch 32 3.46x, batch 16 2.83x; outputs 
 
 The cases: the demo's 30 date-rewriting cases plus 20 deterministic variants (seeded dates in the
 same formats). A temporary workspace holds them, with the demo model (SmolLM2-135M-Instruct,
-converted once to safetensors in ~/.cache/weightgate: core.demo_model.ensure_demo_model) locked
+converted once to safetensors in ~/.cache/weightgate: core.demo.model.ensure_demo_model) locked
 and verified like any model, and loaded once.
 
-Timing: the engine's own batches (core.generation.generate_all sorts the prompts by length and
+Timing: the engine's own batches (core.memory.loading.generate_all sorts the prompts by length and
 cuts them into batches of --batch-size) are generated batched and, interleaved with them, the
 same prompts one at a time; the order alternates from batch to batch, so a neighbour's burst of
 CPU lands on both contenders alike. Same rendered prompts, same generation config as an eval run.
-Then one real eval run (core.evaluation.execute at the batch size: render, generate, score, run
+Then one real eval run (core.evaluation.runner.execute at the batch size: render, generate, score, run
 files) checks that the engine gives the same outputs. Prints the speed-up (target >= 3x),
 whether every case's output tokens are identical (they must be: the batch size must not change a
 score), and how much CPU other processes took meanwhile (on a shared 2-core machine they can
@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from core.demo import DATE_CASES, INSTRUCTION  # noqa: E402
+from weightgate.core.demo.evalsets import DATE_CASES, INSTRUCTION  # noqa: E402
 
 TARGET_SPEEDUP = 3.0
 VARIANTS = 20
@@ -76,8 +76,8 @@ def cases() -> list[dict]:
 
 
 def make_workspace(root: Path, model_dir: Path, max_new_tokens: int):
-    from core.local_source import lock_local_source
-    from core.workspace import init_workspace
+    from weightgate.core.engine.workspace import init_workspace
+    from weightgate.core.weights.local_source import lock_local_source
 
     ws = init_workspace(root)
     lines = [json.dumps({"_set": {"max_new_tokens": max_new_tokens}})] + [json.dumps(row) for row in cases()]
@@ -108,9 +108,9 @@ def main() -> int:
 
     import torch
 
-    from core.demo_model import ensure_demo_model
-    from core.evaluation import execute, load_target, plan_eval, workspace_target
-    from core.generation import generate_batch, render
+    from weightgate.core.demo.model import ensure_demo_model
+    from weightgate.core.evaluation.runner import execute, load_target, plan_eval, workspace_target
+    from weightgate.core.memory.loading import generate_batch, render
 
     demo = ensure_demo_model(log=lambda message: print(f"  {message}", flush=True))
     with tempfile.TemporaryDirectory(prefix="wg-bench-eval-") as tmp:

@@ -9,9 +9,9 @@ For each model (the tiny test model and the demo model, SmolLM2-135M-Instruct) a
   estimate   weightgate's estimator, from hub metadata only: the model is published on the
              loopback hub emulator (tests/hub_emulator.py: config.json and the safetensors
              headers; the tensor bytes are virtual, never served) and estimated through
-             `core.precision.estimate_for_source("bench/<model>")`, as `weightgate estimate` does.
+             `core.memory.precision.estimate_for_source("bench/<model>")`, as `weightgate estimate` does.
   measured   the model loaded on the CPU at that precision through the eval engine's loader, in
-             one fresh process per precision (core.memory_measure: footprint incl. bnb quant
+             one fresh process per precision (core.memory.measure: footprint incl. bnb quant
              state; RSS delta of the load; one prefill's peak; one LoRA step's peak, see there),
              each over a baseline taken after the runtime was warmed on a throwaway one-layer
              copy of the model (first-use state: the `runtime` column, beside the estimator's
@@ -84,7 +84,7 @@ def accelerate_figures(hub_url: str, home: str, repo_id: str) -> dict[str, dict]
         "rows = gather_data(args)\n"
         "print(json.dumps({r[0]: {'largest_layer': r[1], 'total': r[2], 'training_adam': r[3]} for r in rows}, "
         "default=lambda v: v if not hasattr(v, 'items') else dict(v)))\n")
-    env = {**os.environ, **client_env(hub_url, home), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **client_env(hub_url, home)}
     done = subprocess.run([sys.executable, "-c", code, repo_id], capture_output=True, text=True, env=env, timeout=300)
     line = [l for l in done.stdout.splitlines() if l.startswith("{")]
     if done.returncode != 0 or not line:
@@ -104,7 +104,7 @@ def accelerate_cli_table(hub_url: str, home: str, repo_id: str) -> str:
 
 
 def measure_all(models: dict[str, Path], allocator: str, warmup: bool = True) -> dict[tuple[str, str], dict]:
-    from core.memory_measure import measure_plan_in_subprocess
+    from weightgate.core.memory.measure import measure_plan_in_subprocess
 
     def plan(precision: str) -> list[dict]:
         return [{"model_dir": str(path), "precision": precision, "device": "cpu", "warmup": warmup, **SHAPES[name]}
@@ -130,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from hub_emulator import serve
-
-    from core.demo_model import ensure_demo_model
-    from core.memory_measure import compare_with_estimate
-    from core.precision import estimate_for_source, tokenizer_bytes
-    from core.sources import fetch_metadata
     from tiny_model import build_tiny_model
+
+    from weightgate.core.demo.model import ensure_demo_model
+    from weightgate.core.memory.measure import compare_with_estimate
+    from weightgate.core.memory.precision import estimate_for_source, tokenizer_bytes
+    from weightgate.core.weights.sources import fetch_metadata
 
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="wg-membench-"))

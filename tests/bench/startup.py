@@ -94,9 +94,9 @@ def time_tui(workspace: Path | None, timeout: float = 20.0) -> tuple[float, floa
         argv = [sys.executable, "-c", BARE_TEXTUAL_APP]
     else:
         # The real entry point a user types: the `weightgate` console script beside this Python
-        # (`python -m tui.cli` when it is not installed).
+        # (`python -m weightgate` when it is not installed).
         script = Path(sys.executable).with_name("weightgate")
-        argv = ([str(script)] if script.exists() else [sys.executable, "-m", "tui.cli"]) + ["-w", str(workspace)]
+        argv = ([str(script)] if script.exists() else [sys.executable, "-m", "weightgate"]) + ["-w", str(workspace)]
     began = time.perf_counter()
     process, master = _spawn_in_pty(argv, env)
     output = b""
@@ -133,7 +133,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from core.workspace import init_workspace
+    from weightgate.core.engine.workspace import init_workspace
 
     with tempfile.TemporaryDirectory() as tmp:
         workspace = args.workspace or init_workspace(Path(tmp) / "ws").root

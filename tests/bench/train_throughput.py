@@ -12,7 +12,7 @@ not run by the job, which stops at 3 epochs), same hyperparameters (r 16, alpha
 all attention + MLP projections). The Trainer logs every step (as the job journals every step)
 and neither saves checkpoints during the timed steps. Both run on the CPU (the job is started
 with device "cpu", the Trainer with use_cpu), and both flush subnormal floats to zero in every
-intra-op thread (torch.set_flush_denormal through core.generation.flushed_subnormals): the
+intra-op thread (torch.set_flush_denormal through core.memory.loading.flushed_subnormals): the
 job does it for every CPU run (core/training/session.py), so the Trainer baseline gets the
 same setting, and the ratio measures the loop, not the flag. The output says which way each
 ran (the probe reports whether this CPU flushes at all).
@@ -67,7 +67,7 @@ def records(n: int, seed: int) -> list[dict]:
 def make_workspace(root: Path, model_dir: Path, steps: int):
     from helpers import phase1_ready
 
-    from core.local_source import lock_local_source
+    from weightgate.core.weights.local_source import lock_local_source
 
     ws = phase1_ready(root)
     lock_local_source(ws, str(model_dir))
@@ -82,8 +82,8 @@ def make_workspace(root: Path, model_dir: Path, steps: int):
 
 def job_rates(ws, prepared: Path, steps: int, reader: bool) -> tuple[list[float], dict]:
     """Tokens/s of each steady-state step of a real `train` job; with a reader following it."""
-    from core.events import read_events
-    from core.jobs import events_path, follow_job, read_status, start_job
+    from weightgate.core.engine.events import read_events
+    from weightgate.core.engine.jobs import events_path, follow_job, read_status, start_job
 
     params = {"train_file": str(prepared / "train.jsonl"), "val_file": str(prepared / "val.jsonl"), "steps": steps,
               "device": "cpu"}   # as the Trainer baseline (use_cpu): a GPU box must not put only the job on it
@@ -122,12 +122,18 @@ def trainer_rates(model_dir: Path, prepared: Path, steps: int) -> tuple[list[flo
     subnormals flushed exactly as the job flushes them on the CPU."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
-                              TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
-    from core.generation import flushed_subnormals, subnormals_flush_everywhere
-    from core.training.data import load_examples
-    from core.training.model import detect_targets
+    from weightgate.core.memory.loading import flushed_subnormals, subnormals_flush_everywhere
+    from weightgate.core.training.batches import load_examples
+    from weightgate.core.training.model import detect_targets
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     examples = load_examples(prepared / "train.jsonl", tokenizer, max_seq=None)
@@ -176,11 +182,11 @@ def trainer_rates(model_dir: Path, prepared: Path, steps: int) -> tuple[list[flo
 
 
 def _cpu_flushes() -> bool:
-    """Whether flushing works in every intra-op thread of this CPU (core.generation's probe: the
+    """Whether flushing works in every intra-op thread of this CPU (core.memory.loading's probe: the
     job and the baseline turn it on only then)."""
     import torch
 
-    from core.generation import subnormals_flush_everywhere
+    from weightgate.core.memory.loading import subnormals_flush_everywhere
 
     return subnormals_flush_everywhere(torch)
 
@@ -195,7 +201,7 @@ def main() -> int:
     HYPER.update(effective_batch=args.batch, micro_batch=max(1, args.batch // 2))
     with tempfile.TemporaryDirectory() as tmp:
         if args.model == "demo":
-            from core.demo_model import ensure_demo_model
+            from weightgate.core.demo.model import ensure_demo_model
 
             model_dir = ensure_demo_model().path
         else:

@@ -33,10 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from core.hashing import DEFAULT_CHUNK, default_workers, hash_files, hash_rate  # noqa: E402
-from core.lock import HASH_PUBLISHED, LockedFile, ModelLock, write_lock  # noqa: E402
-from core.verify import verify_lock  # noqa: E402
-from core.workspace import init_workspace  # noqa: E402
+from weightgate.core.engine.hashing import DEFAULT_CHUNK, default_workers, hash_files, hash_rate  # noqa: E402
+from weightgate.core.engine.lock import HASH_PUBLISHED, LockedFile, ModelLock, write_lock  # noqa: E402
+from weightgate.core.engine.workspace import init_workspace  # noqa: E402
+from weightgate.core.weights.verify import verify_lock  # noqa: E402
 
 MIB = 1 << 20
 TARGET_SPEEDUP_2_CORES = 1.7
@@ -153,7 +153,8 @@ def download_vs_verify(args: argparse.Namespace) -> dict | None:
 def missed_targets(figures: dict, target_speedup: float) -> list[str]:
     """Every target the figures miss: hash_files and verify_lock (the engine of `weightgate
     verify`) each against the speed-up and the share of cores, and the hub figures when measured."""
-    from tests.bench.download import TARGET_RATIO, TARGET_SHARE as TARGET_METADATA_SHARE
+    from tests.bench.download import TARGET_RATIO
+    from tests.bench.download import TARGET_SHARE as TARGET_METADATA_SHARE
 
     missed = []
     for name, speedup, share in (("hash_files", figures["speedup"], figures["share_of_cores"]),

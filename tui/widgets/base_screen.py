@@ -19,17 +19,17 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from core.checklist import PHASES
-from tui.widgets.error_banner import WorkspaceErrorBanner
-from tui.widgets.header import AppHeader
-from tui.widgets.items import ItemTable
-from tui.widgets.phase_view import PhaseView
-from tui.widgets.sidebar import PhaseSidebar, phase_target
+from weightgate.core.engine.checklist import PHASES
+from weightgate.tui.widgets.error_banner import WorkspaceErrorBanner
+from weightgate.tui.widgets.header import AppHeader
+from weightgate.tui.widgets.items import ItemTable
+from weightgate.tui.widgets.phase_view import PhaseView
+from weightgate.tui.widgets.sidebar import PhaseSidebar, phase_target
 
 if TYPE_CHECKING:
     from textual.widget import Widget
 
-    from core.gates import ItemStatus, Report
+    from weightgate.core.engine.status import ItemStatus, Report
 
 PHASE_KEYS = Binding.Group("Phase", compact=True)
 
@@ -196,7 +196,7 @@ class PhaseScreen(WorkspaceScreen):
         self.update_bindings()
 
     def _ask(self, *args, **kwargs):
-        from tui.widgets.modals import NoteModal  # noqa: PLC0415 - Input is not needed for the first frame
+        from weightgate.tui.widgets.modals import NoteModal  # noqa: PLC0415 - Input is not needed for the first frame
 
         return NoteModal(*args, **kwargs)
 

@@ -1,7 +1,7 @@
 """The shortlist on the Selection screen: candidates smallest first, with what matters about each.
 
 `read_shortlist(ws)` (a thread worker) reads weightgate.toml's [[candidates]], the cached
-metadata of each (core.metadata_cache: never the network) and the choice in [decisions]; it
+metadata of each (core.weights.metadata_cache: never the network) and the choice in [decisions]; it
 says what is wrong with the shortlist as warnings (a large model without a smaller one, the
 file's order not smallest first, metadata missing). CandidatesPanel shows it: a table sorted
 smallest first (the file's order is what the check judges, the warning says so) and the
@@ -22,12 +22,12 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, LoadingIndicator, Static, TabbedContent, TabPane
 
-from tui.widgets.fitted_table import Column, FittedTable, middle_ellipsis
-from tui.widgets.status import rich_style
-from tui.widgets.units import gib, human_params
+from weightgate.tui.widgets.fitted_table import Column, FittedTable, middle_ellipsis
+from weightgate.tui.widgets.status import rich_style
+from weightgate.tui.widgets.units import gib, human_params
 
 if TYPE_CHECKING:
-    from core.workspace import Workspace
+    from weightgate.core.engine.workspace import Workspace
 
 @dataclass(frozen=True)
 class Candidate:
@@ -60,7 +60,7 @@ class Shortlist:
 
 def shortlist_warnings(in_file_order: list[Candidate], chosen: str | None, large: int) -> list[str]:
     """What is wrong with the shortlist, in words, for the lines under the table. `large`: the
-    size (core.candidates.LARGE, 7B) from which a shortlist should also hold a smaller model."""
+    size (core.weights.candidates.LARGE, 7B) from which a shortlist should also hold a smaller model."""
     warnings: list[str] = []
     sized = [c for c in in_file_order if c.has_metadata]
     big = [c for c in sized if c.parameters >= large]
@@ -86,10 +86,10 @@ def shortlist_warnings(in_file_order: list[Candidate], chosen: str | None, large
 
 def read_shortlist(ws: Workspace) -> Shortlist:
     """Candidates from weightgate.toml + the metadata cache. Runs in a thread worker."""
-    from core.candidates import LARGE  # noqa: PLC0415
-    from core.errors import InputError  # noqa: PLC0415
-    from core.fingerprints import plain  # noqa: PLC0415
-    from core.metadata_cache import load_metadata  # noqa: PLC0415
+    from weightgate.core.engine.errors import InputError  # noqa: PLC0415
+    from weightgate.core.engine.fingerprints import plain  # noqa: PLC0415
+    from weightgate.core.weights.candidates import LARGE  # noqa: PLC0415
+    from weightgate.core.weights.metadata_cache import load_metadata  # noqa: PLC0415
 
     try:
         config = plain(ws.config())

@@ -13,8 +13,8 @@ from typing import Callable, Iterator
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from core.checklist import PHASES
-from tui.widgets.sidebar import JOBS, OVERVIEW, phase_target
+from weightgate.core.engine.checklist import PHASES
+from weightgate.tui.widgets.sidebar import JOBS, OVERVIEW, phase_target
 
 
 @dataclass(frozen=True)

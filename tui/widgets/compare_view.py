@@ -1,6 +1,6 @@
 """Widgets of the Compare screen: the summary, the case table, the two outputs side by side.
 
-They take a core.compare.Comparison and know nothing about screens. The word diff is coloured
+They take a core.evaluation.compare.Comparison and know nothing about screens. The word diff is coloured
 (removed: struck through in red on A's side; added: bold green on B's side) and, with NO_COLOR
 set or the markers toggled on, also spelled out as [-removed-] and {+added+}, so it reads the
 same on a monochrome terminal.
@@ -17,12 +17,23 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from core.compare import (ARROWS, CHANGED, DELETE, FOCUS_TAGS, IMPROVEMENT, INSERT, REGRESSION, format_ci, format_p,
-                          side, visible)
-from tui.widgets.status import rich_style
+from weightgate.core.evaluation.compare import (
+    ARROWS,
+    CHANGED,
+    DELETE,
+    FOCUS_TAGS,
+    IMPROVEMENT,
+    INSERT,
+    REGRESSION,
+    format_ci,
+    format_p,
+    side,
+    visible,
+)
+from weightgate.tui.widgets.status import rich_style
 
 if TYPE_CHECKING:
-    from core.compare import CaseDiff, Comparison, GroupSummary
+    from weightgate.core.evaluation.compare import CaseDiff, Comparison, GroupSummary
 
 STATUS_WORDS = {REGRESSION: "regression", IMPROVEMENT: "improved", CHANGED: "changed", "unchanged": "same"}
 STATUS_COLORS = {REGRESSION: "error", IMPROVEMENT: "success", CHANGED: "warning", "unchanged": "muted"}

@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 if TYPE_CHECKING:
-    from core.errors import InputError
+    from weightgate.core.engine.errors import InputError
 
 
 def error_text(error: InputError, *, have_report: bool) -> Content:

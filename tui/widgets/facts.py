@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from textual.content import Content
 from textual.widgets import Static
 
-from tui.widgets.status import item_look
+from weightgate.tui.widgets.status import item_look
 
 if TYPE_CHECKING:
-    from core.gates import Report
+    from weightgate.core.engine.status import Report
 
 
 class FactsPanel(Static):

@@ -1,6 +1,6 @@
 """The one-line header on every screen: workspace, live device memory, running jobs.
 
-The meter never polls by itself: the App polls core.devices.DevicePoller from a thread worker
+The meter never polls by itself: the App polls core.memory.devices.DevicePoller from a thread worker
 (at most twice a second) and stores the snapshot in `app.devices`; the header watches it.
 """
 
@@ -14,9 +14,8 @@ from textual.content import Content
 from textual.widgets import Static
 
 if TYPE_CHECKING:
-    from core.devices import DeviceSnapshot, GpuInfo
-
-    from tui.messages import JobRow
+    from weightgate.core.memory.devices import DeviceSnapshot, GpuInfo
+    from weightgate.tui.messages import JobRow
 
 GIB = 1024**3
 BAR_CELLS = 8

@@ -15,10 +15,10 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from tui.widgets.status import item_look, rich_style, severity_look
+from weightgate.tui.widgets.status import item_look, rich_style, severity_look
 
 if TYPE_CHECKING:
-    from core.gates import ItemStatus
+    from weightgate.core.engine.status import ItemStatus
 
 COLUMNS = (("status", "Status", 12), ("severity", "Severity", 11), ("title", "Item", 40), ("detail", "Detail", None))
 FIXED_WIDTH = sum(width or 0 for _, _, width in COLUMNS) + 2 * len(COLUMNS)  # cell padding: 1 each side

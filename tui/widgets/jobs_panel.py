@@ -20,12 +20,12 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import DataTable, ProgressBar, RichLog, Sparkline, Static
 
-from tui.messages import JobEvents, JobProgress, JobRow
-from tui.widgets.status import job_look, rich_style
+from weightgate.tui.messages import JobEvents, JobProgress, JobRow
+from weightgate.tui.widgets.status import job_look, rich_style
 
 if TYPE_CHECKING:
-    from core.events import Event
-    from core.jobs import JobStatus
+    from weightgate.core.engine.events import Event
+    from weightgate.core.engine.jobs import JobStatus
 
 TAIL_BYTES = 16384
 TAIL_INTERVAL_S = 0.25
@@ -72,7 +72,7 @@ class JobRowReader:
         self._final: dict[str, JobProgress | None] = {}
 
     def read(self, jobs_dir: Path) -> list[JobRow]:
-        from core.jobs import list_jobs  # noqa: PLC0415 - keep psutil off the start-up path
+        from weightgate.core.engine.jobs import list_jobs  # noqa: PLC0415 - keep psutil off the start-up path
 
         rows = []
         for status in list_jobs(jobs_dir):
@@ -295,7 +295,7 @@ class JobMonitor(Vertical):
 
     @work(thread=True, group="job-tail", exit_on_error=False)
     def _read(self, job_id: str, path: Path, offset: int, replay: bool) -> None:
-        from core.events import read_events  # noqa: PLC0415
+        from weightgate.core.engine.events import read_events  # noqa: PLC0415
 
         try:
             events, new_offset = read_events(path, offset)

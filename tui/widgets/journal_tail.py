@@ -3,7 +3,7 @@
 JournalTail is an invisible widget: mount it inside a panel, call `follow(job_id, job_dir)`,
 and handle `JournalTail.Read` (it bubbles) to get the job's events. As in the Jobs screen's
 monitor, the first read starts at byte 0 of events.jsonl, so it replays the whole history;
-then a timer reads whatever was appended, in a thread worker (core.events.read_events leaves a
+then a timer reads whatever was appended, in a thread worker (core.engine.events.read_events leaves a
 half-written last line for the next read). Reading stops once the job's `result` event has
 been seen.
 
@@ -22,10 +22,10 @@ from textual import work
 from textual.message import Message
 from textual.widget import Widget
 
-from tui.messages import JobEvents
+from weightgate.tui.messages import JobEvents
 
 if TYPE_CHECKING:
-    from core.events import Event
+    from weightgate.core.engine.events import Event
 
 TAIL_INTERVAL_S = 0.25
 
@@ -92,7 +92,7 @@ class JournalTail(Widget):
 
     @work(thread=True, group="journal-tail", exit_on_error=False)
     def _read(self, job_id: str, path: Path, offset: int, replay: bool) -> None:
-        from core.events import read_events  # noqa: PLC0415
+        from weightgate.core.engine.events import read_events  # noqa: PLC0415
 
         try:
             events, new_offset = read_events(path, offset)

@@ -2,7 +2,7 @@
 live progress of a verify, download or conversion job.
 
 `read_lock_view(ws)` (a thread worker) reads weightgate.lock, stats every locked file
-(core.lock.changed_on_disk: size or mtime moved since it last matched means "verify again"),
+(core.engine.lock.changed_on_disk: size or mtime moved since it last matched means "verify again"),
 and scans every locked pickle with the static scanner (cached by path, size and mtime; never
 unpickles), noting its trust and its safetensors twin. The panel adds what the checklist knows: a
 file the last verification found different (verify.checksum failed) or whose header is bad
@@ -29,17 +29,17 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Static
 
-from tui.widgets.candidates import BusyLine
-from tui.widgets.fitted_table import Column, FittedTable, middle_ellipsis
-from tui.widgets.journal_tail import JournalTail, Transfer
-from tui.widgets.status import Look, job_look, rich_style
-from tui.widgets.units import human_bytes, human_eta, human_rate, when
+from weightgate.tui.widgets.candidates import BusyLine
+from weightgate.tui.widgets.fitted_table import Column, FittedTable, middle_ellipsis
+from weightgate.tui.widgets.journal_tail import JournalTail, Transfer
+from weightgate.tui.widgets.status import Look, job_look, rich_style
+from weightgate.tui.widgets.units import human_bytes, human_eta, human_rate, when
 
 if TYPE_CHECKING:
-    from core.events import Event
-    from core.gates import ItemStatus, Report
-    from core.lock import LockedFile, ModelLock
-    from core.workspace import Workspace
+    from weightgate.core.engine.events import Event
+    from weightgate.core.engine.lock import LockedFile, ModelLock
+    from weightgate.core.engine.status import ItemStatus, Report
+    from weightgate.core.engine.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,8 @@ _SCANS: dict[tuple[str, int, int], ScanSummary] = {}   # (path, size, mtime_ns) 
 
 def scan_summary(path: Path) -> ScanSummary:
     """The static scan of one pickle, cached while its size and mtime stay the same."""
-    from core.errors import InputError  # noqa: PLC0415
-    from core.picklescan import scan_file  # noqa: PLC0415
+    from weightgate.core.engine.errors import InputError  # noqa: PLC0415
+    from weightgate.core.weights.picklescan import scan_file  # noqa: PLC0415
 
     try:
         st = path.stat()
@@ -109,9 +109,9 @@ def scan_summary(path: Path) -> ScanSummary:
 
 
 def _pickle_infos(ws: Workspace, lock: ModelLock, root: Path, unsafe: frozenset[str]) -> dict[str, PickleInfo]:
-    from core.errors import InputError  # noqa: PLC0415
-    from core.pickle_policy import TRUST_PICKLE_COMMAND, is_trusted, pickle_key, twin_name  # noqa: PLC0415
-    from core.picklescan import is_pickle_path  # noqa: PLC0415
+    from weightgate.core.engine.errors import InputError  # noqa: PLC0415
+    from weightgate.core.weights.pickle_policy import TRUST_PICKLE_COMMAND, is_trusted, pickle_key, twin_name  # noqa: PLC0415
+    from weightgate.core.weights.picklescan import is_pickle_path  # noqa: PLC0415
 
     infos = {}
     for entry in lock.files:
@@ -131,10 +131,9 @@ def _pickle_infos(ws: Workspace, lock: ModelLock, root: Path, unsafe: frozenset[
 
 def read_lock_view(ws: Workspace) -> LockView:
     """Runs in a thread worker: reads the lock, stats the files and scans the pickles (no hashing)."""
-    from core.errors import InputError  # noqa: PLC0415
-    from core.fingerprints import plain  # noqa: PLC0415
-    from core.lock import changed_on_disk, read_lock  # noqa: PLC0415
-    from core.verify import snapshot_dir, unsafe_reason  # noqa: PLC0415
+    from weightgate.core.engine.errors import InputError  # noqa: PLC0415
+    from weightgate.core.engine.fingerprints import plain  # noqa: PLC0415
+    from weightgate.core.engine.lock import changed_on_disk, read_lock, snapshot_dir, unsafe_reason  # noqa: PLC0415  # noqa: PLC0415
 
     chosen = None
     try:
@@ -203,7 +202,7 @@ def _matched(entry: LockedFile | None) -> Look:
 
 
 # What a job's per-file `state` says about a file, while the job runs (and until the lock is
-# read again after it): the verify job's outcomes (core.verify) and the download job's states.
+# read again after it): the verify job's outcomes (core.weights.verify) and the download job's states.
 LIVE_LOOKS = {
     "hashing": Look("…", "hashing", "primary"),
     "mismatch": Look("✗", "MISMATCH", "error"),

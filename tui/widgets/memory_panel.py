@@ -8,7 +8,7 @@ QLoRA) covers the bases its method trains on: 32/16-bit and int8 for LoRA, 4-bit
 
 The model's layout is read once off the UI thread (`read_memory_inputs`: metadata of the locked
 files, the budget from weightgate.toml or the device snapshot the header already polls); after
-that `core.precision.estimate_report` is pure arithmetic, so an edit re-draws the bars at once.
+that `core.memory.precision.estimate_report` is pure arithmetic, so an edit re-draws the bars at once.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Input, Label, Static
 
-from tui.widgets.units import human_bytes
+from weightgate.tui.widgets.units import human_bytes
 
 if TYPE_CHECKING:
-    from core.precision import MemoryReport
+    from weightgate.core.memory.precision import MemoryReport
 
 PARTS = (("weights", "weights", "#4e79a7"), ("kv_cache", "KV cache", "#b07aa1"),
          ("activations", "activations", "#edc948"), ("adapter", "adapter+grads", "#59a14f"),
@@ -55,9 +55,15 @@ class MemoryInputs:
 
 def read_memory_inputs(ws, devices: Any = None) -> MemoryInputs:
     """The locked model's layout and the workspace's targets (thread worker: reads files)."""
-    from core.fingerprints import plain  # noqa: PLC0415
-    from core.precision import (layout_for, resolve_budget, resolve_device, tokenizer_bytes,  # noqa: PLC0415
-                                workspace_metadata, workspace_targets)
+    from weightgate.core.engine.fingerprints import plain  # noqa: PLC0415
+    from weightgate.core.memory.precision import (  # noqa: PLC0415
+        layout_for,
+        resolve_budget,
+        resolve_device,
+        tokenizer_bytes,
+        workspace_metadata,
+        workspace_targets,
+    )
 
     meta = workspace_metadata(ws)
     targets = workspace_targets(plain(ws.config()), config_path=ws.config_path)
@@ -71,7 +77,7 @@ def read_memory_inputs(ws, devices: Any = None) -> MemoryInputs:
 def main_precisions(layout) -> list[str]:
     """The candidates without the second of each same-size pair (fp16 or bf16, whichever is not
     native; fp4): what the bars show unless every precision is asked for."""
-    from core.memory import candidate_precisions  # noqa: PLC0415
+    from weightgate.core.memory.estimate import candidate_precisions  # noqa: PLC0415
 
     native = layout.native_precision
     second16 = "bf16" if native == "fp16" else "fp16"
@@ -80,7 +86,7 @@ def main_precisions(layout) -> list[str]:
 
 def build_report(inputs: MemoryInputs, context: int, batch: int, train: str | None,
                  all_precisions: bool = False) -> MemoryReport:
-    from core.precision import estimate_report, training_setup  # noqa: PLC0415
+    from weightgate.core.memory.precision import estimate_report, training_setup  # noqa: PLC0415
 
     setup = training_setup(train, inputs.targets, context) if train else None
     return estimate_report(inputs.layout, inputs.source, context=context, batch=batch, device=inputs.device,

@@ -13,12 +13,12 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widgets import Static
 
-from core.checklist import PHASES
-from tui.widgets.items import ItemDetail, ItemTable
-from tui.widgets.status import phase_look
+from weightgate.core.engine.checklist import PHASES
+from weightgate.tui.widgets.items import ItemDetail, ItemTable
+from weightgate.tui.widgets.status import phase_look
 
 if TYPE_CHECKING:
-    from core.gates import ItemStatus, PhaseStatus, Report
+    from weightgate.core.engine.status import ItemStatus, PhaseStatus, Report
 
 HELD_LIMIT = 10
 

@@ -1,6 +1,6 @@
 """Widgets of the Review screen: the start form, one blind case, and the reveal.
 
-The case view takes a core.review.CaseView, which carries no run ids, names or scores: the two
+The case view takes a core.evaluation.review.CaseView, which carries no run ids, names or scores: the two
 outputs are labelled only "left" and "right". Only the reveal, built from a ReviewResult, names
 the runs.
 """
@@ -15,10 +15,10 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Button, Input, Select, Static
 
-from tui.widgets.compare_view import OutputPane, expected_text, visible
+from weightgate.tui.widgets.compare_view import OutputPane, expected_text, visible
 
 if TYPE_CHECKING:
-    from core.review import CaseView, ReviewResult
+    from weightgate.core.evaluation.review import CaseView, ReviewResult
 
 ANSWER_WORDS = {"better": "left is better", "worse": "right is better", "tie": "tie"}
 KEYS_LINE = "1 / ← left better  ·  2 / → right better  ·  t / space tie  ·  backspace / b back a case"

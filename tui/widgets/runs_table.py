@@ -1,6 +1,6 @@
 """The Evaluation screen's runs: newest first, B for a baseline, a live row for a running eval.
 
-Rows come from core.runs.list_runs (run.json files, read in a thread worker); a running `eval`
+Rows come from core.evaluation.runs.list_runs (run.json files, read in a thread worker); a running `eval`
 job's row shows its cases done and ETA from the jobs list the App already polls. Selecting two
 rows with space and pressing C opens them in the Compare screen.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from tui.widgets.fitted_table import Column, FittedTable, middle_ellipsis
+from weightgate.tui.widgets.fitted_table import Column, FittedTable, middle_ellipsis
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ class RunRow:
 
 def run_rows(ws) -> list[RunRow]:
     """Every run of the workspace, newest first (thread worker: reads files)."""
-    from core.evaluation import current_mismatch  # noqa: PLC0415
-    from core.fingerprints import Fingerprints  # noqa: PLC0415
-    from core.runs import list_runs  # noqa: PLC0415
+    from weightgate.core.engine.fingerprints import Fingerprints  # noqa: PLC0415
+    from weightgate.core.evaluation.runner import current_mismatch  # noqa: PLC0415
+    from weightgate.core.evaluation.runs import list_runs  # noqa: PLC0415
 
     prints = Fingerprints(ws)
     rows = []

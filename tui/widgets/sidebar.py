@@ -13,13 +13,12 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from core.checklist import PHASES
-from tui.widgets.status import phase_look
+from weightgate.core.engine.checklist import PHASES
+from weightgate.tui.widgets.status import phase_look
 
 if TYPE_CHECKING:
-    from core.gates import PhaseStatus, Report
-
-    from tui.messages import JobRow
+    from weightgate.core.engine.status import PhaseStatus, Report
+    from weightgate.tui.messages import JobRow
 
 OVERVIEW, JOBS = "overview", "jobs"
 DONE_STATUSES = ("pass", "waived", "not-needed")

@@ -41,7 +41,7 @@ def rich_style(color: str, variables: dict[str, str], *, bold: bool = False) -> 
     return Style(color=value, bold=bold) if value else Style(bold=bold)
 
 
-# Item statuses (core.gates / core.evidence): pass, fail, stale, todo, waived, not-needed.
+# Item statuses (core.gates / core.engine.evidence): pass, fail, stale, todo, waived, not-needed.
 ITEM_LOOKS: dict[str, Look] = {
     "pass": Look("✓", "pass", "success"),
     "fail": Look("✗", "fail", "error"),

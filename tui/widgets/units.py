@@ -53,7 +53,7 @@ def gib(count: int | float | None) -> str:
 
 
 def human_rate(bytes_per_s: float | None) -> str:
-    """MB/s (10^6 bytes per second), the unit core.hashing and disks use."""
+    """MB/s (10^6 bytes per second), the unit core.engine.hashing and disks use."""
     if bytes_per_s is None or bytes_per_s <= 0:
         return "— MB/s"
     mb = bytes_per_s / 1e6

@@ -2,8 +2,8 @@
 precision, scores and checksum state, and the selected version's manifest, health, latency and
 serve commands.
 
-`read_versions` (a thread worker) reads registry/<name>/ through core.versions and checks each
-version's files by size and mtime against its last full verification (core.release_verify.
+`read_versions` (a thread worker) reads registry/<name>/ through core.release.versions and checks each
+version's files by size and mtime against its last full verification (core.release.verify.
 quick_state: no hashing on the UI's behalf).
 """
 
@@ -14,24 +14,24 @@ from dataclasses import dataclass, field
 from rich.text import Text
 from textual.content import Content
 
-from tui.widgets.fitted_table import Column, FittedTable
+from weightgate.tui.widgets.fitted_table import Column, FittedTable
 
 
 @dataclass
 class VersionsView:
     name: str = ""
-    versions: list[dict] = field(default_factory=list)     # core.versions rows + "checksum": (state, detail)
+    versions: list[dict] = field(default_factory=list)     # core.release.versions rows + "checksum": (state, detail)
     history: list[dict] = field(default_factory=list)
     release: str | None = None                              # [decisions] release
     error: str | None = None
 
 
 def read_versions(ws) -> VersionsView:
-    from core.errors import InputError  # noqa: PLC0415
-    from core.fingerprints import plain  # noqa: PLC0415
-    from core.registry import VersionRef, release_decision  # noqa: PLC0415
-    from core.release_verify import quick_state  # noqa: PLC0415
-    from core.versions import list_release_versions  # noqa: PLC0415
+    from weightgate.core.engine.errors import InputError  # noqa: PLC0415
+    from weightgate.core.engine.fingerprints import plain  # noqa: PLC0415
+    from weightgate.core.release.registry import VersionRef, release_decision  # noqa: PLC0415
+    from weightgate.core.release.verify import quick_state  # noqa: PLC0415
+    from weightgate.core.release.versions import list_release_versions  # noqa: PLC0415
 
     try:
         listing = list_release_versions(ws)

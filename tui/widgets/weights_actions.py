@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from core.workspace import Workspace
+    from weightgate.core.engine.workspace import Workspace
 
 
 class EngineDone(Message):
@@ -36,7 +36,7 @@ class EngineDone(Message):
 
 def error_text(exc: BaseException) -> str:
     """message + hint for an engine error; the type and text for anything unexpected."""
-    from core.errors import InputError, WeightgateError  # noqa: PLC0415
+    from weightgate.core.engine.errors import InputError, WeightgateError  # noqa: PLC0415
 
     if isinstance(exc, InputError):
         where = exc.location()
@@ -49,7 +49,7 @@ def error_text(exc: BaseException) -> str:
 
 def fetch_model(ws: Workspace, spec: str | None) -> dict:
     """start_fetch for `spec`, or for the chosen model when spec is None."""
-    from core.candidates import chosen_model, start_fetch  # noqa: PLC0415
+    from weightgate.core.weights.candidates import chosen_model, start_fetch  # noqa: PLC0415
 
     spec = spec or chosen_model(ws)
     outcome = dict(start_fetch(ws, spec))
@@ -143,7 +143,7 @@ class WeightsActions:
             if poll is not None:
                 poll()
             return
-        from tui.widgets.units import human_bytes  # noqa: PLC0415
+        from weightgate.tui.widgets.units import human_bytes  # noqa: PLC0415
 
         self.notify(f"{outcome['source']}: {outcome.get('files', '?')} files, {human_bytes(outcome.get('bytes'))} "
                     f"hashed and written to {Path(outcome.get('lock', 'weightgate.lock')).name}.",

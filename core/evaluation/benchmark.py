@@ -1,0 +1,264 @@
+"""Phase 1 benchmarking: run the task eval set on every shortlisted candidate and put score,
+latency, tokens/s, memory and cost per task side by side; decide whether the chosen model clears
+every requirement.
+
+Per candidate (each loaded at `[decisions] precision` when set, else its native dtype):
+    score            an eval run of the task set (saved as a run, config.kind = "benchmark")
+    latency          p50 / p95 per request at batch size 1 after a warm-up (core.evaluation.latency)
+    tokens/s         p50 per request at batch size 1 (real output tokens / request latency)
+    memory           the loaded model's footprint (weights and buffers), GiB
+    cost per task    only when a price is configured in [settings]:
+                       price_per_hour        what the serving hardware costs per hour: cost per task
+                                             = price x (eval-run seconds / cases) / 3600, the time
+                                             per task at the eval batch size
+                       price_per_1k_tokens   an API's price: (tokens in + out) / 1000 x price
+                     compared with [requirements.ceilings] cost_per_1k_tasks
+
+Where candidates come from: the locked model is used from its verified snapshot; a local
+directory in place; a hub repo is downloaded verified (hashed while downloading) into the HF
+cache at the commit pinned when it was shortlisted. GGUF candidates and repos that need remote
+code are not run here.
+
+select.choice passes only for the chosen candidate (`[decisions] model`) when its row clears
+every requirement, or when a conscious relaxation is recorded: `[decisions] relaxation = "..."`.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+from typing import Callable
+
+from weightgate.core.engine.digest import digest_value
+from weightgate.core.engine.errors import InputError, WeightgateError
+from weightgate.core.engine.evidence import FAIL, PASS, record_result
+from weightgate.core.engine.fingerprints import Fingerprints, plain
+from weightgate.core.engine.lock import read_lock
+from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation.latency import ceilings_of, measure_batches
+from weightgate.core.evaluation.reports import latest_report, save_report
+from weightgate.core.evaluation.runner import Target, decisions, execute, load_target, plan_eval, workspace_target
+from weightgate.core.memory.loading import default_device, render
+from weightgate.core.weights.download import download_model
+from weightgate.core.weights.metadata_cache import candidate_specs, load_metadata
+from weightgate.core.weights.sources import parse_source
+
+GIB = 2 ** 30
+BENCHMARK_INPUTS = ("candidates", "evalset.task")
+LATENCY_REQUESTS = 8
+
+
+def candidate_target(ws: Workspace, spec: str, config: dict, log: Callable[[str], None] | None = None):
+    """A Target for one shortlisted candidate (downloads a hub candidate, verified)."""
+
+    precision = decisions(ws, config).get("precision")
+    lock = read_lock(ws)
+    if lock is not None and lock.source == spec:
+        target = workspace_target(ws, config)
+        target.adapter, target.adapter_decision = None, None   # candidates are compared as shipped
+        return target
+    source = parse_source(spec)
+    meta = load_metadata(ws, spec) or {}
+    if meta.get("remote_code"):
+        raise InputError(f"{spec} needs remote code; it is not run before verification",
+                         hint="benchmark it after trusting it at a pinned commit (phase 2)")
+    if source.kind == "gguf":
+        raise InputError(f"{spec} is a GGUF file; benchmarking loads the safetensors model converted from it",
+                         hint="fetch it first (f, or `weightgate fetch`): it is hashed, converted once and locked")
+    if source.kind == "local":
+
+        root = Path(source.path)
+        files = sorted(p for p in root.iterdir() if p.is_file())
+        # Size + mtime, not hashes: a large local candidate is not re-read at every benchmark.
+        model_id = digest_value({"source": spec, "files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                                          for p in files]})
+        return Target(model_dir=root, model_id=model_id, label=spec, precision=precision)
+
+    if log:
+        log(f"downloading {spec} (verified) for the benchmark")
+    result = download_model(source, commit=meta.get("commit") or None)
+    model_id = digest_value({"source": spec, "commit": result.commit,
+                             "files": sorted((f.path, f.size, f.sha256) for f in result.files)})
+
+    return Target(model_dir=Path(result.snapshot_dir), model_id=model_id, label=spec, precision=precision)
+
+
+def price_settings(config: dict) -> dict:
+    settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
+    prices = {}
+    for key in ("price_per_hour", "price_per_1k_tokens"):
+        value = settings.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            prices[key] = float(value)
+    return prices
+
+
+def cost_per_task(run_summary: dict, prices: dict) -> float | None:
+    cases = run_summary.get("cases") or 0
+    if not cases:
+        return None
+    if "price_per_hour" in prices:
+        return prices["price_per_hour"] * (float(run_summary.get("seconds") or 0.0) / cases) / 3600.0
+    if "price_per_1k_tokens" in prices:
+        tokens = (run_summary.get("tokens_in") or 0) + (run_summary.get("tokens_out") or 0)
+        return prices["price_per_1k_tokens"] * tokens / cases / 1000.0
+    return None
+
+
+def requirement_failures(row: dict, config: dict) -> list[str]:
+    """What this candidate's row misses of today's requirements (empty: clears them all)."""
+
+    if row.get("error"):
+        return [f"not benchmarked: {row['error']}"]
+    requirements = config.get("requirements") if isinstance(config.get("requirements"), dict) else {}
+    ceilings = ceilings_of(config)
+    failures = []
+    threshold = requirements.get("quality_threshold")
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or threshold <= 0:
+        failures.append("no quality threshold set")
+    elif row["score"] < threshold:
+        failures.append(f"score {row['score']:.3f} < threshold {threshold:g}")
+    if "p95_latency_ms" in ceilings and row["p95_latency_ms"] > ceilings["p95_latency_ms"]:
+        failures.append(f"p95 latency {row['p95_latency_ms']:.0f} ms > {ceilings['p95_latency_ms']:g} ms")
+    if "min_tokens_per_s" in ceilings and row["tokens_per_s"] < ceilings["min_tokens_per_s"]:
+        failures.append(f"{row['tokens_per_s']:.1f} tokens/s < {ceilings['min_tokens_per_s']:g}")
+    if "memory_budget_gib" in ceilings and row["memory_gib"] > ceilings["memory_budget_gib"]:
+        failures.append(f"memory {row['memory_gib']:.2f} GiB > budget {ceilings['memory_budget_gib']:g} GiB")
+    if "cost_per_1k_tasks" in ceilings:
+        if row.get("cost_per_1k_tasks") is None:
+            failures.append("cost unknown: set [settings] price_per_hour (or price_per_1k_tokens)")
+        elif row["cost_per_1k_tasks"] > ceilings["cost_per_1k_tasks"]:
+            failures.append(f"cost {row['cost_per_1k_tasks']:.4g} per 1k tasks > {ceilings['cost_per_1k_tasks']:g}")
+    return failures
+
+
+def benchmark_candidate(ws: Workspace, spec: str, config: dict, *, device: str, batch_size: int | None = None,
+                        limit: int | None = None, latency_requests: int = LATENCY_REQUESTS,
+                        progress: Callable[[dict], None] | None = None,
+                        log: Callable[[str], None] | None = None) -> dict:
+    target = candidate_target(ws, spec, config, log)
+    plan = plan_eval(ws, "task", batch_size=batch_size, limit=limit, device=device, target=target, kind="benchmark")
+    loaded = load_target(ws, target, device)
+    try:
+        run = execute(plan, loaded=loaded, name=f"benchmark: {spec}", progress=progress,
+                      extra_config={"candidate": spec})
+        prompts = [render(loaded.tokenizer, plan.messages(case)) for case in plan.cases]
+        latency = measure_batches(loaded, prompts, plan.settings, [1], requests=latency_requests)[0]
+        footprint = loaded.footprint_bytes
+        precision = loaded.precision["name"]
+    finally:
+        del loaded
+        gc.collect()   # the next candidate needs the memory
+    summary = run.summary
+    cost = cost_per_task(summary, price_settings(config))
+    return {"source": spec, "run": run.id, "precision": precision, "score": summary["score"],
+            "passed": summary["passed"], "cases": summary["cases"],
+            "p50_latency_ms": latency["latency_ms"]["p50"], "p95_latency_ms": latency["latency_ms"]["p95"],
+            "ttft_p50_ms": latency["ttft_ms"]["p50"], "tokens_per_s": latency["tokens_per_s"]["p50"],
+            "throughput_tokens_per_s": summary["tokens_per_s"], "memory_gib": round(footprint / GIB, 4),
+            "seconds_per_task": round(summary["seconds"] / summary["cases"], 6) if summary["cases"] else None,
+            "cost_per_task": cost, "cost_per_1k_tasks": None if cost is None else round(cost * 1000, 6),
+            "model_id": target.model_id}
+
+
+def run_benchmark(ws: Workspace, *, device: str | None = None, batch_size: int | None = None,
+                  limit: int | None = None, latency_requests: int = LATENCY_REQUESTS,
+                  progress: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """Benchmark every shortlisted candidate, save the table, record select.benchmark."""
+
+    log = log or (lambda message: None)
+    config = plain(ws.config())
+    specs = candidate_specs(config)
+    if not specs:
+        raise InputError("no candidates shortlisted", path=ws.config_path, hint="weightgate add SOURCE")
+    device = device or default_device()
+    prints = Fingerprints(ws, config)
+    fingerprints = prints.of(BENCHMARK_INPUTS)
+    rows = []
+    for index, spec in enumerate(specs):
+        log(f"[{index + 1}/{len(specs)}] {spec}")
+
+        def candidate_progress(event: dict, index=index) -> None:
+            if progress is not None:
+                progress({**event, "candidate": spec, "candidate_index": index + 1, "candidates": len(specs)})
+
+        try:
+            row = benchmark_candidate(ws, spec, config, device=device, batch_size=batch_size, limit=limit,
+                                      latency_requests=latency_requests, progress=candidate_progress, log=log)
+        except WeightgateError as exc:
+            row = {"source": spec, "error": getattr(exc, "message", str(exc))}
+        except Exception as exc:   # one broken candidate must not hide the others' numbers
+            row = {"source": spec, "error": f"{type(exc).__name__}: {exc}"}
+        row["failures"] = requirement_failures(row, config)
+        rows.append(row)
+        log(f"  {format_row(row)}")
+    report = {"rows": rows, "fingerprints": fingerprints, "limit": limit, "device": device,
+              "prices": price_settings(config), "time": time.time()}
+    report["report"] = str(save_report(ws, "benchmark", report).relative_to(ws.root))
+    errors = [row["source"] for row in rows if row.get("error")]
+    if limit:
+        log(f"--limit {limit}: a partial benchmark is not recorded as evidence")
+    else:
+        note = (f"{len(rows)} candidate(s) benchmarked on {rows[0].get('cases', 0) if rows else 0} cases"
+                if not errors else "not benchmarked: " + ", ".join(errors))
+        record_result(ws, "select.benchmark", FAIL if errors else PASS,
+                      {"rows": rows, "report": report["report"]}, note=note)
+        report["evidence"] = "select.benchmark"
+    return report
+
+
+def format_row(row: dict) -> str:
+    if row.get("error"):
+        return f"{row['source']}: error: {row['error']}"
+    cost = "n/a" if row.get("cost_per_1k_tasks") is None else f"{row['cost_per_1k_tasks']:.4g}/1k"
+    return (f"score {row['score']:.3f} ({row['passed']}/{row['cases']})  p50 {row['p50_latency_ms']:.0f} ms  "
+            f"p95 {row['p95_latency_ms']:.0f} ms  {row['tokens_per_s']:.1f} tok/s  {row['memory_gib']:.2f} GiB  "
+            f"cost {cost}  {row['precision']}")
+
+
+def render_table(report: dict) -> str:
+    header = f"{'candidate':<40} {'score':>6} {'p50 ms':>8} {'p95 ms':>8} {'tok/s':>7} {'GiB':>6} {'cost/1k':>9}  verdict"
+    lines = [header, "-" * len(header)]
+    for row in report.get("rows", []):
+        name = row["source"] if len(row["source"]) <= 40 else "..." + row["source"][-37:]
+        if row.get("error"):
+            lines.append(f"{name:<40} error: {row['error']}")
+            continue
+        cost = "-" if row.get("cost_per_1k_tasks") is None else f"{row['cost_per_1k_tasks']:.4g}"
+        verdict = "clears all" if not row.get("failures") else "; ".join(row["failures"])
+        lines.append(f"{name:<40} {row['score']:>6.3f} {row['p50_latency_ms']:>8.0f} {row['p95_latency_ms']:>8.0f} "
+                     f"{row['tokens_per_s']:>7.1f} {row['memory_gib']:>6.2f} {cost:>9}  {verdict}")
+    return "\n".join(lines)
+
+
+def choice_verdict(ws: Workspace, config: dict) -> tuple[str, str, dict]:
+    """(status, detail, values) of select.choice from the latest benchmark and today's
+    requirements and decisions (torch-free: status calls it)."""
+    chosen_values = config.get("decisions") if isinstance(config.get("decisions"), dict) else {}
+    chosen = chosen_values.get("model")
+    if not chosen:
+        return "todo", "choose a candidate: weightgate choose SOURCE --reason \"...\"", {}
+    report = latest_report(ws, "benchmark")
+    if report is None:
+        return "todo", "benchmark the candidates on the eval set: weightgate benchmark", {"model": chosen}
+    changed = [name for name, digest in (report.get("fingerprints") or {}).items()
+               if Fingerprints(ws, config).get(name) != digest]
+    if changed or report.get("limit"):
+        why = f"{', '.join(changed)} changed since" if changed else "it covered only part of the eval set"
+        return "fail", f"the latest benchmark is stale ({why}): run weightgate benchmark again", {"model": chosen}
+    row = next((r for r in report.get("rows", []) if r.get("source") == chosen), None)
+    if row is None:
+        return "fail", f"{chosen} is not in the latest benchmark: run weightgate benchmark", {"model": chosen}
+    failures = requirement_failures(row, config)
+    values = {"model": chosen, "report": report.get("report"), "failures": failures,
+              **{key: row.get(key) for key in ("score", "p95_latency_ms", "tokens_per_s", "memory_gib",
+                                               "cost_per_1k_tasks")}}
+    relaxation = chosen_values.get("relaxation")
+    if not failures:
+        return "pass", f"{chosen} clears every requirement: {format_row(row)}", values
+    if isinstance(relaxation, str) and relaxation.strip():
+        values["relaxation"] = relaxation.strip()
+        return "pass", f"{chosen} misses {'; '.join(failures)}; relaxed consciously: {relaxation.strip()}", values
+    return "fail", (f"{chosen} misses {'; '.join(failures)}: choose a candidate that clears them, or record "
+                    "[decisions] relaxation = \"why this is acceptable\""), values

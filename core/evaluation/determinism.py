@@ -1,0 +1,88 @@
+"""Temperature-0 repeats: run the eval set's generation N times with one loaded model and say
+whether every output token is identical, or where the first divergence is (repeat, case, token).
+
+Structured-output tasks need the same answer for the same prompt; nondeterministic kernels,
+batch-dependent arithmetic or a sampling setting left on show up here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.evidence import FAIL, PASS, record_result
+from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation.reports import save_report
+from weightgate.core.evaluation.runner import load_target, plan_eval
+from weightgate.core.memory.loading import default_device, generate_all, render
+
+DEFAULT_REPEATS = 3
+
+
+def first_difference(a: list[int], b: list[int]) -> int | None:
+    """The first token position where two outputs differ (a prefix differs at its end)."""
+    for position, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return position
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def check_determinism(ws: Workspace, *, repeats: int = DEFAULT_REPEATS, set_name: str = "task",
+                      batch_size: int | None = None, limit: int | None = None, overrides: dict | None = None,
+                      seeds: list[int] | None = None, device: str | None = None, loaded=None,
+                      progress: Callable[[dict], None] | None = None, record: bool = True) -> dict:
+    """Repeat generation `repeats` times. `overrides`/`seeds` exist to inject nondeterminism
+    (sampling with a different seed per repeat) in tests; evidence is recorded only for a plain
+    temperature-0 check of the workspace's model."""
+
+    if repeats < 2:
+        raise InputError(f"determinism needs at least 2 repeats, got {repeats}")
+    if seeds is not None and len(seeds) != repeats:
+        raise InputError(f"{len(seeds)} seeds for {repeats} repeats")
+    plan = plan_eval(ws, set_name, batch_size=batch_size, limit=limit, device=device or default_device(),
+                     overrides=overrides, kind="determinism")
+    loaded = loaded or load_target(ws, plan.target, plan.device)
+    prompts = [render(loaded.tokenizer, plan.messages(case)) for case in plan.cases]
+    began = time.perf_counter()
+    outputs = []
+    for index in range(repeats):
+        settings = dict(plan.settings)
+        if seeds is not None:
+            settings["seed"] = seeds[index]
+        outputs.append(generate_all(loaded, prompts, settings, plan.batch_size))
+        if progress is not None:
+            elapsed = time.perf_counter() - began
+            progress({"done": index + 1, "total": repeats, "eta_s": elapsed / (index + 1) * (repeats - index - 1)})
+    divergence = None
+    for repeat in range(1, repeats):
+        for case, first, other in zip(plan.cases, outputs[0], outputs[repeat]):
+            position = first_difference(first.token_ids, other.token_ids)
+            if position is not None:
+                divergence = {
+                    "repeat": repeat + 1, "case": case.id, "position": position,
+                    "token_first": first.token_ids[position] if position < len(first.token_ids) else None,
+                    "token_other": other.token_ids[position] if position < len(other.token_ids) else None,
+                    "output_first": first.text, "output_other": other.text}
+                break
+        if divergence:
+            break
+    result = {"identical": divergence is None, "repeats": repeats, "cases": len(plan.cases),
+              "batch_size": plan.batch_size, "identity": plan.identity["digest"], "divergence": divergence,
+              "overrides": dict(overrides or {}), "seeds": seeds, "precision": loaded.precision["name"],
+              "seconds": round(time.perf_counter() - began, 3), "time": time.time()}
+    report = save_report(ws, "determinism", result)
+    result["report"] = str(report.relative_to(ws.root))
+    if record and plan.target.workspace_model and not overrides and seeds is None:
+
+        if divergence is None:
+            note = f"{repeats} repeats of {len(plan.cases)} cases identical (batch {plan.batch_size})"
+        else:
+            note = (f"repeat {divergence['repeat']} diverges at case {divergence['case']}, "
+                    f"token {divergence['position']}")
+        record_result(ws, "eval.determinism", PASS if divergence is None else FAIL,
+                      {key: result[key] for key in ("identical", "repeats", "cases", "batch_size", "divergence",
+                                                    "report")}, note=note)
+        result["evidence"] = "eval.determinism"
+    return result
+

@@ -1,0 +1,661 @@
+"""Memory estimates from metadata alone: weights per precision, KV cache, activations, LoRA /
+QLoRA training, overhead; a breakdown and a total per precision, each checked against a budget.
+
+Pure arithmetic: no torch, no file or network access (the TUI re-estimates on every key press).
+The model's shape comes as a `Layout`, built either from the safetensors headers (every tensor's
+name and shape: exact) or from config.json (architecture arithmetic, reconciled with the exact
+parameter count of the headers when known).
+
+Formulas (bytes; T = batch x seq tokens, h hidden, I intermediate, kv = kv_heads x head_dim,
+V vocab, L layers, b = bytes of the compute dtype, P = LoRA parameters):
+
+weights      non-quantized tensors at the dtype the loader gives them (`core.memory.loading.
+             precision_spec`: 16-bit on a GPU, fp32 on the CPU for int8/nf4/fp4); quantized
+             Linear layers (every nn.Linear except lm_head: transformers' bnb integration skips
+             the output embedding, tied weights and `llm_int8_skip_modules`; embeddings and norms
+             are not Linear) as bitsandbytes stores them, measured on this stack:
+               int8 (LLM.int8)  n int8 + out_features x fp32 row scales (Int8Params.SCB)
+               nf4 / fp4        ceil(n/2) packed + ceil(n/64) absmax: uint8 with double
+                                quantization (+ fp32 absmax per 256 blocks + a 256-entry fp32
+                                code), fp32 without; + a 16-entry fp32 code and an fp32 offset
+                                per layer
+kv cache     2 x batch x b x kv_heads x head_dim x (full layers x seq + window layers x
+             min(window, seq)); head_dim from config.head_dim when present
+inference    prefill transient of one layer: T x (b (2h + 3I) + 8h) (residual, normed input,
+             gate, up, act; RMSNorm works in fp32) + logits: batch x (1, or seq with
+             full_logits) x V x (b + 4) (generate keeps the last position and upcasts to fp32)
+             + the matmul workspace of the largest Linear (training too; see matmul_workspace):
+             1 x its matrix at the compute dtype for 32/16-bit on the CPU (GEMM packing) and for
+             nf4/fp4 (the dequantized weight), 2 x for int8 plus T x (in + 4 out) (the int8
+             activation and the int32 accumulator); 0 for 32/16-bit on a GPU
+training     adapter P = sum r (in + out) over the targets, in fp32 (peft's default
+             autocast_adapter_dtype): weights 4P (they are the master copy: no other), grads
+             4P, AdamW exp_avg + exp_avg_sq 8P, so 16P; activations saved for backward, counted
+             tensor by tensor with saved_tensors_hooks on a transformers Llama (SDPA, SwiGLU,
+             RMSNorm) with peft LoRA, per layer and token:
+               8h                   the two RMSNorm inputs, upcast to fp32
+               b (2h + 2kv)         SDPA: q (after RoPE), output, k, v (lse is per head: small)
+               3 b I                SwiGLU: act input, act output, up output
+               (m + a) in           per LoRA target with dropout: the dropout mask (m: fp32
+                                    on the CPU, bool on CUDA) and its output (a = 4: fp32)
+               a r                  per target: lora_B's input
+             + top: final norm input 4h per token and the loss's log_softmax T x V x 4;
+             + transient at the start of backward: its gradient and the logits' gradient
+               (2 x T x V x 4) and the LoRA grads.
+             Gradient checkpointing keeps only each layer's input (L x T x h x b) plus one
+             layer recomputed. Compare Korthikanti et al. 2022 ("Reducing Activation
+             Recomputation in Large Transformer Models", eq. 1: sbh(34 + 5as/h) for GPT with
+             full fine-tuning, eager attention and dropout): with frozen weights, SDPA (no
+             s x s scores) and SwiGLU the count above is what autograd actually keeps.
+overhead     CUDA context + cuBLAS workspace (~500 MiB) on a GPU. On the CPU, the runtime (per
+             process, whatever the model): the Python + torch + transformers (+ peft +
+             bitsandbytes) imports (~400 MiB RSS measured) and what the runtime allocates on
+             first use and keeps (kernels and their caches, OpenMP / autograd thread state and
+             arenas, lazy imports: ~24 MiB for inference, ~44 MiB with a training step,
+             measured; it varies by machine and is measured as such, see
+             core.memory.measure.warm_runtime); plus what loading this model adds besides its
+             tensors (module objects ~64 KiB, the tokenizer ~5x its tokenizer.json) and what
+             training adds (peft's wrappers: 0.5 MiB + 36 KiB per LoRA-wrapped Linear).
+             Host-side costs are not counted against a GPU's budget.
+fits         total x (1 + headroom) <= budget (budget: [requirements.ceilings]
+             memory_budget_gib, else the device's free memory).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+from weightgate.core.engine.errors import InputError
+from weightgate.core.memory.loading import ALIASES, CANONICAL, precision_spec
+from weightgate.core.weights.sources import sliding_window_of
+
+KiB, MiB, GiB = 1024, 1024**2, 1024**3
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "nf4", "fp4")
+QUANTIZED = ("int8", "nf4", "fp4")
+SIXTEEN_BIT = ("bf16", "fp16")
+FOUR_BIT = ("nf4", "fp4")
+DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2, "int8": 1, "uint8": 1}
+# safetensors dtype names -> torch dtype names
+SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "BF16": "bfloat16", "F16": "float16", "I8": "int8",
+                      "U8": "uint8", "F8_E4M3": "float8", "F8_E5M2": "float8"}
+PRECISION_OF_DTYPE = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+BNB_BLOCKSIZE_4BIT = 64                  # bitsandbytes' default 4-bit blocksize
+BNB_NESTED_BLOCKSIZE = 256               # double quantization: absmax of absmax, per 256 blocks
+BNB_4BIT_CODE_BYTES = 16 * 4             # quant_state.code: 16 fp32 values
+BNB_OFFSET_BYTES = 4                     # quant_state.offset (double quantization)
+BNB_NESTED_CODE_BYTES = 256 * 4          # state2.code: the 8-bit dynamic map, fp32
+
+CUDA_OVERHEAD_BYTES = 500 * MiB          # CUDA context + cuBLAS workspace + allocator slack
+# CPU, measured on this stack (tests/bench/memory_accuracy.py prints today's figures). The
+# runtime is per process, whatever the model: what the imports hold, plus what torch, oneDNN,
+# bitsandbytes, OpenMP, autograd and the tokenizer library allocate on first use and keep
+# (core.memory.measure.warm_runtime measures it on a throwaway copy of the model).
+CPU_RUNTIME_BYTES = 400 * MiB            # python + torch + transformers + peft + bnb imported: ~390 MiB RSS
+CPU_FIRST_USE_BYTES = {"inference": 24 * MiB, "training": 44 * MiB}   # first load + forward (+ backward, AdamW)
+# ... and what each model adds besides its tensors:
+CPU_LOAD_FIXED_BYTES = 64 * KiB          # module objects and configs of a loaded model
+TOKENIZER_RSS_FACTOR = 5                 # a fast tokenizer costs ~5x its tokenizer.json
+CPU_TRAIN_FIXED_BYTES = MiB // 2         # peft's model wrapper, the optimizer's param groups
+CPU_TRAIN_PER_MODULE_BYTES = 36 * KiB    # each LoRA-wrapped Linear: its lora_A / lora_B / dropout modules,
+                                         # AdamW's per-parameter state, heap rounding of its small tensors
+TRAIN_LOSS_TRANSIENTS = 2                # T x V x 4 gradients alive at the start of backward
+
+ATTENTION_ROLES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "c_attn", "dense",
+                   "out_proj", "Wqkv", "wq", "wk", "wv", "wo")
+MLP_ROLES = ("gate_proj", "up_proj", "down_proj", "gate_up_proj", "fc1", "fc2", "c_fc", "c_proj", "w1", "w2", "w3",
+             "dense_h_to_4h", "dense_4h_to_h")
+
+
+# --- layout: the model's shape ----------------------------------------------------------------
+
+
+@dataclass
+class Linear:
+    """Linear layers of one kind: `count` of them, each in_features -> out_features."""
+    role: str                  # q_proj, k_proj, ..., the module's own name
+    in_features: int
+    out_features: int
+    count: int = 1
+    bias: bool = False
+
+    @property
+    def weight_params(self) -> int:
+        return self.in_features * self.out_features
+
+
+@dataclass
+class Layout:
+    linears: list[Linear]                  # quantizable Linear weights (lm_head excluded)
+    embedding_params: int = 0
+    lm_head_params: int = 0                # 0 when tied to the embeddings
+    other_params: int = 0                  # norms, biases, anything else: never quantized
+    buffer_bytes: int = 0                  # rotary inv_freq and the like (fp32)
+    num_layers: int = 0
+    hidden_size: int = 0
+    intermediate_size: int = 0
+    num_heads: int = 0
+    num_kv_heads: int = 0
+    head_dim: int = 0
+    vocab_size: int = 0
+    sliding_window: int | None = None
+    sliding_window_layers: list[int] | None = None
+    tied: bool = False
+    native_dtype: str = "float32"
+    source: str = "config"                 # "headers" (exact) | "config" (arithmetic)
+    exact_parameters: int | None = None    # from the safetensors headers, when known
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def linear_params(self) -> int:
+        return sum(lin.weight_params * lin.count for lin in self.linears)
+
+    @property
+    def bias_params(self) -> int:
+        return sum(lin.out_features * lin.count for lin in self.linears if lin.bias)
+
+    @property
+    def parameter_count(self) -> int:
+        return self.linear_params + self.bias_params + self.embedding_params + self.lm_head_params + self.other_params
+
+    @property
+    def kv_dim(self) -> int:
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def native_precision(self) -> str:
+        return PRECISION_OF_DTYPE.get(self.native_dtype, "fp32")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.update(parameter_count=self.parameter_count, linear_params=self.linear_params)
+        return data
+
+
+def _int(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _get(config: dict, *keys: str, default=None):
+    for key in keys:
+        if config.get(key) is not None:
+            return config[key]
+    return default
+
+
+def text_config(config: dict) -> dict:
+    """The language model's config (a multimodal model keeps it under text_config)."""
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    return {**config, **{k: v for k, v in text.items() if v is not None}}
+
+
+def _native_dtype(config: dict) -> str:
+    dtype = str(_get(config, "dtype", "torch_dtype", default="float32")).replace("torch.", "")
+    return dtype if dtype in PRECISION_OF_DTYPE else "float32"
+
+
+def _attention_shape(config: dict) -> tuple[int, int, int, int]:
+    h = _int(_get(config, "hidden_size", "n_embd", "d_model", "dim")) or 0
+    heads = _int(_get(config, "num_attention_heads", "n_head", "num_heads", "n_heads")) or 1
+    kv = _get(config, "num_key_value_heads", "num_kv_heads", "n_kv_heads", "multi_query_group_num")
+    if kv is None and config.get("multi_query") is True:
+        kv = 1
+    kv_heads = _int(kv) or heads
+    head_dim = _int(config.get("head_dim")) or (h // heads if heads else 0)
+    return h, heads, kv_heads, head_dim
+
+
+def _windows(config: dict, layers: int) -> tuple[int | None, list[int] | None]:
+    return sliding_window_of(config, layers)
+
+
+def layout_from_config(config: dict, exact_parameters: int | None = None) -> Layout:
+    """The layout of a decoder-only transformer from its config.json (Llama family and its
+    relatives: Mistral, Qwen2/3, Gemma 1/2/3, Phi-3, Mixtral-style MoE). `exact_parameters`
+    (from the safetensors headers) reconciles the count: a difference goes to `other_params`
+    (kept unquantized: the conservative side) with a warning."""
+    cfg = text_config(config)
+    model_type = str(cfg.get("model_type") or "")
+    h, heads, kv_heads, head_dim = _attention_shape(cfg)
+    layers = _int(_get(cfg, "num_hidden_layers", "n_layer", "num_layers", "n_layers")) or 0
+    vocab = _int(_get(cfg, "vocab_size", "padded_vocab_size")) or 0
+    inter = _int(_get(cfg, "intermediate_size", "n_inner", "ffn_dim")) or 4 * h
+    tied = bool(cfg.get("tie_word_embeddings", config.get("tie_word_embeddings", False)))
+    qkv_bias = bool(cfg.get("attention_bias")) or model_type in ("qwen2", "qwen2_moe", "qwen2_vl")
+    mlp_bias = bool(cfg.get("mlp_bias"))
+    q_out, kv_out = heads * head_dim, kv_heads * head_dim
+    linears: list[Linear] = []
+    if model_type in ("phi3", "phimoe"):
+        linears.append(Linear("qkv_proj", h, q_out + 2 * kv_out, layers, qkv_bias))
+    else:
+        linears += [Linear("q_proj", h, q_out, layers, qkv_bias), Linear("k_proj", h, kv_out, layers, qkv_bias),
+                    Linear("v_proj", h, kv_out, layers, qkv_bias)]
+    linears.append(Linear("o_proj", q_out, h, layers, bool(cfg.get("attention_bias")) and model_type != "qwen2"))
+    experts = _int(_get(cfg, "num_local_experts", "num_experts", "n_routed_experts")) or 0
+    warnings: list[str] = []
+    if experts > 1:
+        moe_inter = _int(_get(cfg, "moe_intermediate_size")) or inter
+        linears += [Linear("gate_proj", h, moe_inter, layers * experts), Linear("up_proj", h, moe_inter, layers * experts),
+                    Linear("down_proj", moe_inter, h, layers * experts), Linear("router", h, experts, layers)]
+        shared = _int(cfg.get("shared_expert_intermediate_size")) or 0
+        if shared:
+            linears += [Linear("gate_proj", h, shared, layers), Linear("up_proj", h, shared, layers),
+                        Linear("down_proj", shared, h, layers)]
+        warnings.append(f"mixture of experts ({experts} experts): every expert is counted as resident and "
+                        "quantizable; activations use one expert's width")
+        inter = moe_inter
+    elif model_type in ("phi3",):
+        linears += [Linear("gate_up_proj", h, 2 * inter, layers, mlp_bias), Linear("down_proj", inter, h, layers, mlp_bias)]
+    else:
+        linears += [Linear("gate_proj", h, inter, layers, mlp_bias), Linear("up_proj", h, inter, layers, mlp_bias),
+                    Linear("down_proj", inter, h, layers, mlp_bias)]
+    norms_per_layer = 4 if model_type.startswith(("gemma2", "gemma3")) else 2
+    norms = layers * norms_per_layer * h + h
+    if model_type.startswith(("qwen3", "gemma3", "olmo2")):
+        norms += layers * 2 * (head_dim if not model_type.startswith("olmo2") else h)
+    window, window_layers = _windows(cfg, layers)
+    layout = Layout(linears=linears, embedding_params=vocab * h, lm_head_params=0 if tied else vocab * h,
+                    other_params=norms, buffer_bytes=4 * head_dim, num_layers=layers, hidden_size=h,
+                    intermediate_size=inter, num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim,
+                    vocab_size=vocab, sliding_window=window, sliding_window_layers=window_layers, tied=tied,
+                    native_dtype=_native_dtype(config), source="config", exact_parameters=exact_parameters,
+                    warnings=warnings)
+    if exact_parameters:
+        _reconcile(layout, exact_parameters)
+    return layout
+
+
+def _reconcile(layout: Layout, exact: int) -> None:
+    diff = exact - layout.parameter_count
+    if diff == 0:
+        return
+    share = abs(diff) / exact
+    if diff > 0:
+        layout.other_params += diff
+    else:
+        layout.other_params = max(0, layout.other_params + diff)
+    if share > 0.005:
+        layout.warnings.append(f"the config's architecture arithmetic differs from the weight files by {diff:+,} "
+                               f"parameters ({share:.1%}); the difference is counted as unquantized")
+
+
+def layout_from_tensors(tensors: Iterable[tuple[str, tuple[int, ...], str]], config: dict) -> Layout:
+    """The exact layout from every tensor's (name, shape, safetensors dtype): 2-D `.weight`
+    tensors are Linear layers unless they are embeddings or the output head."""
+    cfg = text_config(config)
+    base = layout_from_config(config)          # attention shape, windows, sizes for activations
+    linears: dict[tuple[str, int, int], int] = {}
+    embedding = lm_head = other = 0
+    dtype_counts: dict[str, int] = {}
+    entries = list(tensors)
+    names = {name for name, _, _ in entries}
+    for name, shape, dtype in entries:
+        numel = math.prod(shape) if shape else 1
+        dtype_counts[dtype] = dtype_counts.get(dtype, 0) + numel
+        parts = name.split(".")
+        module = parts[-2] if len(parts) >= 2 else name
+        if len(shape) == 2 and name.endswith(".weight"):
+            if "embed" in module or module in ("wte", "wpe", "word_embeddings", "tok_embeddings", "embeddings"):
+                embedding += numel
+                continue
+            if module in ("lm_head", "output", "embed_out") and len(parts) <= 3:
+                lm_head += numel
+                continue
+            key = (module, shape[1], shape[0])
+            linears[key] = linears.get(key, 0) + 1
+            continue
+        other += numel                         # norms, biases, anything else: never quantized
+    found = [Linear(role, fan_in, fan_out, count) for (role, fan_in, fan_out), count in linears.items()]
+    tied = bool(cfg.get("tie_word_embeddings", False))
+    if tied:
+        lm_head = 0                            # transformers ties it to the embeddings
+    native = max(dtype_counts, key=dtype_counts.get) if dtype_counts else "F32"
+    layout = Layout(linears=found, embedding_params=embedding, lm_head_params=lm_head, other_params=other,
+                    buffer_bytes=base.buffer_bytes, num_layers=base.num_layers, hidden_size=base.hidden_size,
+                    intermediate_size=base.intermediate_size, num_heads=base.num_heads,
+                    num_kv_heads=base.num_kv_heads, head_dim=base.head_dim, vocab_size=base.vocab_size,
+                    sliding_window=base.sliding_window, sliding_window_layers=base.sliding_window_layers,
+                    tied=tied or not lm_head, native_dtype=SAFETENSORS_DTYPES.get(native, "float32"),
+                    source="headers", exact_parameters=sum(dtype_counts.values()),
+                    warnings=[w for w in base.warnings if "mixture" in w])
+    if tied and any(name.startswith("lm_head") for name in names):
+        layout.warnings.append("lm_head.weight is in the files but tie_word_embeddings is set: counted once")
+    return layout
+
+
+# --- precision ----------------------------------------------------------------------------------
+
+
+def canonical_precision(name: str, native: str = "fp32") -> str:
+    value = str(name or "native").strip().lower()
+    value = ALIASES.get(value, value)
+    if value in ("native", "auto", "default"):
+        return native
+    if value not in CANONICAL:
+
+        raise InputError(f"unknown precision {name!r}", hint="one of: native, " + ", ".join(CANONICAL))
+    return value
+
+
+def loader_dtype(precision: str, device: str) -> str:
+    """The dtype the loader gives the non-quantized tensors (and computes in): the eval engine's
+    own rule (core.memory.loading.precision_spec), so the estimate follows what is loaded."""
+
+    return precision_spec(precision, None, device)["dtype"]
+
+
+def is_cuda(device: str) -> bool:
+    return str(device).startswith("cuda")
+
+
+# --- weights --------------------------------------------------------------------------------
+
+
+def quantized_linear_bytes(in_features: int, out_features: int, precision: str, *, double_quant: bool = True) -> int:
+    """One Linear weight as bitsandbytes stores it (see the module doc)."""
+    n = in_features * out_features
+    if precision == "int8":
+        return n + 4 * out_features                       # int8 CB + fp32 SCB per output row
+    if precision in ("nf4", "fp4"):
+        blocks = -(-n // BNB_BLOCKSIZE_4BIT)
+        packed = -(-n // 2)
+        if double_quant:
+            nested = -(-blocks // BNB_NESTED_BLOCKSIZE)
+            return packed + blocks + 4 * nested + BNB_NESTED_CODE_BYTES + BNB_4BIT_CODE_BYTES + BNB_OFFSET_BYTES
+        return packed + 4 * blocks + BNB_4BIT_CODE_BYTES
+    raise ValueError(f"{precision} is not a bitsandbytes precision")
+
+
+@dataclass
+class Weights:
+    precision: str
+    kept_dtype: str                 # dtype of everything not quantized
+    quantized_params: int
+    quantized_bytes: int            # packed weights + scales / absmax / codes
+    kept_params: int
+    kept_bytes: int
+    buffer_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.quantized_bytes + self.kept_bytes + self.buffer_bytes
+
+
+def weights(layout: Layout, precision: str, device: str = "cuda", *, double_quant: bool = True,
+            upcast_kept: bool = False) -> Weights:
+    """Weight memory at `precision`. upcast_kept: k-bit training preparation (peft's
+    prepare_model_for_kbit_training) casts every non-quantized 16-bit tensor to fp32."""
+    kept_dtype = loader_dtype(precision, device)
+    if upcast_kept and precision in QUANTIZED:
+        kept_dtype = "float32"
+    kept_bytes_each = DTYPE_BYTES[kept_dtype]
+    kept = layout.embedding_params + layout.lm_head_params + layout.other_params + layout.bias_params
+    if precision in QUANTIZED:
+        qbytes = sum(quantized_linear_bytes(l.in_features, l.out_features, precision, double_quant=double_quant)
+                     * l.count for l in layout.linears)
+        return Weights(precision, kept_dtype, layout.linear_params, qbytes, kept, kept * kept_bytes_each,
+                       layout.buffer_bytes)
+    kept += layout.linear_params
+    return Weights(precision, kept_dtype, 0, 0, kept, kept * kept_bytes_each, layout.buffer_bytes)
+
+
+# --- KV cache -------------------------------------------------------------------------------
+
+
+def kv_cache_bytes(layout: Layout, batch: int, seq: int, dtype_bytes: int) -> int:
+    """2 x batch x bytes x kv_heads x head_dim x (full layers x seq + window layers x min(window, seq))."""
+    window_layers = 0
+    if layout.sliding_window:
+        window_layers = (len(layout.sliding_window_layers) if layout.sliding_window_layers is not None
+                         else layout.num_layers)
+    full_layers = layout.num_layers - window_layers
+    positions = full_layers * seq + window_layers * min(layout.sliding_window or seq, seq)
+    return 2 * batch * dtype_bytes * layout.num_kv_heads * layout.head_dim * positions
+
+
+# --- activations ------------------------------------------------------------------------------
+
+
+def inference_activation_bytes(layout: Layout, batch: int, seq: int, dtype_bytes: int, *,
+                               full_logits: bool = False) -> dict:
+    tokens = batch * seq
+    h, inter = layout.hidden_size, layout.intermediate_size
+    layer = tokens * (dtype_bytes * (2 * h + 3 * inter) + 8 * h)
+    logits = batch * (seq if full_logits else 1) * layout.vocab_size * (dtype_bytes + 4)
+    return {"layer_transient": layer, "logits": logits, "total": layer + logits}
+
+
+def lora_targets(layout: Layout, targets: str | Iterable[str] | None, method: str = "lora") -> list[Linear]:
+    """The Linear kinds LoRA wraps: "all-linear" (peft's: every Linear but the output head),
+    "auto" (the trainer's, [training] target_modules = "auto": every attention and MLP
+    projection), "attention", "mlp", or role names. Default: attention for LoRA, all linear for
+    QLoRA (DESIGN's defaults, when no [training] table says otherwise)."""
+    if targets is None:
+        targets = "all-linear" if method == "qlora" else "attention"
+    if isinstance(targets, str):
+        if targets == "all-linear":
+            return [l for l in layout.linears if l.role != "router"]
+        if targets == "auto":
+            return [l for l in layout.linears if l.role in ATTENTION_ROLES or l.role in MLP_ROLES]
+        if targets == "attention":
+            return [l for l in layout.linears if l.role in ATTENTION_ROLES]
+        if targets == "mlp":
+            return [l for l in layout.linears if l.role in MLP_ROLES]
+        targets = [targets]
+    wanted = set(targets)
+    return [l for l in layout.linears if l.role in wanted]
+
+
+def lora_parameters(layout: Layout, r: int = 16, targets: str | Iterable[str] | None = "all-linear",
+                    method: str = "lora") -> int:
+    """sum over the targets of r x (in + out)."""
+    return sum(r * (l.in_features + l.out_features) * l.count for l in lora_targets(layout, targets, method))
+
+
+@dataclass
+class TrainingSetup:
+    method: str = "lora"                  # "lora" (16/32-bit or int8 base) | "qlora" (4-bit base)
+    r: int = 16
+    targets: str | list[str] | None = None
+    batch: int = 1
+    seq: int = 512
+    gradient_checkpointing: bool | None = None   # None: on for QLoRA (peft's k-bit preparation), off for LoRA
+    dropout: float = 0.05
+    upcast_kept: bool = True              # QLoRA's k-bit preparation casts 16-bit non-quantized tensors to fp32
+    notes: list[str] = field(default_factory=list)   # how the settings were read (shown with the estimate)
+
+    def __post_init__(self) -> None:
+        if self.gradient_checkpointing is None:
+            self.gradient_checkpointing = self.method == "qlora"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def training_activation_bytes(layout: Layout, setup: TrainingSetup, dtype_bytes: int, device: str) -> dict:
+    """Saved activations and the backward transient (see the module doc)."""
+    tokens = setup.batch * setup.seq
+    h, kv, inter, layers, vocab = (layout.hidden_size, layout.kv_dim, layout.intermediate_size,
+                                   layout.num_layers, layout.vocab_size)
+    b, a = dtype_bytes, 4
+    mask = 1 if is_cuda(device) else 4
+    targets = lora_targets(layout, setup.targets, setup.method)
+    per_layer_targets = [(t.in_features, max(1, round(t.count / max(layers, 1)))) for t in targets]
+    if setup.dropout > 0:
+        lora = sum((mask + a) * fan_in * n for fan_in, n in per_layer_targets)
+    else:   # identity dropout: lora_A keeps its input, cast to fp32 (a copy per target unless fp32 already)
+        lora = (sum(a * fan_in * n for fan_in, n in per_layer_targets) if b != a
+                else a * len({fan_in for fan_in, _ in per_layer_targets}) * h)
+    lora += sum(a * setup.r * n for _, n in per_layer_targets)
+    per_token_layer = 8 * h + b * (2 * h + 2 * kv) + 3 * b * inter + lora + 4 * layout.num_heads + 8
+    one_layer = tokens * per_token_layer
+    if setup.gradient_checkpointing:
+        saved_layers = layers * tokens * h * b + one_layer
+    else:
+        saved_layers = layers * one_layer
+    top = tokens * (4 * h + 4 * vocab)                     # final norm input + log_softmax output
+    transient = TRAIN_LOSS_TRANSIENTS * tokens * vocab * 4
+    return {"saved_per_layer": one_layer, "saved": saved_layers + top, "transient": transient,
+            "total": saved_layers + top + transient}
+
+
+# --- the estimate -----------------------------------------------------------------------------
+
+
+def overhead(device: str, *, tokenizer_bytes: int = 0, training: bool = False, lora_modules: int = 0) -> dict[str, int]:
+    """Framework costs by part: `runtime` is the process's own (imports and first-use state, the
+    same for any model), `loading` and `training` what this model adds besides its tensors."""
+    if is_cuda(device):
+        return {"runtime": CUDA_OVERHEAD_BYTES, "loading": 0, "training": 0}
+    tokenizer = int(TOKENIZER_RSS_FACTOR * tokenizer_bytes)
+    runtime = CPU_RUNTIME_BYTES + CPU_FIRST_USE_BYTES["training" if training else "inference"]
+    return {"runtime": runtime, "loading": CPU_LOAD_FIXED_BYTES + tokenizer,
+            "training": CPU_TRAIN_FIXED_BYTES + CPU_TRAIN_PER_MODULE_BYTES * lora_modules if training else 0}
+
+
+@dataclass
+class Estimate:
+    precision: str
+    device: str
+    mode: str                             # "inference" | "training"
+    batch: int
+    seq: int
+    breakdown: dict[str, int]             # weights, kv_cache, activations, adapter, optimizer, overhead
+    details: dict = field(default_factory=dict)
+    budget: int | None = None
+    headroom: float = 0.3
+    training: dict | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.breakdown.values())
+
+    @property
+    def required(self) -> int:
+        """What the budget must hold: the total plus the headroom."""
+        return int(math.ceil(self.total * (1 + self.headroom)))
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.budget is None else self.required <= self.budget
+
+    @property
+    def verdict(self) -> str:
+        return {None: "unknown budget", True: "fits", False: "does not fit"}[self.fits]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.update(total=self.total, required=self.required, fits=self.fits)
+        return data
+
+
+def estimate(layout: Layout, precision: str, *, batch: int = 1, seq: int | None = None, device: str = "cuda",
+             training: TrainingSetup | None = None, budget: int | None = None, headroom: float = 0.3,
+             full_logits: bool = False, double_quant: bool = True, tokenizer_bytes: int = 0) -> Estimate:
+    """Inference (training=None) or LoRA/QLoRA training at `precision`: breakdown and total."""
+    precision = canonical_precision(precision, layout.native_precision)
+    compute = loader_dtype(precision, device)
+    if training is not None:
+        return _training_estimate(layout, precision, training, device=device, budget=budget, headroom=headroom,
+                                  compute=compute, double_quant=double_quant, tokenizer_bytes=tokenizer_bytes)
+    seq = int(seq or 1)
+    b = DTYPE_BYTES[compute]
+    w = weights(layout, precision, device, double_quant=double_quant)
+    kv = kv_cache_bytes(layout, batch, seq, b)
+    act = inference_activation_bytes(layout, batch, seq, b, full_logits=full_logits)
+    workspace = matmul_workspace(layout, precision, b, device, batch * seq)
+    over = overhead(device, tokenizer_bytes=tokenizer_bytes)
+    breakdown = {"weights": w.total, "kv_cache": kv, "activations": act["total"] + workspace,
+                 "overhead": sum(over.values())}
+    details = {"weights": asdict(w), "activations": act, "matmul_workspace": workspace, "compute_dtype": compute,
+               "overhead": over,
+               "kv_per_token": kv_cache_bytes(layout, 1, 1, b) if not layout.sliding_window else None}
+    return Estimate(precision, device, "inference", batch, seq, breakdown, details, budget, headroom)
+
+
+def _training_estimate(layout: Layout, precision: str, setup: TrainingSetup, *, device: str, budget: int | None,
+                       headroom: float, compute: str, double_quant: bool, tokenizer_bytes: int) -> Estimate:
+    method = setup.method
+    # peft's prepare_model_for_kbit_training runs for a 4-bit base only (core.training.model:
+    # QLoRA); LoRA on an int8 base keeps the loader's dtypes.
+    upcast = setup.upcast_kept and precision in FOUR_BIT
+    w = weights(layout, precision, device, double_quant=double_quant, upcast_kept=upcast)
+    b = DTYPE_BYTES[compute]
+    if upcast and is_cuda(device):
+        b = 4   # k-bit preparation: fp32 embeddings and norms keep the residual stream in fp32
+    params = lora_parameters(layout, setup.r, setup.targets, method)
+    act = training_activation_bytes(layout, setup, b, device)
+    adapter = 4 * params                                  # fp32 adapter: also the master copy
+    grads = 4 * params
+    optimizer = 8 * params                                # AdamW exp_avg + exp_avg_sq, fp32
+    workspace = matmul_workspace(layout, precision, b, device, setup.batch * setup.seq)
+    modules = sum(t.count for t in lora_targets(layout, setup.targets, method))
+    over = overhead(device, tokenizer_bytes=tokenizer_bytes, training=True, lora_modules=modules)
+    breakdown = {"weights": w.total, "adapter": adapter + grads, "optimizer": optimizer,
+                 "activations": act["total"] + workspace, "overhead": sum(over.values())}
+    details = {"weights": asdict(w), "activations": act, "matmul_workspace": workspace, "compute_dtype": compute,
+               "overhead": over,
+               "activation_bytes": b, "lora_parameters": params, "adapter_bytes": adapter, "gradient_bytes": grads}
+    return Estimate(precision, device, "training", setup.batch, setup.seq, breakdown, details, budget, headroom,
+                    training={**setup.to_dict(), "lora_parameters": params})
+
+
+def matmul_workspace(layout: Layout, precision: str, dtype_bytes: int, device: str, tokens: int) -> int:
+    """What a Linear's matmul allocates besides its input and output, for the largest Linear
+    (one matmul runs at a time), from how each path computes:
+
+    - 32/16-bit on the CPU: the GEMM (MKL / oneDNN) packs the weight operand into its own
+      buffer: about one copy of the matrix at the compute dtype (measured on the demo model:
+      0.75-1.0x; the torch profiler's peak of the prefill matched the rest of the estimate, the
+      RSS peak was higher by this much). On a GPU cuBLAS' workspace is in the CUDA overhead.
+    - nf4 / fp4: bitsandbytes dequantizes one weight per matmul (`F.dequantize_4bit(...).t()`,
+      a view; backward dequantizes again after the forward's copy is gone): one matrix at the
+      compute dtype (on the CPU its fused kernel's blocks and the GEMM packing, measured ~1x).
+    - int8 (LLM.int8): the dequantized weight and the GEMM's copy (2x), plus the activation
+      quantized row-wise to int8 (tokens x in) and the int32 accumulator (tokens x out x 4)
+      before it is scaled back to the compute dtype."""
+    if not layout.linears:
+        return 0
+    largest = max(lin.weight_params for lin in layout.linears) * dtype_bytes
+    if precision == "int8":
+        return 2 * largest + tokens * max(lin.in_features + 4 * lin.out_features for lin in layout.linears)
+    if precision in FOUR_BIT:
+        return largest
+    return 0 if is_cuda(device) else largest
+
+
+def estimate_all(layout: Layout, precisions: Iterable[str] | None = None, **kwargs) -> list[Estimate]:
+    """One estimate per precision (every precision, largest first: see `shown_precisions`)."""
+    return [estimate(layout, p, **kwargs) for p in (precisions or shown_precisions(layout))]
+
+
+
+def candidate_precisions(layout: Layout) -> list[str]:
+    """The order of preference, largest first: the native dtype, the other 16-bit format, int8
+    (LLM.int8) before 4-bit, NF4 before FP4. bf16 and fp16 (nf4 and fp4) cost the same bytes:
+    the second of each pair is considered and shown, but fits only when the first does, so the
+    first is the one chosen (bf16 keeps fp32's range; NF4 suits normally distributed weights).
+    fp32 is a candidate only for an fp32 model: upcasting a 16-bit model adds memory, no
+    precision."""
+    native = layout.native_precision
+    if native == "fp32":
+        sixteen = ["fp32", *SIXTEEN_BIT]
+    else:
+        sixteen = [native, *(p for p in SIXTEEN_BIT if p != native)]
+    return sixteen + ["int8", *FOUR_BIT]
+
+
+def shown_precisions(layout: Layout) -> list[str]:
+    """Every precision, largest first: fp32 (above a 16-bit model's native dtype: shown, never a
+    candidate), then `candidate_precisions`."""
+    order = candidate_precisions(layout)
+    return order if order[0] == "fp32" else ["fp32", *order]

@@ -1,0 +1,34 @@
+"""Deployment job kinds: `ship` (build, merge-check, publish a registry version, measure its
+latency) and `canary` (re-run the eval set on a registry version, compare with what shipped).
+torch loads in the job process only.
+
+params:
+    ship     name (null: the default), merge (true / false / null: [decisions] merge or mergeable)
+    canary   version ("current" by default), name
+"""
+
+from __future__ import annotations
+
+from weightgate.core.engine.jobs import JobContext
+from weightgate.core.release.canary import run_canary as canary
+from weightgate.core.release.registry import resolve
+from weightgate.core.release.ship import ShipRefused, ship
+
+
+def run_ship(ctx: JobContext) -> dict:
+    ws = ctx.open_workspace()
+    try:
+        outcome = ship(ws, ctx.params.get("name"), ctx.params.get("merge"), log=ctx.log)
+    except ShipRefused as exc:
+        ctx.log(exc.message, level="error")
+        return {"ok": False, "refused": exc.message, **exc.values}
+    ctx.artifact(outcome["path"], label="version")
+    return {"ok": True, **outcome}
+
+
+def run_canary(ctx: JobContext) -> dict:
+    ws = ctx.open_workspace()
+    ref = resolve(ws, ctx.params.get("version"), ctx.params.get("name"))
+    outcome = canary(ws, ref, log=ctx.log)
+    ctx.log(outcome["detail"], level="info" if outcome["ok"] else "warning")
+    return outcome

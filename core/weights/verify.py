@@ -1,0 +1,306 @@
+"""Re-verify the locked weights: every file's sha256 against weightgate.lock, every header checked.
+
+`verify_lock` is the engine behind `weightgate verify` and the Verification screen. It never
+loads a weight: files are hashed (in parallel across files, see core.engine.hashing) and safetensors /
+GGUF headers are parsed by the validators in core.weights.safetensors_format and core.weights.gguf_format.
+
+The lock is updated only for files whose bytes matched: `verified_at` and `mtime` are refreshed
+for them and for nothing else, so a file that failed keeps its old record and
+`core.engine.lock.changed_on_disk` still flags it. Checklist evidence is not written here; callers turn
+the report's `to_dict()` / `checksum_evidence()` / `headers_evidence()` into evidence values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat as stat_mod
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.hashing import ProgressFn, default_workers, hash_files, hash_rate
+from weightgate.core.engine.lock import (
+    LockedFile,
+    changed_on_disk,
+    read_lock,
+    snapshot_dir,
+    unsafe_reason,
+    write_lock,
+)
+from weightgate.core.engine.workspace import Workspace
+from weightgate.core.weights.gguf_format import GgufError, validate_gguf
+from weightgate.core.weights.safetensors_format import SafetensorsError, validate_safetensors
+
+OK = "ok"                               # re-hashed, matches the lock
+UNCHANGED = "unchanged"                 # only_changed: size + mtime as at the last verification
+MISMATCH = "mismatch"                   # re-hashed, different bytes
+SIZE_DIFFERS = "size_differs"           # not hashed: it cannot match
+MISSING = "missing"
+UNSAFE_PATH = "unsafe_path"             # the lock names a path outside the snapshot directory
+UNREADABLE = "unreadable"               # permissions, a directory, an I/O error
+CHANGED_DURING = "changed_during_verify"  # size or mtime moved while it was being hashed
+PASSING = (OK, UNCHANGED)
+
+HEADER_OK = "ok"
+HEADER_NOT_CHECKED = "not_checked"      # a weight file that could not be read (missing, unsafe)
+HEADER_KINDS = {".safetensors": "safetensors", ".gguf": "gguf"}
+
+
+@dataclass
+class FileResult:
+    path: str                   # as in the lock, relative to the snapshot directory
+    status: str
+    expected_size: int
+    expected_sha256: str
+    hash_source: str
+    size: int | None = None     # on disk; None when missing or refused
+    sha256: str | None = None   # computed; None when not hashed this time
+    header_kind: str = ""       # "safetensors" | "gguf" | "" (config.json, tokenizer files...)
+    header: str = ""            # HEADER_OK | a fault code | HEADER_NOT_CHECKED | "" (no header kind)
+    header_message: str = ""
+    message: str = ""
+    mtime: float = 0.0          # the mtime the bytes were hashed at (written to the lock on OK)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in PASSING
+
+    @property
+    def header_ok(self) -> bool:
+        return not self.header_kind or self.header == HEADER_OK
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data.pop("mtime")
+        return data
+
+
+@dataclass
+class VerifyReport:
+    source: str
+    commit: str
+    root: str
+    files: list[FileResult]
+    only_changed: bool
+    workers: int
+    bytes_hashed: int = 0
+    hash_seconds: float = 0.0
+    seconds: float = 0.0
+    verified_at: float = 0.0
+    lock_updated: list[str] = field(default_factory=list)   # paths whose verified_at was refreshed
+
+    @property
+    def checksum_ok(self) -> bool:
+        """Every locked file matches (re-hashed now, or unchanged since it last matched)."""
+        return bool(self.files) and all(f.ok for f in self.files)
+
+    @property
+    def headers_checked(self) -> int:
+        return sum(1 for f in self.files if f.header_kind and f.header != HEADER_NOT_CHECKED)
+
+    @property
+    def headers_ok(self) -> bool:
+        """Every safetensors / GGUF file in the lock was read and its header is sound."""
+        weights = [f for f in self.files if f.header_kind]
+        return bool(weights) and all(f.header == HEADER_OK for f in weights)
+
+    @property
+    def ok(self) -> bool:
+        return self.checksum_ok and self.headers_ok
+
+    @property
+    def mb_per_s(self) -> float:
+        return hash_rate(self.bytes_hashed, self.hash_seconds)
+
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if not f.ok]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.files:
+            out[f.status] = out.get(f.status, 0) + 1
+        return out
+
+    def checksum_evidence(self) -> dict:
+        """Values for the `verify.checksum` item."""
+        return {
+            "ok": self.checksum_ok, "files": len(self.files), "counts": self.counts(),
+            "published": sum(1 for f in self.files if f.hash_source == "published"),
+            "failed": {f.path: f.status for f in self.failed()},
+            "bytes_hashed": self.bytes_hashed, "mb_per_s": round(self.mb_per_s, 1),
+            "only_changed": self.only_changed,
+        }
+
+    def headers_evidence(self) -> dict:
+        """Values for the `verify.headers` item."""
+        weights = [f for f in self.files if f.header_kind]
+        return {
+            "ok": self.headers_ok, "weight_files": len(weights), "checked": self.headers_checked,
+            "faults": {f.path: f.header for f in weights if f.header != HEADER_OK},
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok, "checksum_ok": self.checksum_ok, "headers_ok": self.headers_ok,
+            "source": self.source, "commit": self.commit, "root": self.root,
+            "only_changed": self.only_changed, "workers": self.workers,
+            "totals": {
+                "files": len(self.files), "counts": self.counts(), "bytes_hashed": self.bytes_hashed,
+                "hash_seconds": round(self.hash_seconds, 3), "seconds": round(self.seconds, 3),
+                "mb_per_s": round(self.mb_per_s, 1),
+            },
+            "verified_at": self.verified_at, "lock_updated": list(self.lock_updated),
+            "files": [f.to_dict() for f in self.files],
+        }
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _hex(digest: str) -> str:
+    return digest.split(":", 1)[-1].strip().lower()
+
+
+# --------------------------------------------------------------------------- verify
+
+def verify_lock(ws: Workspace, *, workers: int | None = None, progress: ProgressFn | None = None,
+                only_changed: bool = False,
+                file_progress: Callable[[str, int, int], None] | None = None) -> VerifyReport:
+    """Re-hash the locked files (all, or with only_changed those whose size/mtime moved or that
+    were never verified) and check every safetensors / GGUF header. See the module docstring.
+
+    `file_progress(path, done, size)`: per-file hashing progress, `path` as in the lock (see
+    core.engine.hashing.hash_files); called only for the files that are hashed."""
+    started = time.perf_counter()
+    lock = read_lock(ws)
+    if lock is None:
+        raise InputError("no weightgate.lock in this workspace", path=ws.lock_path,
+                         hint="run `weightgate fetch` first: it downloads the model and writes the lock")
+    root = snapshot_dir(ws, lock)
+    workers = workers or default_workers()
+
+    results: list[FileResult] = []
+    to_hash: list[tuple[FileResult, Path, os.stat_result]] = []
+    safe = [e for e in lock.files if unsafe_reason(e.path) is None]
+    changed = set(changed_on_disk(dataclasses.replace(lock, files=safe), root)) if only_changed else set()
+
+    for entry in lock.files:
+        result = _result_for(entry)
+        results.append(result)
+        reason = unsafe_reason(entry.path)
+        if reason is not None:
+            result.status, result.message = UNSAFE_PATH, f"refused: {reason}"
+            continue
+        full = root / entry.path
+        try:
+            st = os.stat(full)
+        except FileNotFoundError:
+            result.status, result.message = MISSING, f"not found at {full}"
+            continue
+        except OSError as exc:
+            result.status, result.message = UNREADABLE, f"cannot stat: {exc.strerror or exc}"
+            continue
+        if not stat_mod.S_ISREG(st.st_mode):
+            # A directory, a FIFO or /dev/zero behind a symlink would never finish hashing.
+            result.status, result.message = UNREADABLE, "not a regular file"
+            continue
+        result.size = st.st_size
+        if st.st_size != entry.size:
+            result.status = SIZE_DIFFERS
+            result.message = f"{st.st_size} bytes on disk, {entry.size} in the lock"
+        elif only_changed and entry.path not in changed and entry.verified_at > 0:
+            result.status, result.message = UNCHANGED, "size and mtime as when last verified"
+        else:
+            to_hash.append((result, full, st))
+
+    hash_started = time.perf_counter()
+    errors: dict[Path, OSError] = {}
+    per_file = None
+    if file_progress is not None:
+        lock_path = {full: result.path for result, full, _ in to_hash}
+
+        def per_file(full: Path, done: int, size: int) -> None:
+            file_progress(lock_path[full], done, size)
+    digests = hash_files([full for _, full, _ in to_hash], workers=workers, progress=progress, errors=errors,
+                         file_progress=per_file)
+    hash_seconds = time.perf_counter() - hash_started
+    bytes_hashed = 0
+    for result, full, before in to_hash:
+        if full in errors:
+            result.status, result.message = UNREADABLE, f"read failed: {errors[full].strerror or errors[full]}"
+            continue
+        result.sha256 = digests[full]
+        bytes_hashed += before.st_size
+        try:
+            after = os.stat(full)
+        except OSError:
+            after = None
+        if after is None or (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            # The bytes hashed may be half old, half new: neither can be called verified.
+            result.status, result.message = CHANGED_DURING, "the file changed while it was hashed; verify again"
+        elif result.sha256 == _hex(result.expected_sha256):
+            result.status, result.mtime = OK, before.st_mtime
+        else:
+            result.status = MISMATCH
+            result.message = (f"sha256 {result.sha256} but the lock ({result.hash_source}) says "
+                              f"{_hex(result.expected_sha256)}")
+
+    for result in results:
+        _check_header(result, root)
+
+    now = time.time()
+    updated = _record_verified(ws, [r for r in results if r.status == OK], now)
+    return VerifyReport(
+        source=lock.source, commit=lock.commit, root=str(root), files=results, only_changed=only_changed,
+        workers=workers, bytes_hashed=bytes_hashed, hash_seconds=hash_seconds,
+        seconds=time.perf_counter() - started, verified_at=now if updated else 0.0, lock_updated=updated,
+    )
+
+
+def _result_for(entry: LockedFile) -> FileResult:
+    suffix = Path(entry.path).suffix.lower()
+    return FileResult(path=entry.path, status=UNREADABLE, expected_size=entry.size,
+                      expected_sha256=entry.sha256, hash_source=entry.hash_source,
+                      header_kind=HEADER_KINDS.get(suffix, ""))
+
+
+def _check_header(result: FileResult, root: Path) -> None:
+    if not result.header_kind:
+        return
+    if result.size is None:   # missing, refused or not a regular file: nothing to read
+        result.header = HEADER_NOT_CHECKED
+        return
+    validate = validate_safetensors if result.header_kind == "safetensors" else validate_gguf
+    try:
+        validate(root / result.path)
+    except (SafetensorsError, GgufError) as exc:
+        result.header, result.header_message = exc.fault, exc.message
+    else:
+        result.header = HEADER_OK
+
+
+def _record_verified(ws: Workspace, matched: list[FileResult], now: float) -> list[str]:
+    """Refresh verified_at + mtime for the files that matched, and only those.
+
+    Re-read the lock first: if a download rewrote it meanwhile, only entries that still carry the
+    size and hash we just matched are stamped.
+    """
+    if not matched:
+        return []
+    fresh = read_lock(ws)
+    if fresh is None:
+        return []
+    by_path = {r.path: r for r in matched}
+    updated = []
+    for entry in fresh.files:
+        result = by_path.get(entry.path)
+        if result is None or entry.size != result.size or _hex(entry.sha256) != result.sha256:
+            continue
+        entry.verified_at, entry.mtime = now, result.mtime
+        updated.append(entry.path)
+    if updated:
+        write_lock(ws, fresh)
+    return sorted(updated)
