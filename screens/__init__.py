@@ -15,12 +15,12 @@ from weightgate.screens.overview import OverviewScreen
 
 # Phase screens are imported when first shown: the first frame needs only the Overview.
 PHASE_MODULES = {
-    "phase-1": ("screens.selection", "SelectionScreen"),
-    "phase-2": ("screens.verification", "VerificationScreen"),
-    "phase-3": ("screens.memory", "MemoryScreen"),
-    "phase-4": ("screens.evaluation", "EvaluationScreen"),
-    "phase-5": ("screens.finetuning", "FinetuningScreen"),
-    "phase-6": ("screens.deployment", "DeploymentScreen"),
+    "phase-1": ("weightgate.screens.selection.screen", "SelectionScreen"),
+    "phase-2": ("weightgate.screens.verification.screen", "VerificationScreen"),
+    "phase-3": ("weightgate.screens.memory.screen", "MemoryScreen"),
+    "phase-4": ("weightgate.screens.evaluation.screen", "EvaluationScreen"),
+    "phase-5": ("weightgate.screens.finetuning.screen", "FinetuningScreen"),
+    "phase-6": ("weightgate.screens.deployment.screen", "DeploymentScreen"),
 }
 
 
@@ -34,7 +34,7 @@ def _lazy(module: str, name: str) -> Callable[[], Screen]:
 
 def _jobs_screen() -> Screen:
     # Imported on first use: the jobs screen pulls in ProgressBar and RichLog.
-    from weightgate.screens.jobs import JobsScreen  # noqa: PLC0415
+    from weightgate.screens.jobs.screen import JobsScreen  # noqa: PLC0415
 
     return JobsScreen()
 
@@ -46,7 +46,7 @@ def _compare_screen() -> Screen:
 
 
 def _review_screen() -> Screen:
-    from weightgate.screens.review import ReviewScreen  # noqa: PLC0415
+    from weightgate.screens.review.screen import ReviewScreen  # noqa: PLC0415
 
     return ReviewScreen()
 

@@ -18,19 +18,10 @@ from textual.containers import Horizontal
 from textual.widgets import Select, Static
 
 from weightgate.tui.widgets.base_screen import WorkspaceScreen
-from weightgate.tui.widgets.compare_view import CompareCaseTable, CompareSummary, SideBySide
+from weightgate.tui.widgets.compare_view import CompareCaseTable, CompareSummary, SideBySide, run_option
 
 if TYPE_CHECKING:
     from weightgate.core.evaluation.compare import Comparison
-
-
-def run_option(run) -> tuple[str, str]:
-    score = run.summary.get("score")
-    score_text = f" · {score:.3f}" if isinstance(score, (int, float)) else ""
-    flags = " · baseline" if run.baseline else ""
-    status = "" if run.status == "complete" else f" · {run.status}"
-    name = f" {run.name}" if run.name and run.name != run.id else ""
-    return f"{run.id}{name} · {run.set}{score_text}{flags}{status}", run.id
 
 
 class CompareScreen(WorkspaceScreen):

@@ -15,20 +15,15 @@ from weightgate.core.engine.workspace import Workspace, init_workspace
 from weightgate.core.evaluation import stats
 from weightgate.core.evaluation.compare import (
     CHANGED,
-    DELETE,
-    EQUAL,
     IMPROVEMENT,
-    INSERT,
     REGRESSION,
     UNCHANGED,
     compare_command,
     compare_runs,
     default_pair,
-    marked_text,
     render_comparison_text,
-    side,
-    word_diff,
 )
+from weightgate.core.evaluation.word_diff import DELETE, EQUAL, INSERT, marked_text, side, word_diff
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -306,7 +306,7 @@ def test_cli_data_check_json_and_fix(tmp_path, tiny_model_dir):
     # The data_check job kind (what the TUI starts) does the same and logs each item.
     from weightgate.core.engine.events import JournalWriter, read_events
     from weightgate.core.engine.job_kinds import resolve
-    from weightgate.core.engine.jobs import JobContext
+    from weightgate.core.engine.job_process import JobContext
 
     job_dir = tmp_path / "job"
     job_dir.mkdir()

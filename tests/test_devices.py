@@ -9,22 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from weightgate.core.memory import devices
+from weightgate.core.memory import devices, nvml
 from weightgate.core.memory.devices import (
-                                            MIN_POLL_INTERVAL_S,
-                                            NA,
-                                            REASON_NO_DRIVER,
-                                            REASON_NO_GPU,
-                                            REASON_NO_LIBRARY,
-                                            DevicePoller,
-                                            DeviceSnapshot,
-                                            GpuInfo,
-                                            HostMemory,
-                                            budget_bytes,
-                                            nvml_query,
-                                            nvml_status,
-                                            snapshot,
+    MIN_POLL_INTERVAL_S,
+    DevicePoller,
+    DeviceSnapshot,
+    GpuInfo,
+    HostMemory,
+    budget_bytes,
+    snapshot,
 )
+from weightgate.core.memory.nvml import NA, REASON_NO_DRIVER, REASON_NO_GPU, REASON_NO_LIBRARY, nvml_query, nvml_status
 
 try:
     import fake_nvml as fk
@@ -37,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _fresh_nvml_state():
-    devices._reset_for_tests()
+    nvml._reset_for_tests()
     yield
-    devices._reset_for_tests()
+    nvml._reset_for_tests()
 
 
 def install(monkeypatch, fake) -> None:
@@ -166,10 +161,10 @@ def test_no_driver(monkeypatch):
 
 def test_no_permission_and_version_mismatch_have_reasons(monkeypatch):
     install(monkeypatch, fk.FakeNVML(init_error=fk.NVML_ERROR_NO_PERMISSION))
-    assert snapshot().reason == devices.REASON_NO_PERMISSION
-    devices._reset_for_tests()
+    assert snapshot().reason == nvml.REASON_NO_PERMISSION
+    nvml._reset_for_tests()
     install(monkeypatch, fk.FakeNVML(init_error=fk.NVML_ERROR_LIB_RM_VERSION_MISMATCH))
-    assert snapshot().reason == devices.REASON_VERSION_MISMATCH
+    assert snapshot().reason == nvml.REASON_VERSION_MISMATCH
 
 
 def test_no_gpu_found(monkeypatch):

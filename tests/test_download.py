@@ -19,14 +19,9 @@ from weightgate.core.engine.events import read_events
 from weightgate.core.engine.jobs import follow_job, read_status, start_job
 from weightgate.core.engine.lock import HASH_COMPUTED, HASH_PUBLISHED, changed_on_disk, read_lock
 from weightgate.core.engine.workspace import init_workspace
-from weightgate.core.weights.download import (
-    BranchMovedError,
-    DownloadError,
-    DownloadStopped,
-    IntegrityError,
-    download_model,
-)
+from weightgate.core.weights.download import BranchMovedError, download_model
 from weightgate.core.weights.sources import HubError
+from weightgate.core.weights.transfer import DownloadError, DownloadStopped, IntegrityError
 
 REPO = "org/tiny-llama"
 STORE = "models--org--tiny-llama"

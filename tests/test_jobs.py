@@ -271,7 +271,7 @@ def test_job_cancelled_before_it_started_never_runs(jobs_dir, tmp_path):
     job_dir = _handmade_job(jobs_dir, "20260101-000000-selftest-0000", state=QUEUED)
     write_atomic(job_dir / "cancel.json", "{}")
     env = dict(os.environ)
-    done = subprocess.run([sys.executable, "-m", "weightgate.core.engine.jobs", "run", str(job_dir)], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, "-m", "weightgate.core.engine.job_process", "run", str(job_dir)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 143, done.stderr
     assert read_status(job_dir).state == CANCELLED

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from weightgate.core.engine.events import Event
-from weightgate.tui.widgets.loss_chart import TrainingHistory, render_loss_chart, smoothed
+from weightgate.screens.finetuning.loss_chart import TrainingHistory, render_loss_chart, smoothed
 
 
 def event(kind: str, payload: dict, seq: int = 0) -> Event:

@@ -18,6 +18,7 @@ from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.evidence import latest_by_item, read_evidence
 from weightgate.core.engine.workspace import init_workspace, template_text
 from weightgate.core.memory import estimate as memory
+from weightgate.core.memory.checks import record_fit
 from weightgate.core.memory.estimate import (
     GiB,
     KiB,
@@ -25,21 +26,13 @@ from weightgate.core.memory.estimate import (
     candidate_precisions,
     estimate,
     kv_cache_bytes,
-    layout_from_config,
-    layout_from_tensors,
     lora_parameters,
     quantized_linear_bytes,
     weights,
 )
-from weightgate.core.memory.precision import (
-    Budget,
-    estimate_for_source,
-    estimate_report,
-    recommend,
-    record_fit,
-    render_estimate_text,
-    workspace_targets,
-)
+from weightgate.core.memory.layout import layout_from_config, layout_from_tensors
+from weightgate.core.memory.precision import Budget, estimate_for_source, estimate_report, recommend, workspace_targets
+from weightgate.core.memory.report_text import render_estimate_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -39,9 +39,10 @@ from pathlib import Path
 
 import pytest
 
-from weightgate.core.memory.measure import compare_with_estimate, measure_plan_in_subprocess, verdict
+from weightgate.core.memory.checks import compare_with_estimate, verdict
+from weightgate.core.memory.measure import measure_plan_in_subprocess
 from weightgate.core.memory.precision import layout_for, tokenizer_bytes
-from weightgate.core.weights.sources import fetch_metadata
+from weightgate.core.weights.metadata import fetch_metadata
 
 PRECISIONS = ("fp32", "bf16", "int8", "nf4")
 # Shapes: large enough that activations are a real share of the peak, small enough to run in
@@ -108,7 +109,7 @@ def test_peak_watch_sees_a_freed_spike(sampling):
     """The kernel's high-water mark, or the 1 ms sampler where it cannot be reset."""
     import time
 
-    from weightgate.core.memory.measure import PeakWatch, rss_bytes
+    from weightgate.core.memory.process_memory import PeakWatch, rss_bytes
 
     before = rss_bytes()
     with PeakWatch(force_sampling=sampling) as watch:
@@ -141,7 +142,7 @@ def test_memory_measure_job_records_the_error_as_evidence(tmp_path, tiny_model_d
     from weightgate.core.engine.evidence import latest_by_item, read_evidence
     from weightgate.core.engine.jobs import follow_job, read_status, start_job
     from weightgate.core.engine.workspace import init_workspace
-    from weightgate.core.memory.precision import record_fit
+    from weightgate.core.memory.checks import record_fit
     from weightgate.core.weights.local_source import lock_local_source
 
     ws = init_workspace(tmp_path / "ws")

@@ -14,6 +14,7 @@ from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.events import read_events
 from weightgate.core.engine.jobs import FAILED, SUCCEEDED, events_path, read_status, start_job
 from weightgate.core.engine.workspace import init_workspace
+from weightgate.core.weights.metadata import remote_code_reasons
 from weightgate.core.weights.pickle_policy import (
     CHANGED,
     MALFORMED,
@@ -29,7 +30,6 @@ from weightgate.core.weights.pickle_policy import (
     trust_remote_code,
     untrust_pickle,
 )
-from weightgate.core.weights.sources import remote_code_reasons
 
 torch = pytest.importorskip("torch")
 
@@ -273,10 +273,10 @@ def test_conversion_refuses_untrusted_and_changed_files(ws):
 
 
 def _convert(ws, params):
-    from weightgate.core.weights.convert import run
+    from weightgate.core.weights.jobs import run_convert_pickle
 
     ctx = FakeCtx(ws, params)
-    return run(ctx), ctx
+    return run_convert_pickle(ctx), ctx
 
 
 def test_conversion_of_a_legacy_file_next_to_it(ws):

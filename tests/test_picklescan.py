@@ -14,15 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.pickle_corpus import ERROR, FLAGGED, corpus, genuine_checkpoint, is_well_formed, torch_corpus
-from weightgate.core.weights.picklescan import (
-    ALLOWED_GLOBALS,
-    DANGEROUS,
-    UNKNOWN,
-    PickleScanError,
-    is_pickle_path,
-    scan_bytes,
-    scan_file,
-)
+from weightgate.core.weights.pickle_rules import ALLOWED_GLOBALS, DANGEROUS, UNKNOWN, PickleScanError
+from weightgate.core.weights.picklescan import is_pickle_path, scan_bytes, scan_file
 
 torch = pytest.importorskip("torch")
 

@@ -14,7 +14,7 @@ from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.evidence import latest_by_item, read_evidence
 from weightgate.core.evaluation.quant_quality import check_quant_quality
 from weightgate.core.evaluation.runs import list_runs, read_cases, run_dir
-from weightgate.core.memory.precision import record_fit
+from weightgate.core.memory.checks import record_fit
 
 ROOT = Path(__file__).resolve().parents[1]
 

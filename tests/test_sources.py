@@ -16,17 +16,16 @@ from tests.hub_emulator import (  # noqa: F401 - `hub` is a fixture
     llama_tensors,
 )
 from weightgate.core.engine.errors import InputError
+from weightgate.core.weights.hub import resolve_revision
+from weightgate.core.weights.metadata import fetch_metadata, sliding_window_of
 from weightgate.core.weights.sources import (
     GGUF,
     HUB,
     LOCAL,
     HubError,
-    fetch_metadata,
     parse_source,
     plan_files,
-    resolve_revision,
     size_class,
-    sliding_window_of,
     weight_files,
 )
 
@@ -279,7 +278,8 @@ def test_single_file_and_pickle_only_repos(hub):
 
 
 def test_head_dim_falls_back_to_hidden_over_heads():
-    from weightgate.core.weights.sources import ModelMetadata, Source, _apply_config
+    from weightgate.core.weights.metadata import ModelMetadata, _apply_config
+    from weightgate.core.weights.sources import Source
 
     meta = ModelMetadata(source=Source(kind=HUB, spec="a/b", repo_id="a/b"))
     config = llama_config(LlamaShape())
@@ -289,7 +289,8 @@ def test_head_dim_falls_back_to_hidden_over_heads():
 
 
 def test_text_config_of_a_multimodal_model():
-    from weightgate.core.weights.sources import ModelMetadata, Source, _apply_config
+    from weightgate.core.weights.metadata import ModelMetadata, _apply_config
+    from weightgate.core.weights.sources import Source
 
     meta = ModelMetadata(source=Source(kind=HUB, spec="a/b", repo_id="a/b"))
     _apply_config(meta, {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",

@@ -18,8 +18,9 @@ from compare_helpers import case, make_run, real_runs, two_runs
 from test_tui import evidence_records, notifications, started, wait_for
 
 from weightgate.core.engine.workspace import Workspace, init_workspace
-from weightgate.core.evaluation.compare import REGRESSION, compare_runs, marked_text, visible
+from weightgate.core.evaluation.compare import REGRESSION, compare_runs
 from weightgate.core.evaluation.review import list_reviews, open_review
+from weightgate.core.evaluation.word_diff import marked_text, visible
 from weightgate.tui.app import WeightgateApp
 from weightgate.tui.widgets.help import HelpScreen
 

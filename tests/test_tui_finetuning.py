@@ -143,7 +143,7 @@ async def test_data_report_modal_lists_every_finding_without_the_pii(tmp_path: P
     from tests.test_data_check import crafted_lines
     from weightgate.core.demo.workspace import create_demo_workspace
     from weightgate.core.training.data.prepare import check_dataset, save_latest_report
-    from weightgate.screens.finetuning import DataReportModal
+    from weightgate.screens.finetuning.screen import DataReportModal
 
     ws, _ = create_demo_workspace(tmp_path / "ws")
     lines, where = crafted_lines()

@@ -14,8 +14,8 @@ from helpers import add_candidate, fill_requirements, write_cases
 from test_tui import notifications, started, wait_for
 
 from weightgate.core.engine.workspace import Workspace, init_workspace
+from weightgate.screens.selection.candidates import AddCandidateModal
 from weightgate.tui.app import WeightgateApp
-from weightgate.tui.widgets.candidates import AddCandidateModal
 from weightgate.tui.widgets.help import HelpScreen
 from weightgate.tui.widgets.modals import NoteModal
 

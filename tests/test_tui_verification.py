@@ -16,8 +16,8 @@ import pytest
 from test_tui import notifications, started, wait_for
 
 from weightgate.core.engine.workspace import Workspace, init_workspace
+from weightgate.screens.verification.lock_panel import FollowedJob
 from weightgate.tui.app import WeightgateApp
-from weightgate.tui.widgets.lock_panel import FollowedJob
 
 SIZE = (120, 40)
 

@@ -37,11 +37,10 @@ from weightgate.tui.widgets.sidebar import OVERVIEW
 if TYPE_CHECKING:
     from weightgate.core.engine.errors import InputError
     from weightgate.core.engine.status import Report
+    from weightgate.core.engine.views import JobRow, JobRowReader
     from weightgate.core.engine.workspace import Workspace
     from weightgate.core.memory.devices import DevicePoller, DeviceSnapshot
-    from weightgate.tui.messages import JobRow
     from weightgate.tui.widgets.help import HelpSection
-    from weightgate.tui.widgets.jobs_panel import JobRowReader
 
 REPORT_INTERVAL_S = 2.0
 DEVICE_INTERVAL_S = 0.5  # core.memory.devices clamps anything faster to 0.5 s as well
@@ -145,7 +144,7 @@ class WeightgateApp(App[int]):
         self.push_screen(HelpScreen(self.help_sections()))
 
     def help_sections(self) -> list[HelpSection]:
-        from weightgate.screens.jobs import JobsScreen  # noqa: PLC0415
+        from weightgate.screens.jobs.screen import JobsScreen  # noqa: PLC0415
         from weightgate.tui.widgets.help import HelpSection  # noqa: PLC0415
         from weightgate.tui.widgets.modals import NoteModal  # noqa: PLC0415
 
@@ -264,7 +263,7 @@ class WeightgateApp(App[int]):
 
     @work(thread=True, group="jobs", exit_on_error=False)
     def _list_jobs(self, jobs_dir: Path) -> None:
-        from weightgate.tui.widgets.jobs_panel import JobRowReader  # noqa: PLC0415
+        from weightgate.core.engine.views import JobRowReader  # noqa: PLC0415
 
         if self._job_reader is None:
             self._job_reader = JobRowReader()

@@ -354,8 +354,8 @@ def build_app():
         """Model metadata without downloading weights: parameters by dtype (from safetensors
         headers), files with sizes and published hashes, licence, remote code, architecture."""
         from weightgate.core.weights.candidates import metadata_summary
+        from weightgate.core.weights.metadata import fetch_metadata
         from weightgate.core.weights.metadata_cache import save_metadata
-        from weightgate.core.weights.sources import fetch_metadata
 
         try:
             meta = fetch_metadata(source)

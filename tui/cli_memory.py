@@ -41,7 +41,8 @@ def add_memory_commands(app, workspace, fail) -> None:
         """Memory per precision (fp32, bf16, fp16, int8, nf4, fp4) from metadata alone (no weights
         downloaded): weights, KV cache, activations, overhead; fits or not with headroom; the
         largest precision that fits."""
-        from weightgate.core.memory.precision import estimate_for_source, render_estimate_text
+        from weightgate.core.memory.precision import estimate_for_source
+        from weightgate.core.memory.report_text import render_estimate_text
 
         check_train(train, as_json)
         try:
@@ -70,7 +71,8 @@ def add_memory_commands(app, workspace, fail) -> None:
         With --train, also write the training choice: \[decisions] training_precision, training_method
         and training_reason. Exit 1 when an item fails: nothing fits, the choice does not fit, or a
         larger one would."""
-        from weightgate.core.memory.precision import record_fit, render_estimate_text
+        from weightgate.core.memory.checks import record_fit
+        from weightgate.core.memory.report_text import render_estimate_text
 
         check_train(train, as_json)
         ws = workspace(as_json)

@@ -7,7 +7,6 @@ importing this module imports no engine code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textual.message import Message
@@ -15,8 +14,8 @@ from textual.message import Message
 if TYPE_CHECKING:
     from weightgate.core.engine.errors import InputError
     from weightgate.core.engine.events import Event
-    from weightgate.core.engine.jobs import JobStatus
     from weightgate.core.engine.status import Report
+    from weightgate.core.engine.views import JobRow
     from weightgate.core.memory.devices import DeviceSnapshot
 
 
@@ -42,39 +41,6 @@ class DevicesPolled(Message):
     def __init__(self, snapshot: DeviceSnapshot) -> None:
         super().__init__()
         self.snapshot = snapshot
-
-
-@dataclass(frozen=True)
-class JobProgress:
-    """The last progress event of a job, read from the tail of its journal."""
-
-    done: float
-    total: float | None
-    unit: str = "step"
-    eta_s: float | None = None
-
-    @property
-    def fraction(self) -> float | None:
-        if not self.total:
-            return None
-        return max(0.0, min(1.0, self.done / self.total))
-
-    def label(self) -> str:
-        if self.total:
-            return f"{self.done:g}/{self.total:g} {self.unit}"
-        return f"{self.done:g} {self.unit}"
-
-
-@dataclass(frozen=True)
-class JobRow:
-    """One line of the jobs list: the job's status and how far it got."""
-
-    status: JobStatus
-    progress: JobProgress | None
-
-    @property
-    def job_id(self) -> str:
-        return self.status.job_id
 
 
 class JobsListed(Message):

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 
 INSTRUCTION = "Rewrite the date as YYYY-MM-DD. Answer with the date only.\n"
-
-
 # (id, date as written, ISO answer, tags). Hard: relative or ambiguous wording; edge: leap
 # days, century boundaries, two-digit years.
 DATE_CASES = [
@@ -43,8 +41,6 @@ DATE_CASES = [
     ("date-029", "the Ides of March, 2025", "2025-03-15", ["hard"]),
     ("date-030", "August the 8th, 2008", "2008-08-08", ["medium"]),
 ]
-
-
 # General capability: prompts a fine-tune must not break (catches forgetting). Fifty, so that one
 # case is 0.02 of the score: the gate's default tolerance then allows one case to flip, and a
 # forgetting that reaches several questions is still caught (24 cases could not tell one flip
@@ -101,14 +97,10 @@ GENERAL_CASES = [
     ("gen-049", "What is the largest desert in Africa?", ["Sahara"]),
     ("gen-050", "How many days are in a leap year? Answer with a number.", ["366"]),
 ]
-
-
 # An ISO date is 10 characters (about 11 tokens with the end of turn); the general answers
 # come within the first sentence. Tighter limits than the 64-token default keep a rambling
 # base model from dominating the eval time and the latency measurement.
 TASK_MAX_NEW_TOKENS = 16
-
-
 GENERAL_MAX_NEW_TOKENS = 32
 
 

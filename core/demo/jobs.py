@@ -16,7 +16,7 @@ import resource
 
 from weightgate.core.demo.model import ensure_demo_model
 from weightgate.core.demo.workspace import setup_demo_model
-from weightgate.core.engine.jobs import JobContext
+from weightgate.core.engine.job_process import JobContext
 from weightgate.core.engine.workspace import Workspace
 
 
@@ -32,7 +32,6 @@ def run_demo_model(ctx: JobContext) -> dict:
     ctx.artifact(demo.path, label="demo-model")
     data = {**demo.to_dict(), "peak_rss_mib": round(peak_mib, 1)}
     if ctx.workspace is not None and ctx.params.get("setup_workspace"):
-
         with ctx.shielded():   # the lock and its evidence are written whole
             data["workspace"] = setup_demo_model(Workspace(ctx.workspace), demo)
         ctx.log(f"demo workspace: {data['workspace']['model']} shortlisted and chosen; fetch it (f, or "

@@ -28,7 +28,7 @@ from weightgate.core.engine.jobs import follow_job, read_status, start_job
 from weightgate.core.engine.lock import read_lock
 from weightgate.core.engine.workspace import Workspace, setting_path
 from weightgate.core.gates import compute_report
-from weightgate.core.memory.precision import record_fit
+from weightgate.core.memory.checks import record_fit
 from weightgate.core.release.health import health
 from weightgate.core.release.registry import resolve
 from weightgate.core.training.data.prepare import blocking_error, check_dataset
@@ -151,13 +151,11 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
 
     def selection(lines: list[str]) -> None:
         if read_lock(ws) is None and model is not None:
-
             add_candidate(ws, str(model), "the model given to the walkthrough")
             choose_model(ws, str(model), "the only candidate of this walkthrough")
             start_fetch(ws, str(model))
             lines.append(f"{model.name}: shortlisted, chosen, hashed and locked")
         elif read_lock(ws) is None:
-
             data = run_job(ws, "demo_model", {"setup_workspace": True}, say)
             lines.append(f"demo model ready: {data.get('gguf_path') or 'SmolLM2-135M-Instruct'} (shortlisted, chosen)")
             fetch = start_fetch(ws, chosen_model(ws))

@@ -26,13 +26,10 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
-import traceback
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import psutil
 
@@ -40,18 +37,13 @@ from weightgate.core.engine import job_kinds as jobkinds
 from weightgate.core.engine.atomic import write_atomic
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.events import (
-    Artifact,
     Error,
     Event,
     JournalWriter,
     Log,
-    Metric,
-    Payload,
-    Progress,
     Result,
     follow,
 )
-from weightgate.core.engine.workspace import Workspace, open_workspace
 
 SPEC_FILE = "spec.json"
 STATUS_FILE = "status.json"
@@ -176,13 +168,13 @@ def start_job(
     spec = JobSpec(job_id=job_dir.name, kind=kind, params=params, created=created,
                    workspace=str(Path(workspace).resolve()) if workspace is not None else None)
     write_atomic(job_dir / SPEC_FILE, spec.to_json())
-    _write_status(job_dir, JobStatus(job_id=spec.job_id, kind=kind, state=QUEUED,
+    write_status(job_dir, JobStatus(job_id=spec.job_id, kind=kind, state=QUEUED,
                                      created=created, updated=created))
     try:
         process = _spawn(job_dir)
     except OSError as exc:
         now = time.time()
-        _write_status(job_dir, JobStatus(job_id=spec.job_id, kind=kind, state=FAILED, created=created,
+        write_status(job_dir, JobStatus(job_id=spec.job_id, kind=kind, state=FAILED, created=created,
                                          updated=now, ended=now, error=f"could not start the job process: {exc}"))
         raise
     return JobHandle(job_id=spec.job_id, job_dir=job_dir, pid=process.pid, process=process)
@@ -207,7 +199,7 @@ def _spawn(job_dir: Path) -> subprocess.Popen:
     env["PYTHONUNBUFFERED"] = "1"  # stdout.log / stderr.log fill live
     with open(job_dir / STDOUT_FILE, "ab") as out, open(job_dir / STDERR_FILE, "ab") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "weightgate.core.engine.jobs", "run", str(job_dir)],
+            [sys.executable, "-m", "weightgate.core.engine.job_process", "run", str(job_dir)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -235,7 +227,7 @@ def read_spec(job_dir: str | os.PathLike) -> JobSpec:
 def read_status(job_dir: str | os.PathLike) -> JobStatus:
     """The job's status, with `running`/`queued` jobs whose process is gone reported as crashed."""
     job_dir = Path(job_dir)
-    status = _load_status(job_dir)
+    status = load_status(job_dir)
     for _ in range(3):
         if status.is_terminal:
             return status
@@ -243,7 +235,7 @@ def read_status(job_dir: str | os.PathLike) -> JobStatus:
         if reason is None:
             return status
         # It may have recorded its end just before exiting: only an unchanged file is a crash.
-        again = _load_status(job_dir)
+        again = load_status(job_dir)
         if (again.state, again.pid, again.updated) == (status.state, status.pid, status.updated):
             if (job_dir / CANCEL_FILE).exists():
                 return _record_end_of_dead_job(job_dir, CANCELLED, f"cancel requested; {reason}")
@@ -310,7 +302,7 @@ def follow_job(
     yield from follow(events_path(job_dir), poll_s=poll_s, stop=finished, offset=offset)
 
 
-def _load_status(job_dir: Path) -> JobStatus:
+def load_status(job_dir: Path) -> JobStatus:
     path = job_dir / STATUS_FILE
     if not path.exists():
         if not (job_dir / SPEC_FILE).exists():
@@ -344,7 +336,7 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _write_status(job_dir: Path, status: JobStatus) -> None:
+def write_status(job_dir: Path, status: JobStatus) -> None:
     write_atomic(job_dir / STATUS_FILE, status.to_json())
 
 
@@ -379,7 +371,7 @@ def _why_gone(status: JobStatus) -> str | None:
 def _record_end_of_dead_job(job_dir: Path, state: str, reason: str, *, exit_code: int | None = None,
                             detail: str | None = None) -> JobStatus:
     """Record the end of a job whose process is gone; only the first caller writes."""
-    status = _load_status(job_dir)
+    status = load_status(job_dir)
     if status.is_terminal:
         return status
     if detail is None and state == CRASHED:
@@ -401,7 +393,7 @@ def _record_end_of_dead_job(job_dir: Path, state: str, reason: str, *, exit_code
     else:
         journal.emit(Log(message=f"job ended: {ended.detail}", level="warning"))
     journal.emit(Result(status=state))
-    _write_status(job_dir, ended)
+    write_status(job_dir, ended)
     return ended
 
 
@@ -477,187 +469,3 @@ def _signal_job(status: JobStatus, signum: int) -> None:
             os.kill(status.pid, signum)
     except ProcessLookupError:
         pass
-
-
-# --- inside the job process -----------------------------------------------------------------
-
-
-class JobCancelled(BaseException):
-    """Raised in the kind function when the job is cancelled (SIGTERM).
-
-    A BaseException, like KeyboardInterrupt, so a kind's `except Exception` does not swallow
-    it. Catch it to save a checkpoint, then re-raise.
-    """
-
-
-class _CancelSwitch:
-    """Turns the first SIGTERM into one JobCancelled in the kind function, never elsewhere.
-
-    Outside the kind function (runner bookkeeping) and inside `shielded()` blocks (journal
-    appends, checkpoint writes) the signal is only noted; a shielded block raises it on exit.
-    This keeps seq numbers gap-free and files whole.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.armed = False
-        self.shield = 0
-        self.raised = False
-
-    def on_sigterm(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        self.raise_if_due()
-
-    def raise_if_due(self) -> None:
-        # Only the main thread: that is where Python runs signal handlers and the kind function.
-        if (self.requested and self.armed and self.shield == 0 and not self.raised
-                and threading.current_thread() is threading.main_thread()):
-            self.raised = True
-            raise JobCancelled("cancelled (SIGTERM)")
-
-
-@dataclass
-class JobContext:
-    """What a kind function gets: its params, its directory, the journal, and cancellation."""
-
-    job_id: str
-    job_dir: Path
-    params: dict
-    workspace: Path | None
-    journal: JournalWriter
-    _switch: _CancelSwitch = field(default_factory=_CancelSwitch, repr=False)
-
-    @property
-    def cancelled(self) -> bool:
-        return self._switch.requested
-
-    def open_workspace(self) -> Workspace:
-        """The workspace the job was started in (an InputError for a job started without one)."""
-        if self.workspace is None:
-            raise InputError("this job needs a workspace", hint="start it with start_job(..., workspace=DIR)")
-        return open_workspace(self.workspace)
-
-    def check_cancel(self) -> None:
-        """Raise JobCancelled if a cancel was requested (for loops that poll)."""
-        if self._switch.requested:
-            self._switch.raised = True
-            raise JobCancelled("cancelled")
-
-    @contextmanager
-    def shielded(self) -> Iterator[None]:
-        """A block SIGTERM does not interrupt; a cancel that arrived meanwhile is raised after."""
-        # Signals land in the main thread only, so only its blocks need shielding; counting
-        # other threads' blocks too would delay (and misplace) the main thread's cancel.
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        self._switch.shield += 1
-        try:
-            yield
-        finally:
-            self._switch.shield -= 1
-        self._switch.raise_if_due()
-
-    def emit(self, kind_or_payload: str | Payload, payload: dict | None = None, **fields_: Any) -> Event:
-        with self.shielded():
-            return self.journal.emit(kind_or_payload, payload, **fields_)
-
-    def declare_stop_grace(self, seconds: float) -> None:
-        """Say how long a clean stop may take, so `cancel` waits that long before SIGKILL."""
-        with self.shielded():
-            status = _load_status(self.job_dir)
-            if status.state == RUNNING:
-                _write_status(self.job_dir, replace(status, stop_grace_s=round(float(seconds), 1),
-                                                    updated=time.time()))
-
-    def progress(self, done: float, total: float | None = None, *, unit: str = "step", message: str = "",
-                 eta_s: float | None = None) -> Event:
-        return self.emit(Progress(done=done, total=total, unit=unit, message=message, eta_s=eta_s))
-
-    def metric(self, values: dict[str, float], step: int | None = None) -> Event:
-        return self.emit(Metric(values=values, step=step))
-
-    def log(self, message: str, level: str = "info") -> Event:
-        return self.emit(Log(message=message, level=level))
-
-    def artifact(self, path: str | os.PathLike, label: str = "") -> Event:
-        return self.emit(Artifact(path=str(path), label=label))
-
-
-def run_job(job_dir: str | os.PathLike) -> int:
-    """The body of `python -m weightgate.core.engine.jobs run <job-dir>`; returns the process exit code."""
-    job_dir = Path(job_dir).resolve()
-    switch = _CancelSwitch()
-    signal.signal(signal.SIGTERM, switch.on_sigterm)
-    try:
-        spec = read_spec(job_dir)
-        status = _load_status(job_dir)
-    except InputError as exc:
-        # Not a job we can run; readers will see it stay queued and report it crashed with this.
-        print(f"weightgate job: {exc}", file=sys.stderr)
-        return 2
-    if status.is_terminal:
-        print(f"job {spec.job_id} is already {status.state}; not running it", file=sys.stderr)
-        return 0
-    if (job_dir / CANCEL_FILE).exists():
-        switch.requested = True
-    journal = JournalWriter(events_path(job_dir))
-    now = time.time()
-    status = replace(status, state=RUNNING, pid=os.getpid(), pid_create_time=psutil.Process().create_time(),
-                     started=now, updated=now)
-    _write_status(job_dir, status)
-    ctx = JobContext(job_id=spec.job_id, job_dir=job_dir, params=spec.params,
-                     workspace=Path(spec.workspace) if spec.workspace else None,
-                     journal=journal, _switch=switch)
-    data: Any = None
-    error: str | None = None
-    try:
-        function = jobkinds.resolve(spec.kind)
-        switch.armed = True
-        try:
-            switch.raise_if_due()  # cancelled before it started
-            data = function(ctx)
-        finally:
-            switch.armed = False
-        state = CANCELLED if switch.requested else SUCCEEDED
-    except JobCancelled:
-        state = CANCELLED
-    except BaseException as exc:  # noqa: BLE001 - whatever the kind raised is the job's failure
-        error = f"{type(exc).__name__}: {exc}"
-        trace = traceback.format_exc()
-        print(trace, file=sys.stderr)
-        journal.emit(Error(message=error, traceback=trace))
-        state = CANCELLED if switch.requested else FAILED
-    journal.emit(Result(status=state, data=_as_result_data(data)))
-    now = time.time()
-    _write_status(job_dir, replace(status, state=state, updated=now, ended=now, exit_code=EXIT_CODES[state],
-                                   error=error))
-    return EXIT_CODES[state]
-
-
-def _as_result_data(data: Any) -> dict:
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        data = {"value": data}
-    try:
-        json.dumps(data)
-    except (TypeError, ValueError):
-        return {"repr": repr(data)}
-    return data
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2 or argv[0] != "run":
-        print("usage: python -m weightgate.core.engine.jobs run <job-dir>", file=sys.stderr)
-        return 2
-    return run_job(argv[1])
-
-
-if __name__ == "__main__":
-    # Run through the imported module, not this __main__ copy: kind functions import core.engine.jobs,
-    # and JobCancelled must be one and the same class for both.
-    from weightgate.core.engine.jobs import main as _main
-
-    sys.exit(_main())

@@ -17,7 +17,7 @@ import signal
 import time
 
 from weightgate.core.engine.atomic import write_atomic
-from weightgate.core.engine.jobs import JobCancelled, JobContext
+from weightgate.core.engine.job_process import JobCancelled, JobContext
 
 CHECKPOINT_FILE = "checkpoint.json"
 

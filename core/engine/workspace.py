@@ -130,7 +130,6 @@ def toml_error_position(text: str, exc: ParseError, reason: str = "") -> tuple[i
     array or string), not at a column that does not exist.
     """
     if _at_end_of_file(reason or str(exc)):
-
         return line_col(text, len(text.rstrip()))
     return exc.line, exc.col + 1
 

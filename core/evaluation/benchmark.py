@@ -67,7 +67,6 @@ def candidate_target(ws: Workspace, spec: str, config: dict, log: Callable[[str]
         raise InputError(f"{spec} is a GGUF file; benchmarking loads the safetensors model converted from it",
                          hint="fetch it first (f, or `weightgate fetch`): it is hashed, converted once and locked")
     if source.kind == "local":
-
         root = Path(source.path)
         files = sorted(p for p in root.iterdir() if p.is_file())
         # Size + mtime, not hashes: a large local candidate is not re-read at every benchmark.

@@ -13,6 +13,7 @@ from weightgate.core.evaluation.evalsets import EvalSet, load_evalset
 from weightgate.core.evaluation.runner import EVAL_KINDS, plan_eval
 from weightgate.core.evaluation.runs import COMPLETE, list_runs
 from weightgate.core.weights.metadata_cache import candidate_specs, load_metadata
+from weightgate.core.weights.sources import human_params
 
 METRICS = ("accuracy", "exact_match", "f1", "pass_rate")
 HOSTING = ("self-hosted", "api")
@@ -272,21 +273,14 @@ def check_shortlist(ctx: CheckContext) -> CheckResult:
     order = [p for _, p, _ in sized]
     if order != sorted(order):
         smallest = min(sized, key=lambda row: row[1])
-        return CheckResult("fail", f"not smallest first: {smallest[0]} ({_human(smallest[1])}) should come "
-                           f"before {sized[0][0]} ({_human(sized[0][1])})", values)
-    detail = ", ".join(f"{s} ({_human(p)})" for s, p, _ in sized)
+        return CheckResult("fail", f"not smallest first: {smallest[0]} ({human_params(smallest[1])}) should come "
+                           f"before {sized[0][0]} ({human_params(sized[0][1])})", values)
+    detail = ", ".join(f"{s} ({human_params(p)})" for s, p, _ in sized)
     if sized[0][1] >= 7_000_000_000:
         detail += ("; warning: the smallest candidate has "
-                   f"{_human(sized[0][1])} parameters: shortlist a smaller one unless you know it cannot work")
+                   f"{human_params(sized[0][1])} parameters: shortlist a smaller one unless you know it cannot work")
     return CheckResult("pass", detail, values)
 
-
-def _human(parameters: int) -> str:
-    if parameters >= 1e9:
-        return f"{parameters / 1e9:.1f}B"
-    if parameters >= 1e6:
-        return f"{parameters / 1e6:.0f}M"
-    return f"{parameters / 1e3:.0f}K"
 
 
 LIVE_CHECKS = {

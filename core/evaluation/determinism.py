@@ -74,7 +74,6 @@ def check_determinism(ws: Workspace, *, repeats: int = DEFAULT_REPEATS, set_name
     report = save_report(ws, "determinism", result)
     result["report"] = str(report.relative_to(ws.root))
     if record and plan.target.workspace_model and not overrides and seeds is None:
-
         if divergence is None:
             note = f"{repeats} repeats of {len(plan.cases)} cases identical (batch {plan.batch_size})"
         else:

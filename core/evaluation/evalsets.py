@@ -177,7 +177,6 @@ def _parse_case(path: Path, number: int, value) -> tuple[EvalCase | None, list[I
     if "options" in options and not isinstance(options["options"], dict):
         errors.append(problem("'options' must be an object", '"options": {"tolerance": 0.01}'))
     if not errors and scorer in SCORERS:
-
         errors += [problem(message, hint) for message, hint in check_case(scorer, expected_list, options)]
     if errors:
         return None, errors

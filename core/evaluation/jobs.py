@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from weightgate.core.engine.jobs import JobContext
+from weightgate.core.engine.job_process import JobContext
 from weightgate.core.evaluation import runner
 from weightgate.core.evaluation.benchmark import LATENCY_REQUESTS
 from weightgate.core.evaluation.benchmark import run_benchmark as benchmark

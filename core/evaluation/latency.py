@@ -136,7 +136,6 @@ def measure_latency(ws: Workspace, *, batch_sizes=DEFAULT_BATCH_SIZES, set_name:
               "time": time.time()}
     result["report"] = str(save_report(ws, "latency", result).relative_to(ws.root))
     if record and plan.target.workspace_model:
-
         summary = "; ".join(f"b{row['batch_size']}: ttft p50 {row['ttft_ms']['p50']:.0f} ms, p95 "
                             f"{row['latency_ms']['p95']:.0f} ms, {row['tokens_per_s']['p50']:.1f} tok/s"
                             for row in rows)

@@ -142,7 +142,6 @@ def check_quant_quality(ws: Workspace, *, device: str | None = None, batch_size:
         result = QuantQualityResult("pass", f"{chosen} is not quantized: nothing to compare", chosen,
                                     tolerance=tolerance)
     else:
-
         device = device or default_device()
         reference, why = reference_precision(ws, config, chosen, device=device)
         log(f"reference {reference} ({why}); choice {chosen}")

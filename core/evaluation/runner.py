@@ -280,7 +280,6 @@ def load_target(ws: Workspace, target: Target, device: str):
 
     model_dir = target.model_dir
     if target.workspace_model:
-
         model_dir = verified_snapshot(ws)
     return load_model(model_dir, target.precision, target.adapter, device)
 

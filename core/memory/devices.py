@@ -1,10 +1,4 @@
-"""GPU (NVML) and host-memory telemetry that never raises.
-
-Modelled on nvitop's ``libnvml``: one error-tolerant query function, :func:`nvml_query`,
-imports ``pynvml`` (package ``nvidia-ml-py``) lazily, calls ``nvmlInit`` once per process and
-turns every failure (no library, no driver, no permission, NotSupported, GPU is lost, a
-function missing from an old driver, a binding/driver mismatch, ...) into a default value.
-Everything else in this module is built on it:
+"""GPU (NVML) and host-memory telemetry that never raises, built on nvml.py's `nvml_query`:
 
 - :func:`snapshot` -> :class:`DeviceSnapshot`: every GPU (and every MIG device of a GPU in
   MIG mode) with its memory, utilization and per-process memory, plus host RAM from psutil.
@@ -21,92 +15,26 @@ default order can differ unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` is set.
 
 from __future__ import annotations
 
-import atexit
 import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
-import psutil
-
-__all__ = [
-    "NA",
-    "GiB",
-    "MIN_POLL_INTERVAL_S",
-    "REASON_NO_LIBRARY",
-    "REASON_NO_DRIVER",
-    "REASON_NO_GPU",
-    "REASON_NO_PERMISSION",
-    "REASON_VERSION_MISMATCH",
-    "GpuInfo",
-    "HostMemory",
-    "DeviceSnapshot",
-    "DevicePoller",
-    "nvml_query",
-    "nvml_status",
-    "snapshot",
-    "host_memory",
-    "budget_bytes",
-]
+from weightgate.core.memory.nvml import (
+    ERR_NO_PERMISSION,
+    ERR_NOT_SUPPORTED,
+    FATAL_DEVICE_CODES,
+    NOT_AVAILABLE_THRESHOLD,
+    NVML_DEVICE_MIG_ENABLE,
+    REASON_NO_GPU,
+    ensure_init,
+    init_failure,
+    nvml_call,
+    nvml_query,
+)
 
 GiB = 1024**3
-
-#: Shortest interval :class:`DevicePoller` accepts: NVML is polled at most twice a second.
-MIN_POLL_INTERVAL_S = 0.5
-
-# Why a snapshot has no GPUs (DeviceSnapshot.reason).
-REASON_NO_LIBRARY = "no NVML library"
-REASON_NO_DRIVER = "no NVIDIA driver"
-REASON_NO_GPU = "no GPU found"
-REASON_NO_PERMISSION = "no permission to use NVML"
-REASON_VERSION_MISMATCH = "NVIDIA driver/library version mismatch (reload the driver or reboot)"
-
-# NVML return codes (the values of pynvml's NVML_ERROR_* constants, which are part of the
-# NVML ABI). Errors are classified by their ``.value`` code rather than by class so that
-# anything shaped like an NVMLError is handled, whatever module defined it.
-_ERR_UNINITIALIZED = 1
-_ERR_NOT_SUPPORTED = 3
-_ERR_NO_PERMISSION = 4
-_ERR_NOT_FOUND = 6
-_ERR_DRIVER_NOT_LOADED = 9
-_ERR_LIBRARY_NOT_FOUND = 12
-_ERR_FUNCTION_NOT_FOUND = 13
-_ERR_GPU_IS_LOST = 15
-_ERR_RESET_REQUIRED = 16
-_ERR_LIB_RM_VERSION_MISMATCH = 18
-
-# Expected "this value does not exist here" answers: not worth reporting on a device.
-_BENIGN_CODES = frozenset({_ERR_NOT_SUPPORTED, _ERR_NO_PERMISSION, _ERR_NOT_FOUND, _ERR_FUNCTION_NOT_FOUND})
-# After one of these, every further query of the device fails too: stop asking.
-_FATAL_DEVICE_CODES = frozenset({_ERR_GPU_IS_LOST, _ERR_RESET_REQUIRED})
-
-_NVML_DEVICE_MIG_ENABLE = 1
-# NVML reports "value not available" as an all-ones unsigned integer.
-_NOT_AVAILABLE_THRESHOLD = 2**63
-
-
-class _NAType:
-    """The default of :func:`nvml_query`: a falsy singleton that prints as ``N/A``."""
-
-    _instance: _NAType | None = None
-
-    def __new__(cls) -> _NAType:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "N/A"
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __reduce__(self) -> str:
-        return "NA"
-
-
-NA: Any = _NAType()
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,150 +42,6 @@ NA: Any = _NAType()
 # --------------------------------------------------------------------------------------------
 
 
-class _Failure(NamedTuple):
-    code: int | None  # NVML return code, or None for a non-NVML failure
-    text: str
-
-    @property
-    def benign(self) -> bool:
-        return self.code in _BENIGN_CODES
-
-
-class _InitState:
-    """What the one-and-only nvmlInit attempt of this process found."""
-
-    def __init__(self) -> None:
-        self.tried = False
-        self.module: Any = None  # the pynvml module when nvmlInit succeeded
-        self.reason: str | None = None  # why NVML is unusable, when it is
-
-
-_lock = threading.RLock()
-_state = _InitState()
-_atexit_registered = False
-
-
-def _error_text(exc: BaseException) -> str:
-    # str() of an NVMLError with an unusual code calls back into the library; never let
-    # formatting an error raise another one.
-    try:
-        text = str(exc)
-    except Exception:  # noqa: BLE001
-        text = ""
-    if not text:
-        code = getattr(exc, "value", None)
-        text = f"NVML error {code}" if isinstance(code, int) else type(exc).__name__
-    return text
-
-
-def _failure(exc: BaseException) -> _Failure:
-    code = getattr(exc, "value", None)
-    return _Failure(code if isinstance(code, int) else None, _error_text(exc))
-
-
-def _init_reason(failure: _Failure) -> str:
-    if failure.code == _ERR_LIBRARY_NOT_FOUND:
-        return REASON_NO_LIBRARY
-    if failure.code == _ERR_DRIVER_NOT_LOADED:
-        return REASON_NO_DRIVER
-    if failure.code == _ERR_NO_PERMISSION:
-        return REASON_NO_PERMISSION
-    if failure.code == _ERR_LIB_RM_VERSION_MISMATCH:
-        return REASON_VERSION_MISMATCH
-    return f"NVML error: {failure.text}"
-
-
-def _shutdown_at_exit() -> None:
-    with _lock:
-        module = _state.module
-        _state.module = None
-    if module is not None:
-        try:
-            module.nvmlShutdown()
-        except Exception:  # noqa: BLE001
-            pass
-
-
-def _ensure_init() -> Any:
-    """The initialised pynvml module, or None (then ``_state.reason`` says why)."""
-    global _atexit_registered
-    with _lock:
-        if _state.tried:
-            return _state.module
-        _state.tried = True
-        try:
-            import pynvml  # noqa: PLC0415  (lazy: only when telemetry is asked for)
-        except Exception:  # ImportError, or a broken install  # noqa: BLE001
-            _state.reason = REASON_NO_LIBRARY
-            return None
-        try:
-            pynvml.nvmlInit()
-        except Exception as exc:  # noqa: BLE001
-            _state.reason = _init_reason(_failure(exc))
-            return None
-        _state.module = pynvml
-        if not _atexit_registered:
-            atexit.register(_shutdown_at_exit)
-            _atexit_registered = True
-        return pynvml
-
-
-def _reinit(module: Any) -> bool:
-    """NVML said Uninitialized (someone called nvmlShutdown): initialise it again."""
-    with _lock:
-        try:
-            module.nvmlInit()
-            return True
-        except Exception:  # noqa: BLE001
-            return False
-
-
-def _decode(value: Any) -> Any:
-    # Old nvidia-ml-py releases return bytes for strings.
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value
-
-
-def _call(func_name: str, *args: Any, **kwargs: Any) -> tuple[Any, _Failure | None]:
-    """Call ``pynvml.<func_name>``: (value, None) on success, (None, failure) otherwise."""
-    module = _ensure_init()
-    if module is None:
-        return None, _Failure(None, _state.reason or REASON_NO_LIBRARY)
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        return None, _Failure(_ERR_FUNCTION_NOT_FOUND, f"{func_name} is not in this pynvml")
-    for attempt in range(2):
-        try:
-            return _decode(func(*args, **kwargs)), None
-        except Exception as exc:  # noqa: BLE001  (NVMLError and anything else: never raise)
-            failure = _failure(exc)
-            if failure.code == _ERR_UNINITIALIZED and attempt == 0 and _reinit(module):
-                continue
-            return None, failure
-    return None, _Failure(_ERR_UNINITIALIZED, "Uninitialized")  # pragma: no cover
-
-
-def nvml_query(func_name: str, *args: Any, default: Any = NA, **kwargs: Any) -> Any:
-    """``pynvml.<func_name>(*args, **kwargs)``, or ``default`` if it fails for any reason.
-
-    Imports pynvml and calls ``nvmlInit`` on first use (once per process; a failed init is
-    remembered, see :func:`nvml_status`). Never raises.
-    """
-    value, failure = _call(func_name, *args, **kwargs)
-    return default if failure is not None else value
-
-
-def nvml_status() -> str | None:
-    """None when NVML is usable, otherwise why not (one of the ``REASON_*`` strings)."""
-    return None if _ensure_init() is not None else _state.reason
-
-
-def _reset_for_tests() -> None:
-    """Forget the init attempt so that the next query imports and initialises pynvml anew."""
-    global _state
-    with _lock:
-        _state = _InitState()
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,18 +167,18 @@ class _DeviceReader:
     def __call__(self, func_name: str, *args: Any, default: Any = None) -> Any:
         if self.dead:
             return default
-        value, failure = _call(func_name, *args)
+        value, failure = nvml_call(func_name, *args)
         if failure is None:
             return value
         if not failure.benign and self.error is None:
             self.error = failure.text
-        if failure.code in _FATAL_DEVICE_CODES:
+        if failure.code in FATAL_DEVICE_CODES:
             self.dead = True
         return default
 
 
 def _as_bytes(value: Any) -> int | None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value >= _NOT_AVAILABLE_THRESHOLD:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value >= NOT_AVAILABLE_THRESHOLD:
         return None
     return value
 
@@ -421,14 +205,14 @@ def _process_list(read: _DeviceReader, handle: Any, kind: str) -> list:
     # The unversioned name follows the newest NVML ABI; an older driver lacks it (and the
     # binding then raises a non-NVMLError mismatch error), so fall back to older versions.
     for suffix in ("", "_v3", "_v2"):
-        value, failure = _call(f"nvmlDeviceGet{kind}RunningProcesses{suffix}", handle)
+        value, failure = nvml_call(f"nvmlDeviceGet{kind}RunningProcesses{suffix}", handle)
         if failure is None:
             return list(value or [])
-        if failure.code in _FATAL_DEVICE_CODES:
+        if failure.code in FATAL_DEVICE_CODES:
             read.dead = True
             read.error = read.error or failure.text
             return []
-        if failure.code in (_ERR_NOT_SUPPORTED, _ERR_NO_PERMISSION):
+        if failure.code in (ERR_NOT_SUPPORTED, ERR_NO_PERMISSION):
             return []
     return []
 
@@ -451,7 +235,7 @@ def _processes(read: _DeviceReader, handle: Any) -> list[tuple[int, int | None]]
 def _mig_enabled(read: _DeviceReader, handle: Any) -> bool:
     mode = read("nvmlDeviceGetMigMode", handle)  # [current, pending]; NotSupported off A100/H100
     try:
-        return mode is not None and int(mode[0]) == _NVML_DEVICE_MIG_ENABLE
+        return mode is not None and int(mode[0]) == NVML_DEVICE_MIG_ENABLE
     except (TypeError, ValueError, IndexError):
         return False
 
@@ -464,9 +248,9 @@ def _mig_devices(read: _DeviceReader, parent: Any, index: int) -> list[GpuInfo]:
     for mig_index in range(max(0, count)):
         if read.dead:
             break
-        handle, failure = _call("nvmlDeviceGetMigDeviceHandleByIndex", parent, mig_index)
+        handle, failure = nvml_call("nvmlDeviceGetMigDeviceHandleByIndex", parent, mig_index)
         if failure is not None:
-            if failure.code in _FATAL_DEVICE_CODES:
+            if failure.code in FATAL_DEVICE_CODES:
                 read.dead = True
                 read.error = read.error or failure.text
             continue  # NotFound: an empty slot
@@ -492,7 +276,7 @@ def _mig_devices(read: _DeviceReader, parent: Any, index: int) -> list[GpuInfo]:
 
 def _read_gpu(index: int) -> list[GpuInfo]:
     """The GPU at NVML ``index`` (and its MIG devices, if it is in MIG mode)."""
-    handle, failure = _call("nvmlDeviceGetHandleByIndex", index)
+    handle, failure = nvml_call("nvmlDeviceGetHandleByIndex", index)
     if failure is not None:
         return [GpuInfo(index=index, name="unknown GPU", error=failure.text)]
     read = _DeviceReader()
@@ -522,6 +306,7 @@ def _read_gpu(index: int) -> list[GpuInfo]:
 def host_memory() -> HostMemory:
     """Host RAM from psutil; all None if psutil is missing or fails. Never raises."""
     try:
+        import psutil  # lazy: importing this module stays cheap (the TUI's header meter)
 
         vm = psutil.virtual_memory()
         return HostMemory(total=int(vm.total), used=int(vm.used), available=int(vm.available))
@@ -532,10 +317,10 @@ def host_memory() -> HostMemory:
 def _snapshot() -> DeviceSnapshot:
     now = time.time()
     host = host_memory()
-    if _ensure_init() is None:
-        return DeviceSnapshot(gpus=[], host=host, driver=None, reason=_state.reason, time=now)
+    if ensure_init() is None:
+        return DeviceSnapshot(gpus=[], host=host, driver=None, reason=init_failure(), time=now)
     driver = nvml_query("nvmlSystemGetDriverVersion", default=None)
-    count, failure = _call("nvmlDeviceGetCount")
+    count, failure = nvml_call("nvmlDeviceGetCount")
     if failure is not None:
         return DeviceSnapshot(gpus=[], host=host, driver=driver, reason=f"NVML error: {failure.text}", time=now)
     if not isinstance(count, int) or count <= 0:
@@ -638,3 +423,7 @@ def budget_bytes(snap: DeviceSnapshot, device: str | int = "auto") -> int | None
             return biggest.memory_free
         return snap.host.available if spec == "auto" else None
     raise ValueError(f"unknown device {device!r}: expected auto, cpu, cuda or cuda:N")
+
+
+#: Shortest interval :class:`DevicePoller` accepts: NVML is polled at most twice a second.
+MIN_POLL_INTERVAL_S = 0.5

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from weightgate.core.engine.evidence import record_result
 from weightgate.core.engine.fingerprints import plain
-from weightgate.core.engine.jobs import JobContext
+from weightgate.core.engine.job_process import JobContext
+from weightgate.core.memory.checks import compare_with_estimate, verdict
 from weightgate.core.memory.estimate import canonical_precision
-from weightgate.core.memory.measure import compare_with_estimate, measure, verdict
+from weightgate.core.memory.measure import measure
 from weightgate.core.memory.precision import layout_for, tokenizer_bytes, workspace_metadata, workspace_targets
 from weightgate.core.weights.checks import verified_snapshot
 

@@ -272,7 +272,6 @@ _GOMP: dict = {}
 def _gomp():
     """torch's libgomp and a callback per flag value, or None where that is not what runs."""
     if "lib" not in _GOMP:
-
         import torch  # lazy: torch only where it runs, never at import
 
         _GOMP["lib"] = None

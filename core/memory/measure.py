@@ -35,133 +35,25 @@ state left by an earlier model skews RSS. Everything torch-related is imported i
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from weightgate.core.memory import estimate as memory
-from weightgate.core.memory.estimate import CPU_FIRST_USE_BYTES
 from weightgate.core.memory.loading import default_device, load_model
+from weightgate.core.memory.process_memory import PeakWatch, rss_bytes, settle, steady_allocator
 
 DEFAULT_TRAIN_BATCH = 1
 DEFAULT_TRAIN_SEQ = 128
 
 
 # --- process memory (Linux /proc; psutil elsewhere) -------------------------------------------
-
-def _proc_status() -> dict[str, int]:
-    values: dict[str, int] = {}
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                key, _, rest = line.partition(":")
-                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                    values[key] = int(rest.split()[0]) * 1024
-    except OSError:
-        pass
-    return values
-
-
-def rss_bytes() -> int:
-    status = _proc_status()
-    if "VmRSS" in status:
-        return status["VmRSS"]
-
-    return int(psutil.Process().memory_info().rss)
-
-
-def peak_rss_bytes() -> int | None:
-    return _proc_status().get("VmHWM")
-
-
-def reset_peak_rss() -> bool:
-    """Reset this process's RSS high-water mark (Linux >= 4.0); False where unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-class PeakWatch:
-    """The process's peak RSS over a `with` block: the kernel's high-water mark (VmHWM, reset at
-    entry through /proc/self/clear_refs) where that works, else a thread sampling RSS every
-    millisecond (which can miss a spike shorter than that). `peak` and `method` after exit."""
-
-    def __init__(self, *, force_sampling: bool = False, interval_s: float = 0.001) -> None:
-        self.force_sampling, self.interval_s = force_sampling, interval_s
-        self.peak: int | None = None
-        self.method = ""
-        self._sampled = 0
-        self._thread = None
-        self._stop = None
-
-    def __enter__(self) -> "PeakWatch":
-        if not self.force_sampling and reset_peak_rss() and peak_rss_bytes() is not None:
-            self.method = "VmHWM"
-            return self
-
-        self.method = "sampled"
-        self._sampled = rss_bytes()
-        self._stop = threading.Event()
-
-        def sample() -> None:
-            while not self._stop.is_set():
-                self._sampled = max(self._sampled, rss_bytes())
-                self._stop.wait(self.interval_s)
-
-        self._thread = threading.Thread(target=sample, name="peak-rss", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.method == "VmHWM":
-            self.peak = peak_rss_bytes()
-            return
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self._sampled, rss_bytes())
-
-
-M_MMAP_THRESHOLD = -3          # glibc mallopt parameter
-STEADY_MMAP_THRESHOLD = 64 * 1024
-
-
-def steady_allocator(threshold: int = STEADY_MMAP_THRESHOLD) -> bool:
-    """Fix glibc's mmap threshold, so every block from 64 KiB up (every tensor that matters) is
-    its own mapping, returned to the OS when freed. By default glibc raises the threshold to the
-    size of each freed mapping (up to 32 MiB), after which such blocks come from the heap and
-    freed ones linger: RSS peaks of one training step then varied by 0-40% with the order of
-    frees in our runs. Call it at the start of a process (measurement, training job) whose RSS
-    should track its live tensors. False where glibc is not there."""
-    try:
-
-        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, int(threshold)))
-    except (OSError, AttributeError):
-        return False
-
-
-def settle() -> None:
-    """Collect garbage and hand freed heap back to the OS, so RSS reflects live memory."""
-
-    gc.collect()
-    try:
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 # --- what a loaded model holds ----------------------------------------------------------------
@@ -493,93 +385,6 @@ def measure_training_step(model: Any, tokenizer: Any, train: dict, *, device: st
 
 
 # --- estimate versus measurement (torch-free) -------------------------------------------------
-
-WEIGHTS_TOLERANCE = 0.05        # the weights estimate must be within 5% of the measured footprint
-# With the runtime warmed first (warm_runtime), a CPU measurement over its baseline is the
-# model's own memory; what is left is page granularity and malloc arenas.
-CPU_NOISE_BYTES = 4 * 1024**2
-CUDA_NOISE_BYTES = 16 * 1024**2  # allocator rounding and cuBLAS workspaces on a GPU
-
-
-def relative_error(estimated: int | float, measured: int | float) -> float | None:
-    """(estimate - measured) / measured: negative means the estimate was too low."""
-    return None if not measured else (estimated - measured) / measured
-
-
-def compare_with_estimate(result: dict, layout: Any, *, tokenizer_bytes: int = 0, train_setup: Any = None) -> dict:
-    """Each measured figure of `result` (from `measure`) beside the estimator's figure for the
-    same thing, and the relative error:
-
-      weights   estimate weights(precision)              vs  footprint (tensors as stored)
-      load      weights + loading overhead               vs  RSS delta of the load (CPU) / CUDA max allocated
-      prefill   KV cache + inference activations         vs  the prefill's peak over the loaded model
-      train     total - runtime overhead                 vs  the step's peak over the runtime baseline
-      step      activations + LoRA grads                 vs  the step's peak over the state before it
-      runtime   the runtime overhead (CPU)               vs  the process's RSS once warmed (warm_runtime)
-
-    On the CPU the baseline of load / prefill / train is the RSS after the runtime was warmed on
-    a throwaway copy: the model's own memory, which the estimate less its runtime overhead must
-    match. The runtime row is the other part of the total: per process, by machine.
-    """
-
-    precision, device = result["precision"], result["device"]
-    over = memory.overhead(device, tokenizer_bytes=tokenizer_bytes)
-    rows: dict[str, dict] = {}
-
-    def row(name: str, estimated: int, measured: int | None) -> None:
-        if measured is not None:
-            rows[name] = {"estimate": int(estimated), "measured": int(measured),
-                          "error": relative_error(estimated, measured)}
-
-    weights = memory.weights(layout, precision, device).total
-    row("weights", weights, result["footprint"]["total"])
-    loaded = result.get("cuda_max_allocated") if device.startswith("cuda") else result.get("rss_load_delta")
-    row("load", weights + over["loading"], loaded)
-    if result.get("infer"):
-        infer = result["infer"]
-        est = memory.estimate(layout, precision, batch=infer["batch"], seq=infer["seq"], device=device,
-                              tokenizer_bytes=tokenizer_bytes)
-        row("prefill", est.breakdown["kv_cache"] + est.breakdown["activations"], infer.get("step_delta"))
-    if result.get("train"):
-        train = result["train"]
-        method = train.get("method") or ("qlora" if precision in memory.FOUR_BIT else "lora")
-        setup = train_setup or memory.TrainingSetup(
-            method=method, r=train.get("r", 16), targets=train.get("targets") or "all-linear",
-            batch=train["batch"], seq=train["seq"], gradient_checkpointing=train.get("gradient_checkpointing", False),
-            dropout=train.get("dropout", 0.05))
-        est = memory.estimate(layout, precision, device=device, training=setup, tokenizer_bytes=tokenizer_bytes)
-        row("train", est.total - est.details["overhead"]["runtime"], train.get("peak_delta"))
-        row("step", est.breakdown["activations"] + est.details["gradient_bytes"], train.get("step_delta"))
-    warmed = bool(result.get("warmup")) and not device.startswith("cuda")
-    if warmed:
-        runtime = memory.overhead(device, training=bool(result.get("train")))["runtime"]
-        row("runtime", runtime, result.get("rss_runtime"))
-    return {"precision": precision, "device": device, "rows": rows, "warmed": warmed}
-
-
-def verdict(comparison: dict, headroom: float = 0.3) -> tuple[str, str]:
-    """pass when the weights estimate is within 5% of the footprint and every process-level
-    measurement (load, prefill, train, runtime) stays inside the estimate plus the headroom
-    budgeted for it, plus noise (CPU_NOISE_BYTES / CUDA_NOISE_BYTES; a CPU measurement taken
-    without warming the runtime also carries its first-use state, so it gets that much more)."""
-
-    rows = comparison["rows"]
-    problems = []
-    weights = rows.get("weights")
-    if weights is None or weights["error"] is None or abs(weights["error"]) > WEIGHTS_TOLERANCE:
-        problems.append(f"weights estimate off by {weights['error']:+.1%} (tolerance 5%)" if weights
-                        else "no footprint measured")
-    if str(comparison.get("device", "cpu")).startswith("cuda"):
-        slack = CUDA_NOISE_BYTES
-    else:
-        slack = CPU_NOISE_BYTES + (0 if comparison.get("warmed") else CPU_FIRST_USE_BYTES["training"])
-    for name in ("load", "prefill", "train", "runtime"):
-        entry = rows.get(name)
-        if entry and entry["measured"] > entry["estimate"] * (1 + headroom) + slack:
-            problems.append(f"{name}: measured {entry['measured']:,} B exceeds the estimate {entry['estimate']:,} B "
-                            f"+ {headroom:.0%} headroom")
-    summary = ", ".join(f"{name} {entry['error']:+.1%}" for name, entry in rows.items() if entry["error"] is not None)
-    return ("fail", "; ".join(problems)) if problems else ("pass", f"estimate vs measured: {summary}")
 
 
 # --- a fresh process per measurement ----------------------------------------------------------

@@ -23,10 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import tomlkit
-
 from weightgate.core.engine.errors import InputError
-from weightgate.core.engine.evidence import record_result
 from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.lock import model_dir, read_lock
 from weightgate.core.engine.training_config import read_training_config
@@ -34,21 +31,17 @@ from weightgate.core.engine.workspace import key_line
 from weightgate.core.memory.devices import budget_bytes, snapshot
 from weightgate.core.memory.estimate import (
     FOUR_BIT,
-    SAFETENSORS_DTYPES,
     Estimate,
     GiB,
-    Layout,
-    MiB,
     TrainingSetup,
     candidate_precisions,
-    canonical_precision,
     estimate,
-    layout_from_config,
-    layout_from_tensors,
     shown_precisions,
+    size_text,
 )
+from weightgate.core.memory.layout import SAFETENSORS_DTYPES, Layout, layout_from_config, layout_from_tensors
+from weightgate.core.weights.metadata import fetch_metadata
 from weightgate.core.weights.safetensors_format import validate_safetensors
-from weightgate.core.weights.sources import fetch_metadata
 
 DEFAULT_HEADROOM = 0.3
 HEADROOM_RANGE = (0.2, 0.4)      # DESIGN and the seeds: budget 20-40% headroom over the estimate
@@ -65,7 +58,6 @@ def layout_for(meta: Any) -> Layout:
     else the config's arithmetic reconciled with the exact parameter count from the headers."""
     config = dict(meta.config or {}) or _config_from_fields(meta)
     if meta.source.kind == "local" and meta.weight_format == "safetensors" and meta.weight_files:
-
         root = Path(meta.source.path)
         tensors = [(t.name, t.shape, t.dtype) for file in meta.weight_files
                    for t in validate_safetensors(root / file).tensors]
@@ -73,7 +65,6 @@ def layout_for(meta: Any) -> Layout:
     exact = meta.parameter_count if meta.weight_format == "safetensors" and meta.parameters else None
     layout = layout_from_config(config, exact)
     if meta.parameters and meta.weight_format == "safetensors":
-
         dominant = max(meta.parameters, key=meta.parameters.get)
         layout.native_dtype = SAFETENSORS_DTYPES.get(dominant, layout.native_dtype)
     if meta.weight_format == "gguf":
@@ -193,15 +184,15 @@ def recommend(estimates: list[Estimate], *, training: bool = False, method: str 
     for est in estimates:
         if est.fits:
             why = (f"{est.precision} is the largest precision whose {what} estimate fits: "
-                   f"{_size(est.total)} + {est.headroom:.0%} headroom = {_size(est.required)} <= "
-                   f"budget {_size(est.budget)}")
+                   f"{size_text(est.total)} + {est.headroom:.0%} headroom = {size_text(est.required)} <= "
+                   f"budget {size_text(est.budget)}")
             if larger:
                 why += f" ({', '.join(larger)} would not)"
             return Choice(est.precision, why, method, considered)
-        larger.append(f"{est.precision} needs {_size(est.required)}")
+        larger.append(f"{est.precision} needs {size_text(est.required)}")
     smallest = estimates[-1]
-    return Choice(None, f"nothing fits the budget of {_size(smallest.budget)} for {what}: even "
-                        f"{smallest.precision} needs {_size(smallest.required)} with {smallest.headroom:.0%} headroom; "
+    return Choice(None, f"nothing fits the budget of {size_text(smallest.budget)} for {what}: even "
+                        f"{smallest.precision} needs {size_text(smallest.required)} with {smallest.headroom:.0%} headroom; "
                         "shorten the context, lower the batch, pick a smaller model, or offload as a last resort",
                   method, considered)
 
@@ -258,7 +249,7 @@ def estimate_report(layout: Layout, source: str, *, context: int | None = None, 
                      else TrainingSetup(method="qlora", batch=setup.batch, seq=setup.seq))
             qlora = estimate(layout, "nf4", training=other, **common)
             report.training_choice.reason += (
-                f". QLoRA (LoRA on an nf4 base: --train qlora) needs {_size(qlora.required)} with "
+                f". QLoRA (LoRA on an nf4 base: --train qlora) needs {size_text(qlora.required)} with "
                 f"{report.headroom:.0%} headroom: " + ("it fits" if qlora.fits else "it does not fit either"))
     return report
 
@@ -403,206 +394,4 @@ def estimate_for_workspace(ws: Any, *, context: int | None = None, batch: int | 
                            model_context=meta.context_length)
 
 
-@dataclass
-class FitResult:
-    report: MemoryReport
-    precision: str | None          # what [decisions] precision now says (None: nothing written)
-    recommended: str | None
-    reason: str
-    evidence: dict[str, str]       # item -> status recorded
-    training_precision: str | None = None   # [decisions] training_precision written (None: not asked / nothing fits)
-    training_method: str = ""               # [decisions] training_method: the method asked for
-    training_reason: str = ""
-
-
-def _largest_reason(report: MemoryReport, chosen: str) -> tuple[str, str]:
-    best = report.choice.precision if report.choice else None
-    order = report.candidates or [e.precision for e in report.inference]
-    if best is None:
-        return "fail", report.choice.reason if report.choice else "nothing fits"
-    if chosen == best:
-        return "pass", f"{chosen} is the largest precision that fits"
-    if chosen in order and best in order and order.index(chosen) > order.index(best):
-        return "fail", (f"{chosen} chosen, but {best} fits too and comes first (native, 16-bit, 8-bit before 4-bit): "
-                        "quantize only as far as needed")
-    est = report.estimate_for(chosen)
-    if chosen not in order and est is not None and est.fits:
-        return "pass", (f"{chosen} chosen: above the native {report.layout.native_precision} (it adds memory, not "
-                        "precision) and it fits")
-    return "fail", f"{chosen} does not fit; the largest that fits is {best}"
-
-
-def record_fit(ws: Any, precision: str | None = None, *, context: int | None = None, batch: int | None = None,
-               train: str | None = None, device: str | None = None, snapshot: Any = None,
-               metadata: Any = None) -> FitResult:
-    """`weightgate fit`: estimate the workspace's model, choose the largest precision that fits
-    (or take `precision` as the person's choice), write [decisions] precision and
-    precision_reason, and record evidence for memory.weights, memory.kv_cache, memory.fits and
-    memory.largest_precision (values: the breakdown). With `train` ("lora" | "qlora") the
-    training choice is written too: [decisions] training_precision, training_method (the method
-    asked for) and training_reason. Nothing is written for a choice when nothing fits (the
-    earlier decision, if any, stays); the failing evidence / the result's reason says why.
-    Writes go through tomlkit: comments and order survive."""
-
-    report = estimate_for_workspace(ws, context=context, batch=batch, train=train, device=device,
-                                    snapshot=snapshot, metadata=metadata)
-    recommended = report.choice.precision if report.choice else None
-    if precision is not None:
-        chosen = canonical_precision(precision, report.layout.native_precision)
-        if report.estimate_for(chosen) is None:
-            report.inference.append(estimate(report.layout, chosen, batch=report.batch, seq=report.context,
-                                             device=report.device, budget=report.budget.bytes,
-                                             headroom=report.headroom))
-        reason = f"chosen by hand; {report.choice.reason if report.choice else ''}".strip("; ")
-    else:
-        chosen = recommended
-        reason = report.choice.reason if report.choice else "no estimate"
-    training = report.training_choice
-    train_precision = training.precision if training else None
-    train_reason = training.reason if training else ""
-    if report.train_setup is not None and train_precision is not None:
-        s = report.train_setup
-        train_reason = (f"{METHOD_NAMES[s.method]} r={s.r}, micro batch {s.batch} x {s.seq} tokens, gradient "
-                        f"checkpointing {'on' if s.gradient_checkpointing else 'off'}: {train_reason}")
-    if chosen is not None or train_precision is not None:
-        def change(doc) -> None:
-            if "decisions" not in doc:
-                doc["decisions"] = tomlkit.table()
-            decisions = doc["decisions"]
-            if chosen is not None:
-                decisions["precision"] = chosen
-                decisions["precision_reason"] = reason
-            if train_precision is not None:
-                decisions["training_precision"] = train_precision
-                decisions["training_method"] = training.method
-                decisions["training_reason"] = train_reason
-        ws.update_config(change)
-    statuses = _record_memory_evidence(ws, report, chosen, record_result)
-    return FitResult(report, chosen, recommended, reason, statuses, train_precision,
-                     training.method if training else "", train_reason)
-
-
-def _record_memory_evidence(ws: Any, report: MemoryReport, chosen: str | None, record_result) -> dict[str, str]:
-    est = report.estimate_for(chosen) if chosen else None
-    basis = {"source": report.source, "layout_source": report.layout.source, "device": report.device,
-             "parameters": report.layout.parameter_count, "context": report.context, "batch": report.batch,
-             "headroom": report.headroom, "budget": report.budget.bytes, "budget_source": report.budget.source}
-    per_precision = {e.precision: {"breakdown": e.breakdown, "total": e.total, "required": e.required, "fits": e.fits}
-                     for e in report.inference}
-    statuses: dict[str, str] = {}
-    weights = {e.precision: e.breakdown["weights"] for e in report.inference}
-    record_result(ws, "memory.weights", "pass", {**basis, "weights": weights},
-                  note=", ".join(f"{p} {_size(b)}" for p, b in weights.items()))
-    statuses["memory.weights"] = "pass"
-    shown = est or report.inference[-1]
-    kv_note = (f"KV cache for {report.context} tokens x batch {report.batch} at {shown.precision}: "
-               f"{_size(shown.breakdown['kv_cache'])}")
-    record_result(ws, "memory.kv_cache", "pass", {**basis, "kv_cache": {e.precision: e.breakdown["kv_cache"]
-                                                                         for e in report.inference}}, note=kv_note)
-    statuses["memory.kv_cache"] = "pass"
-    if est is None:
-        why = report.choice.reason if report.choice else "no precision chosen"
-        record_result(ws, "memory.fits", "fail", {**basis, "estimates": per_precision}, note=why)
-        record_result(ws, "memory.largest_precision", "fail", {**basis, "estimates": per_precision}, note=why)
-        return {**statuses, "memory.fits": "fail", "memory.largest_precision": "fail"}
-    values = {**basis, "precision": chosen, "breakdown": est.breakdown, "total": est.total, "required": est.required,
-              "estimates": per_precision}
-    if report.training:
-        values["training"] = {e.precision: {"breakdown": e.breakdown, "total": e.total, "fits": e.fits}
-                              for e in report.training}
-        values["training_choice"] = vars(report.training_choice) if report.training_choice else None
-    fits = "pass" if est.fits else "fail"
-    budget = _size(report.budget.bytes) if report.budget.bytes is not None else "unknown"
-    record_result(ws, "memory.fits", fits, values,
-                  note=f"{chosen}: {_size(est.total)} + {report.headroom:.0%} headroom = {_size(est.required)} "
-                       f"{'<=' if est.fits else '>'} budget {budget} ({report.budget.source})")
-    statuses["memory.fits"] = fits
-    status, note = _largest_reason(report, chosen)
-    record_result(ws, "memory.largest_precision", status, values, note=note)
-    statuses["memory.largest_precision"] = status
-    return statuses
-
-
 # --- text -------------------------------------------------------------------------------------
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return "?"
-    if abs(value) >= GiB:
-        return f"{value / GiB:.2f} GiB"
-    return f"{value / MiB:.1f} MiB"
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)).rstrip()
-            for row in rows]
-
-
-def render_estimate_text(report: MemoryReport) -> str:
-    """The report as plain text (no colour, no markup): for the CLI and logs."""
-    layout = report.layout
-    exact = "exact, from the safetensors headers" if layout.source == "headers" else (
-        "exact count from the headers; split from config.json" if layout.exact_parameters
-        else "from config.json arithmetic")
-    lines = [f"model    {report.source}",
-             f"         {layout.parameter_count:,} parameters ({exact}); native {layout.native_precision}; "
-             f"{layout.num_layers} layers, {layout.num_kv_heads} KV heads x {layout.head_dim}",
-             f"target   context {report.context} x batch {report.batch} on {report.device}; "
-             f"budget {_size(report.budget.bytes)} ({report.budget.detail or report.budget.source}); "
-             f"headroom {report.headroom:.0%}", ""]
-    native = layout.native_precision
-    rows = [["inference", "weights", "KV cache", "activations", "overhead", "total", "+headroom", ""]]
-    for e in report.inference:
-        b = e.breakdown
-        rows.append([_label(report, e.precision), _size(b["weights"]), _size(b["kv_cache"]), _size(b["activations"]),
-                     _size(b["overhead"]), _size(e.total), _size(e.required), e.verdict])
-    lines += _table(rows)
-    if report.choice:
-        lines += ["", f"choice   {report.choice.precision or 'none'}: {report.choice.reason}"]
-    if report.candidates:
-        above = [p for p in (e.precision for e in report.inference) if p not in report.candidates]
-        lines.append("order    " + " > ".join(report.candidates) + " (native first, 8-bit before 4-bit; bf16/fp16 "
-                     "and nf4/fp4 cost the same: the first of each is preferred)"
-                     + (f"; {', '.join(above)} is above the native {native}: shown, never chosen" if above else ""))
-    if report.training:
-        s = report.train_setup
-        targets = _targets_text(s.targets, s.method)
-        base = ("a 4-bit base (LoRA on a 4-bit base is QLoRA)" if s.method == "qlora"
-                else "a 32/16-bit or int8 base (a 4-bit base is QLoRA: --train qlora)")
-        lines += ["", f"training {METHOD_NAMES[s.method]} on {base}: r={s.r} on {targets}; micro batch {s.batch} x "
-                      f"{s.seq} tokens; gradient checkpointing {'on' if s.gradient_checkpointing else 'off'}; "
-                      f"{report.training[0].training['lora_parameters']:,} adapter parameters"]
-        rows = [[f"{METHOD_NAMES[s.method]} training", "weights", "adapter+grads", "AdamW", "activations", "overhead",
-                 "total", "+headroom", ""]]
-        for e in report.training:
-            b = e.breakdown
-            rows.append([_label(report, e.precision), _size(b["weights"]), _size(b["adapter"]), _size(b["optimizer"]),
-                         _size(b["activations"]), _size(b["overhead"]), _size(e.total), _size(e.required), e.verdict])
-        lines += _table(rows)
-        if report.training_choice:
-            lines += ["", f"training {report.training_choice.precision or 'none'} "
-                          f"({METHOD_NAMES.get(report.training_choice.method, report.training_choice.method)}): "
-                          f"{report.training_choice.reason}"]
-    lines += [f"note     {note}" for note in report.notes]
-    return "\n".join(lines) + "\n"
-
-
-def _label(report: MemoryReport, precision: str) -> str:
-    native = report.layout.native_precision
-    if precision == native:
-        return f"{precision} (native)"
-    if report.candidates and precision not in report.candidates:
-        return f"{precision} (above native)"
-    return precision
-
-
-def _targets_text(targets: Any, method: str) -> str:
-    if targets is None:
-        return "all linear layers" if method == "qlora" else "attention"
-    if targets == "auto":
-        return "every attention and MLP projection"
-    if targets == "all-linear":
-        return "all linear layers"
-    return ", ".join(targets) if isinstance(targets, list) else str(targets)

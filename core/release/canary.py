@@ -20,7 +20,7 @@ from weightgate.core.release.checks import record_for_release
 from weightgate.core.release.load import ReleaseCorrupt, load_dirs, verified_version
 from weightgate.core.release.manifest import read_manifest
 from weightgate.core.release.registry import VersionRef
-from weightgate.core.weights.sources import resolve_revision
+from weightgate.core.weights.hub import resolve_revision
 
 CANARY_TAG = "canary"
 
@@ -110,5 +110,4 @@ def shipped_run_config(run_dir) -> dict:
 
 def _record(ws: Workspace, ref: VersionRef, ok: bool, outcome: dict, record: bool) -> None:
     if record:
-
         outcome["recorded"] = record_for_release(ws, ref, "ship.canary", ok, dict(outcome), outcome["detail"])

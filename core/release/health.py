@@ -95,7 +95,6 @@ def health(ws: Workspace, ref: VersionRef, *, timeout: float = DEFAULT_TIMEOUT_S
     """check_health, and ship.health evidence when `ref` is the current release."""
     result = check_health(ref, ws.root, timeout=timeout, sizes_only=sizes_only)
     if record:
-
         note = result.detail if result.detail.startswith(result.status) else f"{result.status}: {result.detail}"
         if result.ready:
             note += f"; cold start {result.cold_start_s:.1f} s, first request {result.first_request_ms:.0f} ms"

@@ -112,7 +112,6 @@ def _load(ref, manifest: dict, workspace_root: Path):
     kwargs = {"dtype": getattr(torch, precision.get("dtype") or "float32"), "use_safetensors": True,
               "trust_remote_code": False}
     if quant:
-
         kwargs["quantization_config"] = bnb_config(quant)
     adapter = manifest["release"]["relation"] == "adapter"
     model_dir = base_dir_of(manifest, workspace_root) if adapter else ref.path

@@ -145,7 +145,6 @@ def _run_state(ctx: CheckContext, spec: dict, jobs: list[str]) -> str:
     core.training.runs.list_runs reports it)."""
     status = str(spec.get("status"))
     if status in ("prepared", "running") and jobs:
-
         try:
             if read_status(ctx.ws.jobs_dir / jobs[-1]).is_terminal:
                 return "interrupted"
@@ -248,8 +247,6 @@ LIVE_CHECKS = {
     "tune.data_size": check_data_size,
     "tune.prompting_first": check_prompting_first,
 }
-
-
 FIX = "`weightgate data check --fix` writes the cleaned copy (the original is never edited)"
 
 

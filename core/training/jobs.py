@@ -33,7 +33,7 @@ import sys
 import time
 
 from weightgate.core.engine.errors import WeightgateError
-from weightgate.core.engine.jobs import JobCancelled, JobContext
+from weightgate.core.engine.job_process import JobCancelled, JobContext
 from weightgate.core.training import runs
 from weightgate.core.training.dataset import check_training_data
 from weightgate.core.training.keep_or_reject import run_gate as gate

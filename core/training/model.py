@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from weightgate.core.engine.errors import InputError
-from weightgate.core.memory.estimate import ATTENTION_ROLES, MLP_ROLES
+from weightgate.core.memory.layout import ATTENTION_ROLES, MLP_ROLES
 from weightgate.core.memory.loading import bnb_config, precision_spec
 
 FOUR_BIT = ("nf4", "fp4")

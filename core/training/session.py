@@ -21,7 +21,8 @@ from weightgate.core.engine.fingerprints import Fingerprints, plain
 from weightgate.core.engine.jobs import read_status
 from weightgate.core.engine.training_config import TrainConfig, workspace_training_config
 from weightgate.core.engine.workspace import open_workspace
-from weightgate.core.memory.estimate import ATTENTION_ROLES, MLP_ROLES, TrainingSetup, canonical_precision, estimate
+from weightgate.core.memory.estimate import TrainingSetup, canonical_precision, estimate
+from weightgate.core.memory.layout import ATTENTION_ROLES, MLP_ROLES
 from weightgate.core.memory.loading import default_device, flushed_subnormals, subnormals_flush_everywhere
 from weightgate.core.memory.precision import (
     layout_for,
@@ -279,7 +280,6 @@ def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, re
 
     def on_restore(result: dict) -> None:
         if record:
-
             record_restore(ws, spec["run_id"], result)
 
     setup = LoopSetup(
@@ -315,7 +315,6 @@ def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, re
                   "restore_failed": "restore_failed"}[outcome.status]
         runs_mod.update_run(directory, status=status, outcome=outcome.to_dict())
         if record and outcome.status in ("finished", "diverged"):
-
             record_best(ws, spec["run_id"], outcome.to_dict(), str(directory / "best"))
     return outcome
 

@@ -9,8 +9,9 @@ from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.jobs import start_job
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.weights.local_source import lock_local_source
+from weightgate.core.weights.metadata import fetch_metadata
 from weightgate.core.weights.metadata_cache import candidate_specs, load_metadata, save_metadata
-from weightgate.core.weights.sources import fetch_metadata, parse_source
+from weightgate.core.weights.sources import parse_source
 
 LARGE = 7_000_000_000   # a shortlist that starts here should have a reason
 
@@ -94,7 +95,6 @@ def start_fetch(ws: Workspace, spec: str) -> dict:
     converted once to safetensors); a local directory is hashed and locked now."""
     source = parse_source(spec)
     if source.kind == "gguf":
-
         entry = candidate_entry(plain(ws.config()), spec)
         decisions = plain(ws.config()).get("decisions") or {}
         params = {"source": source.path, "published_sha256": str(entry.get("sha256") or ""),
@@ -103,7 +103,6 @@ def start_fetch(ws: Workspace, spec: str) -> dict:
         handle = start_job(ws.jobs_dir, "lock_gguf", params, workspace=ws.root)
         return {"job": handle.job_id, "job_dir": str(handle.job_dir), "source": spec, "kind": "lock_gguf"}
     if source.kind == "hub":
-
         cached = load_metadata(ws, spec) or {}
         params = {"source": spec}
         if cached.get("commit"):

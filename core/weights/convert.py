@@ -31,7 +31,7 @@ from typing import Any
 from weightgate.core.engine.atomic import atomic_output, write_atomic
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.hashing import sha256_file
-from weightgate.core.engine.jobs import JobContext
+from weightgate.core.engine.job_process import JobContext
 from weightgate.core.engine.lock import HASH_COMPUTED, LockedFile, read_lock, snapshot_dir, write_lock
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.weights.checks import record_verification
@@ -63,7 +63,6 @@ def plan_conversion(ws: Workspace, path: str | os.PathLike, *, output_dir: str |
     lock, root = read_lock(ws), None
     if lock is not None:
         try:
-
             root = Path(os.path.abspath(snapshot_dir(ws, lock)))
         except InputError:
             root = None

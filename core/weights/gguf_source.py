@@ -29,7 +29,8 @@ from weightgate.core.engine.lock import HASH_COMPUTED, HASH_PUBLISHED, LockedFil
 from weightgate.core.engine.workspace import Workspace, default_cache_root
 from weightgate.core.weights.checks import record_local_lock
 from weightgate.core.weights.gguf_format import validate_gguf
-from weightgate.core.weights.sources import fetch_metadata, plan_files
+from weightgate.core.weights.metadata import fetch_metadata
+from weightgate.core.weights.sources import plan_files
 
 MARKER = "weightgate-gguf.json"          # in <entry>/model: which GGUF it was converted from
 DEMO_MARKER = "weightgate-demo.json"     # the demo model's provenance (core.demo.model)

@@ -1,4 +1,12 @@
-"""TODO docstring."""
+"""Phase 2's job kinds, each in its own process (engine/job_kinds.py names them):
+
+    download         fetch a hub model at a pinned commit, hashed while downloading; write the lock
+    verify           re-hash every locked file against the lock, check every header
+    lock_gguf        hash a GGUF (against its published sha256), check it, convert it once, lock both
+    convert_pickle   a trusted pickle checkpoint -> its safetensors twin, locked
+
+Each function's docstring lists its params and the events it writes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from pathlib import Path
 
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.hashing import sha256_file
-from weightgate.core.engine.jobs import JobContext
+from weightgate.core.engine.job_process import JobContext
 from weightgate.core.engine.lock import read_lock, write_lock
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.weights.checks import record_download, record_verification, restore_hint
@@ -21,11 +29,12 @@ from weightgate.core.weights.convert import (
     select_tensors,
     verify_saved,
 )
-from weightgate.core.weights.download import ProgressUpdate, download_model
+from weightgate.core.weights.download import download_model
 from weightgate.core.weights.gguf_source import lock_gguf_source
 from weightgate.core.weights.pickle_policy import TWIN_SOURCE_KEY, check_pickle_handle, remote_code_trust, twin_name
 from weightgate.core.weights.picklescan import PICKLE_SUFFIXES
 from weightgate.core.weights.sources import parse_source
+from weightgate.core.weights.transfer import ProgressUpdate
 from weightgate.core.weights.verify import verify_lock
 
 
@@ -103,7 +112,6 @@ def run_download(ctx: JobContext) -> dict:
 
     trusted_at = params.get("trust_remote_code_at")
     if trusted_at is None and ctx.workspace is not None:
-
         trust = remote_code_trust(Workspace(ctx.workspace), source.repo_id)
         trusted_at = trust.commit if trust is not None else None
     ctx.log(f"download {source} " + (f"at pinned commit {params['commit']}" if params.get("commit")
@@ -145,8 +153,6 @@ def run_download(ctx: JobContext) -> dict:
 
 
 HASHING = "hashing"
-
-
 EMIT_INTERVAL_S = 0.25   # journal lines are fsynced: write from a side thread, a few a second
 
 

@@ -12,7 +12,8 @@ from weightgate.core.engine.hashing import ProgressFn, hash_files
 from weightgate.core.engine.lock import HASH_COMPUTED, LockedFile, ModelLock, write_lock
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.weights.checks import record_local_lock
-from weightgate.core.weights.sources import Source, fetch_metadata, parse_source, plan_files
+from weightgate.core.weights.metadata import fetch_metadata
+from weightgate.core.weights.sources import Source, parse_source, plan_files
 
 
 def lock_local_source(ws: Workspace, spec: str | Source, *, provenance: str = "", origin: str = "",

@@ -37,9 +37,11 @@ import tomlkit
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.hashing import sha256_file, sha256_handle
 from weightgate.core.engine.workspace import Workspace
-from weightgate.core.weights.picklescan import PICKLE_SUFFIXES, PickleFinding, PickleScanError, ScanResult, scan_handle
+from weightgate.core.weights.metadata import remote_code_reasons
+from weightgate.core.weights.pickle_rules import PickleFinding, PickleScanError, ScanResult
+from weightgate.core.weights.picklescan import PICKLE_SUFFIXES, scan_handle
 from weightgate.core.weights.safetensors_format import validate_safetensors
-from weightgate.core.weights.sources import is_commit, remote_code_reasons
+from weightgate.core.weights.sources import is_commit
 
 TRUST_TABLE = "trust"
 PICKLE_TABLE = "pickle"

@@ -96,7 +96,7 @@ def measure(shards: int = 4, size_mib: int = 256, repeat: int = 3, workers: int 
     from huggingface_hub import snapshot_download
 
     from weightgate.core.weights.download import download_model
-    from weightgate.core.weights.sources import fetch_metadata
+    from weightgate.core.weights.metadata import fetch_metadata
 
     say = print if verbose else (lambda *a, **k: None)
     say(f"starting the loopback hub with {shards} x {size_mib} MiB shards ...", flush=True)

@@ -133,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     from tiny_model import build_tiny_model
 
     from weightgate.core.demo.model import ensure_demo_model
-    from weightgate.core.memory.measure import compare_with_estimate
+    from weightgate.core.memory.checks import compare_with_estimate
     from weightgate.core.memory.precision import estimate_for_source, tokenizer_bytes
-    from weightgate.core.weights.sources import fetch_metadata
+    from weightgate.core.weights.metadata import fetch_metadata
 
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="wg-membench-"))

@@ -20,16 +20,13 @@ from textual.widgets import DataTable, Static
 from weightgate.core.evaluation.compare import (
     ARROWS,
     CHANGED,
-    DELETE,
     FOCUS_TAGS,
     IMPROVEMENT,
-    INSERT,
     REGRESSION,
     format_ci,
     format_p,
-    side,
-    visible,
 )
+from weightgate.core.evaluation.word_diff import DELETE, INSERT, side, visible
 from weightgate.tui.widgets.status import rich_style
 
 if TYPE_CHECKING:
@@ -268,3 +265,12 @@ def expected_text(expected) -> str:
     if isinstance(expected, list):
         return visible(" | ".join(str(x) for x in expected))
     return "" if expected is None else visible(str(expected))
+
+
+def run_option(run) -> tuple[str, str]:
+    score = run.summary.get("score")
+    score_text = f" · {score:.3f}" if isinstance(score, (int, float)) else ""
+    flags = " · baseline" if run.baseline else ""
+    status = "" if run.status == "complete" else f" · {run.status}"
+    name = f" {run.name}" if run.name and run.name != run.id else ""
+    return f"{run.id}{name} · {run.set}{score_text}{flags}{status}", run.id

@@ -14,8 +14,8 @@ from textual.content import Content
 from textual.widgets import Static
 
 if TYPE_CHECKING:
+    from weightgate.core.engine.views import JobRow
     from weightgate.core.memory.devices import DeviceSnapshot, GpuInfo
-    from weightgate.tui.messages import JobRow
 
 GIB = 1024**3
 BAR_CELLS = 8

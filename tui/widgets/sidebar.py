@@ -18,7 +18,7 @@ from weightgate.tui.widgets.status import phase_look
 
 if TYPE_CHECKING:
     from weightgate.core.engine.status import PhaseStatus, Report
-    from weightgate.tui.messages import JobRow
+    from weightgate.core.engine.views import JobRow
 
 OVERVIEW, JOBS = "overview", "jobs"
 DONE_STATUSES = ("pass", "waived", "not-needed")

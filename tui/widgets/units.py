@@ -7,25 +7,6 @@ import time
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 
 
-def _trim(value: float) -> str:
-    text = f"{value:.1f}"
-    return text[:-2] if text.endswith(".0") else text
-
-
-def human_params(count: int | float | None) -> str:
-    """135M, 1.7B, 8B, 70B; 150K for a tiny test model; '?' when unknown."""
-    if not count:
-        return "?"
-    count = float(count)
-    if count >= 1e9:
-        return f"{_trim(count / 1e9)}B"
-    if count >= 1e6:
-        return f"{count / 1e6:.0f}M"
-    if count >= 1e3:
-        return f"{count / 1e3:.0f}K"
-    return f"{count:.0f}"
-
-
 def human_bytes(count: int | float | None) -> str:
     """Binary units, as `du -h` and the memory budget in weightgate.toml (GiB)."""
     if count is None:

@@ -7,45 +7,10 @@ rows with space and pressing C opens them in the Compare screen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from rich.text import Text
 
+from weightgate.core.evaluation.views import RunRow
 from weightgate.tui.widgets.fitted_table import Column, FittedTable, middle_ellipsis
-
-
-@dataclass(frozen=True)
-class RunRow:
-    id: str
-    name: str
-    set: str
-    kind: str
-    status: str
-    score: float | None
-    passed: int | None
-    cases: int | None
-    baseline: bool
-    fresh: bool | None = None         # matches today's model, precision, adapter and eval set
-    progress: str = ""                # a running job: "12/30 · ETA 40s"
-
-
-def run_rows(ws) -> list[RunRow]:
-    """Every run of the workspace, newest first (thread worker: reads files)."""
-    from weightgate.core.engine.fingerprints import Fingerprints  # noqa: PLC0415
-    from weightgate.core.evaluation.runner import current_mismatch  # noqa: PLC0415
-    from weightgate.core.evaluation.runs import list_runs  # noqa: PLC0415
-
-    prints = Fingerprints(ws)
-    rows = []
-    for run in list_runs(ws):
-        summary = run.summary or {}
-        try:
-            fresh = not current_mismatch(ws, run, prints)
-        except Exception:  # noqa: BLE001 - an unreadable input: unknown, not a crash
-            fresh = None
-        rows.append(RunRow(run.id, run.name, run.set, str(run.config.get("kind", "eval")), run.status,
-                           summary.get("score"), summary.get("passed"), summary.get("cases"), run.baseline, fresh))
-    return rows
 
 
 class RunsTable(FittedTable):

@@ -13,8 +13,7 @@ that `core.memory.precision.estimate_report` is pure arithmetic, so an edit re-d
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -22,6 +21,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Input, Label, Static
 
+from weightgate.core.memory.views import MemoryInputs, memory_report
 from weightgate.tui.widgets.units import human_bytes
 
 if TYPE_CHECKING:
@@ -34,65 +34,6 @@ HEADROOM_STYLE = "#6b6b6b"
 BAR_WIDTH = 44
 ROW_TEXT = 57          # mark, label, the totals and the verdict around a bar
 TRAIN_MODES = (None, "lora", "qlora")
-
-
-@dataclass
-class MemoryInputs:
-    """What the estimate needs, read once: the layout and everything around it."""
-
-    source: str = ""
-    layout: Any = None
-    device: str = "cpu"
-    budget: Any = None
-    headroom: float = 0.3
-    context: int | None = None
-    batch: int = 1
-    model_context: int | None = None
-    tokenizer_bytes: int = 0
-    targets: dict = field(default_factory=dict)
-    error: str | None = None
-
-
-def read_memory_inputs(ws, devices: Any = None) -> MemoryInputs:
-    """The locked model's layout and the workspace's targets (thread worker: reads files)."""
-    from weightgate.core.engine.fingerprints import plain  # noqa: PLC0415
-    from weightgate.core.memory.precision import (  # noqa: PLC0415
-        layout_for,
-        resolve_budget,
-        resolve_device,
-        tokenizer_bytes,
-        workspace_metadata,
-        workspace_targets,
-    )
-
-    meta = workspace_metadata(ws)
-    targets = workspace_targets(plain(ws.config()), config_path=ws.config_path)
-    where, snap = resolve_device(None, devices)
-    budget = resolve_budget(where, snap, budget_gib=targets["budget_gib"])
-    return MemoryInputs(str(meta.source), layout_for(meta), where, budget, targets["headroom"],
-                        targets["context"] or meta.context_length, targets["batch"], meta.context_length,
-                        tokenizer_bytes(meta), targets)
-
-
-def main_precisions(layout) -> list[str]:
-    """The candidates without the second of each same-size pair (fp16 or bf16, whichever is not
-    native; fp4): what the bars show unless every precision is asked for."""
-    from weightgate.core.memory.estimate import candidate_precisions  # noqa: PLC0415
-
-    native = layout.native_precision
-    second16 = "bf16" if native == "fp16" else "fp16"
-    return [p for p in candidate_precisions(layout) if p not in (second16, "fp4")]
-
-
-def build_report(inputs: MemoryInputs, context: int, batch: int, train: str | None,
-                 all_precisions: bool = False) -> MemoryReport:
-    from weightgate.core.memory.precision import estimate_report, training_setup  # noqa: PLC0415
-
-    setup = training_setup(train, inputs.targets, context) if train else None
-    return estimate_report(inputs.layout, inputs.source, context=context, batch=batch, device=inputs.device,
-                           budget=inputs.budget, headroom=inputs.headroom, train_setup=setup,
-                           precisions=None if all_precisions else main_precisions(inputs.layout),
-                           tokenizer_bytes=inputs.tokenizer_bytes, model_context=inputs.model_context)
 
 
 def _bar(estimate, scale: float, width: int) -> list[tuple[str, str]]:
@@ -246,7 +187,7 @@ class MemoryPanel(Vertical):
         if context is None or batch is None:
             bars.update(Content.assemble(("context and batch are positive whole numbers", "#e15759")))
             return
-        self.report = build_report(self.inputs, context, batch, self.train, self.all_precisions)
+        self.report = memory_report(self.inputs, context, batch, self.train, self.all_precisions)
         width = self.content_size.width or (BAR_WIDTH + ROW_TEXT)
         bars.update(render_bars(self.report, max(10, min(BAR_WIDTH, width - ROW_TEXT))))
         self.post_message(self.Estimated(context, batch, self.train))

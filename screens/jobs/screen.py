@@ -14,12 +14,12 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.widgets import DataTable, Static
 
+from weightgate.screens.jobs.jobs_panel import JobMonitor, JobTable
 from weightgate.tui.widgets.base_screen import WorkspaceScreen
-from weightgate.tui.widgets.jobs_panel import JobMonitor, JobTable
 from weightgate.tui.widgets.modals import ConfirmModal
 
 if TYPE_CHECKING:
-    from weightgate.tui.messages import JobRow
+    from weightgate.core.engine.views import JobRow
 
 
 class JobsScreen(WorkspaceScreen):

@@ -18,7 +18,6 @@ comparisons (base run vs adapter run) in the Compare screen, m toggles smoothing
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -29,6 +28,7 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from weightgate.core.training.views import earlier_journals, gate_pairs, gate_result, read_data_report
 from weightgate.tui.widgets.base_screen import PhaseScreen
 from weightgate.tui.widgets.facts import FactsPanel
 from weightgate.tui.widgets.journal_tail import JournalTail
@@ -45,7 +45,7 @@ DATA_FACTS = [
     ("gate", "tune.gate"),
 ]
 ACTIVE_STATES = ("queued", "running")
-GATE_SETS = ("task", "general")
+
 SECTION_ROWS = 200   # rows a data-report section lists before "… N more"
 
 
@@ -111,53 +111,7 @@ def logs_text(history, count: int = 6) -> Content:
     return Content("\n").join(lines)
 
 
-def earlier_journals(job_dir: Path, job_id: str) -> list[Path]:
-    """The journals of the jobs that ran the same training run before this one (a resume)."""
-    from weightgate.core.engine.events import read_events  # noqa: PLC0415
-
-    try:
-        events, _ = read_events(job_dir / "events.jsonl")
-    except OSError:
-        return []
-    for event in events:
-        payload = event.payload or {}
-        if event.kind == "artifact" and payload.get("label") == "run":
-            try:
-                spec = json.loads((Path(payload["path"]) / "run.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError, KeyError):
-                return []
-            ids = [str(i) for i in spec.get("job_ids") or []]
-            before = ids[:ids.index(job_id)] if job_id in ids else []
-            return [job_dir.parent / i / "events.jsonl" for i in before]
-    return []
-
-
 # --- the gate's comparisons ----------------------------------------------------------------
-
-
-def gate_result(ws, report) -> dict | None:
-    """The newest gate verdict: the newest `gate` report (.weightgate/reports/gate-*.json, every
-    verdict, a rejected challenger's too), else tune.gate's evidence values."""
-    from weightgate.core.evaluation.reports import latest_report  # noqa: PLC0415
-
-    data = latest_report(ws, "gate") if ws is not None else None
-    if data is None and report is not None:
-        try:
-            status = report.item("tune.gate")
-        except KeyError:
-            status = None
-        data = dict(status.values) if status is not None and status.values else None
-    return data
-
-
-def gate_pairs(result: dict | None) -> dict[str, tuple[str, str]]:
-    """set name -> (base run, adapter run) of the gate's comparisons (run A, run B in Compare)."""
-    pairs = {}
-    for set_name in GATE_SETS:
-        row = (result or {}).get(set_name)
-        if isinstance(row, dict) and row.get("base_run") and row.get("adapter_run"):
-            pairs[set_name] = (str(row["base_run"]), str(row["adapter_run"]))
-    return pairs
 
 
 def gate_text(result: dict | None) -> Content:
@@ -180,22 +134,6 @@ def gate_text(result: dict | None) -> Content:
 
 
 # --- the data check's full report --------------------------------------------------------------
-
-
-def read_data_report(ws) -> tuple[dict | None, Path | None, str | None]:
-    """(report.json's data, its path, why it cannot be shown)."""
-    if ws is None:
-        return None, None, "no workspace"
-    path = ws.state_dir / "data" / "report.json"   # core.training.data.prepare.save_latest_report
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None, path, "No data check yet: d checks the training data (weightgate data check)."
-    except (OSError, ValueError) as exc:
-        return None, path, f"{path} cannot be read: {exc}. Run the data check again (d)."
-    if not isinstance(data, dict):
-        return None, path, f"{path} is not a data-check report. Run the data check again (d)."
-    return data, path, None
 
 
 def _more(rows: list, shown: int = SECTION_ROWS) -> list[Content]:
@@ -363,7 +301,7 @@ class TrainingPanel(Vertical):
     """
 
     def __init__(self, **kwargs) -> None:
-        from weightgate.tui.widgets.loss_chart import TrainingHistory  # noqa: PLC0415
+        from weightgate.screens.finetuning.loss_chart import TrainingHistory  # noqa: PLC0415
 
         super().__init__(**kwargs)
         self.history = TrainingHistory()
@@ -389,7 +327,7 @@ class TrainingPanel(Vertical):
         return self.query_one("#train-tail", JournalTail)
 
     def follow(self, job_id: str, job_dir: Path, state: str) -> None:
-        from weightgate.tui.widgets.loss_chart import TrainingHistory  # noqa: PLC0415
+        from weightgate.screens.finetuning.loss_chart import TrainingHistory  # noqa: PLC0415
 
         self.state = state
         if job_id != self.job_id:
@@ -410,7 +348,7 @@ class TrainingPanel(Vertical):
             # The job names its training run: replay the run's earlier jobs (before a resume)
             # first, then this job's events, so re-run steps keep their newest values.
             from weightgate.core.engine.events import read_events  # noqa: PLC0415
-            from weightgate.tui.widgets.loss_chart import TrainingHistory  # noqa: PLC0415
+            from weightgate.screens.finetuning.loss_chart import TrainingHistory  # noqa: PLC0415
 
             self.history = TrainingHistory()
             for path in earlier_journals(self.tail.job_dir, message.job_id):
@@ -428,7 +366,7 @@ class TrainingPanel(Vertical):
         self.redraw()
 
     def redraw(self) -> None:
-        from weightgate.tui.widgets.loss_chart import render_loss_chart  # noqa: PLC0415
+        from weightgate.screens.finetuning.loss_chart import render_loss_chart  # noqa: PLC0415
 
         try:
             width = self.content_size.width or 80

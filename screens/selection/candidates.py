@@ -20,102 +20,17 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Button, Input, Label, LoadingIndicator, Static, TabbedContent, TabPane
+from textual.widgets import Button, Input, Label, Static, TabbedContent, TabPane
 
+from weightgate.core.weights.sources import human_params
+from weightgate.core.weights.views import Candidate, Shortlist
+from weightgate.tui.widgets.busy_line import BusyLine
 from weightgate.tui.widgets.fitted_table import Column, FittedTable, middle_ellipsis
 from weightgate.tui.widgets.status import rich_style
-from weightgate.tui.widgets.units import gib, human_params
+from weightgate.tui.widgets.units import gib
 
 if TYPE_CHECKING:
-    from weightgate.core.engine.workspace import Workspace
-
-@dataclass(frozen=True)
-class Candidate:
-    spec: str
-    position: int                  # its place in weightgate.toml (0 = first)
-    note: str = ""
-    parameters: int | None = None  # None: no cached metadata
-    size_class: str = ""
-    bf16_bytes: int | None = None
-    license: str = ""
-    remote_code: bool | None = None
-    chosen: bool = False
-
-    @property
-    def has_metadata(self) -> bool:
-        return bool(self.parameters)
-
-
-@dataclass(frozen=True)
-class Shortlist:
-    candidates: tuple[Candidate, ...] = ()  # smallest first; those without metadata last
-    chosen: str | None = None
-    chosen_reason: str = ""
-    warnings: tuple[str, ...] = ()
-    error: str | None = None
-
-    def get(self, spec: str | None) -> Candidate | None:
-        return next((c for c in self.candidates if c.spec == spec), None)
-
-
-def shortlist_warnings(in_file_order: list[Candidate], chosen: str | None, large: int) -> list[str]:
-    """What is wrong with the shortlist, in words, for the lines under the table. `large`: the
-    size (core.weights.candidates.LARGE, 7B) from which a shortlist should also hold a smaller model."""
-    warnings: list[str] = []
-    sized = [c for c in in_file_order if c.has_metadata]
-    big = [c for c in sized if c.parameters >= large]
-    if big and not any(c.parameters < large for c in sized):
-        smallest = min(big, key=lambda c: c.parameters)
-        warnings.append(f"a large model ({smallest.spec}, {human_params(smallest.parameters)}) is shortlisted "
-                        "without a smaller one: add the smallest plausible model first (+)")
-    order = [c.parameters for c in sized]
-    if order != sorted(order):
-        first = next(c for i, c in enumerate(sized) if i + 1 < len(sized) and c.parameters > sized[i + 1].parameters)
-        smaller = min((c for c in sized if c.position > first.position), key=lambda c: c.parameters)
-        warnings.append(f"weightgate.toml is not smallest first: it lists {first.spec} "
-                        f"({human_params(first.parameters)}) before {smaller.spec} "
-                        f"({human_params(smaller.parameters)}); reorder [[candidates]] (the table is sorted for you)")
-    missing = [c.spec for c in in_file_order if not c.has_metadata]
-    if missing:
-        warnings.append(f"metadata missing for {', '.join(missing)}: select it and press i "
-                        "(reads config and headers, downloads no weights)")
-    if chosen and not any(c.spec == chosen for c in in_file_order):
-        warnings.append(f"the chosen model {chosen} is not on the shortlist: add it (+) or choose another (c)")
-    return warnings
-
-
-def read_shortlist(ws: Workspace) -> Shortlist:
-    """Candidates from weightgate.toml + the metadata cache. Runs in a thread worker."""
-    from weightgate.core.engine.errors import InputError  # noqa: PLC0415
-    from weightgate.core.engine.fingerprints import plain  # noqa: PLC0415
-    from weightgate.core.weights.candidates import LARGE  # noqa: PLC0415
-    from weightgate.core.weights.metadata_cache import load_metadata  # noqa: PLC0415
-
-    try:
-        config = plain(ws.config())
-    except InputError as exc:
-        return Shortlist(error=exc.message)
-    entries = config.get("candidates")
-    entries = [e for e in entries if isinstance(e, dict) and e.get("source")] if isinstance(entries, list) else []
-    decisions = config.get("decisions") if isinstance(config.get("decisions"), dict) else {}
-    chosen = str(decisions["model"]) if decisions.get("model") else None
-    candidates = []
-    for position, entry in enumerate(entries):
-        spec = str(entry["source"])
-        meta = load_metadata(ws, spec) or {}
-        parameters = meta.get("parameter_count")
-        parameters = int(parameters) if isinstance(parameters, (int, float)) and parameters > 0 else None
-        bf16 = meta.get("bf16_bytes")
-        candidates.append(Candidate(
-            spec=spec, position=position, note=str(entry.get("note") or ""), parameters=parameters,
-            size_class=str(meta.get("size_class") or ""),
-            bf16_bytes=int(bf16) if isinstance(bf16, (int, float)) else (2 * parameters if parameters else None),
-            license=str(meta.get("license") or ""),
-            remote_code=meta.get("remote_code") if isinstance(meta.get("remote_code"), bool) else None,
-            chosen=spec == chosen))
-    warnings = shortlist_warnings(candidates, chosen, LARGE)
-    ordered = sorted(candidates, key=lambda c: (not c.has_metadata, c.parameters or 0, c.position))
-    return Shortlist(tuple(ordered), chosen, str(decisions.get("model_reason") or ""), tuple(warnings))
+    pass
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -165,26 +80,6 @@ class CandidateTable(FittedTable):
     @property
     def selected(self) -> Candidate | None:
         return self.data_of(self.selected_key)
-
-
-class BusyLine(Horizontal):
-    """A loading indicator and what is being waited for; hidden when idle."""
-
-    DEFAULT_CSS = """
-    BusyLine { height: 1; display: none; }
-    BusyLine.-busy { display: block; }
-    BusyLine LoadingIndicator { width: 6; height: 1; min-height: 1; background: transparent; }
-    BusyLine Static { width: 1fr; color: $text-muted; }
-    """
-
-    def compose(self) -> ComposeResult:
-        yield LoadingIndicator()
-        yield Static("", classes="busy-text")
-
-    def show(self, text: str | None) -> None:
-        self.text = text
-        self.set_class(text is not None, "-busy")
-        self.query_one(".busy-text", Static).update(text or "")
 
 
 class CandidatesPanel(Vertical):

@@ -25,9 +25,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
-from weightgate.screens.compare import run_option
+from weightgate.screens.review.review_view import RevealView, ReviewCasePanel, ReviewPicker
 from weightgate.tui.widgets.base_screen import WorkspaceScreen
-from weightgate.tui.widgets.review_view import RevealView, ReviewCasePanel, ReviewPicker
+from weightgate.tui.widgets.compare_view import run_option
 
 if TYPE_CHECKING:
     from weightgate.core.evaluation.review import ReviewResult, ReviewSession

@@ -7,8 +7,6 @@ attaching replays the job's whole history before following it.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,71 +18,20 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import DataTable, ProgressBar, RichLog, Sparkline, Static
 
-from weightgate.tui.messages import JobEvents, JobProgress, JobRow
+from weightgate.core.engine.views import JobProgress, JobRow
+from weightgate.tui.messages import JobEvents
 from weightgate.tui.widgets.status import job_look, rich_style
 
 if TYPE_CHECKING:
     from weightgate.core.engine.events import Event
     from weightgate.core.engine.jobs import JobStatus
 
-TAIL_BYTES = 16384
 TAIL_INTERVAL_S = 0.25
 LOG_LINES = 2000
 CURVE_POINTS = 2000
 TERMINAL = ("succeeded", "failed", "cancelled", "crashed")
 
 # --- reading (thread workers) -----------------------------------------------------------------
-
-
-def last_progress(job_dir: Path) -> JobProgress | None:
-    """The last `progress` event in the tail of a job's journal (cheap: reads at most 16 KiB)."""
-    path = job_dir / "events.jsonl"
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - TAIL_BYTES))
-            data = handle.read()
-    except OSError:
-        return None
-    for raw in reversed(data.split(b"\n")):
-        if b'"progress"' not in raw:
-            continue
-        try:
-            event = json.loads(raw)
-            payload = event["payload"]
-            if event.get("kind") == "progress":
-                return JobProgress(float(payload["done"]), _number(payload.get("total")),
-                                   str(payload.get("unit", "step")), _number(payload.get("eta_s")))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return None
-
-
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-class JobRowReader:
-    """list_jobs() plus each job's last progress; finished jobs' progress is read only once."""
-
-    def __init__(self) -> None:
-        self._final: dict[str, JobProgress | None] = {}
-
-    def read(self, jobs_dir: Path) -> list[JobRow]:
-        from weightgate.core.engine.jobs import list_jobs  # noqa: PLC0415 - keep psutil off the start-up path
-
-        rows = []
-        for status in list_jobs(jobs_dir):
-            job_dir = status.job_dir or jobs_dir / status.job_id
-            if status.job_id in self._final:
-                progress = self._final[status.job_id]
-            else:
-                progress = last_progress(job_dir)
-                if status.is_terminal:
-                    self._final[status.job_id] = progress
-            rows.append(JobRow(status, progress))
-        return rows
 
 
 # --- the list ---------------------------------------------------------------------------------
@@ -325,8 +272,7 @@ class JobMonitor(Vertical):
             line: Text | None = None
             prefix = f"{_event_time(event)} #{event.seq:<4} " if event.seq else f"{_event_time(event)} !     "
             if kind == "progress":
-                self.progress = JobProgress(float(payload.get("done", 0)), _number(payload.get("total")),
-                                            str(payload.get("unit", "step")))
+                self.progress = JobProgress.from_payload({"done": 0, **payload})
                 message = payload.get("message")
                 if message:
                     line = Text(f"{prefix}progress {self.progress.label()}  {message}")

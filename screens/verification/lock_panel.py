@@ -18,7 +18,7 @@ folded into a Transfer: bytes done / total, MB/s, ETA.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,8 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Static
 
-from weightgate.tui.widgets.candidates import BusyLine
+from weightgate.core.weights.views import LockView, PickleInfo
+from weightgate.tui.widgets.busy_line import BusyLine
 from weightgate.tui.widgets.fitted_table import Column, FittedTable, middle_ellipsis
 from weightgate.tui.widgets.journal_tail import JournalTail, Transfer
 from weightgate.tui.widgets.status import Look, job_look, rich_style
@@ -37,126 +38,8 @@ from weightgate.tui.widgets.units import human_bytes, human_eta, human_rate, whe
 
 if TYPE_CHECKING:
     from weightgate.core.engine.events import Event
-    from weightgate.core.engine.lock import LockedFile, ModelLock
+    from weightgate.core.engine.lock import LockedFile
     from weightgate.core.engine.status import ItemStatus, Report
-    from weightgate.core.engine.workspace import Workspace
-
-
-@dataclass(frozen=True)
-class LockView:
-    """weightgate.lock and the files on disk, as of one read."""
-
-    lock: ModelLock | None = None
-    root: str = ""
-    changed: frozenset[str] = frozenset()   # size or mtime differ from the lock (or missing)
-    missing: frozenset[str] = frozenset()
-    unsafe: frozenset[str] = frozenset()    # paths the lock must not steer a read to
-    chosen: str | None = None
-    error: str | None = None
-    pickles: dict[str, PickleInfo] = field(default_factory=dict)   # locked pickle files
-
-
-@dataclass(frozen=True)
-class ScanSummary:
-    """What the static scanner says a pickle would import (never unpickled)."""
-
-    format: str = ""
-    imports: tuple[str, ...] = ()    # module.name it would import, allowlisted or not
-    findings: tuple[str, ...] = ()   # module.name outside the allowlist (the file is then unsafe)
-    error: str = ""                  # malformed / unreadable
-
-    @property
-    def safe(self) -> bool:
-        return not self.findings and not self.error
-
-
-@dataclass(frozen=True)
-class PickleInfo:
-    scan: ScanSummary
-    trusted: bool = False      # [trust.pickle] names this file at its locked sha256
-    twin: str | None = None    # its safetensors twin, when that is in the lock too
-    full_path: str = ""
-    trust_command: str = ""    # the exact `weightgate trust pickle` command for its locked bytes
-
-
-_SCANS: dict[tuple[str, int, int], ScanSummary] = {}   # (path, size, mtime_ns) -> summary
-
-
-def scan_summary(path: Path) -> ScanSummary:
-    """The static scan of one pickle, cached while its size and mtime stay the same."""
-    from weightgate.core.engine.errors import InputError  # noqa: PLC0415
-    from weightgate.core.weights.picklescan import scan_file  # noqa: PLC0415
-
-    try:
-        st = path.stat()
-    except OSError as exc:
-        return ScanSummary(error=f"cannot read: {exc.strerror or exc}")
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _SCANS:
-        try:
-            result = scan_file(path)
-        except InputError as exc:
-            found = tuple(f.qualname for f in getattr(exc, "findings", ()) or ())
-            summary = ScanSummary(error=exc.message, findings=found)
-        else:
-            summary = ScanSummary(format=result.format,
-                                  imports=tuple(f"{module}.{name}" for module, name in result.imports),
-                                  findings=tuple(dict.fromkeys(f.qualname for f in result.findings)))
-        if len(_SCANS) > 256:
-            _SCANS.clear()
-        _SCANS[key] = summary
-    return _SCANS[key]
-
-
-def _pickle_infos(ws: Workspace, lock: ModelLock, root: Path, unsafe: frozenset[str]) -> dict[str, PickleInfo]:
-    from weightgate.core.engine.errors import InputError  # noqa: PLC0415
-    from weightgate.core.weights.pickle_policy import TRUST_PICKLE_COMMAND, is_trusted, pickle_key, twin_name  # noqa: PLC0415
-    from weightgate.core.weights.picklescan import is_pickle_path  # noqa: PLC0415
-
-    infos = {}
-    for entry in lock.files:
-        if entry.path in unsafe or not is_pickle_path(entry.path):
-            continue
-        full = root / entry.path
-        try:
-            trusted = is_trusted(ws, full, entry.sha256)
-        except InputError:
-            trusted = False
-        twin = twin_name(entry.path)
-        command = f'{TRUST_PICKLE_COMMAND} {pickle_key(ws, full)} --sha256 {entry.sha256} --note "<why>"'
-        infos[entry.path] = PickleInfo(scan_summary(full), trusted, twin if lock.file(twin) else None, str(full),
-                                       command)
-    return infos
-
-
-def read_lock_view(ws: Workspace) -> LockView:
-    """Runs in a thread worker: reads the lock, stats the files and scans the pickles (no hashing)."""
-    from weightgate.core.engine.errors import InputError  # noqa: PLC0415
-    from weightgate.core.engine.fingerprints import plain  # noqa: PLC0415
-    from weightgate.core.engine.lock import changed_on_disk, read_lock, snapshot_dir, unsafe_reason  # noqa: PLC0415  # noqa: PLC0415
-
-    chosen = None
-    try:
-        decisions = plain(ws.config()).get("decisions")
-        if isinstance(decisions, dict) and decisions.get("model"):
-            chosen = str(decisions["model"])
-    except InputError:
-        pass  # the banner shows a broken weightgate.toml; the lock still reads
-    try:
-        lock = read_lock(ws)
-        if lock is None:
-            return LockView(chosen=chosen)
-        root = snapshot_dir(ws, lock)
-    except InputError as exc:
-        text = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
-        return LockView(chosen=chosen, error=text)
-    unsafe = frozenset(entry.path for entry in lock.files if unsafe_reason(entry.path) is not None)
-    safe = [entry for entry in lock.files if entry.path not in unsafe]
-    changed = frozenset(changed_on_disk(replace(lock, files=safe), root))
-    missing = frozenset(path for path in changed if not (root / path).exists())
-    pickles = _pickle_infos(ws, lock, root, unsafe)
-    return LockView(lock=lock, root=str(root), changed=changed, missing=missing, unsafe=unsafe, chosen=chosen,
-                    pickles=pickles)
 
 
 def _item(report: Report | None, item_id: str) -> ItemStatus | None:

@@ -54,7 +54,7 @@ class MemoryScreen(PhaseScreen):
     STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "fit", "measure", "quant_check", "training", "all_precisions")
 
     def compose_panels(self) -> ComposeResult:
-        from weightgate.tui.widgets.memory_panel import MemoryPanel  # noqa: PLC0415
+        from weightgate.screens.memory.memory_panel import MemoryPanel  # noqa: PLC0415
 
         yield MemoryPanel(id="memory")
 
@@ -82,7 +82,7 @@ class MemoryScreen(PhaseScreen):
                         exclusive=True, exit_on_error=False)
 
     def _read(self, workspace, devices) -> None:
-        from weightgate.tui.widgets.memory_panel import MemoryInputs, read_memory_inputs  # noqa: PLC0415
+        from weightgate.core.memory.views import MemoryInputs, read_memory_inputs  # noqa: PLC0415
         from weightgate.tui.widgets.weights_actions import error_text  # noqa: PLC0415
 
         try:
@@ -154,7 +154,7 @@ class MemoryScreen(PhaseScreen):
                         exit_on_error=False)
 
     def _fit(self, workspace, context: int, batch: int, train) -> None:
-        from weightgate.core.memory.precision import record_fit  # noqa: PLC0415
+        from weightgate.core.memory.checks import record_fit  # noqa: PLC0415
         from weightgate.tui.widgets.weights_actions import error_text  # noqa: PLC0415
 
         try:

@@ -28,8 +28,9 @@ from weightgate.tui.widgets.base_screen import PhaseScreen
 from weightgate.tui.widgets.weights_actions import EngineDone, WeightsActions
 
 if TYPE_CHECKING:
-    from weightgate.tui.messages import JobRow
-    from weightgate.tui.widgets.lock_panel import LockPanel, LockView
+    from weightgate.core.engine.views import JobRow
+    from weightgate.core.weights.views import LockView
+    from weightgate.screens.verification.lock_panel import LockPanel
 
 # The lock panel (tables, job tail) is imported when the screen is first shown, not at
 # start-up: `import tui.app` imports every screen module.
@@ -68,7 +69,7 @@ class VerificationScreen(WeightsActions, PhaseScreen):
     """
 
     def compose_panels(self) -> ComposeResult:
-        from weightgate.tui.widgets.lock_panel import LockPanel  # noqa: PLC0415
+        from weightgate.screens.verification.lock_panel import LockPanel  # noqa: PLC0415
 
         yield LockPanel(id="lock")
 
@@ -98,7 +99,7 @@ class VerificationScreen(WeightsActions, PhaseScreen):
         self.run_worker(lambda: self._read(workspace), thread=True, group="lock-view", exit_on_error=False)
 
     def _read(self, workspace) -> None:
-        from weightgate.tui.widgets.lock_panel import LockView, read_lock_view  # noqa: PLC0415
+        from weightgate.core.weights.views import LockView, read_lock_view  # noqa: PLC0415
 
         try:
             view = read_lock_view(workspace)

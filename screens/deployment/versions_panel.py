@@ -9,44 +9,10 @@ quick_state: no hashing on the UI's behalf).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from rich.text import Text
 from textual.content import Content
 
 from weightgate.tui.widgets.fitted_table import Column, FittedTable
-
-
-@dataclass
-class VersionsView:
-    name: str = ""
-    versions: list[dict] = field(default_factory=list)     # core.release.versions rows + "checksum": (state, detail)
-    history: list[dict] = field(default_factory=list)
-    release: str | None = None                              # [decisions] release
-    error: str | None = None
-
-
-def read_versions(ws) -> VersionsView:
-    from weightgate.core.engine.errors import InputError  # noqa: PLC0415
-    from weightgate.core.engine.fingerprints import plain  # noqa: PLC0415
-    from weightgate.core.release.registry import VersionRef, release_decision  # noqa: PLC0415
-    from weightgate.core.release.verify import quick_state  # noqa: PLC0415
-    from weightgate.core.release.versions import list_release_versions  # noqa: PLC0415
-
-    try:
-        listing = list_release_versions(ws)
-    except InputError as exc:
-        return VersionsView(error=exc.message + (f" ({exc.hint})" if exc.hint else ""))
-    from pathlib import Path  # noqa: PLC0415
-
-    for row in listing["versions"]:
-        if "error" in row:
-            row["checksum"] = ("fail", row["error"])
-            continue
-        state, detail, _ = quick_state(ws, VersionRef(listing["name"], row["version"], Path(row["path"])))
-        row["checksum"] = (state, detail)
-    return VersionsView(listing["name"], listing["versions"], listing["history"],
-                        release_decision(plain(ws.config())) or None)
 
 
 class VersionsTable(FittedTable):

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from textual.widgets import TabbedContent
 
     from weightgate.core.engine.status import Report
-    from weightgate.tui.widgets.candidates import Candidate, CandidatesPanel, Shortlist
+    from weightgate.core.weights.views import Candidate, Shortlist
+    from weightgate.screens.selection.candidates import CandidatesPanel
 
 # The panel's widgets (tables, tabs, dialogs) are imported when the screen is first shown, not
 # at start-up: `import tui.app` imports every screen module.
@@ -76,7 +77,7 @@ class SelectionScreen(WeightsActions, PhaseScreen):
     """
 
     def compose_panels(self) -> ComposeResult:
-        from weightgate.tui.widgets.candidates import CandidateTabs  # noqa: PLC0415
+        from weightgate.screens.selection.candidates import CandidateTabs  # noqa: PLC0415
 
         yield CandidateTabs(FactsPanel("Requirements", REQUIREMENTS,
                                        source="weightgate.toml [requirements] · evals/task.jsonl", id="requirements"))
@@ -134,7 +135,7 @@ class SelectionScreen(WeightsActions, PhaseScreen):
         self.run_worker(lambda: self._read(workspace), thread=True, group="shortlist", exit_on_error=False)
 
     def _read(self, workspace) -> None:
-        from weightgate.tui.widgets.candidates import Shortlist, read_shortlist  # noqa: PLC0415
+        from weightgate.core.weights.views import Shortlist, read_shortlist  # noqa: PLC0415
 
         try:
             shortlist = read_shortlist(workspace)
@@ -202,7 +203,7 @@ class SelectionScreen(WeightsActions, PhaseScreen):
             self.run_engine("add", spec, f"Adding {spec}: reading its config and safetensors headers "
                             "(no weights)…", lambda ws: _add(ws, spec, note))
 
-        from weightgate.tui.widgets.candidates import AddCandidateModal  # noqa: PLC0415
+        from weightgate.screens.selection.candidates import AddCandidateModal  # noqa: PLC0415
 
         self.app.push_screen(AddCandidateModal(), done)
 
@@ -257,7 +258,7 @@ class SelectionScreen(WeightsActions, PhaseScreen):
         self.panel.show_busy(text)
 
     def engine_done(self, message: EngineDone) -> None:
-        from weightgate.tui.widgets.candidates import Summary  # noqa: PLC0415
+        from weightgate.screens.selection.candidates import Summary  # noqa: PLC0415
 
         if message.action == "add":
             self.notify(Summary(message.subject, message.result).text(), title="Candidate added",
@@ -285,8 +286,8 @@ def _choose(ws, spec: str, reason: str) -> None:
 
 def _inspect(ws, spec: str) -> dict:
     from weightgate.core.weights.candidates import metadata_summary  # noqa: PLC0415
+    from weightgate.core.weights.metadata import fetch_metadata  # noqa: PLC0415
     from weightgate.core.weights.metadata_cache import save_metadata  # noqa: PLC0415
-    from weightgate.core.weights.sources import fetch_metadata  # noqa: PLC0415
 
     summary = metadata_summary(fetch_metadata(spec).to_dict())
     save_metadata(ws, spec, summary)

@@ -49,7 +49,7 @@ class DeploymentScreen(PhaseScreen):
     """
 
     def compose_panels(self) -> ComposeResult:
-        from weightgate.tui.widgets.versions_panel import VersionsTable  # noqa: PLC0415
+        from weightgate.screens.deployment.versions_panel import VersionsTable  # noqa: PLC0415
 
         yield VersionsTable(id="versions")
         yield Static("", id="release-detail")
@@ -79,7 +79,7 @@ class DeploymentScreen(PhaseScreen):
         self._reading = True
 
         def read() -> None:
-            from weightgate.tui.widgets.versions_panel import VersionsView, read_versions  # noqa: PLC0415
+            from weightgate.core.release.views import VersionsView, read_versions  # noqa: PLC0415
 
             try:
                 view = read_versions(workspace)
@@ -103,7 +103,7 @@ class DeploymentScreen(PhaseScreen):
     def _show_detail(self) -> None:
         from textual.content import Content  # noqa: PLC0415
 
-        from weightgate.tui.widgets.versions_panel import detail_text  # noqa: PLC0415
+        from weightgate.screens.deployment.versions_panel import detail_text  # noqa: PLC0415
 
         try:
             detail = self.query_one("#release-detail", Static)

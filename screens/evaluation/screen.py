@@ -48,7 +48,7 @@ class EvaluationScreen(PhaseScreen):
     STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "eval", "baseline", "mark", "compare")
 
     def compose_panels(self) -> ComposeResult:
-        from weightgate.tui.widgets.runs_table import RunsTable  # noqa: PLC0415
+        from weightgate.screens.evaluation.runs_table import RunsTable  # noqa: PLC0415
 
         yield FactsPanel("Eval sets", EVAL_SETS, source="evals/task.jsonl · evals/general.jsonl", id="eval-sets")
         yield RunsTable(id="runs")
@@ -76,7 +76,7 @@ class EvaluationScreen(PhaseScreen):
         self.run_worker(lambda: self._read(workspace), thread=True, group="eval-runs", exit_on_error=False)
 
     def _read(self, workspace) -> None:
-        from weightgate.tui.widgets.runs_table import run_rows  # noqa: PLC0415
+        from weightgate.core.evaluation.views import run_rows  # noqa: PLC0415
 
         try:
             self.post_message(RunsRead(run_rows(workspace)))
@@ -92,7 +92,7 @@ class EvaluationScreen(PhaseScreen):
 
     def _show_rows(self) -> None:
         """The runs, with a live row for each eval job still running."""
-        from weightgate.tui.widgets.runs_table import RunRow  # noqa: PLC0415
+        from weightgate.core.evaluation.views import RunRow  # noqa: PLC0415
         from weightgate.tui.widgets.units import human_eta  # noqa: PLC0415
 
         live = []

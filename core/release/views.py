@@ -1,0 +1,40 @@
+"""What the Deployment screen shows: the registry's versions with their aliases, relation and
+scores, each checked by size and mtime against its last full verification, and the history of
+alias moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.fingerprints import plain
+from weightgate.core.release.registry import VersionRef, release_decision
+from weightgate.core.release.verify import quick_state
+from weightgate.core.release.versions import list_release_versions
+
+
+@dataclass
+class VersionsView:
+    name: str = ""
+    versions: list[dict] = field(default_factory=list)     # core.release.versions rows + "checksum": (state, detail)
+    history: list[dict] = field(default_factory=list)
+    release: str | None = None                              # [decisions] release
+    error: str | None = None
+
+
+def read_versions(ws) -> VersionsView:
+    try:
+        listing = list_release_versions(ws)
+    except InputError as exc:
+        return VersionsView(error=exc.message + (f" ({exc.hint})" if exc.hint else ""))
+
+    for row in listing["versions"]:
+        if "error" in row:
+            row["checksum"] = ("fail", row["error"])
+            continue
+        state, detail, _ = quick_state(ws, VersionRef(listing["name"], row["version"], Path(row["path"])))
+        row["checksum"] = (state, detail)
+    return VersionsView(listing["name"], listing["versions"], listing["history"],
+                        release_decision(plain(ws.config())) or None)
