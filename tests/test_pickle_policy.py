@@ -78,6 +78,10 @@ class FakeCtx:
     def __init__(self, ws, params):
         self.workspace, self.params = ws.root, params
         self.logs, self.artifacts = [], []
+        self.ws = ws
+
+    def open_workspace(self):
+        return self.ws
 
     def log(self, message, level="info"):
         self.logs.append(message)

@@ -439,7 +439,7 @@ def test_shipped_directories_load_with_plain_transformers_and_peft(env):
 
 
 def test_a_crash_mid_ship_leaves_no_version_and_a_token_is_never_shipped(env, monkeypatch):
-    import weightgate.core.release.card
+    import weightgate.core.release.ship
     from weightgate.core.release.ship import ShipRefused, ship
 
     ws = env["ws"]
@@ -452,7 +452,7 @@ def test_a_crash_mid_ship_leaves_no_version_and_a_token_is_never_shipped(env, mo
 
     # A different training table makes the content new, so the ship would create v3.
     ws.update_config(lambda doc: doc.__setitem__("training", {"r": 4, "seed": 7}))
-    monkeypatch.setattr(weightgate.core.release.card, "card_text", crash)
+    monkeypatch.setattr(weightgate.core.release.ship, "card_text", crash)   # where ship looks it up
     with pytest.raises(RuntimeError):
         ship(ws, latency=False)
     monkeypatch.undo()

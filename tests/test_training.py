@@ -334,7 +334,7 @@ def test_worker_binds_its_gpu_and_nccl_and_keeps_gloo_on_the_cpu(tmp_path, monke
 
         return Outcome("finished", 1, 1, 0.5, None, "ok")
 
-    monkeypatch.setattr(session, "execute", fake_execute)
+    monkeypatch.setattr(worker, "execute", fake_execute)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")

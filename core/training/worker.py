@@ -30,7 +30,6 @@ def main(argv: list[str]) -> int:
     import torch  # lazy: torch only where it runs, never at import
     import torch.distributed as dist  # lazy: torch only where it runs, never at import
 
-
     ws_root, run_dir, job_dir, resume, throttle_s = argv
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
