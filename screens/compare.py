@@ -137,7 +137,7 @@ class CompareScreen(WorkspaceScreen):
             select.value = value if value is not None else Select.NULL
         if len(runs) < 2 or a is None or b is None:
             self.comparison = None
-            self.summary.show(None, "Compare needs two eval runs: run `weightgate eval` (again after a change)."
+            self.summary.show(None, "Compare needs two eval runs: run `weightgate eval run` (again after a change)."
                               if len(runs) < 2 else "Pick run A and run B above.")
             self.table.show([])
             return

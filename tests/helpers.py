@@ -48,7 +48,7 @@ def phase1_ready(root: Path) -> Workspace:
 
 
 def add_candidate(ws: Workspace, spec: str, parameters: int, licence: str = "apache-2.0") -> None:
-    """A shortlisted candidate with cached metadata, as `weightgate add` leaves it."""
+    """A shortlisted candidate with cached metadata, as `weightgate weights add` leaves it."""
     import tomlkit
 
     from weightgate.core.weights.metadata_cache import save_metadata
@@ -66,7 +66,7 @@ def add_candidate(ws: Workspace, spec: str, parameters: int, licence: str = "apa
 
 
 def record_benchmark(ws: Workspace, spec: str, **row) -> None:
-    """A benchmark report as `weightgate benchmark` leaves it, with one row for `spec` (for
+    """A benchmark report as `weightgate eval benchmark` leaves it, with one row for `spec` (for
     tests of the gates and the UI; the benchmark itself is tested in tests/test_benchmark.py)."""
     from weightgate.core.engine.fingerprints import Fingerprints
     from weightgate.core.evaluation.benchmark import BENCHMARK_INPUTS

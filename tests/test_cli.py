@@ -96,7 +96,7 @@ def test_unknown_command_is_usage_error(tmp_path):
 def test_job_from_a_killed_spawner_finishes_and_attach_replays_in_order(tmp_path):
     ws = init_workspace(tmp_path)
     env = dict(os.environ)
-    spawner = subprocess.Popen([sys.executable, "-m", "weightgate", "-w", str(ws.root), "selftest",
+    spawner = subprocess.Popen([sys.executable, "-m", "weightgate", "-w", str(ws.root), "jobs", "selftest",
                                 "--seconds", "2", "--interval", "0.1", "--json"],
                                env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
     job = json.loads(spawner.stdout.readline())["job"]
@@ -114,7 +114,7 @@ def test_job_from_a_killed_spawner_finishes_and_attach_replays_in_order(tmp_path
 
 def test_cancel_from_cli(tmp_path):
     ws = init_workspace(tmp_path)
-    job = json.loads(wg("-w", ws.root, "selftest", "--seconds", "60", "--json").stdout)["job"]
+    job = json.loads(wg("-w", ws.root, "jobs", "selftest", "--seconds", "60", "--json").stdout)["job"]
     deadline = time.time() + 20
     while time.time() < deadline:
         if (ws.jobs_dir / job / "events.jsonl").exists():
@@ -167,11 +167,12 @@ def test_workspace_option_before_or_after_any_command(tmp_path):
         assert after.returncode == 0, (args, after.stderr)
         assert json.loads(after.stdout)["workspace"] == str(ws.root)
     # Commands of the sub-apps too: each reaches the workspace (and says what it lacks there).
-    for args in (("data", "check"), ("tune", "gate"), ("evalset", "check"), ("train", "runs"), ("jobs",)):
+    for args in (("data", "check"), ("train", "gate"), ("eval", "check"), ("train", "runs"), ("jobs",),
+                 ("release", "versions"), ("weights", "verify"), ("memory", "fit")):
         out = wg(*args, "-w", ws.root, "--json", cwd=elsewhere)
         assert "No such option" not in out.stderr, (args, out.stderr)
         assert str(elsewhere) not in out.stdout + out.stderr, (args, out.stdout, out.stderr)
-    out = wg("evalset", "check", "-w", ws.root, cwd=elsewhere)
+    out = wg("eval", "check", "-w", ws.root, cwd=elsewhere)
     assert out.returncode == 0 and str(ws.root / "evals" / "task.jsonl") in out.stdout, out.stderr
     out = wg("attest", "select.domain_fit", "-w", ws.root, "--note", "read the card", "--json", cwd=elsewhere)
     assert out.returncode == 0 and json.loads(out.stdout)["item"] == "select.domain_fit", out.stderr
@@ -180,16 +181,16 @@ def test_workspace_option_before_or_after_any_command(tmp_path):
     assert out.returncode == 2 and "differs" in out.stderr
     assert wg("-w", ws.root, "status", "-w", str(ws.root) + "/").returncode == 0
     # Every command's help lists it.
-    assert "--workspace" in wg("tune", "gate", "--help").stdout
+    assert "--workspace" in wg("train", "gate", "--help").stdout
 
 
 def test_help_texts_keep_their_brackets():
     """Help is Rich markup: a literal [table] must be escaped, or Rich eats it."""
     env = {"COLUMNS": "200"}
-    add = wg_env(env, "add", "--help").stdout
-    assert "appends it to [[candidates]]." in add and "org/name[@revision]" in add
-    assert "Record the chosen model in [decisions]" in wg_env(env, "choose", "--help").stdout
-    assert "Default: [settings] eval_batch_size" in wg_env(env, "eval", "--help").stdout
+    add = wg_env(env, "weights", "add", "--help").stdout
+    assert "Appends it to [[candidates]] of weightgate.toml" in add and "org/name[@revision]" in add
+    assert "Record the chosen model in [decisions]" in wg_env(env, "weights", "choose", "--help").stdout
+    assert "Default: [settings] eval_batch_size" in wg_env(env, "eval", "run", "--help").stdout
 
 
 def wg_env(extra: dict, *args):
@@ -209,12 +210,12 @@ def test_evalset_check_reports_every_bad_line(tmp_path):
         '{"id": "d", "input": "x", "expected": "y"',
         '{"id": "e", "input": "x", "expected": "y", "tags": ["hard"]}',
     ]) + "\n")
-    out = wg("-w", ws.root, "evalset", "check", "--json")
+    out = wg("-w", ws.root, "eval", "check", "--json")
     assert out.returncode == 2
     data = json.loads(out.stdout)
     assert sorted(p["line"] for p in data["problems"]) == [2, 3, 4, 5]
     assert data["cases"] == 2
-    text = wg("-w", ws.root, "evalset", "check").stdout
+    text = wg("-w", ws.root, "eval", "check").stdout
     assert "task.jsonl:4: unknown scorer 'fuzzy'" in text
 
 
@@ -223,10 +224,10 @@ def test_compare_cli_regressions_first_and_fail_on_regression(tmp_path):
 
     ws = init_workspace(tmp_path)
     run_a, run_b = two_runs(ws)
-    out = wg("-w", ws.root, "compare", run_a.id, run_b.id, "--json")
+    out = wg("-w", ws.root, "eval", "compare", run_a.id, run_b.id, "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["regressions"] >= 1
-    out = wg("-w", ws.root, "compare", run_a.id, run_b.id, "--fail-on-regression")
+    out = wg("-w", ws.root, "eval", "compare", run_a.id, run_b.id, "--fail-on-regression")
     assert out.returncode == 1
     assert out.stdout.index("regress") < out.stdout.index("improve")

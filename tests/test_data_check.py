@@ -148,7 +148,7 @@ def test_every_planted_problem_is_found_with_its_line(crafted, tiny_model_dir):
     assert report.tags["skewed"] and report.tags["most"] == "common" and report.tags["least"] == "edge"
     # What `weightgate data check` prints: each finding at its line.
     from weightgate.core.training.checks import decide
-    from weightgate.tui.cli_data import render_data_report
+    from weightgate.tui.cli.data import render_data_report
 
     text = render_data_report(report, None, {k: v[0] for k, v in decide(report, None).items()}, False)
     assert f"= line {where['chat']} (first)" in text and f"line {where['near_dup']} (" in text

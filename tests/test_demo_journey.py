@@ -79,7 +79,7 @@ def test_headless_journey_stops_when_the_gate_rejects_the_adapter(tmp_path: Path
     with pytest.raises(JourneyStopped) as stopped:
         run_demo_journey(tmp_path / "demo", say=said.append, model=model)
     assert "the gate rejected the adapter, so nothing is shipped" in stopped.value.message
-    assert "weightgate compare" in (stopped.value.hint or "")
+    assert "weightgate eval compare" in (stopped.value.hint or "")
     assert any(line.startswith("  ✓ gate: rejected") for line in said)
     ws = Workspace((tmp_path / "demo").resolve())
     assert not ws.registry_dir.exists() or not any(ws.registry_dir.iterdir())

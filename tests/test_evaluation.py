@@ -206,7 +206,7 @@ def test_bad_eval_set_is_refused_with_line_numbers(tmp_path, tiny_model_dir):
         assert f"{path}:{line}: {words}" in text
     # The CLI says the same with exit code 2, before any job starts.
     env = dict(os.environ)
-    out = subprocess.run([sys.executable, "-m", "weightgate", "-w", str(ws.root), "eval"], env=env,
+    out = subprocess.run([sys.executable, "-m", "weightgate", "-w", str(ws.root), "eval", "run"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and f"{path}:5: bad regex" in out.stderr
     assert not list(ws.jobs_dir.iterdir())
@@ -367,17 +367,17 @@ def wg(*args, timeout=120):
 
 def test_cli_eval_runs_baseline_rescore(tmp_path, tiny_model_dir):
     ws = tiny_workspace(tmp_path / "ws", tiny_model_dir)
-    out = wg("-w", ws.root, "eval", "--limit", "5", "--batch-size", "5", "--attach", "--json")
+    out = wg("-w", ws.root, "eval", "run", "--limit", "5", "--batch-size", "5", "--attach", "--json")
     assert out.returncode == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines()]
     assert [e["payload"]["done"] for e in events if e["kind"] == "progress"] == [5]
     run_id = events[-1]["payload"]["data"]["run"]
-    listed = json.loads(wg("-w", ws.root, "runs", "--json").stdout)
+    listed = json.loads(wg("-w", ws.root, "eval", "runs", "--json").stdout)
     assert [r["id"] for r in listed] == [run_id] and listed[0]["summary"]["cases"] == 5
     assert not listed[0]["baseline"]   # a --limit run is never the baseline
-    refused = wg("-w", ws.root, "baseline", run_id[:-3])
+    refused = wg("-w", ws.root, "eval", "baseline", run_id[:-3])
     assert refused.returncode == 2 and "covers only the first 5 cases" in refused.stderr
-    rescored = wg("-w", ws.root, "rescore", run_id, "--json")
+    rescored = wg("-w", ws.root, "eval", "rescore", run_id, "--json")
     assert rescored.returncode == 0, rescored.stderr
     assert json.loads(rescored.stdout)["from"] == run_id
-    assert wg("-w", ws.root, "rescore", "nope").returncode == 2
+    assert wg("-w", ws.root, "eval", "rescore", "nope").returncode == 2

@@ -499,7 +499,7 @@ def test_fit_help_shows_toml_table_names():
     for command, needles in (("fit", ("[decisions] precision", "[requirements] context_length",
                                       "[requirements] batch_size", "[decisions] training_precision")),
                              ("quant-check", ("[settings] quant_tolerance",))):
-        done = subprocess.run([sys.executable, "-m", "weightgate", command, "--help"], cwd=ROOT, env=env,
+        done = subprocess.run([sys.executable, "-m", "weightgate", "memory", command, "--help"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         text = " ".join(done.stdout.replace("│", " ").split())
@@ -510,7 +510,7 @@ def test_fit_help_shows_toml_table_names():
 
 def test_estimate_cli_lists_every_precision(tmp_path, tiny_model_dir):
     env = dict(__import__("os").environ)
-    done = subprocess.run([sys.executable, "-m", "weightgate", "estimate", str(tiny_model_dir), "--device", "cpu",
+    done = subprocess.run([sys.executable, "-m", "weightgate", "memory", "estimate", str(tiny_model_dir), "--device", "cpu",
                            "--budget-gib", "1", "--context", "256", "--train", "lora", "--json"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -519,7 +519,7 @@ def test_estimate_cli_lists_every_precision(tmp_path, tiny_model_dir):
     assert [c["precision"] for c in data["choice"]["considered"]] == list(memory.PRECISIONS)
     assert [e["precision"] for e in data["training"]] == ["fp32", "bf16", "fp16", "int8"]
     assert data["training_choice"]["method"] == "lora"
-    text = subprocess.run([sys.executable, "-m", "weightgate", "estimate", str(tiny_model_dir), "--device", "cpu",
+    text = subprocess.run([sys.executable, "-m", "weightgate", "memory", "estimate", str(tiny_model_dir), "--device", "cpu",
                            "--budget-gib", "1", "--context", "256"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120).stdout
     for precision in memory.PRECISIONS:

@@ -64,11 +64,11 @@ def test_shortlist_smallest_first(tmp_path):
 
 def test_local_model_add_fetch_verify_then_tamper(tmp_path, local_model):
     ws = init_workspace(tmp_path / "w")
-    out = wg("-w", ws.root, "add", local_model, "--json")
+    out = wg("-w", ws.root, "weights", "add", local_model, "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["parameter_count"] > 100_000
-    assert wg("-w", ws.root, "choose", local_model, "--reason", "the only candidate").returncode == 0
-    out = wg("-w", ws.root, "fetch", "--json")
+    assert wg("-w", ws.root, "weights", "choose", local_model, "--reason", "the only candidate").returncode == 0
+    out = wg("-w", ws.root, "weights", "fetch", "--json")
     assert out.returncode == 0, out.stderr
     state = items(ws.root)
     for item_id in ("verify.safetensors", "verify.checksum", "verify.headers", "verify.pickle",
@@ -80,7 +80,7 @@ def test_local_model_add_fetch_verify_then_tamper(tmp_path, local_model):
     weights = local_model / "model.safetensors"
     os.utime(weights, (1, 1))
     assert items(ws.root)["verify.checksum"]["status"] == "stale"
-    out = wg("-w", ws.root, "verify")
+    out = wg("-w", ws.root, "weights", "verify")
     assert out.returncode == 0, out.stdout + out.stderr
     assert items(ws.root)["verify.checksum"]["status"] == "pass"
 
@@ -88,7 +88,7 @@ def test_local_model_add_fetch_verify_then_tamper(tmp_path, local_model):
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     weights.write_bytes(bytes(data))
-    out = wg("-w", ws.root, "verify", "--json")
+    out = wg("-w", ws.root, "weights", "verify", "--json")
     assert out.returncode == 1
     report = json.loads(out.stdout)
     assert [f["path"] for f in report["files"] if f["status"] == "mismatch"] == ["model.safetensors"]
@@ -99,7 +99,7 @@ def test_local_model_add_fetch_verify_then_tamper(tmp_path, local_model):
 def test_non_commercial_licence_fails_for_commercial_use(tmp_path, local_model):
     (local_model / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n")
     ws = init_workspace(tmp_path / "w")
-    assert wg("-w", ws.root, "fetch", local_model).returncode == 0
+    assert wg("-w", ws.root, "weights", "fetch", local_model).returncode == 0
     state = items(ws.root)["verify.license"]
     assert state["status"] == "fail" and "commercial" in state["detail"]
 
@@ -108,11 +108,11 @@ def test_hub_fetch_job_locks_and_records_evidence(tmp_path, hub):
     repo = "org/tiny-llama"
     sha = hub.commit(repo, llama_repo_files())
     ws = init_workspace(tmp_path / "w")
-    out = wg("-w", ws.root, "add", repo, "--json")
+    out = wg("-w", ws.root, "weights", "add", repo, "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["commit"] == sha
-    assert wg("-w", ws.root, "choose", repo, "--reason", "smallest").returncode == 0
-    out = wg("-w", ws.root, "fetch", "--attach", "--json", timeout=180)
+    assert wg("-w", ws.root, "weights", "choose", repo, "--reason", "smallest").returncode == 0
+    out = wg("-w", ws.root, "weights", "fetch", "--attach", "--json", timeout=180)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert events[-1]["kind"] == "result" and events[-1]["payload"]["data"]["commit"] == sha
@@ -133,12 +133,12 @@ def test_remote_code_needs_trust_at_the_locked_commit(tmp_path, hub):
     files["modeling_x.py"] = b"class X: pass\n"
     sha = hub.commit(repo, files)
     ws = init_workspace(tmp_path / "w")
-    out = wg("-w", ws.root, "fetch", repo, "--attach", timeout=180)
+    out = wg("-w", ws.root, "weights", "fetch", repo, "--attach", timeout=180)
     assert out.returncode == 1   # refused without consent
     assert not ws.lock_path.exists()
-    assert wg("-w", ws.root, "trust", "remote-code", f"{repo}@main", "--note", "x").returncode == 2
-    assert wg("-w", ws.root, "trust", "remote-code", f"{repo}@{sha}", "--note", "read modeling_x.py").returncode == 0
-    out = wg("-w", ws.root, "fetch", repo, "--attach", timeout=180)
+    assert wg("-w", ws.root, "weights", "trust", "remote-code", f"{repo}@main", "--note", "x").returncode == 2
+    assert wg("-w", ws.root, "weights", "trust", "remote-code", f"{repo}@{sha}", "--note", "read modeling_x.py").returncode == 0
+    out = wg("-w", ws.root, "weights", "fetch", repo, "--attach", timeout=180)
     assert out.returncode == 0, out.stdout[-2000:]
     state = items(ws.root)["verify.remote_code"]
     assert state["status"] == "pass" and sha[:12] in state["detail"]
@@ -208,7 +208,7 @@ def test_no_derivatives_licence_passes_phase_2_for_commercial_inference(tmp_path
         doc["requirements"]["intended_use"]["commercial"] = True
         doc["requirements"]["intended_use"]["distribution"] = False
     ws.update_config(commercial)
-    assert wg("-w", ws.root, "fetch", local_model).returncode == 0
+    assert wg("-w", ws.root, "weights", "fetch", local_model).returncode == 0
     state = items(ws.root)["verify.license"]
     assert state["status"] == "pass", state["detail"]
     assert "no derivatives" in state["detail"]
@@ -219,7 +219,7 @@ def test_local_remote_code_says_it_cannot_be_trusted_at_a_commit(tmp_path, local
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_x.X"}
     (local_model / "config.json").write_text(json.dumps(config))
     ws = init_workspace(tmp_path / "w")
-    assert wg("-w", ws.root, "fetch", local_model).returncode == 0
+    assert wg("-w", ws.root, "weights", "fetch", local_model).returncode == 0
     state = items(ws.root)["verify.remote_code"]
     assert state["status"] == "fail"
     detail = state["detail"]
@@ -227,7 +227,7 @@ def test_local_remote_code_says_it_cannot_be_trusted_at_a_commit(tmp_path, local
     assert "remove the auto_map" in detail and "*.py" in detail and "hub repo at a pinned commit" in detail
     assert f"trust remote-code {local_model}@" not in detail and "@ " not in detail
     # The hub advice it gives is a command that works for a hub repo at a commit.
-    assert "weightgate trust remote-code org/name@<commit>" in detail
+    assert "weightgate weights trust remote-code org/name@<commit>" in detail
 
 
 # --- pickle-only models: trusted is not enough, the safetensors twin is what loads ----------------
@@ -244,35 +244,13 @@ def _pickle_only(model_dir: Path) -> dict:
     return state
 
 
-def _convert_cli():
-    """`weightgate convert` as tui/cli.py registers it (add_convert_commands), on a throwaway app
-    with the same workspace option and error handling."""
-    import typer
-
-    from weightgate.core.engine.workspace import open_workspace
-    from weightgate.tui.cli_convert import add_convert_commands
-
-    app = typer.Typer()
-    state = {}
-
-    @app.callback()
-    def root(workspace_dir: Path = typer.Option(None, "-w")):
-        state["ws"] = workspace_dir
-
-    def fail(exc, as_json):
-        if as_json:
-            print(json.dumps(exc.to_dict() if hasattr(exc, "to_dict") else {"error": str(exc)}))
-        print(f"weightgate: {exc}", file=sys.stderr)
-        raise typer.Exit(exc.exit_code)
-
-    add_convert_commands(app, lambda as_json=False: open_workspace(state["ws"]), fail)
-    return app
-
-
 def convert(ws_root, *args):
+    """`weightgate weights convert`, in process (the real app: its workspace option and errors)."""
     from typer.testing import CliRunner
 
-    return CliRunner().invoke(_convert_cli(), ["-w", str(ws_root), "convert", *map(str, args)])
+    from weightgate.tui.cli import build_app
+
+    return CliRunner().invoke(build_app(), ["-w", str(ws_root), "weights", "convert", *map(str, args)])
 
 
 def test_trusted_pickle_only_model_passes_only_once_its_safetensors_twin_is_locked(tmp_path, local_model):
@@ -284,7 +262,7 @@ def test_trusted_pickle_only_model_passes_only_once_its_safetensors_twin_is_lock
     pickle_path = local_model / "pytorch_model.bin"
     sha = hashlib.sha256(pickle_path.read_bytes()).hexdigest()
     ws = init_workspace(tmp_path / "w")
-    assert wg("-w", ws.root, "fetch", local_model).returncode == 0
+    assert wg("-w", ws.root, "weights", "fetch", local_model).returncode == 0
     assert "pytorch_model.bin" in ws.lock_path.read_text()
     state = items(ws.root)
     assert state["verify.safetensors"]["status"] == "fail"
@@ -293,15 +271,15 @@ def test_trusted_pickle_only_model_passes_only_once_its_safetensors_twin_is_lock
     # Refused before any job: not trusted. The hint is the exact trust command.
     out = convert(ws.root, "pytorch_model.bin")
     assert out.exit_code == 2, out.output
-    assert f"weightgate trust pickle {pickle_path} --sha256 {sha}" in out.output
+    assert f"weightgate weights trust pickle {pickle_path} --sha256 {sha}" in out.output
     assert not ws.jobs_dir.exists() or not list(ws.jobs_dir.iterdir())   # no job was started
     assert not (local_model / "model.safetensors").exists()
 
-    assert wg("-w", ws.root, "trust", "pickle", pickle_path, "--sha256", sha, "--note", "our own export").returncode == 0
+    assert wg("-w", ws.root, "weights", "trust", "pickle", pickle_path, "--sha256", sha, "--note", "our own export").returncode == 0
     # Trusted, but the weights later phases would load are still pickle: not a pass.
     state = items(ws.root)
     assert state["verify.safetensors"]["status"] == "fail", state["verify.safetensors"]["detail"]
-    assert "weightgate convert pytorch_model.bin" in state["verify.safetensors"]["detail"]
+    assert "weightgate weights convert pytorch_model.bin" in state["verify.safetensors"]["detail"]
     assert state["verify.pickle"]["status"] == "pass"
 
     out = convert(ws.root, "pytorch_model.bin", "--json")
@@ -353,7 +331,7 @@ def test_a_twin_not_converted_from_the_locked_pickle_does_not_count(tmp_path, lo
     _pickle_only(local_model)
     pickle_path = local_model / "pytorch_model.bin"
     ws = init_workspace(tmp_path / "w")
-    assert wg("-w", ws.root, "fetch", local_model).returncode == 0
+    assert wg("-w", ws.root, "weights", "fetch", local_model).returncode == 0
     trust_pickle(ws, pickle_path, hashlib.sha256(pickle_path.read_bytes()).hexdigest(), "ours")
     # Someone drops in a model.safetensors of other origin and locks it by hand.
     twin = local_model / "model.safetensors"
@@ -366,15 +344,8 @@ def test_a_twin_not_converted_from_the_locked_pickle_does_not_count(tmp_path, lo
     assert status.status == "fail" and "not converted from the locked bytes of pytorch_model.bin" in status.detail
 
 
-def _registered(name: str) -> bool:
-    from weightgate.tui.cli import build_app
-
-    return any((c.name or c.callback.__name__) == name for c in build_app().registered_commands)
-
-
-@pytest.mark.skipif(not _registered("convert"), reason="`weightgate convert` is not registered in tui/cli.py yet")
 def test_convert_is_a_weightgate_command():
-    out = wg("convert", "--help")
+    out = wg("weights", "convert", "--help")
     assert out.returncode == 0 and "--json" in out.stdout and "trusted" in out.stdout
 
 
@@ -388,7 +359,7 @@ def test_hub_pickle_only_model_converted_into_the_cache_snapshot(tmp_path, hub, 
     repo = "org/pickled"
     sha = hub.commit(repo, files)
     ws = init_workspace(tmp_path / "w")
-    out = wg("-w", ws.root, "fetch", repo, "--attach", timeout=180)
+    out = wg("-w", ws.root, "weights", "fetch", repo, "--attach", timeout=180)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
     from weightgate.core.engine.lock import read_lock, snapshot_dir
 
@@ -397,7 +368,7 @@ def test_hub_pickle_only_model_converted_into_the_cache_snapshot(tmp_path, hub, 
     snapshot = snapshot_dir(ws, lock)
     assert snapshot.name == sha and (snapshot / "pytorch_model.bin").is_symlink()
     digest = hashlib.sha256(files["pytorch_model.bin"]).hexdigest()
-    assert wg("-w", ws.root, "trust", "pickle", snapshot / "pytorch_model.bin", "--sha256", digest,
+    assert wg("-w", ws.root, "weights", "trust", "pickle", snapshot / "pytorch_model.bin", "--sha256", digest,
               "--note", "reviewed").returncode == 0
     assert items(ws.root)["verify.safetensors"]["status"] == "fail"
     out = convert(ws.root, "pytorch_model.bin", "--json")
@@ -409,7 +380,7 @@ def test_hub_pickle_only_model_converted_into_the_cache_snapshot(tmp_path, hub, 
         assert state[item_id]["status"] == "pass", (item_id, state[item_id]["detail"])
 
     # Fetching again (same commit, same pickle bytes) keeps the twin in the lock.
-    out = wg("-w", ws.root, "fetch", repo, "--attach", timeout=180)
+    out = wg("-w", ws.root, "weights", "fetch", repo, "--attach", timeout=180)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
     assert read_lock(ws).file("model.safetensors") is not None
     assert items(ws.root)["verify.safetensors"]["status"] == "pass"
@@ -433,10 +404,10 @@ def test_sharded_pickle_model_gets_its_index_with_the_last_shard(tmp_path, local
     (local_model / "pytorch_model.bin.index.json").write_text(json.dumps(
         {"metadata": {"total_size": 0}, "weight_map": {k: s for s, keys in shards.items() for k in keys}}))
     ws = init_workspace(tmp_path / "w")
-    assert wg("-w", ws.root, "fetch", local_model).returncode == 0
+    assert wg("-w", ws.root, "weights", "fetch", local_model).returncode == 0
     for shard in shards:
         path = local_model / shard
-        assert wg("-w", ws.root, "trust", "pickle", path, "--sha256", hashlib.sha256(path.read_bytes()).hexdigest(),
+        assert wg("-w", ws.root, "weights", "trust", "pickle", path, "--sha256", hashlib.sha256(path.read_bytes()).hexdigest(),
                   "--note", "ours").returncode == 0
     out = convert(ws.root, "pytorch_model-00001-of-00002.bin", "--json")
     assert out.exit_code == 0, out.output

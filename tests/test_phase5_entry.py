@@ -64,7 +64,7 @@ def test_prompting_first_needs_a_few_shot_run_beside_the_baseline(tmp_path, tiny
     baseline = run_eval(ws, "task", batch_size=8)
     assert baseline["baseline"]["finetuning_needed"] is True        # 0.25 < 0.9: phase 5 is in play
     status = compute_report(ws).item("tune.prompting_first")
-    assert status.status == "todo" and "weightgate tune fewshot" in status.detail
+    assert status.status == "todo" and "weightgate train fewshot" in status.detail
     outcome = run_fewshot(ws, shots=2, device="cpu")
     run = read_run(ws, outcome["run"])
     zero = read_run(ws, baseline["run"])
@@ -107,8 +107,8 @@ def test_cli_tune_commands_refuse_bad_input_before_starting_a_job(tmp_path, tiny
         return subprocess.run([sys.executable, "-m", "weightgate", "-w", str(ws.root), *args], cwd=root,
                               capture_output=True, text=True, timeout=60)
 
-    out = wg("tune", "gate", "--json")
+    out = wg("train", "gate", "--json")
     assert out.returncode == 2 and json.loads(out.stdout)["error"] == "no trained adapter yet"
-    out = wg("tune", "fewshot", "--json")
+    out = wg("train", "fewshot", "--json")
     assert out.returncode == 2 and json.loads(out.stdout)["error"] == "training data file not found"
     assert not any(ws.jobs_dir.iterdir())      # refused before any job started

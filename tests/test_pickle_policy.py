@@ -115,7 +115,7 @@ def test_untrusted_pickle_is_refused_with_the_exact_command(ws):
         check_pickle_allowed(ws, path)
     error = caught.value
     assert isinstance(error, InputError) and error.reason == UNTRUSTED and error.path == path
-    assert f"weightgate trust pickle ckpt/pytorch_model.bin --sha256 {_sha(path)} --note" in error.hint
+    assert f"weightgate weights trust pickle ckpt/pytorch_model.bin --sha256 {_sha(path)} --note" in error.hint
 
 
 def test_trust_records_sha_and_note_and_keeps_comments(ws):
@@ -182,7 +182,7 @@ AUTO_MAP = {"model_type": "x", "auto_map": {"AutoModelForCausalLM": "modeling_x.
 def test_remote_code_refused_without_consent(ws):
     with pytest.raises(RemoteCodeRefused) as caught:
         check_remote_code(ws, "org/model", COMMIT_A, AUTO_MAP)
-    assert "weightgate trust remote-code org/model@" + COMMIT_A in caught.value.hint
+    assert "weightgate weights trust remote-code org/model@" + COMMIT_A in caught.value.hint
     with pytest.raises(RemoteCodeRefused):
         check_remote_code(ws, "org/model", COMMIT_A, {"model_type": "x"}, files=["config.json", "modeling_x.py"])
     nested = {"text_config": {"auto_map": {"AutoConfig": "c.C"}}}

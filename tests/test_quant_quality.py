@@ -103,29 +103,29 @@ def wg(*args, timeout=300):
 
 
 def test_cli_estimate_fit_and_quant_check(tmp_path, tiny_model_dir):
-    estimate = wg("estimate", str(tiny_model_dir), "--context", "256", "--batch", "2", "--train", "lora",
+    estimate = wg("memory", "estimate", str(tiny_model_dir), "--context", "256", "--batch", "2", "--train", "lora",
                   "--budget-gib", "1", "--json")
     assert estimate.returncode == 0, estimate.stderr
     data = json.loads(estimate.stdout)
     assert data["choice"]["precision"] == "fp32" and [e["precision"] for e in data["inference"]][:2] == ["fp32", "bf16"]
     assert data["training"] and data["context"] == 256
-    bad = wg("estimate", str(tiny_model_dir), "--train", "full")
+    bad = wg("memory", "estimate", str(tiny_model_dir), "--train", "full")
     assert bad.returncode == 2 and "lora or qlora" in bad.stderr
 
     ws = tiny_workspace(tmp_path / "ws", tiny_model_dir)
-    no_precision = wg("-w", str(ws.root), "quant-check", "--json")
-    assert no_precision.returncode == 2 and "weightgate fit" in no_precision.stderr
+    no_precision = wg("-w", str(ws.root), "memory", "quant-check", "--json")
+    assert no_precision.returncode == 2 and "weightgate memory fit" in no_precision.stderr
 
     def budget(doc):
         doc["requirements"]["ceilings"]["memory_budget_gib"] = 4
     ws.update_config(budget)
-    fit = wg("-w", str(ws.root), "fit", "--json")
+    fit = wg("-w", str(ws.root), "memory", "fit", "--json")
     assert fit.returncode == 0, fit.stderr
     assert json.loads(fit.stdout)["precision"] == "fp32"
     assert 'precision = "fp32"' in ws.config_path.read_text()
-    text = wg("-w", str(ws.root), "fit", "nf4")
+    text = wg("-w", str(ws.root), "memory", "fit", "nf4")
     assert text.returncode == 1 and "fp32 fits too" in text.stdout   # quantizing further than needed fails the item
-    check = wg("-w", str(ws.root), "quant-check", "--attach")
+    check = wg("-w", str(ws.root), "memory", "quant-check", "--attach")
     assert check.returncode in (0, 1), check.stderr
-    assert "compare them: weightgate compare" in check.stdout
+    assert "compare them: weightgate eval compare" in check.stdout
     assert latest_by_item(read_evidence(ws))["memory.quant_quality"].values["chosen"] == "nf4"

@@ -246,7 +246,7 @@ def test_ship_adapter_separately_moves_aliases_and_history(env):
 
     ws = env["ws"]
     # Through the CLI: a real ship job, followed to the end.
-    out = wg("-w", ws.root, "ship", "--no-merge", "--json", timeout=240)
+    out = wg("-w", ws.root, "release", "ship", "--no-merge", "--json", timeout=240)
     assert out.returncode == 0, out.stderr + out.stdout
     result = json.loads(out.stdout)
     assert result["ok"] and result["version"] == "v2" and result["relation"] == "adapter"
@@ -280,7 +280,7 @@ def test_verify_release_and_canary_name_a_flipped_byte(env):
     target = ref.path / "adapter_model.safetensors"
     original = flip_byte(target)
     try:
-        out = wg("-w", ws.root, "verify-release", "v2", "--json")
+        out = wg("-w", ws.root, "release", "verify", "v2", "--json")
         assert out.returncode == 1
         data = json.loads(out.stdout)
         assert data["problems"] == {"adapter_model.safetensors": "changed"}
@@ -291,7 +291,7 @@ def test_verify_release_and_canary_name_a_flipped_byte(env):
         (ref.path / "notes.txt").write_text("x")
         moved = ref.path.parent / "tokenizer.json.bak"
         (ref.path / "tokenizer.json").rename(moved)
-        out = wg("-w", ws.root, "verify-release", "v2")
+        out = wg("-w", ws.root, "release", "verify", "v2")
         assert out.returncode == 1
         assert "extra    notes.txt" in out.stdout and "missing  tokenizer.json" in out.stdout
         moved.rename(ref.path / "tokenizer.json")
@@ -301,13 +301,13 @@ def test_verify_release_and_canary_name_a_flipped_byte(env):
         new = hashlib.sha256(target.read_bytes()).hexdigest()
         old = next(line.split()[0] for line in sums.splitlines() if line.endswith("  adapter_model.safetensors"))
         (ref.path / "SHA256SUMS").write_text(sums.replace(old, new))
-        out = wg("-w", ws.root, "verify-release", "v2", "--json")
+        out = wg("-w", ws.root, "release", "verify", "v2", "--json")
         assert out.returncode == 1
         assert json.loads(out.stdout)["problems"] == {"adapter_model.safetensors": "sums_disagree_with_manifest"}
         (ref.path / "SHA256SUMS").write_text(sums)
     finally:
         target.write_bytes(original)
-    out = wg("-w", ws.root, "verify-release", "v2")
+    out = wg("-w", ws.root, "release", "verify", "v2")
     assert out.returncode == 0, out.stdout
     assert compute_report(ws).item("ship.checksums").status == "pass"
 
@@ -335,7 +335,7 @@ def test_canary_exits_non_zero_on_a_regression(env):
             row["expected"] = "2021-03-02"          # what passed at ship time fails now
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     try:
-        out = wg("-w", ws.root, "canary", "current", "--json", timeout=240)
+        out = wg("-w", ws.root, "release", "canary", "current", "--json", timeout=240)
         assert out.returncode == 1, out.stdout + out.stderr
         result = json.loads(out.stdout)
         assert result["regressions"] == ["c001"] and "1 regression(s)" in result["detail"]
@@ -347,7 +347,7 @@ def test_rollback_then_health_loads_the_previous_version(env):
     from weightgate.core.release.health import check_health
 
     ws = env["ws"]
-    out = wg("-w", ws.root, "rollback", "--json")
+    out = wg("-w", ws.root, "release", "rollback", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["current"] == "v1"
     ref = registry.resolve(ws, "current")
@@ -355,15 +355,15 @@ def test_rollback_then_health_loads_the_previous_version(env):
     assert registry.read_history(ws, ref.name)[-1]["reason"] == "rollback"
     assert ws.config()["decisions"]["release"] == ref.label
     # Custom aliases move too, with history; current/previous only by ship and rollback.
-    out = wg("-w", ws.root, "alias", "staging", "v2", "--json")
+    out = wg("-w", ws.root, "release", "alias", "staging", "v2", "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["staging"] == "v2"
     assert registry.resolve(ws, "staging").version == "v2"
-    assert wg("-w", ws.root, "alias", "current", "v2").returncode == 2
+    assert wg("-w", ws.root, "release", "alias", "current", "v2").returncode == 2
     assert registry.read_history(ws, ref.name)[-1]["alias"] == "staging"
     # Evidence about v2 (its canary) does not count for v1.
     assert compute_report(ws).item("ship.canary").status != "pass"
 
-    out = wg("-w", ws.root, "health", "current", "--json", timeout=180)
+    out = wg("-w", ws.root, "release", "health", "current", "--json", timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     result = json.loads(out.stdout)
     assert result["ready"] and result["version"] == ref.label
@@ -391,7 +391,7 @@ def test_rollback_then_health_loads_the_previous_version(env):
     finally:
         tokenizer.write_bytes(original)
     # Bad input: exit 2.
-    out = wg("-w", ws.root, "health", "v9")
+    out = wg("-w", ws.root, "release", "health", "v9")
     assert out.returncode == 2 and "no version v9" in out.stderr
 
 
@@ -427,7 +427,7 @@ def test_shipped_directories_load_with_plain_transformers_and_peft(env):
     quantized = serve_commands(manifest, merged.path, ws.root)
     assert "--quantization bitsandbytes" in quantized["vllm"] and "--max-model-len 2048" in quantized["vllm"]
     assert "--quantize bitsandbytes-nf4" in quantized["tgi"] and "--max-total-tokens 2048" in quantized["tgi"]
-    out = wg("-w", ws.root, "versions", "--json")
+    out = wg("-w", ws.root, "release", "versions", "--json")
     assert out.returncode == 0, out.stderr
     listing = json.loads(out.stdout)
     assert [(v["version"], v["aliases"]) for v in listing["versions"]] == [("v1", ["current"]),

@@ -617,7 +617,7 @@ def test_cli_train_prepares_data_attaches_lists_and_refuses(tmp_path, tiny_model
     (ws.root / "data").mkdir()
     (ws.root / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     ws.update_config(lambda doc: doc.__setitem__("training", {"effective_batch": 4, "eval_every": 2}))
-    out = wg("-w", ws.root, "train", "--steps", "2", "--attach", "--json")
+    out = wg("-w", ws.root, "train", "start", "--steps", "2", "--attach", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     events = [json.loads(line) for line in out.stdout.splitlines()]
     assert events[-1]["kind"] == "result" and events[-1]["payload"]["status"] == "succeeded"
@@ -628,18 +628,18 @@ def test_cli_train_prepares_data_attaches_lists_and_refuses(tmp_path, tiny_model
     assert listed[0]["best_val_loss"] == events[-1]["payload"]["data"]["best_val_loss"]
     assert "best" in wg("-w", ws.root, "train", "runs").stdout
     assert listed[0]["device"] == "cpu" or listed[0]["device"].startswith("cuda")   # auto: recorded as chosen
-    out = wg("-w", ws.root, "train", "--resume", "--json")
+    out = wg("-w", ws.root, "train", "resume", "--json")
     assert out.returncode == 2 and "no run to resume" in json.loads(out.stdout)["error"]
-    out = wg("-w", ws.root, "train", "--device", "tpu", "--json")
+    out = wg("-w", ws.root, "train", "start", "--device", "tpu", "--json")
     assert out.returncode == 2 and "unknown device 'tpu'" in json.loads(out.stdout)["error"]
     import torch
 
     if not torch.cuda.is_available():   # an explicit cuda request is checked before a job starts
-        out = wg("-w", ws.root, "train", "--device", "cuda", "--json")
+        out = wg("-w", ws.root, "train", "start", "--device", "cuda", "--json")
         assert out.returncode == 2 and "torch sees no CUDA device" in json.loads(out.stdout)["error"]
         assert len(json.loads(wg("-w", ws.root, "train", "runs", "--json").stdout)) == 1
     text = ws.config_path.read_text()
     ws.config_path.write_text(text.replace("eval_every = 2", "eval_every = 2\nepochs = 4"))
-    out = wg("-w", ws.root, "train", "--json")
+    out = wg("-w", ws.root, "train", "start", "--json")
     line = ws.config_path.read_text().splitlines().index("epochs = 4") + 1
     assert out.returncode == 2 and json.loads(out.stdout)["line"] == line and "more than 3" in out.stderr

@@ -204,7 +204,7 @@ async def test_locked_phase_says_which_items_hold_it(ws: Workspace) -> None:
         # The locked screen still lists its own items and what each needs.
         table = app.screen.phase_view.table
         assert table.row_count == len(app.report.phase(2).items)
-        assert "weightgate fetch / weightgate verify" in app.screen.phase_view.detail.plain
+        assert "weightgate weights fetch / weightgate weights verify" in app.screen.phase_view.detail.plain
 
 
 async def test_next_phase_is_disabled_while_locked_and_enabled_once_phase_one_passes(ws: Workspace) -> None:

@@ -1,6 +1,6 @@
 """The Selection screen's Candidates panel, driven with Textual's Pilot on real workspaces.
 
-Candidates with cached metadata come from tests.helpers.add_candidate (as `weightgate add`
+Candidates with cached metadata come from tests.helpers.add_candidate (as `weightgate weights add`
 leaves them); the add / choose / fetch flow goes through the UI's own keys and dialogs with a
 tiny local model directory, so no network is needed.
 """

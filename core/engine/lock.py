@@ -69,7 +69,7 @@ def read_lock(ws: Workspace) -> ModelLock | None:
         return ModelLock(**{**model, "files": files})
     except (KeyError, TypeError) as exc:
         raise InputError(f"weightgate.lock is not in the expected form ({exc})", path=path,
-                         hint="the lock is written by weightgate; re-create it with `weightgate fetch`") from None
+                         hint="the lock is written by weightgate; re-create it with `weightgate weights fetch`") from None
 
 
 def write_lock(ws: Workspace, lock: ModelLock) -> None:
@@ -147,7 +147,7 @@ def snapshot_dir(ws: Workspace, lock: ModelLock) -> Path:
         where = Path(lock.source).expanduser()
     else:
         raise InputError("weightgate.lock does not say where the files are (model.local_dir is empty)",
-                         path=ws.lock_path, hint="run `weightgate fetch` to download and lock the model")
+                         path=ws.lock_path, hint="run `weightgate weights fetch` to download and lock the model")
     return where if where.is_absolute() else ws.root / where
 
 
@@ -159,6 +159,6 @@ def model_dir(ws: Workspace, lock: ModelLock) -> Path:
         return root / lock.load_dir
     if lock.kind == "gguf":
         raise InputError("this lock names a GGUF file but no model converted from it", path=ws.lock_path,
-                         hint="fetch it again (`weightgate fetch`): a GGUF is converted to safetensors and locked "
+                         hint="fetch it again (`weightgate weights fetch`): a GGUF is converted to safetensors and locked "
                               "with it")
     return root

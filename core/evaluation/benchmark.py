@@ -65,7 +65,7 @@ def candidate_target(ws: Workspace, spec: str, config: dict, log: Callable[[str]
                          hint="benchmark it after trusting it at a pinned commit (phase 2)")
     if source.kind == "gguf":
         raise InputError(f"{spec} is a GGUF file; benchmarking loads the safetensors model converted from it",
-                         hint="fetch it first (f, or `weightgate fetch`): it is hashed, converted once and locked")
+                         hint="fetch it first (f, or `weightgate weights fetch`): it is hashed, converted once and locked")
     if source.kind == "local":
         root = Path(source.path)
         files = sorted(p for p in root.iterdir() if p.is_file())
@@ -170,7 +170,7 @@ def run_benchmark(ws: Workspace, *, device: str | None = None, batch_size: int |
     config = plain(ws.config())
     specs = candidate_specs(config)
     if not specs:
-        raise InputError("no candidates shortlisted", path=ws.config_path, hint="weightgate add SOURCE")
+        raise InputError("no candidates shortlisted", path=ws.config_path, hint="weightgate weights add SOURCE")
     device = device or default_device()
     prints = Fingerprints(ws, config)
     fingerprints = prints.of(BENCHMARK_INPUTS)
@@ -237,18 +237,18 @@ def choice_verdict(ws: Workspace, config: dict) -> tuple[str, str, dict]:
     chosen_values = config.get("decisions") if isinstance(config.get("decisions"), dict) else {}
     chosen = chosen_values.get("model")
     if not chosen:
-        return "todo", "choose a candidate: weightgate choose SOURCE --reason \"...\"", {}
+        return "todo", "choose a candidate: weightgate weights choose SOURCE --reason \"...\"", {}
     report = latest_report(ws, "benchmark")
     if report is None:
-        return "todo", "benchmark the candidates on the eval set: weightgate benchmark", {"model": chosen}
+        return "todo", "benchmark the candidates on the eval set: weightgate eval benchmark", {"model": chosen}
     changed = [name for name, digest in (report.get("fingerprints") or {}).items()
                if Fingerprints(ws, config).get(name) != digest]
     if changed or report.get("limit"):
         why = f"{', '.join(changed)} changed since" if changed else "it covered only part of the eval set"
-        return "fail", f"the latest benchmark is stale ({why}): run weightgate benchmark again", {"model": chosen}
+        return "fail", f"the latest benchmark is stale ({why}): run weightgate eval benchmark again", {"model": chosen}
     row = next((r for r in report.get("rows", []) if r.get("source") == chosen), None)
     if row is None:
-        return "fail", f"{chosen} is not in the latest benchmark: run weightgate benchmark", {"model": chosen}
+        return "fail", f"{chosen} is not in the latest benchmark: run weightgate eval benchmark", {"model": chosen}
     failures = requirement_failures(row, config)
     values = {"model": chosen, "report": report.get("report"), "failures": failures,
               **{key: row.get(key) for key in ("score", "p95_latency_ms", "tokens_per_s", "memory_gib",

@@ -149,7 +149,7 @@ def _evalset_problems(ctx: CheckContext, evalset: EvalSet) -> CheckResult | None
     first = evalset.problems[0]
     more = f" (+{len(evalset.problems) - 1} more)" if len(evalset.problems) > 1 else ""
     return CheckResult("fail", f"{first.location()}: {first.message}{more}; "
-                               "run `weightgate evalset check` for all of them",
+                               "run `weightgate eval check` for all of them",
                        {"problems": len(evalset.problems), "cases": len(evalset.cases)})
 
 
@@ -230,7 +230,7 @@ def latest_eval_run(ws, set_name: str = "task"):
 def check_fresh(ctx: CheckContext) -> CheckResult:
     run = latest_eval_run(ctx.ws)
     if run is None:
-        return CheckResult("todo", "no complete run of the task set yet: weightgate eval")
+        return CheckResult("todo", "no complete run of the task set yet: weightgate eval run")
     try:
         # Today's identity for the run's own batch size, device and overrides.
         plan = plan_eval(ctx.ws, "task", batch_size=run.components.get("batch_size"),
@@ -246,7 +246,7 @@ def check_fresh(ctx: CheckContext) -> CheckResult:
                       if run.components.get(key) != value})
     values["changed"] = changed
     return CheckResult("fail", f"{', '.join(changed) or 'the identity'} changed since run {run.id}: "
-                               "run weightgate eval again", values)
+                               "run weightgate eval run again", values)
 
 
 def check_choice(ctx: CheckContext) -> CheckResult:
@@ -257,7 +257,7 @@ def check_choice(ctx: CheckContext) -> CheckResult:
 def check_shortlist(ctx: CheckContext) -> CheckResult:
     specs = candidate_specs(ctx.config)
     if not specs:
-        return CheckResult("todo", "add candidates, smallest first: weightgate add ORG/NAME (or a local dir)")
+        return CheckResult("todo", "add candidates, smallest first: weightgate weights add ORG/NAME (or a local dir)")
     sized, missing = [], []
     for spec in specs:
         meta = load_metadata(ctx.ws, spec)
@@ -268,7 +268,7 @@ def check_shortlist(ctx: CheckContext) -> CheckResult:
     values = {"candidates": [{"source": s, "parameters": p, "size_class": c} for s, p, c in sized]}
     if missing:
         return CheckResult("todo", "no metadata yet for " + ", ".join(missing) +
-                           ": run `weightgate inspect SOURCE --save` (reads headers, downloads no weights)",
+                           ": run `weightgate weights inspect SOURCE --save` (reads headers, downloads no weights)",
                            values)
     order = [p for _, p, _ in sized]
     if order != sorted(order):

@@ -3,7 +3,7 @@
     comparison = compare_runs(run_a, run_b)      # run dirs, run ids (with ws=), or loaded runs
     comparison.cases                             # regressions, improvements, changed, unchanged
     comparison.regressions                       # the count `--fail-on-regression` exits on
-    render_comparison_text(comparison)           # plain text for `weightgate compare A B`
+    render_comparison_text(comparison)           # plain text for `weightgate eval compare A B`
     comparison.to_dict()                         # for --json
 
 Cases are aligned by id; cases in only one run are listed apart and left out of every number.
@@ -125,7 +125,7 @@ def default_pair(ws) -> tuple[Any, Any]:
 
 
 def resolve_pair(ws, ref_a: str | None = None, ref_b: str | None = None) -> tuple[Any, Any]:
-    """Runs A and B for `weightgate compare [A [B]]`: ids or unique prefixes, or the words
+    """Runs A and B for `weightgate eval compare [A [B]]`: ids or unique prefixes, or the words
     "baseline" (the baseline of B's set) and "latest"; what is not given follows default_pair."""
 
     default_a, default_b = default_pair(ws)
@@ -134,16 +134,16 @@ def resolve_pair(ws, ref_a: str | None = None, ref_b: str | None = None) -> tupl
         if ref is None or ref == ("baseline" if role == "A" else "latest"):
             if default is None:
                 raise InputError(f"no run to use as {role}", path=ws.runs_dir,
-                                 hint="compare needs two eval runs: `weightgate eval`, change something, run it again")
+                                 hint="compare needs two eval runs: `weightgate eval run`, change something, run it again")
             return default
         if ref == "latest":
             runs = list_runs(ws)
             if not runs:
-                raise InputError("no eval runs yet", path=ws.runs_dir, hint="`weightgate eval`")
+                raise InputError("no eval runs yet", path=ws.runs_dir, hint="`weightgate eval run`")
             return runs[0]
         if ref == "baseline":
             if default_a is None or not default_a.baseline:
-                raise InputError("no baseline run", hint="mark one with `weightgate baseline RUN`")
+                raise InputError("no baseline run", hint="mark one with `weightgate eval baseline RUN`")
             return default_a
         return find_run(ws, ref)
 
@@ -152,7 +152,7 @@ def resolve_pair(ws, ref_a: str | None = None, ref_b: str | None = None) -> tupl
 
 def compare_command(ws, ref_a: str | None = None, ref_b: str | None = None, *, as_json: bool = False,
                     fail_on_regression: bool = False, show_unchanged: bool = False) -> tuple[str, int]:
-    """What `weightgate compare A B [--json] [--fail-on-regression]` prints and its exit code:
+    """What `weightgate eval compare A B [--json] [--fail-on-regression]` prints and its exit code:
     1 when --fail-on-regression is given and any case went from pass to fail, else 0."""
 
     comparison = compare_runs(*resolve_pair(ws, ref_a, ref_b))
@@ -467,7 +467,7 @@ def significance_lines(sig: Significance) -> list[str]:
 
 
 def render_comparison_text(comparison: Comparison, *, show_unchanged: bool = False, max_cases: int | None = None) -> str:
-    """The report `weightgate compare A B` prints: plain text, no colour; diffs use [-…-] {+…+}."""
+    """The report `weightgate eval compare A B` prints: plain text, no colour; diffs use [-…-] {+…+}."""
     c = comparison
     lines = [f"A  {c.run_a.label}   set {c.run_a.set or '?'}   eval set {short(c.run_a.evalset_digest) or '?'}"
              f"{'   (baseline)' if c.run_a.baseline else ''}",

@@ -65,7 +65,7 @@ def chosen_precision(ws: Workspace, config: dict) -> tuple[str, str]:
     decided = (config.get("decisions") or {}).get("precision")
     if not decided:
         raise InputError("no precision decided yet", path=ws.config_path,
-                         hint="weightgate fit chooses the largest precision that fits")
+                         hint="weightgate memory fit chooses the largest precision that fits")
     return canonical_precision(str(decided), native), native
 
 

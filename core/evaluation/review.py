@@ -214,7 +214,7 @@ def start_review(ws, run_a: Any, run_b: Any, *, reviewer: str | None = None, see
         ids = [i for i in ids if i in keep]
     if not ids:
         raise InputError(f"runs {a.id} and {b.id} have no case with different outputs: nothing to review",
-                         hint="compare them with `weightgate compare` instead")
+                         hint="compare them with `weightgate eval compare` instead")
     cases = [ReviewCase(case_id, rng.choice(("a", "b"))) for case_id in ids]
     created = time.time()
     review_id = time.strftime("review-%Y%m%d-%H%M%S", time.localtime(created)) + f"-{secrets.token_hex(2)}"

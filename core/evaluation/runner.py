@@ -68,7 +68,7 @@ SET_SETTINGS = {"task": ("eval_set", "evals/task.jsonl"), "general": ("general_s
 DEFAULT_BATCH_SIZE = 8
 # What a run was for; eval.fresh, baselines and ship look at full evaluations of the model as it
 # is decided: plain ones, re-scorings of them, and the gate's (the kept adapter's task and general
-# runs are exactly what `weightgate eval` would generate next).
+# runs are exactly what `weightgate eval run` would generate next).
 EVAL_KINDS = ("eval", "rescore", "gate")
 
 ProgressFn = Callable[[dict], None]
@@ -123,7 +123,7 @@ def workspace_target(ws: Workspace, config: dict | None = None) -> Target:
     lock = read_lock(ws)
     if lock is None:
         raise InputError("no model locked in this workspace", path=ws.lock_path,
-                         hint="choose and fetch a model first: weightgate choose SOURCE; weightgate fetch")
+                         hint="choose and fetch a model first: weightgate weights choose SOURCE; weightgate weights fetch")
     chosen = decisions(ws, config)
     return Target(model_dir=model_dir(ws, lock), model_id=lock_digest(lock), label=lock.source,
                   precision=chosen.get("precision"), adapter=resolve_adapter(ws, chosen.get("adapter")),
@@ -177,7 +177,7 @@ def load_valid_evalset(path: Path) -> EvalSet:
         first = evalset.problems[0]
         listing = "\n".join(str(problem) for problem in evalset.problems)
         raise InputError(f"{len(evalset.problems)} problem(s) in the eval set:\n{listing}", path=path,
-                         line=first.line, hint="fix them (`weightgate evalset check` lists them), then run again")
+                         line=first.line, hint="fix them (`weightgate eval check` lists them), then run again")
     if not evalset.cases:
         raise InputError("the eval set has no cases", path=path)
     return evalset
@@ -370,7 +370,7 @@ def rescore(ws: Workspace, run_id: str, *, name: str = "") -> Run:
     cases = evalset.cases[:limit] if limit else list(evalset.cases)
     if inputs_digest(evalset, cases) != source.identity.get("evalset_inputs"):
         raise InputError(f"the eval set's inputs changed since run {source.id}: its outputs answer other prompts",
-                         path=evalset.path, hint="run the eval again: weightgate eval")
+                         path=evalset.path, hint="run the eval again: weightgate eval run")
     saved = {case.id: case for case in source.cases}
     rescored = []
     for case in cases:
@@ -450,7 +450,7 @@ def mark_baseline(ws: Workspace, run_id: str) -> dict:
 
 def should_auto_baseline(ws: Workspace, run: Run) -> bool:
     """The first complete full run of a model + precision + adapter on this eval set becomes its
-    baseline (later runs are compared with it; `weightgate baseline RUN` moves it)."""
+    baseline (later runs are compared with it; `weightgate eval baseline RUN` moves it)."""
     if run.status != COMPLETE or run.components.get("limit") or run.config.get("kind") not in EVAL_KINDS:
         return False
     existing = baseline_run(ws, run.set, **{key: run.components.get(key)

@@ -220,7 +220,7 @@ def list_runs(ws: Workspace, set_name: str | None = None) -> list[Run]:
         try:
             run = _load(directory)
         except InputError:
-            continue   # a damaged run does not hide the others; `weightgate runs` shows the rest
+            continue   # a damaged run does not hide the others; `weightgate eval runs` shows the rest
         if set_name is None or run.set == set_name:
             runs.append(run)
     runs.sort(key=lambda r: (r.created, r.id), reverse=True)
@@ -239,7 +239,7 @@ def find_run(ws: Workspace, id_or_prefix: str) -> Run:
         return _load(ws.runs_dir / matches[0])
     if not matches:
         raise InputError(f"no run matches {wanted!r}", path=ws.runs_dir,
-                         hint="`weightgate runs` lists the run ids" if ids else "no eval runs yet: `weightgate eval`")
+                         hint="`weightgate eval runs` lists the run ids" if ids else "no eval runs yet: `weightgate eval run`")
     shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
     raise InputError(f"{wanted!r} matches {len(matches)} runs: {shown}", path=ws.runs_dir,
                      hint="give more characters of the run id")

@@ -186,7 +186,7 @@ def _largest_reason(report: MemoryReport, chosen: str) -> tuple[str, str]:
 def record_fit(ws: Any, precision: str | None = None, *, context: int | None = None, batch: int | None = None,
                train: str | None = None, device: str | None = None, snapshot: Any = None,
                metadata: Any = None) -> FitResult:
-    """`weightgate fit`: estimate the workspace's model, choose the largest precision that fits
+    """`weightgate memory fit`: estimate the workspace's model, choose the largest precision that fits
     (or take `precision` as the person's choice), write [decisions] precision and
     precision_reason, and record evidence for memory.weights, memory.kv_cache, memory.fits and
     memory.largest_precision (values: the breakdown). With `train` ("lora" | "qlora") the

@@ -3,10 +3,10 @@ the largest precision that fits, a plain-text report, and the recorded decision.
 
 Torch-free: metadata only (safetensors headers and config.json; no weights are read).
 
-    estimate_for_source(spec, context=, batch=, train=, ...)  -> MemoryReport   (`weightgate estimate`)
+    estimate_for_source(spec, context=, batch=, train=, ...)  -> MemoryReport   (`weightgate memory estimate`)
     render_estimate_text(report)                               -> str
     recommend(estimates)                                       -> Choice
-    record_fit(ws, precision=None, ...)                        -> FitResult     (`weightgate fit`)
+    record_fit(ws, precision=None, ...)                        -> FitResult     (`weightgate memory fit`)
 
 The order of preference follows the seeds: the native dtype if it fits, then 16-bit, then 8-bit
 (LLM.int8) before 4-bit (NF4, then FP4); never the smallest available when a larger one fits.
@@ -208,7 +208,7 @@ def estimate_report(layout: Layout, source: str, *, context: int | None = None, 
     is made among the candidates (`core.memory.estimate.candidate_precisions`: native first, 8-bit before
     4-bit); fp32 above a 16-bit model's native dtype is shown, never chosen. Training: LoRA is
     estimated on the 32/16-bit and int8 bases, QLoRA on the 4-bit ones (LoRA on a 4-bit base is
-    QLoRA by definition, and `weightgate train` runs it as such), so the training choice is always
+    QLoRA by definition, and `weightgate train start` runs it as such), so the training choice is always
     the method asked for; when LoRA fits nowhere, the reason says what QLoRA would need."""
     notes = list(layout.warnings)
     if not context:
@@ -259,7 +259,7 @@ def estimate_for_source(spec: str, *, context: int | None = None, batch: int = 1
                         headroom: float = DEFAULT_HEADROOM, precisions: list[str] | None = None,
                         metadata: Any = None, snapshot: Any = None, train_setup: TrainingSetup | None = None
                         ) -> MemoryReport:
-    """`weightgate estimate MODEL`: from hub metadata (headers by range request, config.json: no
+    """`weightgate memory estimate MODEL`: from hub metadata (headers by range request, config.json: no
     weights downloaded), a local directory, or a GGUF file."""
 
     meta = metadata if metadata is not None else fetch_metadata(spec)
@@ -316,7 +316,7 @@ def workspace_targets(config: dict, *, config_path: Path | None = None, text: st
     """Context, batch, headroom, budget and training settings from weightgate.toml:
     [requirements] context_length / batch_size (or [settings]), [settings] headroom (checked:
     see check_headroom), [requirements.ceilings] memory_budget_gib, and the [training] table as
-    it is (`training_setup` reads it the way `weightgate train` does). `config_path` (or its
+    it is (`training_setup` reads it the way `weightgate train start` does). `config_path` (or its
     `text`) lets a bad value be reported at its line."""
     req = config.get("requirements") if isinstance(config.get("requirements"), dict) else {}
     settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
@@ -339,7 +339,7 @@ def workspace_targets(config: dict, *, config_path: Path | None = None, text: st
 def training_setup(train: str, targets: dict, context: int) -> TrainingSetup:
     """The training estimate's setup from the [training] table, read by the trainer's own parser
     (core.engine.training_config.read_training_config: the same keys, defaults and checks, so a bad
-    value is the same InputError `weightgate train` gives): r, target_modules ("auto" = every
+    value is the same InputError `weightgate train start` gives): r, target_modules ("auto" = every
     attention and MLP projection, as the trainer resolves it), dropout, gradient_checkpointing,
     max_seq (the longest example the trainer accepts; "auto": the trainer uses the longest
     example, estimated here at min(target context, 2048)), micro_batch ("auto": the trainer picks
@@ -372,7 +372,7 @@ def workspace_metadata(ws: Any) -> Any:
     lock = read_lock(ws)
     if lock is None:
         raise InputError("no model locked in this workspace", path=ws.lock_path,
-                         hint="choose and fetch a model first: weightgate choose SOURCE; weightgate fetch")
+                         hint="choose and fetch a model first: weightgate weights choose SOURCE; weightgate weights fetch")
     return fetch_metadata(str(model_dir(ws, lock)))
 
 

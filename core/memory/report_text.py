@@ -1,4 +1,4 @@
-"""The memory report as plain text: what `weightgate estimate` and `weightgate fit` print."""
+"""The memory report as plain text: what `weightgate memory estimate` and `weightgate memory fit` print."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`weightgate canary VERSION`: re-run the task eval set (its `canary`-tagged cases when it has
+"""`weightgate release canary VERSION`: re-run the task eval set (its `canary`-tagged cases when it has
 any) against the version loaded from the registry, and compare case by case (core.evaluation.compare) with
 the results shipped inside it (eval/task/). For cron: a regression (a case that passed at ship
 time and fails now) or a file that no longer matches SHA256SUMS fails it.
@@ -38,7 +38,7 @@ def upstream_state(manifest: dict, endpoint: str | None = None) -> dict:
         return {"checked": False, "moved": False, "detail": f"upstream not checked: {exc.message}"}
     moved = now != base["commit"]
     detail = (f"{base['repo']}@{revision} moved upstream: {base['commit'][:12]} (locked) -> {now[:12]}; "
-              "re-evaluate on the new revision (weightgate fetch, weightgate eval) before shipping it"
+              "re-evaluate on the new revision (weightgate weights fetch, weightgate eval run) before shipping it"
               if moved else f"{base['repo']}@{revision} still at the locked {now[:12]}")
     return {"checked": True, "moved": moved, "revision": revision, "commit": base["commit"], "now": now,
             "detail": detail}

@@ -61,7 +61,7 @@ def card_text(manifest: dict, serve: dict | None = None) -> str:
     if serve:
         lines += ["```", serve.get("transformers", ""), "```", "", "```", serve.get("vllm", ""), "```", "",
                   "```", serve.get("tgi", ""), "```", ""]
-    lines += ["Roll back with `weightgate rollback` (moves `current` to `previous`).",
+    lines += ["Roll back with `weightgate release rollback` (moves `current` to `previous`).",
               "Everything this version was made from is in manifest.toml."]
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n{{ body }}\n",
                                    body="\n".join(lines)).content

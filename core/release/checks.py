@@ -22,7 +22,7 @@ from weightgate.core.release.registry import PREVIOUS, list_versions, read_alias
 from weightgate.core.release.verify import quick_state
 from weightgate.core.weights.licenses import check_licence
 
-SHIP_HINT = "ship a version: weightgate ship"
+SHIP_HINT = "ship a version: weightgate release ship"
 
 
 def _release(ctx: CheckContext):
@@ -129,7 +129,7 @@ def check_rollback(ctx: CheckContext) -> CheckResult:
         return CheckResult("fail", f"previous -> {previous}, which is not in the registry", values)
     if previous == ref.version:
         return CheckResult("fail", f"previous is the release itself ({previous})", values)
-    return CheckResult("pass", f"weightgate rollback moves current back to {ref.name}@{previous}", values)
+    return CheckResult("pass", f"weightgate release rollback moves current back to {ref.name}@{previous}", values)
 
 
 def record_for_release(ws: Workspace, ref, item: str, ok: bool, values: dict, note: str) -> bool:
@@ -160,13 +160,13 @@ def _reported(check):
 def check_warmup(ctx: CheckContext) -> CheckResult:
     record = ctx.fresh_record("ship.health")
     if record is None:
-        return CheckResult("todo", "needs weightgate health VERSION (a cold load and a ping) on the release")
+        return CheckResult("todo", "needs weightgate release health VERSION (a cold load and a ping) on the release")
     cold, first, warm = (record.values.get(key) for key in ("cold_start_s", "first_request_ms", "warm_request_ms"))
     values = {"cold_start_s": cold, "first_request_ms": first, "warm_request_ms": warm}
     if record.status != "pass" or not isinstance(cold, (int, float)):
         return CheckResult("fail", f"the health check did not get the release ready ({record.note}): nothing to "
                                    "warm up yet", values)
-    detail = (f"cold start {cold:.1f} s; `weightgate health` loads and pings before traffic, so use it as the "
+    detail = (f"cold start {cold:.1f} s; `weightgate release health` loads and pings before traffic, so use it as the "
               f"readiness probe and give the startup probe more than {cold:.0f} s")
     if isinstance(first, (int, float)) and isinstance(warm, (int, float)):
         detail += f" (first request {first:.0f} ms, warm {warm:.0f} ms)"

@@ -41,7 +41,7 @@ def verify_base(manifest: dict, workspace_root: Path, *, sizes_only: bool = Fals
     if problems:
         raise ReleaseCorrupt(f"the base this adapter version points to does not match its manifest: "
                              f"{', '.join(problems)}", path=root,
-                             hint="restore the locked base model (weightgate fetch) before loading this version")
+                             hint="restore the locked base model (weightgate weights fetch) before loading this version")
     return root
 
 
@@ -53,7 +53,7 @@ def verified_version(ref: VersionRef):
         raise ReleaseCorrupt(f"{ref.label} does not match its SHA256SUMS: "
                              + ", ".join(f"{path} ({status})" for path, status in report.problems().items()),
                              path=ref.path, hint="do not serve it: restore the version from a copy, or roll back "
-                                                 "(weightgate rollback)")
+                                                 "(weightgate release rollback)")
     return report
 
 

@@ -74,7 +74,7 @@ def clean(value):
 
 def dumps(manifest: dict) -> str:
     doc = tomlkit.document()
-    doc.add(tomlkit.comment("Written by weightgate ship: what this version is and how it was made. Do not edit:"))
+    doc.add(tomlkit.comment("Written by weightgate release ship: what this version is and how it was made. Do not edit:"))
     doc.add(tomlkit.comment("SHA256SUMS covers this file."))
     for key, value in clean(manifest).items():
         doc.add(key, value)
@@ -203,7 +203,7 @@ def training_run(adapter_dir: Path | None) -> dict | None:
 
 def training_block(config: dict, adapter_dir: Path | None = None) -> dict:
     """The hyperparameters and seed: the training run's resolved config when the adapter came from
-    `weightgate train`, and the [training] table of weightgate.toml as written."""
+    `weightgate train start`, and the [training] table of weightgate.toml as written."""
     block: dict = {}
     training = config.get("training")
     if isinstance(training, dict) and training:

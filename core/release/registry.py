@@ -159,7 +159,7 @@ def resolve(ws: Workspace, ref: str | None, name: str | None = None) -> VersionR
     versions = {v.version: v for v in list_versions(ws, name)}
     if not versions:
         raise InputError(f"nothing shipped under {name!r} yet", path=ws.registry_dir / name,
-                         hint="ship a version first: weightgate ship")
+                         hint="ship a version first: weightgate release ship")
     if text.isdigit():
         text = f"v{int(text)}"
     if not VERSION_RE.match(text):
@@ -267,11 +267,11 @@ def rollback(ws: Workspace, target: str | None = None, name: str | None = None) 
         if PREVIOUS not in aliases:
             raise InputError(f"{name} has no previous version to roll back to",
                              path=name_dir(ws, name) / ALIASES_FILE,
-                             hint="name one: weightgate rollback v1 (weightgate versions lists them)")
+                             hint="name one: weightgate release rollback v1 (weightgate release versions lists them)")
         target = aliases[PREVIOUS]
     ref = resolve(ws, target, name)
     if ref.version == current:
-        raise InputError(f"{ref.label} is already current", hint="weightgate versions lists the others")
+        raise InputError(f"{ref.label} is already current", hint="weightgate release versions lists the others")
     moves = {CURRENT: ref.version}
     if current is not None:
         moves[PREVIOUS] = current
@@ -286,8 +286,8 @@ def set_alias(ws: Workspace, alias: str, version: str | None, name: str | None =
     `current` and `previous` move only by ship and rollback, which keep the release in step."""
     name = check_name(name or default_name(ws))
     if alias in (CURRENT, PREVIOUS):
-        raise InputError(f"{alias!r} is moved by weightgate ship and weightgate rollback",
-                         hint="weightgate rollback VERSION makes a version current")
+        raise InputError(f"{alias!r} is moved by weightgate release ship and weightgate release rollback",
+                         hint="weightgate release rollback VERSION makes a version current")
     check_alias(alias)
     target = resolve(ws, version, name).version if version is not None else None
     if target is None and alias not in read_aliases(ws, name):

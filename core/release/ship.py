@@ -1,4 +1,4 @@
-"""`weightgate ship`: turn today's model + precision + adapter into a registry version.
+"""`weightgate release ship`: turn today's model + precision + adapter into a registry version.
 
     plan_ship(ws, name, merge)   torch-free: what would ship, or an InputError saying what is
                                  missing (a lock, an eval run of today's configuration, a usable
@@ -113,7 +113,7 @@ def plan_ship(ws: Workspace, name: str | None = None, merge: bool | None = None)
     lock = read_lock(ws)
     if lock is None:
         raise InputError("no model locked in this workspace", path=ws.lock_path,
-                         hint="choose and fetch a model first: weightgate choose SOURCE; weightgate fetch")
+                         hint="choose and fetch a model first: weightgate weights choose SOURCE; weightgate weights fetch")
     name = check_name(name or default_name(ws, config))
     base_dir = model_dir(ws, lock)
     decisions = config.get("decisions") if isinstance(config.get("decisions"), dict) else {}
@@ -149,7 +149,7 @@ def plan_ship(ws: Workspace, name: str | None = None, merge: bool | None = None)
     task_run = _latest_fresh_run(ws, "task", prints)
     if task_run is None:
         raise InputError("no complete run of the task eval set on today's model, precision, adapter and eval set",
-                         path=ws.runs_dir, hint="run it first: weightgate eval --attach (the manifest records "
+                         path=ws.runs_dir, hint="run it first: weightgate eval run --attach (the manifest records "
                                                 "its scores and the canary compares against its outputs)")
     general = _latest_fresh_run(ws, "general", prints)
     plan = ShipPlan(ws, name, config, lock, base_dir, precision, pname, adapter_dir, adapter_decision, relation,

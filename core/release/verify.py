@@ -180,7 +180,7 @@ def quick_state(ws: Workspace, ref: VersionRef) -> tuple[str, str, dict]:
     while no file of the version was added, removed, resized or touched since."""
     stamp = read_stamp(ws, ref)
     if stamp is None:
-        return "fail", f"{ref.label} was never verified: weightgate verify-release {ref.version}", {}
+        return "fail", f"{ref.label} was never verified: weightgate release verify {ref.version}", {}
     recorded = stamp.get("files") or {}
     now = file_stats(ref.path, sorted(set(recorded) | set(version_files(ref.path)) | {SUMS_FILE}))
     moved = sorted(rel for rel in now if recorded.get(rel) != now[rel])
@@ -188,7 +188,7 @@ def quick_state(ws: Workspace, ref: VersionRef) -> tuple[str, str, dict]:
     if moved:
         values["touched"] = moved
         return "fail", (f"{', '.join(moved[:5])} changed on disk since {ref.label} was verified: "
-                        f"weightgate verify-release {ref.version}"), values
+                        f"weightgate release verify {ref.version}"), values
     if not stamp.get("ok"):
         values["problems"] = stamp.get("problems")
         problems = ", ".join(f"{p} ({s})" for p, s in (stamp.get("problems") or {}).items())

@@ -1,4 +1,4 @@
-"""What `weightgate versions` shows (and the Deployment screen can read): every shipped version
+"""What `weightgate release versions` shows (and the Deployment screen can read): every shipped version
 of a registry name with its aliases, relation, precision, scores, digest and serve commands.
 Torch-free."""
 

@@ -40,7 +40,7 @@ FOUR_BIT = ("nf4", "fp4")
 # full fine-tune with <1k examples"; "minimum 1000+ high-quality examples".
 MIN_TRAIN_EXAMPLES = 200
 MANY_TRAIN_EXAMPLES = 1000
-TRAIN_HINT = "weightgate train"
+TRAIN_HINT = "weightgate train start"
 
 
 # --- the training run of today's inputs ---------------------------------------------------------
@@ -83,7 +83,7 @@ def check_qlora_nf4(ctx: CheckContext) -> CheckResult:
     else:
         decisions = ctx.decisions()
         if not decisions.get("precision"):
-            return CheckResult("todo", "no precision decided yet: weightgate fit")
+            return CheckResult("todo", "no precision decided yet: weightgate memory fit")
         try:
             precision = precision_name(decisions["precision"])
         except InputError as exc:
@@ -225,14 +225,14 @@ def check_prompting_first(ctx: CheckContext) -> CheckResult:
     fewshot = latest_fewshot_run(ctx.ws, prints)
     if fewshot is None:
         return CheckResult("todo", "no few-shot run of the task set for today's model and precision: "
-                                   "weightgate tune fewshot")
+                                   "weightgate train fewshot")
     baseline = zero_shot_baseline(ctx.ws, prints)
     shots = fewshot.config.get("shots")
     values = {"fewshot_run": fewshot.id, "fewshot_score": fewshot.score, "shots": shots,
               "baseline_run": baseline.id if baseline else None, "baseline_score": baseline.score if baseline else None}
     if baseline is None:
         return CheckResult("fail", f"variant {fewshot.score:.2f} (run {fewshot.id}), but no baseline to compare "
-                                   "with: weightgate eval", values)
+                                   "with: weightgate eval run", values)
     if fewshot.config.get("few_shot_source") == ZERO_SHOT:
         own = len(task_set(ctx).options.few_shot) if task_set(ctx) else 0
         return CheckResult("pass", f"zero-shot {fewshot.score:.2f} (run {fewshot.id}), few-shot {baseline.score:.2f} "

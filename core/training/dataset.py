@@ -1,7 +1,7 @@
 """The training data a run trains on, from the user's file to the prepared split, in one place:
 check it (formats, lengths, duplicates, leakage, PII, balance), record the tune.* data items,
 save the latest report, and with `fix` write the cleaned, scrubbed, split copy. The data-check
-job, `weightgate data check`, `weightgate train` and the demo all go through here.
+job, `weightgate data check`, `weightgate train start` and the demo all go through here.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ params of train:
 The journal carries one `metric` event per step (step, epoch, loss, lr, grad_norm, tokens_per_s,
 memory_bytes, eta_s), `metric` events with val_loss, `artifact` events for checkpoints
 (path, step, val_loss, is_best) and `progress` at most once a second. SIGTERM saves a
-checkpoint at the next step boundary and ends the job `cancelled`; `weightgate train --resume`
+checkpoint at the next step boundary and ends the job `cancelled`; `weightgate train resume`
 continues it.
 """
 

@@ -53,7 +53,7 @@ def default_adapter(ws: Workspace) -> str:
         if ws.adapters_dir.is_dir() else []
     if not candidates:
         raise InputError("no trained adapter yet", path=ws.adapters_dir,
-                         hint="train one (weightgate train), or name an adapter directory")
+                         hint="train one (weightgate train start), or name an adapter directory")
     return max(candidates, key=lambda path: (path.stat().st_mtime, path.name)).name
 
 
@@ -166,7 +166,7 @@ def run_gate(ws: Workspace, adapter: str | None = None, *, device: str | None = 
     task_base = baseline_run(ws, "task", **wanted, evalset=prints.get("evalset.task"))
     if task_base is None:
         raise InputError("no baseline of the base model on the task set for today's model, precision and eval set",
-                         hint="phase 5 opens only with a baseline: run `weightgate eval` first")
+                         hint="phase 5 opens only with a baseline: run `weightgate eval run` first")
     batch_size = int(task_base.components.get("batch_size") or 0) or None
     runs: dict[str, dict] = {}
     loaded: list = []      # the adapter model, loaded once when a set needs generating

@@ -260,7 +260,7 @@ def run_loop(setup: LoopSetup, *, resume_from: Path | None = None) -> Outcome:
             last_ckpt = save(step)
             setup.emit("artifact", {"path": last_ckpt, "label": "checkpoint", "step": step, "reason": "stopped"})
             return outcome(STOPPED, f"stopped at step {step} of {setup.total_steps}; checkpoint saved, "
-                                    "resume with `weightgate train --resume`")
+                                    "resume with `weightgate train resume`")
         setup.current_step = step
         epoch, indices = step_examples(setup, step, cache)
         t0 = time.perf_counter()

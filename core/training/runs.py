@@ -100,4 +100,4 @@ def resolve_resume(ws, wanted: str | None) -> Path:
         if run["status"] in RESUMABLE + ("interrupted",):
             return run_dir(ws, run["run_id"])
     raise InputError("no run to resume", path=ws.adapters_dir,
-                     hint="start one with `weightgate train`; finished runs are not resumed")
+                     hint="start one with `weightgate train start`; finished runs are not resumed")

@@ -129,7 +129,7 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
     cfg: TrainConfig = workspace_training_config(ws, params.get("overrides"))
     for key in ("train_file", "val_file"):
         if not params.get(key):
-            raise InputError(f"the train job needs {key}", hint="`weightgate train` prepares the data split first")
+            raise InputError(f"the train job needs {key}", hint="`weightgate train start` prepares the data split first")
     train_file, val_file = Path(params["train_file"]), Path(params["val_file"])
     nproc = int(params.get("nproc") or 1)
     model_dir = verified_snapshot(ws)
@@ -201,7 +201,7 @@ def check_resumable(ws, directory: Path) -> dict:
     spec = runs_mod.read_run(directory)
     if spec.get("status") not in runs_mod.RESUMABLE:
         raise InputError(f"run {spec['run_id']} is {spec.get('status')}: it is not resumed", path=directory,
-                         hint="start a new run with `weightgate train`")
+                         hint="start a new run with `weightgate train start`")
     job_id = (spec.get("job_ids") or [None])[-1]
     if job_id and (ws.jobs_dir / job_id).is_dir() and not read_status(ws.jobs_dir / job_id).is_terminal:
         raise InputError(f"run {spec['run_id']} is still running in job {job_id}", path=directory,
@@ -211,11 +211,11 @@ def check_resumable(ws, directory: Path) -> dict:
     if changed:
         raise InputError(f"run {spec['run_id']} cannot be resumed: {', '.join(changed)} changed since it started",
                          path=directory, hint="a resumed run must train on the same data, config, model and "
-                                              "precision; start a new run with `weightgate train`")
+                                              "precision; start a new run with `weightgate train start`")
     files = _data_digests(Path(spec["train_file"]), Path(spec["val_file"]))
     if spec.get("data_files") and files != spec["data_files"]:
         raise InputError(f"run {spec['run_id']} cannot be resumed: its prepared train/val files changed",
-                         path=Path(spec["train_file"]), hint="start a new run with `weightgate train`")
+                         path=Path(spec["train_file"]), hint="start a new run with `weightgate train start`")
     return spec
 
 
@@ -344,4 +344,4 @@ def check_resume_device(spec: dict, device: str) -> None:
         return
     raise InputError(f"run {spec['run_id']} trains on {recorded}; it is resumed there, not on {wanted}",
                      hint="drop --device (a resumed run keeps its device), or start a new run with "
-                          f"`weightgate train --device {wanted}`")
+                          f"`weightgate train start --device {wanted}`")

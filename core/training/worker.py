@@ -1,4 +1,4 @@
-"""What each torchrun worker runs for `weightgate train --nproc N`:
+"""What each torchrun worker runs for `weightgate train start --nproc N`:
 
     python -m torch.distributed.run --standalone --nproc-per-node N \
         -m weightgate.core.training.worker <workspace> <run-dir> <job-dir> <resume: 0|1> <throttle seconds>

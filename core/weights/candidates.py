@@ -68,7 +68,7 @@ def add_candidate(ws: Workspace, spec: str, note: str = "", *, sha256: str = "",
 def choose_model(ws: Workspace, spec: str, reason: str) -> None:
     if spec not in candidate_specs(plain(ws.config())):
         raise InputError(f"{spec} is not a shortlisted candidate", path=ws.config_path,
-                         hint=f"add it first: weightgate add {spec}")
+                         hint=f"add it first: weightgate weights add {spec}")
     if not reason.strip():
         raise InputError("a choice needs a reason", hint='--reason "clears every requirement at the lowest cost"')
 
@@ -85,7 +85,7 @@ def chosen_model(ws: Workspace) -> str:
     model = decisions.get("model") if isinstance(decisions, dict) else None
     if not model:
         raise InputError("no model chosen yet", path=ws.config_path,
-                         hint="weightgate choose SOURCE --reason \"...\" (or pass SOURCE to fetch)")
+                         hint="weightgate weights choose SOURCE --reason \"...\" (or pass SOURCE to fetch)")
     return str(model)
 
 

@@ -1,7 +1,7 @@
 """Phase 2 (verification) and the shortlist, decided from weightgate.lock, the trust tables and
 cached metadata; plus turning a verification run into evidence.
 
-Hash verification itself is measured (by `weightgate verify` or the download job, which hashes
+Hash verification itself is measured (by `weightgate weights verify` or the download job, which hashes
 while downloading) and recorded as evidence tied to the model and the files' size and mtime, so
 touching a weight file turns it stale without re-hashing at every status.
 """
@@ -32,7 +32,7 @@ from weightgate.core.weights.safetensors_format import validate_safetensors
 from weightgate.core.weights.sources import weight_files
 from weightgate.core.weights.verify import verify_lock
 
-FETCH_HINT = "choose a model and run `weightgate fetch` (it downloads, verifies and writes the lock)"
+FETCH_HINT = "choose a model and run `weightgate weights fetch` (it downloads, verifies and writes the lock)"
 
 
 def _lock(ctx: CheckContext) -> ModelLock | CheckResult:
@@ -71,7 +71,7 @@ def check_safetensors(ctx: CheckContext) -> CheckResult:
 
     They load with use_safetensors=True (or a GGUF), so trusting a pickle does not make a
     pickle-only model pass: it passes once every locked pickle has its safetensors twin in the
-    lock, converted from exactly the locked (and trusted) bytes (`weightgate convert`)."""
+    lock, converted from exactly the locked (and trusted) bytes (`weightgate weights convert`)."""
     lock = _lock(ctx)
     if isinstance(lock, CheckResult):
         return lock
@@ -106,11 +106,11 @@ def _twin_problems(ctx: CheckContext, lock: ModelLock, pickles: list, loaded: se
     twins, problems = {}, []
     for entry in pickles:
         twin = twin_name(entry.path)
-        convert = f"`weightgate convert {entry.path}`"
+        convert = f"`weightgate weights convert {entry.path}`"
         if not _pickle_trusted(ctx, lock, entry.path):
             key = pickle_key(ctx.ws, root / entry.path)
             problems.append(f"{entry.path} is pickle (loading it can run code) and not trusted at its sha256: "
-                            f"review it, `weightgate trust pickle {key} --sha256 {entry.sha256} --note ...`, "
+                            f"review it, `weightgate weights trust pickle {key} --sha256 {entry.sha256} --note ...`, "
                             f"then {convert}")
             continue
         if lock.file(twin) is None:
@@ -187,7 +187,7 @@ def check_remote_code(ctx: CheckContext) -> CheckResult:
     trust = remote_code_trust(ctx.ws, lock.source)
     if trust is None:
         return CheckResult("fail", f"{lock.source} needs trust_remote_code; trust it at the pinned commit: "
-                           f"weightgate trust remote-code {lock.source}@{lock.commit} --note \"...\"", values)
+                           f"weightgate weights trust remote-code {lock.source}@{lock.commit} --note \"...\"", values)
     if trust.commit != lock.commit:
         return CheckResult("fail", f"remote code trusted at {trust.commit[:12]}, but the lock is at "
                            f"{lock.commit[:12]}: review the new code and trust it again", values)
@@ -203,7 +203,7 @@ def local_remote_code_detail(lock: ModelLock) -> str:
             f"{'file' if lock.kind == 'gguf' else 'directory'} cannot be trusted at a commit (it has none): "
             "remove the auto_map entries and the *.py files from it and fetch it again, "
             "or use the model from a hub repo at a pinned commit (org/name@<40-hex commit>) "
-            "and trust that with `weightgate trust remote-code org/name@<commit>`")
+            "and trust that with `weightgate weights trust remote-code org/name@<commit>`")
 
 
 def check_license(ctx: CheckContext) -> CheckResult:
@@ -291,9 +291,9 @@ def record_local_lock(ws: Workspace, lock: ModelLock) -> dict:
 def restore_hint(lock: ModelLock | None) -> str:
     """What to do about weights that no longer match the lock."""
     if lock is not None and lock.kind == "hub":
-        return "re-fetch the model (`weightgate fetch`); never load bytes you cannot verify"
+        return "re-fetch the model (`weightgate weights fetch`); never load bytes you cannot verify"
     return ("restore the original files from where they came from: re-locking a local source "
-            "(`weightgate fetch DIR`) would bless the changed bytes")
+            "(`weightgate weights fetch DIR`) would bless the changed bytes")
 
 
 LOADED_BY_NAME = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors$|^model\.safetensors\.index\.json$")
@@ -323,7 +323,7 @@ def verified_snapshot(ws: Workspace, *, progress=None) -> Path:
     if unlocked:
         raise InputError(f"{root} holds weight files transformers would load that weightgate.lock does not list: "
                          + ", ".join(unlocked), path=root / unlocked[0],
-                         hint="remove them, or lock them: `weightgate fetch` hashes what is there")
+                         hint="remove them, or lock them: `weightgate weights fetch` hashes what is there")
     return root
 
 

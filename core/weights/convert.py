@@ -2,7 +2,7 @@
 
 params:
     path        the pickle file: absolute, a path in weightgate.lock (in the model directory),
-                or relative to the workspace (as `weightgate trust pickle` takes it)
+                or relative to the workspace (as `weightgate weights trust pickle` takes it)
     output_dir  where to write the twin (default: next to the input)
     key         optional dotted key of the sub-dict to convert (e.g. "state_dict", "model")
     overwrite   replace an existing output (default: no)
@@ -83,7 +83,7 @@ def plan_conversion(ws: Workspace, path: str | os.PathLike, *, output_dir: str |
         raise InputError("the output would overwrite the input", path=source)
     if output.exists() and not overwrite:
         raise InputError("the output already exists", path=output,
-                         hint="pass overwrite=true (`weightgate convert --overwrite`) to replace it")
+                         hint="pass overwrite=true (`weightgate weights convert --overwrite`) to replace it")
     locked_as = twin = None
     if root is not None:
         rel = _inside(source, root)

@@ -8,7 +8,7 @@ you were given and the bytes that run:
     load_dir  = "model"     later phases load <entry>/model
 
 <entry> is the demo's cache entry for the demo model (its set-up job already converted it), else
-<cache>/gguf/<sha256[:16]>/. Converting takes tens of seconds on a small model: `weightgate fetch`
+<cache>/gguf/<sha256[:16]>/. Converting takes tens of seconds on a small model: `weightgate weights fetch`
 runs it as the `lock_gguf` job. A published hash that does not match refuses the file before
 anything is converted or locked.
 """

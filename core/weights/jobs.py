@@ -77,7 +77,7 @@ def run_download(ctx: JobContext) -> dict:
         include                extra glob patterns to fetch
         trust_remote_code_at   the commit the user trusted the repo's code at. Absent: read from the
                                workspace's weightgate.toml ([trust.remote_code."org/name"] commit, as
-                               written by `weightgate trust remote-code`). Remote code is refused
+                               written by `weightgate weights trust remote-code`). Remote code is refused
                                unless it equals the pinned commit.
         workers (4), max_attempts (5), retry_wait_s (1.0)
         write_lock (true)      write weightgate.lock in the job's workspace after success

@@ -1,6 +1,6 @@
 """Candidate metadata (parameters, size class, licence, ...) cached in .weightgate/metadata/, so
-status and the Selection screen never hit the network. Written by `weightgate inspect --save`
-and `weightgate add`."""
+status and the Selection screen never hit the network. Written by `weightgate weights inspect --save`
+and `weightgate weights add`."""
 
 from __future__ import annotations
 

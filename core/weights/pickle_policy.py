@@ -48,8 +48,8 @@ PICKLE_TABLE = "pickle"
 REMOTE_CODE_TABLE = "remote_code"
 
 # The commands named in hints; the CLI implements them with these exact spellings.
-TRUST_PICKLE_COMMAND = "weightgate trust pickle"
-TRUST_REMOTE_CODE_COMMAND = "weightgate trust remote-code"
+TRUST_PICKLE_COMMAND = "weightgate weights trust pickle"
+TRUST_REMOTE_CODE_COMMAND = "weightgate weights trust remote-code"
 
 UNTRUSTED = "untrusted"
 CHANGED = "changed"
@@ -287,7 +287,7 @@ def check_remote_code(ws: Workspace, repo: str, commit: str, config_json: dict,
     trust = remote_code_trust(ws, repo)
     if trust is None:
         raise RemoteCodeRefused(
-            f"{repo} needs remote code ({shown}); weightgate runs no code from a model repo without consent",
+            f"{repo} needs remote code ({shown}); weightgate eval runs no code from a model repo without consent",
             path=ws.config_path, repo=repo, commit=commit, reasons=reasons,
             hint=f"prefer a model that needs none; after reviewing the code at that commit, run: {command}")
     if trust.commit != commit:

@@ -1,6 +1,6 @@
 """Re-verify the locked weights: every file's sha256 against weightgate.lock, every header checked.
 
-`verify_lock` is the engine behind `weightgate verify` and the Verification screen. It never
+`verify_lock` is the engine behind `weightgate weights verify` and the Verification screen. It never
 loads a weight: files are hashed (in parallel across files, see core.engine.hashing) and safetensors /
 GGUF headers are parsed by the validators in core.weights.safetensors_format and core.weights.gguf_format.
 
@@ -178,7 +178,7 @@ def verify_lock(ws: Workspace, *, workers: int | None = None, progress: Progress
     lock = read_lock(ws)
     if lock is None:
         raise InputError("no weightgate.lock in this workspace", path=ws.lock_path,
-                         hint="run `weightgate fetch` first: it downloads the model and writes the lock")
+                         hint="run `weightgate weights fetch` first: it downloads the model and writes the lock")
     root = snapshot_dir(ws, lock)
     workers = workers or default_workers()
 

@@ -143,7 +143,7 @@ class PickleInfo:
     trusted: bool = False      # [trust.pickle] names this file at its locked sha256
     twin: str | None = None    # its safetensors twin, when that is in the lock too
     full_path: str = ""
-    trust_command: str = ""    # the exact `weightgate trust pickle` command for its locked bytes
+    trust_command: str = ""    # the exact `weightgate weights trust pickle` command for its locked bytes
 
 
 _SCANS: dict[tuple[str, int, int], ScanSummary] = {}   # (path, size, mtime_ns) -> summary

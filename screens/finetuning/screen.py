@@ -60,7 +60,7 @@ def stats_text(history, state: str, job_id: str | None) -> Content:
     latest = history.latest
     if not latest and not history.total:
         return Content.assemble(("No training run yet. ", "bold"),
-                                ("Run the data checks (weightgate data check), then weightgate train; "
+                                ("Run the data checks (weightgate data check), then weightgate train start; "
                                  "the run appears here live.", "$text-muted"))
     total = history.total or "?"
     parts = [(f"{state} ", "bold"), (f"job {job_id}  " if job_id else "", "$text-muted"),
@@ -413,7 +413,7 @@ class FinetuningScreen(PhaseScreen):
 
     def compose_panels(self) -> ComposeResult:
         yield TrainingPanel(id="training")
-        yield FactsPanel("Data checks and the gate", DATA_FACTS, source="weightgate data check · weightgate tune gate"
+        yield FactsPanel("Data checks and the gate", DATA_FACTS, source="weightgate data check · weightgate train gate"
                                                                         " · i: the full data report",
                          id="tune-facts")
         yield Static("", id="gate-compare")
@@ -520,7 +520,7 @@ class FinetuningScreen(PhaseScreen):
 
     def action_gate_compare(self, set_name: str) -> None:
         """The gate's comparison of `set_name` in the Compare screen: run A = the base model's
-        baseline, run B = the adapter's gate run (as `weightgate compare A B`)."""
+        baseline, run B = the adapter's gate run (as `weightgate eval compare A B`)."""
         result = gate_result(getattr(self.app, "workspace", None), self.report)
         pair = gate_pairs(result).get(set_name)
         if pair is None:

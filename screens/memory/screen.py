@@ -6,7 +6,7 @@ headroom) against the budget marker; the target context and batch re-estimate on
 press; l cycles the training estimate (off, LoRA on the 32/16-bit and int8 bases, QLoRA on the
 4-bit ones); e shows every precision (fp32 bf16 fp16 int8 nf4 fp4) instead of the main ones; the
 measured-versus-estimated table comes from memory.measured's evidence. Keys: f records the
-choice for the context and batch shown (`weightgate fit`; with the training estimate shown, the
+choice for the context and batch shown (`weightgate memory fit`; with the training estimate shown, the
 training choice too: [decisions] training_precision / training_method), m measures the loaded
 model (a job), k runs the quantized-quality check (a job). The header's meter shows the
 device's live memory on every screen.

@@ -165,7 +165,7 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
     def _show_picker(self, options: list[tuple[str, str]], a: str | None, b: str | None, reviewer: str) -> None:
         self.session, self.result, self.index = None, None, None
         if len(options) < 2:
-            self._set_mode(EMPTY, "A review needs two eval runs: run `weightgate eval`, change something "
+            self._set_mode(EMPTY, "A review needs two eval runs: run `weightgate eval run`, change something "
                                   "(precision, adapter, prompt), and run it again.")
             return
         self.picker.fill(options, a, b, reviewer)

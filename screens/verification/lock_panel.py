@@ -504,7 +504,7 @@ class LockPanel(Vertical):
         elif lock.kind != "hub":
             remote = ("yes: local code cannot be trusted at a commit (remove auto_map and *.py)", "bold $error")
         else:
-            remote = ("yes: not trusted (weightgate trust remote-code)", "bold $error")
+            remote = ("yes: not trusted (weightgate weights trust remote-code)", "bold $error")
         licence_item = _item(self.report, "verify.license")
         licence = Content.styled(lock.license, "") if lock.license else Content.styled("not stated", "$warning")
         verdict = Content("")

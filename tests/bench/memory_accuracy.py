@@ -9,7 +9,7 @@ For each model (the tiny test model and the demo model, SmolLM2-135M-Instruct) a
   estimate   weightgate's estimator, from hub metadata only: the model is published on the
              loopback hub emulator (tests/hub_emulator.py: config.json and the safetensors
              headers; the tensor bytes are virtual, never served) and estimated through
-             `core.memory.precision.estimate_for_source("bench/<model>")`, as `weightgate estimate` does.
+             `core.memory.precision.estimate_for_source("bench/<model>")`, as `weightgate memory estimate` does.
   measured   the model loaded on the CPU at that precision through the eval engine's loader, in
              one fresh process per precision (core.memory.measure: footprint incl. bnb quant
              state; RSS delta of the load; one prefill's peak; one LoRA step's peak, see there),

@@ -1,4 +1,4 @@
-"""Benchmark: `weightgate train` (the detached job) against a plain transformers Trainer + peft
+"""Benchmark: `weightgate train start` (the detached job) against a plain transformers Trainer + peft
 script, and the job with a reader attached to its journal against none, in the same run.
 
     .venv/bin/python tests/bench/train_throughput.py                 # demo model, 10 steps, 2 rounds
@@ -235,7 +235,7 @@ def main() -> int:
     same = len(set(flushes.values())) == 1
     print("flush denormal        " + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in flushes.items())
           + ("" if same else "  (DIFFERENT: the ratio is not comparable)"))
-    print(f"weightgate train      {job:8.1f} tokens/s")
+    print(f"weightgate train start      {job:8.1f} tokens/s")
     print(f"Trainer + peft        {trainer:8.1f} tokens/s")
     print(f"train + reader        {reader:8.1f} tokens/s")
     print(f"train / Trainer       {job / trainer:6.3f}x  (target >= 1.0)")

@@ -1,4 +1,4 @@
-"""Benchmark: `weightgate verify` hashing against a sequential single-stream hashlib loop.
+"""Benchmark: `weightgate weights verify` hashing against a sequential single-stream hashlib loop.
 
     .venv/bin/python tests/bench/verify.py                 # 4 x 512 MiB shards (the must-show)
     .venv/bin/python tests/bench/verify.py --size-mib 64   # a quick run

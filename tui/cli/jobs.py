@@ -1,0 +1,96 @@
+"""Detached jobs: `jobs` lists them (and `jobs selftest` proves the machinery); `attach` and
+`cancel` sit at the top level, where a person reaches for them mid-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from weightgate.core.engine.errors import WeightgateError
+from weightgate.core.engine.jobs import cancel_job, find_job, list_jobs, start_job
+from weightgate.tui.cli.common import (
+    AttachOpt,
+    JsonOpt,
+    as_dict,
+    attach,
+    clean_help,
+    command,
+    fail,
+    status_line,
+    workspace,
+)
+
+JobArg = Annotated[str, typer.Argument(help="Job id or a unique prefix.")]
+
+app = typer.Typer(name="jobs", invoke_without_command=True, add_completion=False,
+                  help=clean_help("""List jobs, newest first, with their state.
+
+                  A job whose process vanished shows as crashed. `weightgate jobs selftest` starts a
+                  job that proves the machinery."""),
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+@app.callback()
+def jobs(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    statuses = list_jobs(workspace(as_json).jobs_dir)
+    if as_json:
+        print(json.dumps([as_dict(s) for s in statuses], indent=2, default=str))
+    elif not statuses:
+        print("no jobs yet (try `weightgate jobs selftest`)")
+    else:
+        for status in statuses:
+            print(status_line(status))
+
+
+@command(app)
+def selftest(seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="How long it runs.")] = 5.0,
+             interval: Annotated[float, typer.Option("--interval", min=0.01, help="Seconds between events.")] = 0.2,
+             follow: AttachOpt = False, as_json: JsonOpt = False) -> None:
+    """Start a detached job that emits progress and metrics (proves the job machinery)."""
+    ws = workspace(as_json)
+    handle = start_job(ws.jobs_dir, "selftest", {"seconds": seconds, "interval": interval}, workspace=ws.root)
+    job_dir = Path(handle.job_dir)
+    if as_json and not follow:
+        print(json.dumps({"job": job_dir.name, "dir": str(job_dir)}))
+    elif not follow:
+        print(f"started {job_dir.name}; follow it with `weightgate attach {job_dir.name}`")
+    if follow:
+        raise typer.Exit(attach(job_dir, as_json, follow=True))
+
+
+def register(root: typer.Typer) -> None:
+    @command(root, "attach")
+    def attach_job(job: JobArg,
+                as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
+                no_follow: Annotated[bool, typer.Option("--no-follow", help="Replay and stop.")] = False) -> None:
+        """Replay a job's whole history, then follow it live (Ctrl-C detaches)."""
+        ws = workspace(as_json)
+        try:
+            job_dir = find_job(ws.jobs_dir, job)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        raise typer.Exit(attach(job_dir, as_json, follow=not no_follow))
+
+    @command(root)
+    def cancel(job: JobArg,
+               grace: Annotated[Optional[float], typer.Option(
+                   "--grace", min=0.0, help="Seconds between SIGTERM and SIGKILL (default: as long as the job "
+                                            "says a clean stop takes, at least 10).")] = None,
+               as_json: JsonOpt = False) -> None:
+        """Cancel a job: SIGTERM (it saves a checkpoint), SIGKILL after the grace period."""
+        ws = workspace(as_json)
+        try:
+            outcome = cancel_job(find_job(ws.jobs_dir, job), grace_s=grace)
+        except WeightgateError as exc:
+            fail(exc, as_json)
+        if as_json:
+            print(json.dumps({"message": outcome.message, "signalled": outcome.signalled, "killed": outcome.killed,
+                              "status": as_dict(outcome.status)}, default=str))
+        else:
+            print(outcome.message)
+            print(status_line(outcome.status))
