@@ -26,7 +26,7 @@ PHASE_MODULES = {
 
 def _lazy(module: str, name: str) -> Callable[[], Screen]:
     def make() -> Screen:
-        import importlib  # noqa: PLC0415
+        import importlib  # lazy: the standard library; kept beside its one use
 
         return getattr(importlib.import_module(module), name)()
     return make
@@ -34,19 +34,19 @@ def _lazy(module: str, name: str) -> Callable[[], Screen]:
 
 def _jobs_screen() -> Screen:
     # Imported on first use: the jobs screen pulls in ProgressBar and RichLog.
-    from weightgate.screens.jobs.screen import JobsScreen  # noqa: PLC0415
+    from weightgate.screens.jobs.screen import JobsScreen  # lazy: a screen's module loads when it is first shown
 
     return JobsScreen()
 
 
 def _compare_screen() -> Screen:
-    from weightgate.screens.compare import CompareScreen  # noqa: PLC0415 - Select and the diff panes load on first use
+    from weightgate.screens.compare import CompareScreen  # lazy: Select and the diff panes load on first use
 
     return CompareScreen()
 
 
 def _review_screen() -> Screen:
-    from weightgate.screens.review.screen import ReviewScreen  # noqa: PLC0415
+    from weightgate.screens.review.screen import ReviewScreen  # lazy: a screen's module loads when it is first shown
 
     return ReviewScreen()
 

@@ -17,6 +17,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Select, Static
 
+from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation.compare import compare_runs, default_pair
+from weightgate.core.evaluation.runs import list_runs
 from weightgate.tui.widgets.base_screen import WorkspaceScreen
 from weightgate.tui.widgets.compare_view import CompareCaseTable, CompareSummary, SideBySide, run_option
 
@@ -81,8 +84,6 @@ class CompareScreen(WorkspaceScreen):
         return self._pair
 
     def _workspace(self):
-        from weightgate.core.engine.workspace import Workspace  # noqa: PLC0415
-
         return getattr(self.app, "workspace", None) or Workspace(self.app.workspace_root)
 
     # --- loading ----------------------------------------------------------------------------
@@ -107,9 +108,6 @@ class CompareScreen(WorkspaceScreen):
 
     @work(thread=True, exclusive=True, group="compare-runs", exit_on_error=False)
     def load_runs(self, keep: bool = False) -> None:
-        from weightgate.core.evaluation.compare import default_pair  # noqa: PLC0415
-        from weightgate.core.evaluation.runs import list_runs  # noqa: PLC0415
-
         request = getattr(self.app, "compare_request", None)   # another screen asked for a pair
         if request:
             self.app.compare_request = None
@@ -156,8 +154,6 @@ class CompareScreen(WorkspaceScreen):
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def compare(self, a: str, b: str) -> None:
-        from weightgate.core.evaluation.compare import compare_runs  # noqa: PLC0415
-
         try:
             comparison = compare_runs(a, b, ws=self._workspace())
         except Exception as exc:  # noqa: BLE001 - an unreadable run is shown, not raised

@@ -51,7 +51,9 @@ SELFTEST_PARAMS = {"seconds": 8, "interval": 0.2}
 def weightgate_commands() -> type:
     """The command-palette provider, imported when the palette first opens (textual.command is
     heavy enough to matter at start-up)."""
-    from weightgate.tui.widgets.commands import WeightgateCommands  # noqa: PLC0415
+    from weightgate.tui.widgets.commands import (
+        WeightgateCommands,  # lazy: loads when first used, not for the first frame
+    )
 
     return WeightgateCommands
 
@@ -137,16 +139,16 @@ class WeightgateApp(App[int]):
         self.show_help()
 
     def show_help(self) -> None:
-        from weightgate.tui.widgets.help import HelpScreen  # noqa: PLC0415
+        from weightgate.tui.widgets.help import HelpScreen  # lazy: loads when first used, not for the first frame
 
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(self.help_sections()))
 
     def help_sections(self) -> list[HelpSection]:
-        from weightgate.screens.jobs.screen import JobsScreen  # noqa: PLC0415
-        from weightgate.tui.widgets.help import HelpSection  # noqa: PLC0415
-        from weightgate.tui.widgets.modals import NoteModal  # noqa: PLC0415
+        from weightgate.screens.jobs.screen import JobsScreen  # lazy: a screen's module loads when it is first shown
+        from weightgate.tui.widgets.help import HelpSection  # lazy: loads when first used, not for the first frame
+        from weightgate.tui.widgets.modals import NoteModal  # lazy: loads when first used, not for the first frame
 
         here = getattr(self.screen, "HELP", "")
         return [
@@ -201,9 +203,11 @@ class WeightgateApp(App[int]):
 
     @work(thread=True, group="report", exit_on_error=False)
     def _read_report(self) -> None:
-        from weightgate.core.engine.errors import InputError  # noqa: PLC0415
-        from weightgate.core.engine.workspace import open_workspace  # noqa: PLC0415
-        from weightgate.core.gates import compute_report  # noqa: PLC0415
+        from weightgate.core.engine.errors import InputError  # lazy: core loads in a worker, after the first frame
+        from weightgate.core.engine.workspace import (
+            open_workspace,  # lazy: core loads in a worker, after the first frame
+        )
+        from weightgate.core.gates import compute_report  # lazy: core loads in a worker, after the first frame
 
         try:
             if self.workspace is None:
@@ -240,7 +244,7 @@ class WeightgateApp(App[int]):
 
     @work(thread=True, group="devices", exit_on_error=False)
     def _poll_devices(self) -> None:
-        from weightgate.core.memory.devices import DevicePoller  # noqa: PLC0415
+        from weightgate.core.memory.devices import DevicePoller  # lazy: core loads in a worker, after the first frame
 
         if self._device_poller is None:
             self._device_poller = DevicePoller(DEVICE_INTERVAL_S)
@@ -263,7 +267,7 @@ class WeightgateApp(App[int]):
 
     @work(thread=True, group="jobs", exit_on_error=False)
     def _list_jobs(self, jobs_dir: Path) -> None:
-        from weightgate.core.engine.views import JobRowReader  # noqa: PLC0415
+        from weightgate.core.engine.views import JobRowReader  # lazy: core loads in a worker, after the first frame
 
         if self._job_reader is None:
             self._job_reader = JobRowReader()
@@ -308,8 +312,8 @@ class WeightgateApp(App[int]):
 
     @work(thread=True, group="job-control", exit_on_error=False)
     def _start_job(self, kind: str, params: dict) -> None:
-        from weightgate.core.engine.errors import InputError  # noqa: PLC0415
-        from weightgate.core.engine.jobs import start_job  # noqa: PLC0415
+        from weightgate.core.engine.errors import InputError  # lazy: core loads in a worker, after the first frame
+        from weightgate.core.engine.jobs import start_job  # lazy: core loads in a worker, after the first frame
 
         workspace = self.workspace
         try:
@@ -335,8 +339,8 @@ class WeightgateApp(App[int]):
 
     @work(thread=True, group="job-control", exit_on_error=False)
     def _cancel_job(self, job_dir: Path) -> None:
-        from weightgate.core.engine.errors import InputError  # noqa: PLC0415
-        from weightgate.core.engine.jobs import cancel_job  # noqa: PLC0415
+        from weightgate.core.engine.errors import InputError  # lazy: core loads in a worker, after the first frame
+        from weightgate.core.engine.jobs import cancel_job  # lazy: core loads in a worker, after the first frame
 
         try:
             outcome = cancel_job(job_dir)
@@ -355,8 +359,8 @@ class WeightgateApp(App[int]):
 
     @work(thread=True, group="evidence", exit_on_error=False)
     def _apply_evidence(self, kind: str, item_id: str, text: str) -> None:
-        from weightgate.core.engine import evidence  # noqa: PLC0415
-        from weightgate.core.engine.errors import InputError  # noqa: PLC0415
+        from weightgate.core.engine import evidence  # lazy: core loads in a worker, after the first frame
+        from weightgate.core.engine.errors import InputError  # lazy: core loads in a worker, after the first frame
 
         actions = {"attest": evidence.attest, "waive": evidence.waive, "revoke": evidence.revoke}
         titles = {"attest": "Cannot attest", "waive": "Cannot waive", "revoke": "Cannot revoke"}

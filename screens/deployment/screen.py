@@ -11,13 +11,22 @@ it, k runs the canary (a job), b rolls `current` back to the selected version af
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Static
 
+from weightgate.core.release.health import health
+from weightgate.core.release.registry import VersionRef, rollback
+from weightgate.core.release.verify import verify_version, write_stamp
+from weightgate.core.release.views import VersionsView, read_versions
+from weightgate.screens.deployment.versions_panel import VersionsTable, detail_text
 from weightgate.tui.widgets.base_screen import PhaseScreen
+from weightgate.tui.widgets.modals import ConfirmModal
+from weightgate.tui.widgets.weights_actions import error_text
 
 VERSIONS_INTERVAL_S = 3.0
 
@@ -49,8 +58,6 @@ class DeploymentScreen(PhaseScreen):
     """
 
     def compose_panels(self) -> ComposeResult:
-        from weightgate.screens.deployment.versions_panel import VersionsTable  # noqa: PLC0415
-
         yield VersionsTable(id="versions")
         yield Static("", id="release-detail")
 
@@ -79,8 +86,6 @@ class DeploymentScreen(PhaseScreen):
         self._reading = True
 
         def read() -> None:
-            from weightgate.core.release.views import VersionsView, read_versions  # noqa: PLC0415
-
             try:
                 view = read_versions(workspace)
             except Exception as exc:  # noqa: BLE001 - shown in the panel
@@ -101,9 +106,8 @@ class DeploymentScreen(PhaseScreen):
         self.update_bindings()
 
     def _show_detail(self) -> None:
-        from textual.content import Content  # noqa: PLC0415
+        from textual.content import Content  # lazy: textual's widget loads when first shown
 
-        from weightgate.screens.deployment.versions_panel import detail_text  # noqa: PLC0415
 
         try:
             detail = self.query_one("#release-detail", Static)
@@ -155,11 +159,6 @@ class DeploymentScreen(PhaseScreen):
         self.notify(f"{busy} {row['label']}…", title=busy.capitalize())
 
         def work() -> None:
-            from pathlib import Path  # noqa: PLC0415
-
-            from weightgate.core.release.registry import VersionRef  # noqa: PLC0415
-            from weightgate.tui.widgets.weights_actions import error_text  # noqa: PLC0415
-
             ref = VersionRef(view.name, row["version"], Path(row["path"]))
             try:
                 result = call(workspace, ref)
@@ -181,8 +180,6 @@ class DeploymentScreen(PhaseScreen):
 
     def action_verify_release(self) -> None:
         def call(ws, ref):
-            from weightgate.core.release.verify import verify_version, write_stamp  # noqa: PLC0415
-
             report = verify_version(ref)
             write_stamp(ws, ref, report)
             return report
@@ -198,8 +195,6 @@ class DeploymentScreen(PhaseScreen):
 
     def action_health(self) -> None:
         def call(ws, ref):
-            from weightgate.core.release.health import health  # noqa: PLC0415
-
             return health(ws, ref, timeout=120.0, sizes_only=True)
 
         def done(result) -> None:
@@ -215,7 +210,6 @@ class DeploymentScreen(PhaseScreen):
         row = self.selected_version()
         if row is None:
             return
-        from weightgate.tui.widgets.modals import ConfirmModal  # noqa: PLC0415
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
@@ -229,6 +223,4 @@ class DeploymentScreen(PhaseScreen):
 
 
 def _rollback(ws, ref) -> dict:
-    from weightgate.core.release.registry import rollback  # noqa: PLC0415
-
     return rollback(ws, ref.version, ref.name)

@@ -14,8 +14,13 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 
+from weightgate.core.evaluation.runner import mark_baseline
+from weightgate.core.evaluation.views import RunRow, run_rows
+from weightgate.screens.evaluation.runs_table import RunsTable
 from weightgate.tui.widgets.base_screen import PhaseScreen
 from weightgate.tui.widgets.facts import FactsPanel
+from weightgate.tui.widgets.units import human_eta
+from weightgate.tui.widgets.weights_actions import error_text
 
 EVAL_SETS = [
     ("task set", "eval.size"),
@@ -48,8 +53,6 @@ class EvaluationScreen(PhaseScreen):
     STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "eval", "baseline", "mark", "compare")
 
     def compose_panels(self) -> ComposeResult:
-        from weightgate.screens.evaluation.runs_table import RunsTable  # noqa: PLC0415
-
         yield FactsPanel("Eval sets", EVAL_SETS, source="evals/task.jsonl · evals/general.jsonl", id="eval-sets")
         yield RunsTable(id="runs")
 
@@ -76,8 +79,6 @@ class EvaluationScreen(PhaseScreen):
         self.run_worker(lambda: self._read(workspace), thread=True, group="eval-runs", exit_on_error=False)
 
     def _read(self, workspace) -> None:
-        from weightgate.core.evaluation.views import run_rows  # noqa: PLC0415
-
         try:
             self.post_message(RunsRead(run_rows(workspace)))
         except Exception as exc:  # noqa: BLE001 - shown as a notification
@@ -92,8 +93,6 @@ class EvaluationScreen(PhaseScreen):
 
     def _show_rows(self) -> None:
         """The runs, with a live row for each eval job still running."""
-        from weightgate.core.evaluation.views import RunRow  # noqa: PLC0415
-        from weightgate.tui.widgets.units import human_eta  # noqa: PLC0415
 
         live = []
         for job in getattr(self.app, "job_rows", None) or []:
@@ -142,9 +141,6 @@ class EvaluationScreen(PhaseScreen):
             return
 
         def mark() -> None:
-            from weightgate.core.evaluation.runner import mark_baseline  # noqa: PLC0415
-            from weightgate.tui.widgets.weights_actions import error_text  # noqa: PLC0415
-
             try:
                 outcome = mark_baseline(workspace, run_id)
             except Exception as exc:  # noqa: BLE001 - notified

@@ -28,11 +28,15 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from weightgate.core.engine.events import read_events
+from weightgate.core.training.session import new_run_params
 from weightgate.core.training.views import earlier_journals, gate_pairs, gate_result, read_data_report
+from weightgate.screens.finetuning.loss_chart import TrainingHistory, render_loss_chart
 from weightgate.tui.widgets.base_screen import PhaseScreen
 from weightgate.tui.widgets.facts import FactsPanel
 from weightgate.tui.widgets.journal_tail import JournalTail
 from weightgate.tui.widgets.units import human_bytes
+from weightgate.tui.widgets.weights_actions import error_text
 
 DATA_FACTS = [
     ("format", "tune.format"),
@@ -301,8 +305,6 @@ class TrainingPanel(Vertical):
     """
 
     def __init__(self, **kwargs) -> None:
-        from weightgate.screens.finetuning.loss_chart import TrainingHistory  # noqa: PLC0415
-
         super().__init__(**kwargs)
         self.history = TrainingHistory()
         self._events: list = []            # the followed job's events so far
@@ -327,8 +329,6 @@ class TrainingPanel(Vertical):
         return self.query_one("#train-tail", JournalTail)
 
     def follow(self, job_id: str, job_dir: Path, state: str) -> None:
-        from weightgate.screens.finetuning.loss_chart import TrainingHistory  # noqa: PLC0415
-
         self.state = state
         if job_id != self.job_id:
             self.job_id = job_id
@@ -347,8 +347,6 @@ class TrainingPanel(Vertical):
         if names_run and self.tail.job_dir is not None:
             # The job names its training run: replay the run's earlier jobs (before a resume)
             # first, then this job's events, so re-run steps keep their newest values.
-            from weightgate.core.engine.events import read_events  # noqa: PLC0415
-            from weightgate.screens.finetuning.loss_chart import TrainingHistory  # noqa: PLC0415
 
             self.history = TrainingHistory()
             for path in earlier_journals(self.tail.job_dir, message.job_id):
@@ -366,8 +364,6 @@ class TrainingPanel(Vertical):
         self.redraw()
 
     def redraw(self) -> None:
-        from weightgate.screens.finetuning.loss_chart import render_loss_chart  # noqa: PLC0415
-
         try:
             width = self.content_size.width or 80
             self.query_one("#train-stats", Static).update(stats_text(self.history, self.state, self.job_id))
@@ -489,9 +485,6 @@ class FinetuningScreen(PhaseScreen):
         self.notify("Checking and splitting the training data…", title="Train")
 
         def prepare() -> None:
-            from weightgate.core.training.session import new_run_params  # noqa: PLC0415
-            from weightgate.tui.widgets.weights_actions import error_text  # noqa: PLC0415
-
             try:
                 params = new_run_params(workspace, 1, None, "auto")   # the job picks a GPU when torch sees one
             except Exception as exc:  # noqa: BLE001 - notified with its hint

@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import DataTable, ProgressBar, RichLog, Sparkline, Static
 
+from weightgate.core.engine.events import read_events
 from weightgate.core.engine.views import JobProgress, JobRow
 from weightgate.tui.messages import JobEvents
 from weightgate.tui.widgets.status import job_look, rich_style
@@ -242,8 +243,6 @@ class JobMonitor(Vertical):
 
     @work(thread=True, group="job-tail", exit_on_error=False)
     def _read(self, job_id: str, path: Path, offset: int, replay: bool) -> None:
-        from weightgate.core.engine.events import read_events  # noqa: PLC0415
-
         try:
             events, new_offset = read_events(path, offset)
         except OSError:

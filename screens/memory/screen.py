@@ -19,7 +19,11 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 
+from weightgate.core.memory.checks import record_fit
+from weightgate.core.memory.views import MemoryInputs, read_memory_inputs
+from weightgate.screens.memory.memory_panel import MemoryPanel
 from weightgate.tui.widgets.base_screen import PhaseScreen
+from weightgate.tui.widgets.weights_actions import error_text
 
 
 class InputsRead(Message):
@@ -54,8 +58,6 @@ class MemoryScreen(PhaseScreen):
     STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "fit", "measure", "quant_check", "training", "all_precisions")
 
     def compose_panels(self) -> ComposeResult:
-        from weightgate.screens.memory.memory_panel import MemoryPanel  # noqa: PLC0415
-
         yield MemoryPanel(id="memory")
 
     @property
@@ -82,9 +84,6 @@ class MemoryScreen(PhaseScreen):
                         exclusive=True, exit_on_error=False)
 
     def _read(self, workspace, devices) -> None:
-        from weightgate.core.memory.views import MemoryInputs, read_memory_inputs  # noqa: PLC0415
-        from weightgate.tui.widgets.weights_actions import error_text  # noqa: PLC0415
-
         try:
             inputs = read_memory_inputs(workspace, devices)
         except Exception as exc:  # noqa: BLE001 - shown in the panel
@@ -154,9 +153,6 @@ class MemoryScreen(PhaseScreen):
                         exit_on_error=False)
 
     def _fit(self, workspace, context: int, batch: int, train) -> None:
-        from weightgate.core.memory.checks import record_fit  # noqa: PLC0415
-        from weightgate.tui.widgets.weights_actions import error_text  # noqa: PLC0415
-
         try:
             result = record_fit(workspace, context=context, batch=batch, train=train)
         except Exception as exc:  # noqa: BLE001 - notified

@@ -25,6 +25,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
+from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation.review import (
+    complete_review,
+    default_runs,
+    environment_reviewer,
+    latest_open_review,
+    start_review,
+)
+from weightgate.core.evaluation.runs import list_runs
 from weightgate.screens.review.review_view import RevealView, ReviewCasePanel, ReviewPicker
 from weightgate.tui.widgets.base_screen import WorkspaceScreen
 from weightgate.tui.widgets.compare_view import run_option
@@ -91,8 +101,6 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
         return self.query_one(ReviewPicker)
 
     def _workspace(self):
-        from weightgate.core.engine.workspace import Workspace  # noqa: PLC0415
-
         return getattr(self.app, "workspace", None) or Workspace(self.app.workspace_root)
 
     def _set_mode(self, mode: str, message: str = "") -> None:
@@ -135,9 +143,6 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
 
     @work(thread=True, group="review-load", exit_on_error=False)
     def _load(self, seq: int, resume: bool, pair: tuple[str, str] | None) -> None:
-        from weightgate.core.evaluation.review import default_runs, environment_reviewer, latest_open_review  # noqa: PLC0415
-        from weightgate.core.evaluation.runs import list_runs  # noqa: PLC0415
-
         ws = self._workspace()
         try:
             if pair is not None:
@@ -181,9 +186,6 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
 
     @work(thread=True, group="review-load", exit_on_error=False)
     def _start(self, seq: int, run_a: str, run_b: str, reviewer: str) -> None:
-        from weightgate.core.engine.errors import InputError  # noqa: PLC0415
-        from weightgate.core.evaluation.review import start_review  # noqa: PLC0415
-
         try:
             session = start_review(self._workspace(), run_a, run_b, reviewer=reviewer or None)
             session.runs()
@@ -205,8 +207,6 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
         self.show_case(index)
 
     def show_case(self, index: int) -> None:
-        from weightgate.core.engine.errors import InputError  # noqa: PLC0415
-
         assert self.session is not None
         try:
             view = self.session.view(index)
@@ -259,8 +259,6 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
 
     @work(thread=True, exclusive=True, group="review-reveal", exit_on_error=False)
     def _finish(self) -> None:
-        from weightgate.core.evaluation.review import complete_review  # noqa: PLC0415
-
         session = self.session
         if session is None:
             return

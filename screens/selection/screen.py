@@ -23,8 +23,14 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 
+from weightgate.core.weights.candidates import add_candidate, choose_model, metadata_summary
+from weightgate.core.weights.metadata import fetch_metadata
+from weightgate.core.weights.metadata_cache import save_metadata
+from weightgate.core.weights.views import Shortlist, read_shortlist
+from weightgate.screens.selection.candidates import AddCandidateModal, CandidateTabs, Summary
 from weightgate.tui.widgets.base_screen import PhaseScreen
 from weightgate.tui.widgets.facts import FactsPanel
+from weightgate.tui.widgets.modals import NoteModal
 from weightgate.tui.widgets.weights_actions import EngineDone, WeightsActions
 
 if TYPE_CHECKING:
@@ -77,8 +83,6 @@ class SelectionScreen(WeightsActions, PhaseScreen):
     """
 
     def compose_panels(self) -> ComposeResult:
-        from weightgate.screens.selection.candidates import CandidateTabs  # noqa: PLC0415
-
         yield CandidateTabs(FactsPanel("Requirements", REQUIREMENTS,
                                        source="weightgate.toml [requirements] · evals/task.jsonl", id="requirements"))
 
@@ -135,8 +139,6 @@ class SelectionScreen(WeightsActions, PhaseScreen):
         self.run_worker(lambda: self._read(workspace), thread=True, group="shortlist", exit_on_error=False)
 
     def _read(self, workspace) -> None:
-        from weightgate.core.weights.views import Shortlist, read_shortlist  # noqa: PLC0415
-
         try:
             shortlist = read_shortlist(workspace)
         except Exception as exc:  # noqa: BLE001 - shown in the panel, not a crash
@@ -203,7 +205,6 @@ class SelectionScreen(WeightsActions, PhaseScreen):
             self.run_engine("add", spec, f"Adding {spec}: reading its config and safetensors headers "
                             "(no weights)…", lambda ws: _add(ws, spec, note))
 
-        from weightgate.screens.selection.candidates import AddCandidateModal  # noqa: PLC0415
 
         self.app.push_screen(AddCandidateModal(), done)
 
@@ -212,7 +213,6 @@ class SelectionScreen(WeightsActions, PhaseScreen):
         if candidate is None:
             return
         self._show_candidates()
-        from weightgate.tui.widgets.modals import NoteModal  # noqa: PLC0415
 
         def done(reason: str | None) -> None:
             if reason:
@@ -258,8 +258,6 @@ class SelectionScreen(WeightsActions, PhaseScreen):
         self.panel.show_busy(text)
 
     def engine_done(self, message: EngineDone) -> None:
-        from weightgate.screens.selection.candidates import Summary  # noqa: PLC0415
-
         if message.action == "add":
             self.notify(Summary(message.subject, message.result).text(), title="Candidate added",
                         severity="warning" if message.result.get("warnings") else "information", timeout=8)
@@ -273,22 +271,14 @@ class SelectionScreen(WeightsActions, PhaseScreen):
 
 
 def _add(ws, spec: str, note: str) -> dict:
-    from weightgate.core.weights.candidates import add_candidate  # noqa: PLC0415
-
     return add_candidate(ws, spec, note)
 
 
 def _choose(ws, spec: str, reason: str) -> None:
-    from weightgate.core.weights.candidates import choose_model  # noqa: PLC0415
-
     choose_model(ws, spec, reason)
 
 
 def _inspect(ws, spec: str) -> dict:
-    from weightgate.core.weights.candidates import metadata_summary  # noqa: PLC0415
-    from weightgate.core.weights.metadata import fetch_metadata  # noqa: PLC0415
-    from weightgate.core.weights.metadata_cache import save_metadata  # noqa: PLC0415
-
     summary = metadata_summary(fetch_metadata(spec).to_dict())
     save_metadata(ws, spec, summary)
     return summary

@@ -24,6 +24,11 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 
+from weightgate.core.engine.jobs import start_job
+from weightgate.core.weights.convert import plan_conversion
+from weightgate.core.weights.pickle_policy import check_pickle_allowed
+from weightgate.core.weights.views import LockView, read_lock_view
+from weightgate.screens.verification.lock_panel import LockPanel
 from weightgate.tui.widgets.base_screen import PhaseScreen
 from weightgate.tui.widgets.weights_actions import EngineDone, WeightsActions
 
@@ -69,8 +74,6 @@ class VerificationScreen(WeightsActions, PhaseScreen):
     """
 
     def compose_panels(self) -> ComposeResult:
-        from weightgate.screens.verification.lock_panel import LockPanel  # noqa: PLC0415
-
         yield LockPanel(id="lock")
 
     def on_mount(self) -> None:
@@ -99,8 +102,6 @@ class VerificationScreen(WeightsActions, PhaseScreen):
         self.run_worker(lambda: self._read(workspace), thread=True, group="lock-view", exit_on_error=False)
 
     def _read(self, workspace) -> None:
-        from weightgate.core.weights.views import LockView, read_lock_view  # noqa: PLC0415
-
         try:
             view = read_lock_view(workspace)
         except Exception as exc:  # noqa: BLE001 - shown in the panel, not a crash
@@ -247,8 +248,6 @@ class VerificationScreen(WeightsActions, PhaseScreen):
 
 
 def _start_verify(ws) -> dict:
-    from weightgate.core.engine.jobs import start_job  # noqa: PLC0415
-
     handle = start_job(ws.jobs_dir, "verify", {}, workspace=ws.root)
     return {"job": handle.job_id, "job_dir": str(handle.job_dir)}
 
@@ -256,9 +255,6 @@ def _start_verify(ws) -> dict:
 def _start_convert(ws, full_path: str, subject: str) -> dict:
     """Refuse here (trust at these bytes, clean scan, free output name) before any job starts;
     the job checks all of it again in the process that loads."""
-    from weightgate.core.engine.jobs import start_job  # noqa: PLC0415
-    from weightgate.core.weights.convert import plan_conversion  # noqa: PLC0415
-    from weightgate.core.weights.pickle_policy import check_pickle_allowed  # noqa: PLC0415
 
     plan = plan_conversion(ws, full_path)
     check_pickle_allowed(ws, plan.source)

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import weightgate
+
 # Commands that moved into a group, and where they are now: an old script gets the new name.
 MOVED = {
     "selftest": "jobs selftest",
@@ -88,7 +90,6 @@ def build_app():
     """The root group: the top-level commands and one sub-group per phase area."""
     import typer  # lazy: typer (and rich) only when a command is given, never for the TUI
 
-    import weightgate
     from weightgate.tui.cli import (  # lazy: the command groups import core
         checklist,
         data,

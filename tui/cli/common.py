@@ -8,6 +8,7 @@ Imported only once a command is given (`weightgate` alone opens the TUI without 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import sys
 import time
@@ -41,7 +42,6 @@ def clean_help(text: str | None) -> str:
     `\\b` blocks kept as written."""
     if not text:
         return ""
-    import inspect
 
     paragraphs = inspect.cleandoc(text).split("\n\n")
     return "\n\n".join(p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())

@@ -22,6 +22,7 @@ from textual import work
 from textual.message import Message
 from textual.widget import Widget
 
+from weightgate.core.engine.events import read_events
 from weightgate.tui.messages import JobEvents
 
 if TYPE_CHECKING:
@@ -92,7 +93,6 @@ class JournalTail(Widget):
 
     @work(thread=True, group="journal-tail", exit_on_error=False)
     def _read(self, job_id: str, path: Path, offset: int, replay: bool) -> None:
-        from weightgate.core.engine.events import read_events  # noqa: PLC0415
 
         try:
             events, new_offset = read_events(path, offset)

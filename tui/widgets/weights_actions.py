@@ -17,7 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from textual.css.query import NoMatches
 from textual.message import Message
+
+from weightgate.core.engine.errors import InputError, WeightgateError
+from weightgate.core.weights.candidates import chosen_model, start_fetch
+from weightgate.tui.widgets.units import human_bytes
 
 if TYPE_CHECKING:
     from weightgate.core.engine.workspace import Workspace
@@ -36,7 +41,6 @@ class EngineDone(Message):
 
 def error_text(exc: BaseException) -> str:
     """message + hint for an engine error; the type and text for anything unexpected."""
-    from weightgate.core.engine.errors import InputError, WeightgateError  # noqa: PLC0415
 
     if isinstance(exc, InputError):
         where = exc.location()
@@ -49,7 +53,6 @@ def error_text(exc: BaseException) -> str:
 
 def fetch_model(ws: Workspace, spec: str | None) -> dict:
     """start_fetch for `spec`, or for the chosen model when spec is None."""
-    from weightgate.core.weights.candidates import chosen_model, start_fetch  # noqa: PLC0415
 
     spec = spec or chosen_model(ws)
     outcome = dict(start_fetch(ws, spec))
@@ -64,8 +67,6 @@ class WeightsActions:
 
     def update_bindings(self) -> None:
         """As the screen's, but quiet while the screen is being taken down (its tables are gone)."""
-        from textual.css.query import NoMatches  # noqa: PLC0415
-
         try:
             super().update_bindings()
         except NoMatches:
@@ -143,7 +144,6 @@ class WeightsActions:
             if poll is not None:
                 poll()
             return
-        from weightgate.tui.widgets.units import human_bytes  # noqa: PLC0415
 
         self.notify(f"{outcome['source']}: {outcome.get('files', '?')} files, {human_bytes(outcome.get('bytes'))} "
                     f"hashed and written to {Path(outcome.get('lock', 'weightgate.lock')).name}.",
