@@ -1,16 +1,15 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the tiers: tests/unit/<package>/ (the engine, package by package),
+tests/tui/ (the app driven by Pilot and in a real tmux terminal), tests/e2e/ (the `weightgate`
+command and whole journeys). Each test gets its tier's marker (unit, tui, e2e) from its folder;
+`slow` and `tmux` are set on the tests themselves. Helper modules live in tests/support/
+(on the path through pyproject.toml's `pythonpath`)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-# tests/ is not a package: make its helper modules importable however pytest was started.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 
 # --- models: a tiny random one (most tests) and the real demo model (a few) --------------------
 
@@ -45,3 +44,13 @@ def _record_notifications(monkeypatch):
         return original(self, message, *args, title=title, **kwargs)
 
     monkeypatch.setattr(App, "notify", notify)
+
+
+TIERS = ("unit", "tui", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(Path(__file__).parent).parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(parts[0])

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""This process's memory as the kernel counts it: RSS (Linux /proc, psutil elsewhere), the peak
+over a block (the VmHWM high-water mark, or a 1 ms sampler where it cannot be reset), and a
+steady allocator so a measurement is not one of glibc's thresholds moving."""
 
 from __future__ import annotations
 

@@ -36,7 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 MIB = 1 << 20
 TARGET_RATIO = 1.10
@@ -45,7 +44,7 @@ TARGET_SHARE = 0.001
 
 def start_hub(shards: int, size_mib: int) -> tuple[subprocess.Popen, dict]:
     env = {**os.environ}
-    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hub_emulator.py"), "--shards", str(shards),
+    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "hub_emulator.py"), "--shards", str(shards),
                                 "--size-mib", str(size_mib)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                env=env, cwd=ROOT, text=True)
     line = process.stdout.readline()

@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 from weightgate.core.demo.evalsets import DATE_CASES, INSTRUCTION  # noqa: E402
 

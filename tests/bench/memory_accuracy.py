@@ -42,8 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 PRECISIONS = ("fp32", "bf16", "int8", "nf4")
 ACCELERATE_DTYPE = {"fp32": "float32", "bf16": "float16", "int8": "int8", "nf4": "int4"}

@@ -132,7 +132,6 @@ def main() -> int:
     parser.add_argument("--workspace", type=Path, default=None, help="default: a fresh `init_workspace`")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT))
     from weightgate.core.engine.workspace import init_workspace
 
     with tempfile.TemporaryDirectory() as tmp:

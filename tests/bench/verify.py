@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 
 from weightgate.core.engine.hashing import DEFAULT_CHUNK, default_workers, hash_files, hash_rate  # noqa: E402
 from weightgate.core.engine.lock import HASH_PUBLISHED, LockedFile, ModelLock, write_lock  # noqa: E402
