@@ -224,3 +224,38 @@ def test_import_linter_contracts_hold():
     done = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    """pyproject.toml names every distribution the code imports (a missing one installs fine here,
+    where it came in as a dependency of another, and breaks on the next release of that one)."""
+    import importlib.metadata
+
+    import tomllib
+
+    declared = {re.split(r"[<>=!~ \[;]", spec, maxsplit=1)[0].lower().replace("_", "-")
+                for spec in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    distributions = importlib.metadata.packages_distributions()
+    stdlib = set(sys.stdlib_module_names) | {"weightgate", "__future__", "_compat_pickle"}
+    missing = {}
+    for module, imports in IMPORTS.items():
+        for imp in imports:
+            top = imp.target.split(".")[0]
+            if top in stdlib or not top:
+                continue
+            names = {name.lower().replace("_", "-") for name in distributions.get(top, [top])}
+            if not names & declared:
+                missing.setdefault(top, repr(imp))
+    assert not missing, missing
+
+
+def test_every_job_kind_names_a_function_that_exists():
+    """engine/job_kinds.py names each kind's function as "module:function" (imported only in the
+    job process): each must be a top-level function of that module."""
+    from weightgate.core.engine.job_kinds import KINDS
+
+    for kind, target in KINDS.items():
+        module, _, function = target.partition(":")
+        tree = ast.parse(MODULES[module].read_text())
+        defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        assert function in defined, (kind, target)

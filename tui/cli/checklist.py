@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
     @command(app)
     def init(directory: Annotated[Optional[Path], typer.Argument(help="Where to create it (default: -w or .)")] = None,
              as_json: JsonOpt = False) -> None:
-        """Create a workspace: a commented weightgate.toml, evals/ with an example, .weightgate/."""
+        """Create a workspace: a commented weightgate.toml, evals/ and .weightgate/."""
         target = directory or STATE["workspace"] or Path.cwd()
         try:
             ws = init_workspace(target)

@@ -116,7 +116,7 @@ def baseline_cmd(run_id: RunArg, as_json: JsonOpt = False) -> None:
 @command(app, "rescore")
 def rescore_cmd(run_id: RunArg, name: Annotated[str, typer.Option("--name", help="A name for the new run.")] = "",
                 as_json: JsonOpt = False) -> None:
-    """Re-score a run's saved outputs with today's expected answers and scorers (no model)."""
+    """Re-score a run's saved outputs with today's answers and scorers (no model)."""
     ws = workspace(as_json)
     try:
         before = read_run(ws, run_id)
@@ -162,7 +162,7 @@ def reviews() -> None:
 def determinism(repeats: Annotated[int, typer.Option("--repeats", min=2, help="How many runs.")] = 3,
                 batch_size: BatchSizeOpt = None, limit: LimitOpt = None,
                 follow: AttachOpt = False, as_json: JsonOpt = False) -> None:
-    """Repeat the task set at temperature 0 (a job): identical, or the first divergence."""
+    """Repeat the task set at temperature 0 (a job): identical, or where it diverges."""
     _check_plan("task", batch_size, limit, as_json)
 
     def verdict(result: dict):

@@ -51,7 +51,7 @@ def jobs(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 def selftest(seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="How long it runs.")] = 5.0,
              interval: Annotated[float, typer.Option("--interval", min=0.01, help="Seconds between events.")] = 0.2,
              follow: AttachOpt = False, as_json: JsonOpt = False) -> None:
-    """Start a detached job that emits progress and metrics (proves the job machinery)."""
+    """A detached job that emits progress and metrics: proves the job machinery."""
     ws = workspace(as_json)
     handle = start_job(ws.jobs_dir, "selftest", {"seconds": seconds, "interval": interval}, workspace=ws.root)
     job_dir = Path(handle.job_dir)

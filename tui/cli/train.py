@@ -106,7 +106,7 @@ def fewshot(shots: Annotated[int, typer.Option("--shots", min=1, max=16,
             batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1,
                                                               help="Default: the zero-shot baseline's.")] = None,
             follow: AttachOpt = False, as_json: JsonOpt = False) -> None:
-    """Prompting first: the task set with few-shot examples beside the zero-shot baseline.
+    """Prompting first: the task set with few-shot examples, beside the baseline.
 
     A job; decides tune.prompting_first."""
     try:

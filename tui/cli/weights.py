@@ -149,7 +149,9 @@ def verify(changed: Annotated[bool, typer.Option("--changed", help="Only files w
 @command(app)
 def scan(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A pickle-based file.")],
          as_json: JsonOpt = False) -> None:
-    """Statically scan a pickle or torch checkpoint: what would it import? (never unpickles)"""
+    """Statically scan a pickle or torch checkpoint: what would it import?
+
+    It never unpickles."""
     try:
         result = scan_file(path)
     except WeightgateError as exc:
@@ -213,7 +215,9 @@ def convert(path: Annotated[str, typer.Argument(help="The pickle file: its path 
 def trust_pickle_cmd(path: Annotated[str, typer.Argument(help="The pickle file (as in weightgate.lock).")],
                      sha256: Annotated[str, typer.Option("--sha256", help="The exact bytes you reviewed.")],
                      note: NoteOpt, as_json: JsonOpt = False) -> None:
-    """Trust one pickle file at one sha256 (still scanned, and loaded only weights_only)."""
+    """Trust one pickle file at one sha256.
+
+    It is still scanned, and loaded only with torch.load(weights_only=True)."""
     ws = workspace(as_json)
     try:
         trust = trust_pickle(ws, path, sha256, note)

@@ -1,0 +1,90 @@
+"""The command in groups: at most 16 entries at the top, every earlier command reachable in its
+group (and an old name says where it went), help texts that wrap cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import typer
+
+from weightgate.tui.cli import MOVED, build_app
+
+TOP_LEVEL = {"init", "status", "attest", "waive", "revoke", "jobs", "attach", "cancel", "demo", "tui",
+             "weights", "memory", "eval", "data", "train", "release"}
+# Every command the flat CLI had, and where it is now.
+EARLIER = {
+    "init": "init", "status": "status", "attest": "attest", "waive": "waive", "revoke": "revoke", "jobs": "jobs",
+    "attach": "attach", "cancel": "cancel", "demo": "demo", "tui": "tui", "selftest": "jobs selftest",
+    "inspect": "weights inspect", "add": "weights add", "choose": "weights choose", "fetch": "weights fetch",
+    "verify": "weights verify", "scan": "weights scan", "convert": "weights convert",
+    "trust pickle": "weights trust pickle", "trust remote-code": "weights trust remote-code",
+    "estimate": "memory estimate", "fit": "memory fit", "measure": "memory measure",
+    "quant-check": "memory quant-check", "eval": "eval run", "runs": "eval runs", "baseline": "eval baseline",
+    "rescore": "eval rescore", "compare": "eval compare", "reviews": "eval reviews",
+    "determinism": "eval determinism", "latency": "eval latency", "benchmark": "eval benchmark",
+    "evalset check": "eval check", "data check": "data check", "train": "train start",
+    "train --resume": "train resume", "train runs": "train runs", "tune fewshot": "train fewshot",
+    "tune gate": "train gate", "ship": "release ship", "versions": "release versions",
+    "rollback": "release rollback", "alias": "release alias", "verify-release": "release verify",
+    "health": "release health", "canary": "release canary", "serve-commands": "release serve-commands",
+}
+
+
+def _root():
+    return typer.main.get_command(build_app())
+
+
+def _find(path: str):
+    command = _root()
+    for word in path.split():
+        command = command.commands[word]
+    return command
+
+
+def _every_command(command=None, path=()):
+    command = command or _root()
+    for name, sub in command.commands.items():
+        yield " ".join((*path, name)), sub
+        if getattr(sub, "commands", None):
+            yield from _every_command(sub, (*path, name))
+
+
+def test_at_most_16_entries_at_the_top():
+    assert set(_root().commands) == TOP_LEVEL
+
+
+def test_every_earlier_command_is_in_its_group():
+    for old, new in EARLIER.items():
+        assert _find(new) is not None, (old, new)
+        first = old.split()[0]
+        if first in MOVED:
+            assert new.startswith(MOVED[first].split()[0]), (old, new, MOVED[first])
+
+
+def test_an_old_name_says_where_it_went():
+    out = subprocess.run([sys.executable, "-m", "weightgate", "-w", "/nowhere", "verify-release", "v1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "`weightgate release verify`" in out.stderr, out.stderr
+
+
+def test_help_texts_wrap_cleanly():
+    """Short help under 80 characters; no line break inside a paragraph (Rich wraps them to the
+    terminal), except in a `\\b` block, which is laid out by hand."""
+    for path, command in _every_command():
+        text = command.help or ""
+        assert text.strip(), f"{path} has no help"
+        first = text.split("\n\n")[0]
+        assert "\n" not in first and len(first) < 80, (path, first)
+        for paragraph in text.split("\n\n"):
+            assert paragraph.startswith("\b") or "\n" not in paragraph, (path, paragraph)
+        for param in command.params:
+            assert getattr(param, "help", None) is None or "\n" not in param.help, (path, param.name)
+
+
+def test_version():
+    out = subprocess.run([sys.executable, "-m", "weightgate", "--version"], capture_output=True, text=True,
+                         timeout=60)
+    import weightgate
+
+    assert out.returncode == 0 and out.stdout.strip() == f"weightgate {weightgate.__version__}"
