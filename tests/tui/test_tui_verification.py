@@ -385,4 +385,7 @@ async def test_convert_key_turns_a_trusted_pickle_into_its_locked_twin(ws: Works
         await wait_for(pilot, lambda: "converted: model.safetensors is locked and is what loads"
                        in str(panel.query_one("#lock-selected").render()), what="converted line")
         await wait_for(pilot, lambda: screen.active_bindings["c"].enabled is False, what="c dimmed once converted")
-        assert any("Converted to safetensors" in n for n in notifications(app))
+        # The toast comes from the panel's JobEnded message; on a loaded machine the screen can be
+        # redrawn by the report's own refresh first, so wait for it rather than assume the order.
+        await wait_for(pilot, lambda: any("Converted to safetensors" in n for n in notifications(app)),
+                       what="the converted toast")
