@@ -22,11 +22,10 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import weightgate
+from weightgate.core.engine.environment import versions
 from weightgate.core.engine.errors import InputError
 
 # Counts model.generate calls in this process: tests prove that re-scoring generates nothing.
@@ -450,13 +449,6 @@ def generate_all(loaded: LoadedModel, prompts: list[str], settings: dict, batch_
 
 def environment(device: str) -> dict:
     """Package versions and the device, recorded beside (not inside) a run's identity."""
-
-    def ver(name: str) -> str:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return "absent"
-
     label = device
     try:
         import torch  # lazy: torch only where it runs, never at import
@@ -468,6 +460,4 @@ def environment(device: str) -> dict:
     except Exception:   # the label is informative only
         pass
 
-    return {"torch": ver("torch"), "transformers": ver("transformers"), "peft": ver("peft"),
-            "bitsandbytes": ver("bitsandbytes"), "python": platform.python_version(), "device": label,
-            "weightgate": weightgate.__version__}
+    return {**versions(("torch", "transformers", "peft", "bitsandbytes")), "device": label}

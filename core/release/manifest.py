@@ -24,16 +24,13 @@ Torch-free.
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from pathlib import Path
 
 import tomlkit
 
-import weightgate
 from weightgate.core.engine.digest import ABSENT, digest_value
+from weightgate.core.engine.environment import versions
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.workspace import parse_config, setting_path
@@ -115,14 +112,7 @@ def content_digest(manifest: dict, files: dict[str, str]) -> str:
 
 
 def environment() -> dict:
-    def ver(name: str) -> str:
-        try:
-            return package_version(name)
-        except PackageNotFoundError:
-            return "absent"
-
-    return {"weightgate": weightgate.__version__, "python": platform.python_version(),
-            **{name: ver(name) for name in PACKAGES}}
+    return versions(PACKAGES)
 
 
 def git_state(root: Path) -> dict:
