@@ -1,5 +1,5 @@
 """Regenerate core/demo/templates/replay.jsonl: the demo model's own answers to the general
-replay questions of core/demo_data.py (self-distilled replay), kept where they state the fact.
+replay questions of core/demo/data.py (self-distilled replay), kept where they state the fact.
 
     .venv/bin/python scripts/demo_replay.py            # about a minute on two CPU cores
 

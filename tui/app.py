@@ -6,7 +6,7 @@ thread workers on first use. All file and device I/O happens in those workers, w
 Messages (tui.messages); the handlers store the results in reactive attributes that the
 widgets watch:
 
-    report           core.gates.Report, recomputed every 2 s and after every action
+    report           core.engine.status.Report (from core.gates.compute_report), recomputed every 2 s and after every action
     workspace_error  core.engine.errors.InputError while the workspace cannot be read, else None
     devices          core.memory.devices.DeviceSnapshot, polled at most twice a second
     job_rows         the workspace's jobs with their last progress, every second

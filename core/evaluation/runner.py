@@ -443,7 +443,7 @@ def mark_baseline(ws: Workspace, run_id: str) -> dict:
     threshold = (plain(ws.config()).get("requirements") or {}).get("quality_threshold")
     if (run.components.get("adapter") == ABSENT and isinstance(threshold, (int, float))
             and not isinstance(threshold, bool) and 0 < threshold <= 1):
-        # "baseline 0.93 >= threshold 0.90": decided from the run's score (core.gates).
+        # "baseline 0.93 >= threshold 0.90": decided from the run's score (core.evaluation.finetune_need).
         outcome["finetuning_needed"] = record_finetuning_decision(ws, run=run).status == "fail"
     return outcome
 

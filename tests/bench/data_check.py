@@ -4,7 +4,7 @@ MinHash + LSH against the naive all-pairs comparison measured in the same run.
     .venv/bin/python tests/bench/data_check.py                  # 10k examples, naive on 1.5k
     .venv/bin/python tests/bench/data_check.py --examples 2000 --naive 500
 
-Data: the demo generator's date-rewriting examples (core/demo_data.py, seeded), with 1% of them
+Data: the demo generator's date-rewriting examples (core/demo/data.py, seeded), with 1% of them
 copied as exact duplicates and 1% as near duplicates (a sentence prepended, one word changed).
 
 Prints, in one run:

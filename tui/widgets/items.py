@@ -1,6 +1,6 @@
 """The checklist items of one phase: a table (status, severity, title, detail) and a detail pane.
 
-Both take core.gates.ItemStatus objects and know nothing about screens. The table updates
+Both take core.engine.status.ItemStatus objects and know nothing about screens. The table updates
 cells in place when the rows stay the same, so the cursor never jumps on a refresh.
 """
 

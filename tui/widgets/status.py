@@ -41,7 +41,7 @@ def rich_style(color: str, variables: dict[str, str], *, bold: bool = False) -> 
     return Style(color=value, bold=bold) if value else Style(bold=bold)
 
 
-# Item statuses (core.gates / core.engine.evidence): pass, fail, stale, todo, waived, not-needed.
+# Item statuses (core.engine.status / core.engine.evidence): pass, fail, stale, todo, waived, not-needed.
 ITEM_LOOKS: dict[str, Look] = {
     "pass": Look("✓", "pass", "success"),
     "fail": Look("✗", "fail", "error"),
@@ -51,7 +51,7 @@ ITEM_LOOKS: dict[str, Look] = {
     "not-needed": Look("–", "not needed", "muted"),
 }
 
-# Phase states (core.gates): passed, open, stale, locked, not-needed.
+# Phase states (core.engine.status): passed, open, stale, locked, not-needed.
 PHASE_LOOKS: dict[str, Look] = {
     "passed": Look("✓", "passed", "success"),
     "open": Look("●", "open", "primary"),

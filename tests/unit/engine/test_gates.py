@@ -272,7 +272,7 @@ def test_corrupt_evidence_line_is_reported_with_line(tmp_path):
     assert info.value.line == len(ws.evidence_path.read_text().splitlines()) - 1
 
 
-# --- items decided from what other checks and jobs recorded (core/derived_checks.py) ------------
+# --- items decided from what other checks and jobs recorded (each phase's checks.py) ------------
 
 
 def _training_run(ws, run_id="20260101-000000-abcd", *, status="finished", precision="bf16", method="lora",

@@ -1,7 +1,7 @@
 """The memory estimator (pure arithmetic), the recommendation and `record_fit`.
 
 Reference points come from a Llama-3-8B config written here (nothing downloaded); the measured
-side (estimate vs a loaded model on the CPU) is in test_memory_measure.py.
+side (estimate vs a loaded model on the CPU) is in test_measure.py.
 """
 
 from __future__ import annotations

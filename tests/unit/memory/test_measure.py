@@ -1,7 +1,7 @@
 """Estimates against measurements: the tiny model and the demo model (SmolLM2-135M-Instruct),
 loaded on the CPU at fp32, bf16, int8 and nf4 (bitsandbytes runs on the CPU here).
 
-How the measured side is taken (core/memory_measure.py):
+How the measured side is taken (core/memory/measure.py):
 
 - Each precision runs in one fresh Python process (`python -m weightgate.core.memory.measure --plan`) that
   measures the tiny model, then the demo model, each from its own baseline; two processes at a
