@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightgate.core.engine.atomic import write_atomic
-from weightgate.core.memory import loading as generation
+from weightgate.core.evaluation import generation
+from weightgate.core.memory.loading import load_model
 
 # Long enough to finish most answers; the general set reads 32 tokens of each.
 MAX_NEW_TOKENS = 64
@@ -52,8 +53,7 @@ def distill(model_dir: str | Path, questions: list[tuple[str, str]], *, max_new_
     """Answer every (question, fact) greedily with the model's chat template, as an eval run
     does; keep {"question", "answer"} when the answer (cut to whole sentences if the budget
     ran out) states the fact; return the rest as Dropped."""
-
-    loaded = generation.load_model(model_dir, precision, device="cpu")
+    loaded = load_model(model_dir, precision, device="cpu")
     settings = generation.generation_settings(Path(model_dir), max_new_tokens=max_new_tokens)
     prompts = [generation.render(loaded.tokenizer, generation.build_messages(q)) for q, _ in questions]
     outputs = generation.generate_all(loaded, prompts, settings, batch_size)

@@ -58,6 +58,11 @@ class ModelLock:
         return sum(f.size for f in self.files)
 
 
+def has_lock(ws: Workspace) -> bool:
+    """weightgate.lock is there (a cheap stat; read_lock parses it)."""
+    return ws.lock_path.is_file()
+
+
 def read_lock(ws: Workspace) -> ModelLock | None:
     path = ws.lock_path
     if not path.exists():

@@ -36,10 +36,11 @@ from weightgate.core.engine.evidence import FAIL, PASS, record_result
 from weightgate.core.engine.fingerprints import Fingerprints, plain
 from weightgate.core.engine.lock import read_lock
 from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation.generation import render
 from weightgate.core.evaluation.latency import ceilings_of, measure_batches
 from weightgate.core.evaluation.reports import latest_report, save_report
 from weightgate.core.evaluation.runner import Target, decisions, execute, load_target, plan_eval, workspace_target
-from weightgate.core.memory.loading import default_device, render
+from weightgate.core.memory.loading import default_device
 from weightgate.core.weights.download import download_model
 from weightgate.core.weights.metadata_cache import candidate_specs, load_metadata
 from weightgate.core.weights.sources import parse_source

@@ -23,9 +23,10 @@ from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.evidence import FAIL, PASS, record_result
 from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation.generation import generate_batch, render
 from weightgate.core.evaluation.reports import save_report
 from weightgate.core.evaluation.runner import load_target, plan_eval
-from weightgate.core.memory.loading import default_device, generate_batch, render
+from weightgate.core.memory.loading import default_device
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8)
 MIN_REQUESTS = 8

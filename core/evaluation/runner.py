@@ -37,6 +37,14 @@ from weightgate.core.engine.lock import lock_digest, model_dir, read_lock
 from weightgate.core.engine.workspace import Workspace, setting_path
 from weightgate.core.evaluation.evalsets import EvalCase, EvalSet, load_evalset
 from weightgate.core.evaluation.finetune_need import record_finetuning_decision
+from weightgate.core.evaluation.generation import (
+    build_messages,
+    chat_template_text,
+    environment,
+    generate_all,
+    generation_settings,
+    render,
+)
 from weightgate.core.evaluation.runs import (
     COMPLETE,
     FAILED,
@@ -51,17 +59,7 @@ from weightgate.core.evaluation.runs import (
     write_run,
 )
 from weightgate.core.evaluation.scoring import score_output
-from weightgate.core.memory.loading import (
-    build_messages,
-    chat_template_text,
-    default_device,
-    environment,
-    generate_all,
-    generation_settings,
-    load_model,
-    precision_spec,
-    render,
-)
+from weightgate.core.memory.loading import default_device, load_model, precision_spec
 from weightgate.core.weights.checks import verified_snapshot
 
 SET_SETTINGS = {"task": ("eval_set", "evals/task.jsonl"), "general": ("general_set", "evals/general.jsonl")}

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from weightgate.core.engine.errors import InputError
-from weightgate.core.memory.loading import generate_all, load_model
+from weightgate.core.evaluation.generation import generate_all
+from weightgate.core.memory.loading import load_model
 
 MERGEABLE = ("fp32", "bf16", "fp16")
 # Files a merged directory takes from the base unchanged: the tokenizer, and the generation

@@ -35,11 +35,11 @@ from weightgate.core.memory.precision import (
 from weightgate.core.training import runs as runs_mod
 from weightgate.core.training.batches import load_examples, read_records
 from weightgate.core.training.checkpoint import latest_checkpoint, recover_best
+from weightgate.core.training.checks import record_best, record_effective_batch, record_lora_config, record_restore
 from weightgate.core.training.dataset import prepare_dataset
 from weightgate.core.training.loop import LoopSetup, fork_devices, run_loop
 from weightgate.core.training.model import add_lora, detect_targets, load_base, method_for, trainable_parameters
 from weightgate.core.training.plan import plan_batches, total_steps, warmup_steps
-from weightgate.core.training.records import record_best, record_effective_batch, record_lora_config, record_restore
 from weightgate.core.weights.checks import verified_snapshot
 
 FINGERPRINTS = ("train_config", "dataset", "model", "precision")

@@ -25,6 +25,7 @@ from textual.css.query import NoMatches
 from textual.message import Message
 
 from weightgate.core.engine.jobs import start_job
+from weightgate.core.engine.lock import has_lock
 from weightgate.core.weights.convert import plan_conversion
 from weightgate.core.weights.pickle_policy import check_pickle_allowed
 from weightgate.core.weights.views import LockView, read_lock_view
@@ -174,7 +175,7 @@ class VerificationScreen(WeightsActions, PhaseScreen):
         if view is not None and view.lock is not None:
             return True
         workspace = getattr(self.app, "workspace", None)
-        return workspace is not None and workspace.lock_path.exists()
+        return workspace is not None and has_lock(workspace)
 
     def action_verify(self) -> None:
         if not self._has_lock(self.panel.view):

@@ -10,7 +10,7 @@ same formats). A temporary workspace holds them, with the demo model (SmolLM2-13
 converted once to safetensors in ~/.cache/weightgate: core.demo.model.ensure_demo_model) locked
 and verified like any model, and loaded once.
 
-Timing: the engine's own batches (core.memory.loading.generate_all sorts the prompts by length and
+Timing: the engine's own batches (core.evaluation.generation.generate_all sorts the prompts by length and
 cuts them into batches of --batch-size) are generated batched and, interleaved with them, the
 same prompts one at a time; the order alternates from batch to batch, so a neighbour's burst of
 CPU lands on both contenders alike. Same rendered prompts, same generation config as an eval run.
@@ -108,8 +108,8 @@ def main() -> int:
     import torch
 
     from weightgate.core.demo.model import ensure_demo_model
+    from weightgate.core.evaluation.generation import generate_batch, render
     from weightgate.core.evaluation.runner import execute, load_target, plan_eval, workspace_target
-    from weightgate.core.memory.loading import generate_batch, render
 
     demo = ensure_demo_model(log=lambda message: print(f"  {message}", flush=True))
     with tempfile.TemporaryDirectory(prefix="wg-bench-eval-") as tmp:

@@ -88,3 +88,25 @@ def test_version():
     import weightgate
 
     assert out.returncode == 0 and out.stdout.strip() == f"weightgate {weightgate.__version__}"
+
+
+def test_every_command_named_in_a_hint_exists():
+    """The commands the code, the screens and the README tell a person to run are real ones: no
+    old flat name, no sub-command a group does not have."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    groups = {name: set(command.commands) for name, command in _root().commands.items()
+              if getattr(command, "commands", None)}
+    texts = [(path, path.read_text()) for folder in ("core", "tui", "screens") for path in (root / folder).rglob("*.py")]
+    texts.append((root / "README.md", (root / "README.md").read_text()))
+    wrong = []
+    for path, text in texts:
+        for match in re.finditer(r"weightgate ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?", text):
+            first, second = match.group(1), match.group(2)
+            if first in MOVED and first not in groups:
+                wrong.append(f"{path.relative_to(root)}: {match.group(0)!r} (now `weightgate {MOVED[first]}`)")
+            elif first in groups and second and second not in groups[first] and first != "jobs":
+                wrong.append(f"{path.relative_to(root)}: {match.group(0)!r}")
+    assert not wrong, "\n".join(wrong)

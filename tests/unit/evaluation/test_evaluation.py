@@ -13,11 +13,12 @@ from helpers import rewrite_cases, set_decision, tiny_workspace
 
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation.generation import build_messages, generate_all, generation_settings, render
 from weightgate.core.evaluation.runner import execute, mark_baseline, plan_eval, rescore, run_eval
 from weightgate.core.evaluation.runs import list_runs, read_run
 from weightgate.core.gates import compute_report
-from weightgate.core.memory import loading as generation
-from weightgate.core.memory.loading import build_messages, generate_all, generation_settings, load_model, render
+from weightgate.core.memory import loading
+from weightgate.core.memory.loading import load_model
 from weightgate.core.weights.local_source import lock_local_source
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -203,9 +204,9 @@ def test_rescoring_changes_scores_without_generating(tmp_path, tiny_model_dir, m
     def no_loading(*args, **kwargs):
         raise AssertionError("re-scoring must not load a model")
     monkeypatch.setattr(generation, "load_model", no_loading)
-    calls = dict(generation.CALLS)
+    calls = dict(loading.CALLS)
     again = run_eval(ws, "task", batch_size=4)
-    assert generation.CALLS == calls   # not one generate call
+    assert loading.CALLS == calls   # not one generate call
     assert again["rescored_from"] == run.id
     rescored = read_run(ws, again["run"])
     assert rescored.summary["passed"] == 6 and rescored.summary["score"] == pytest.approx(6 / 24)

@@ -2,7 +2,8 @@
 
 import sys
 
-from weightgate.core.memory.loading import generate_all, generation_settings, load_model
+from weightgate.core.evaluation.generation import generate_all, generation_settings
+from weightgate.core.memory.loading import load_model
 
 
 def test_flush_denormal_does_not_leak(tiny_model_dir):

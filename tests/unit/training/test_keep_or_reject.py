@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from helpers import phase1_ready
 
+from weightgate.core.evaluation.generation import build_messages, generate_all, generation_settings, render
 from weightgate.core.evaluation.runner import run_eval
 from weightgate.core.evaluation.runs import list_runs, read_run
 from weightgate.core.gates import compute_report
-from weightgate.core.memory.loading import build_messages, generate_all, generation_settings, load_model, render
+from weightgate.core.memory.loading import load_model
 from weightgate.core.training.keep_or_reject import run_gate
 from weightgate.core.weights.local_source import lock_local_source
 
