@@ -60,7 +60,7 @@ from weightgate.core.evaluation.runs import (
 )
 from weightgate.core.evaluation.scoring import score_output
 from weightgate.core.memory.loading import default_device, load_model, precision_spec
-from weightgate.core.weights.checks import verified_snapshot
+from weightgate.core.weights.verify import verified_snapshot
 
 SET_SETTINGS = {"task": ("eval_set", "evals/task.jsonl"), "general": ("general_set", "evals/general.jsonl")}
 DEFAULT_BATCH_SIZE = 8

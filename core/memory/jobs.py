@@ -20,7 +20,7 @@ from weightgate.core.memory.checks import compare_with_estimate, verdict
 from weightgate.core.memory.estimate import canonical_precision
 from weightgate.core.memory.measure import measure
 from weightgate.core.memory.precision import layout_for, tokenizer_bytes, workspace_metadata, workspace_targets
-from weightgate.core.weights.checks import verified_snapshot
+from weightgate.core.weights.verify import verified_snapshot
 
 DEFAULT_PREFILL_SEQ = 512
 

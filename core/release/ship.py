@@ -52,7 +52,7 @@ from weightgate.core.release.merge import check_merge, merge_and_save, merge_ref
 from weightgate.core.release.registry import check_name, default_name, list_versions
 from weightgate.core.release.serving import serve_commands
 from weightgate.core.release.verify import ReleaseReport, hash_tree, verify_version, write_stamp, write_sums
-from weightgate.core.weights.checks import verified_snapshot
+from weightgate.core.weights.verify import verified_snapshot
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",

@@ -40,7 +40,7 @@ from weightgate.core.training.dataset import prepare_dataset
 from weightgate.core.training.loop import LoopSetup, fork_devices, run_loop
 from weightgate.core.training.model import add_lora, detect_targets, load_base, method_for, trainable_parameters
 from weightgate.core.training.plan import plan_batches, total_steps, warmup_steps
-from weightgate.core.weights.checks import verified_snapshot
+from weightgate.core.weights.verify import verified_snapshot
 
 FINGERPRINTS = ("train_config", "dataset", "model", "precision")
 DEVICE_CHOICES = "auto (a GPU when torch sees one), cpu, cuda, or cuda:N"

@@ -8,13 +8,12 @@ touching a weight file turns it stale without re-hashing at every status.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from weightgate.core.engine.check import CheckContext, CheckResult
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.evidence import Evidence, record_result
-from weightgate.core.engine.lock import ModelLock, model_dir, read_lock, snapshot_dir
+from weightgate.core.engine.lock import ModelLock, read_lock, snapshot_dir
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.weights.gguf_format import validate_gguf
 from weightgate.core.weights.licenses import check_licence
@@ -30,7 +29,6 @@ from weightgate.core.weights.pickle_policy import (
 from weightgate.core.weights.picklescan import is_pickle_path, scan_file
 from weightgate.core.weights.safetensors_format import validate_safetensors
 from weightgate.core.weights.sources import weight_files
-from weightgate.core.weights.verify import verify_lock
 
 FETCH_HINT = "choose a model and run `weightgate weights fetch` (it downloads, verifies and writes the lock)"
 
@@ -286,45 +284,6 @@ def record_download(ws: Workspace, lock: ModelLock) -> dict:
 
 def record_local_lock(ws: Workspace, lock: ModelLock) -> dict:
     return record_lock_evidence(ws, lock, "hashed at lock time")
-
-
-def restore_hint(lock: ModelLock | None) -> str:
-    """What to do about weights that no longer match the lock."""
-    if lock is not None and lock.kind == "hub":
-        return "re-fetch the model (`weightgate weights fetch`); never load bytes you cannot verify"
-    return ("restore the original files from where they came from: re-locking a local source "
-            "(`weightgate weights fetch DIR`) would bless the changed bytes")
-
-
-LOADED_BY_NAME = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors$|^model\.safetensors\.index\.json$")
-
-
-def verified_snapshot(ws: Workspace, *, progress=None) -> Path:
-    """The locked weights' directory, safe to load: called by every later phase before it loads
-    weights. Files whose size or mtime differ from the lock are re-hashed first (the rest are
-    trusted from their last verification); any mismatch raises, naming the files."""
-
-    lock = read_lock(ws)
-    if lock is None:
-        raise InputError("no weights locked in this workspace", path=ws.lock_path, hint=FETCH_HINT)
-    report = verify_lock(ws, only_changed=True, progress=progress)
-    if report.lock_updated or not report.ok:
-        record_verification(ws, report)
-    if not report.ok:
-        bad = ", ".join(f"{r.path} ({r.status})" for r in report.failed()) or "a weight header is invalid"
-        raise InputError(f"the locked weights do not match weightgate.lock: {bad}", path=ws.lock_path,
-                         hint=restore_hint(lock))
-    root = model_dir(ws, lock)
-    inside = root.relative_to(snapshot_dir(ws, lock)).as_posix()
-    prefix = "" if inside == "." else inside + "/"
-    # from_pretrained(use_safetensors=True) loads these by name whether or not the lock lists them.
-    unlocked = sorted(path.name for path in root.iterdir() if path.is_file() and LOADED_BY_NAME.match(path.name)
-                      and lock.file(prefix + path.name) is None) if root.is_dir() else []
-    if unlocked:
-        raise InputError(f"{root} holds weight files transformers would load that weightgate.lock does not list: "
-                         + ", ".join(unlocked), path=root / unlocked[0],
-                         hint="remove them, or lock them: `weightgate weights fetch` hashes what is there")
-    return root
 
 
 LIVE_CHECKS = {

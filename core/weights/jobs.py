@@ -19,7 +19,7 @@ from weightgate.core.engine.hashing import sha256_file
 from weightgate.core.engine.job_process import JobContext
 from weightgate.core.engine.lock import read_lock, write_lock
 from weightgate.core.engine.workspace import Workspace
-from weightgate.core.weights.checks import record_download, record_verification, restore_hint
+from weightgate.core.weights.checks import record_download, record_verification
 from weightgate.core.weights.convert import (
     flatten_state_dict,
     lock_twin,
@@ -35,7 +35,7 @@ from weightgate.core.weights.pickle_policy import TWIN_SOURCE_KEY, check_pickle_
 from weightgate.core.weights.picklescan import PICKLE_SUFFIXES
 from weightgate.core.weights.sources import parse_source
 from weightgate.core.weights.transfer import ProgressUpdate
-from weightgate.core.weights.verify import verify_lock
+from weightgate.core.weights.verify import restore_hint, verify_lock
 
 
 def keep_converted_twins(ws: Workspace, lock):

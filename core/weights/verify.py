@@ -6,14 +6,18 @@ GGUF headers are parsed by the validators in core.weights.safetensors_format and
 
 The lock is updated only for files whose bytes matched: `verified_at` and `mtime` are refreshed
 for them and for nothing else, so a file that failed keeps its old record and
-`core.engine.lock.changed_on_disk` still flags it. Checklist evidence is not written here; callers turn
-the report's `to_dict()` / `checksum_evidence()` / `headers_evidence()` into evidence values.
+`core.engine.lock.changed_on_disk` still flags it. `verify_lock` writes no evidence; callers turn
+the report into verify.checksum / verify.headers with checks.record_verification.
+
+`verified_snapshot` is what every later phase calls before it loads weights: files whose size or
+mtime moved are re-hashed first, and nothing loads that the lock does not list.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat as stat_mod
 import time
 from dataclasses import dataclass, field
@@ -24,13 +28,16 @@ from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.hashing import ProgressFn, default_workers, hash_files, hash_rate
 from weightgate.core.engine.lock import (
     LockedFile,
+    ModelLock,
     changed_on_disk,
+    model_dir,
     read_lock,
     snapshot_dir,
     unsafe_reason,
     write_lock,
 )
 from weightgate.core.engine.workspace import Workspace
+from weightgate.core.weights.checks import FETCH_HINT, record_verification
 from weightgate.core.weights.gguf_format import GgufError, validate_gguf
 from weightgate.core.weights.safetensors_format import SafetensorsError, validate_safetensors
 
@@ -304,3 +311,42 @@ def _record_verified(ws: Workspace, matched: list[FileResult], now: float) -> li
     if updated:
         write_lock(ws, fresh)
     return sorted(updated)
+
+
+def restore_hint(lock: ModelLock | None) -> str:
+    """What to do about weights that no longer match the lock."""
+    if lock is not None and lock.kind == "hub":
+        return "re-fetch the model (`weightgate weights fetch`); never load bytes you cannot verify"
+    return ("restore the original files from where they came from: re-locking a local source "
+            "(`weightgate weights fetch DIR`) would bless the changed bytes")
+
+
+LOADED_BY_NAME = re.compile(r"^model(-\d{5}-of-\d{5})?\.safetensors$|^model\.safetensors\.index\.json$")
+
+
+def verified_snapshot(ws: Workspace, *, progress=None) -> Path:
+    """The locked weights' directory, safe to load: called by every later phase before it loads
+    weights. Files whose size or mtime differ from the lock are re-hashed first (the rest are
+    trusted from their last verification); any mismatch raises, naming the files."""
+
+    lock = read_lock(ws)
+    if lock is None:
+        raise InputError("no weights locked in this workspace", path=ws.lock_path, hint=FETCH_HINT)
+    report = verify_lock(ws, only_changed=True, progress=progress)
+    if report.lock_updated or not report.ok:
+        record_verification(ws, report)
+    if not report.ok:
+        bad = ", ".join(f"{r.path} ({r.status})" for r in report.failed()) or "a weight header is invalid"
+        raise InputError(f"the locked weights do not match weightgate.lock: {bad}", path=ws.lock_path,
+                         hint=restore_hint(lock))
+    root = model_dir(ws, lock)
+    inside = root.relative_to(snapshot_dir(ws, lock)).as_posix()
+    prefix = "" if inside == "." else inside + "/"
+    # from_pretrained(use_safetensors=True) loads these by name whether or not the lock lists them.
+    unlocked = sorted(path.name for path in root.iterdir() if path.is_file() and LOADED_BY_NAME.match(path.name)
+                      and lock.file(prefix + path.name) is None) if root.is_dir() else []
+    if unlocked:
+        raise InputError(f"{root} holds weight files transformers would load that weightgate.lock does not list: "
+                         + ", ".join(unlocked), path=root / unlocked[0],
+                         hint="remove them, or lock them: `weightgate weights fetch` hashes what is there")
+    return root

@@ -38,7 +38,7 @@ from weightgate.core.training.data.near_dup import leakage, near_duplicate_pairs
 from weightgate.core.training.data.pii import KINDS, find_pii, scrub
 from weightgate.core.training.data.settings import DataSettings, data_settings
 from weightgate.core.training.data.text import boilerplate_lines, chunk_document, strip_boilerplate
-from weightgate.core.weights.checks import verified_snapshot
+from weightgate.core.weights.verify import verified_snapshot
 
 DEFAULT_TRAIN_DATA = "data/train.jsonl"
 TEXT_CHUNK_MIN, TEXT_CHUNK_MAX = 512, 1024

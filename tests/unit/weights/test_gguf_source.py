@@ -18,9 +18,8 @@ from weightgate.core.engine.lock import model_dir, read_lock, snapshot_dir
 from weightgate.core.engine.workspace import init_workspace
 from weightgate.core.gates import compute_report
 from weightgate.core.weights.candidates import add_candidate, choose_model, start_fetch
-from weightgate.core.weights.checks import verified_snapshot
 from weightgate.core.weights.gguf_source import lock_gguf_source
-from weightgate.core.weights.verify import verify_lock
+from weightgate.core.weights.verify import verified_snapshot, verify_lock
 
 
 @pytest.fixture

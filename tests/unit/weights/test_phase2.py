@@ -147,7 +147,7 @@ def test_remote_code_needs_trust_at_the_locked_commit(tmp_path, hub):
 def test_verified_snapshot_rehashes_only_changed_and_refuses_tampered(tmp_path, local_model):
     from weightgate.core.engine.errors import InputError
     from weightgate.core.weights.candidates import start_fetch
-    from weightgate.core.weights.checks import verified_snapshot
+    from weightgate.core.weights.verify import verified_snapshot
 
     ws = init_workspace(tmp_path / "w")
     start_fetch(ws, str(local_model))
@@ -164,7 +164,7 @@ def test_verified_snapshot_rehashes_only_changed_and_refuses_tampered(tmp_path, 
 def test_verified_snapshot_refuses_weights_transformers_would_load_that_are_not_locked(tmp_path, local_model):
     from weightgate.core.engine.errors import InputError
     from weightgate.core.weights.candidates import start_fetch
-    from weightgate.core.weights.checks import verified_snapshot
+    from weightgate.core.weights.verify import verified_snapshot
 
     ws = init_workspace(tmp_path / "w")
     start_fetch(ws, str(local_model))
@@ -303,7 +303,7 @@ def test_trusted_pickle_only_model_passes_only_once_its_safetensors_twin_is_lock
     # What later phases load is the twin: the verified directory, with use_safetensors=True.
     from transformers import AutoModelForCausalLM
 
-    from weightgate.core.weights.checks import verified_snapshot
+    from weightgate.core.weights.verify import verified_snapshot
 
     model = AutoModelForCausalLM.from_pretrained(verified_snapshot(ws), use_safetensors=True)
     loaded = model.state_dict()
@@ -392,7 +392,7 @@ def test_sharded_pickle_model_gets_its_index_with_the_last_shard(tmp_path, local
     import torch
     from transformers import AutoModelForCausalLM
 
-    from weightgate.core.weights.checks import verified_snapshot
+    from weightgate.core.weights.verify import verified_snapshot
 
     state = _pickle_only(local_model)
     (local_model / "pytorch_model.bin").unlink()
