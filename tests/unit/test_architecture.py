@@ -259,3 +259,13 @@ def test_every_job_kind_names_a_function_that_exists():
         tree = ast.parse(MODULES[module].read_text())
         defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
         assert function in defined, (kind, target)
+
+
+@pytest.mark.skipif(not (Path(sys.executable).parent / "ruff").exists(), reason="ruff not installed")
+def test_no_undefined_names():
+    """A name used but never defined or imported (pyflakes F821-F823) is a crash waiting for its
+    code path: moving code between modules makes them, and only some paths are run by tests."""
+    done = subprocess.run([str(Path(sys.executable).parent / "ruff"), "check", "--no-cache", "--select",
+                           "F821,F822,F823", "--output-format", "concise", *FOLDERS, "tests"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

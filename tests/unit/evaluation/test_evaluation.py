@@ -13,6 +13,7 @@ from helpers import rewrite_cases, set_decision, tiny_workspace
 
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation import runner
 from weightgate.core.evaluation.generation import build_messages, generate_all, generation_settings, render
 from weightgate.core.evaluation.runner import execute, mark_baseline, plan_eval, rescore, run_eval
 from weightgate.core.evaluation.runs import list_runs, read_run
@@ -203,7 +204,7 @@ def test_rescoring_changes_scores_without_generating(tmp_path, tiny_model_dir, m
 
     def no_loading(*args, **kwargs):
         raise AssertionError("re-scoring must not load a model")
-    monkeypatch.setattr(generation, "load_model", no_loading)
+    monkeypatch.setattr(runner, "load_model", no_loading)   # where the eval runner looks it up
     calls = dict(loading.CALLS)
     again = run_eval(ws, "task", batch_size=4)
     assert loading.CALLS == calls   # not one generate call
