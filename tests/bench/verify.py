@@ -143,7 +143,8 @@ def download_vs_verify(args: argparse.Namespace) -> dict | None:
         return None
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-    from tests.bench.download import measure
+    sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/bench/download.py, beside this one
+    from download import measure
 
     return measure(shards=args.shards, size_mib=args.size_mib, repeat=min(args.repeat, 3), base=args.dir,
                    verbose=False)
@@ -152,8 +153,8 @@ def download_vs_verify(args: argparse.Namespace) -> dict | None:
 def missed_targets(figures: dict, target_speedup: float) -> list[str]:
     """Every target the figures miss: hash_files and verify_lock (the engine of `weightgate
     verify`) each against the speed-up and the share of cores, and the hub figures when measured."""
-    from tests.bench.download import TARGET_RATIO
-    from tests.bench.download import TARGET_SHARE as TARGET_METADATA_SHARE
+    from download import TARGET_RATIO
+    from download import TARGET_SHARE as TARGET_METADATA_SHARE
 
     missed = []
     for name, speedup, share in (("hash_files", figures["speedup"], figures["share_of_cores"]),
