@@ -36,10 +36,12 @@ from weightgate.core.engine.evidence import FAIL, PASS, record_result
 from weightgate.core.engine.fingerprints import Fingerprints, plain
 from weightgate.core.engine.lock import read_lock
 from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation.checks import format_row, requirement_failures
 from weightgate.core.evaluation.generation import render
-from weightgate.core.evaluation.latency import ceilings_of, measure_batches
-from weightgate.core.evaluation.reports import latest_report, save_report
-from weightgate.core.evaluation.runner import Target, decisions, execute, load_target, plan_eval, workspace_target
+from weightgate.core.evaluation.latency import measure_batches
+from weightgate.core.evaluation.plan import Target, decisions, plan_eval, workspace_target
+from weightgate.core.evaluation.reports import save_report
+from weightgate.core.evaluation.runner import execute, load_target
 from weightgate.core.memory.loading import default_device
 from weightgate.core.weights.download import download_model
 from weightgate.core.weights.metadata_cache import candidate_specs, load_metadata
@@ -104,33 +106,6 @@ def cost_per_task(run_summary: dict, prices: dict) -> float | None:
         tokens = (run_summary.get("tokens_in") or 0) + (run_summary.get("tokens_out") or 0)
         return prices["price_per_1k_tokens"] * tokens / cases / 1000.0
     return None
-
-
-def requirement_failures(row: dict, config: dict) -> list[str]:
-    """What this candidate's row misses of today's requirements (empty: clears them all)."""
-
-    if row.get("error"):
-        return [f"not benchmarked: {row['error']}"]
-    requirements = config.get("requirements") if isinstance(config.get("requirements"), dict) else {}
-    ceilings = ceilings_of(config)
-    failures = []
-    threshold = requirements.get("quality_threshold")
-    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or threshold <= 0:
-        failures.append("no quality threshold set")
-    elif row["score"] < threshold:
-        failures.append(f"score {row['score']:.3f} < threshold {threshold:g}")
-    if "p95_latency_ms" in ceilings and row["p95_latency_ms"] > ceilings["p95_latency_ms"]:
-        failures.append(f"p95 latency {row['p95_latency_ms']:.0f} ms > {ceilings['p95_latency_ms']:g} ms")
-    if "min_tokens_per_s" in ceilings and row["tokens_per_s"] < ceilings["min_tokens_per_s"]:
-        failures.append(f"{row['tokens_per_s']:.1f} tokens/s < {ceilings['min_tokens_per_s']:g}")
-    if "memory_budget_gib" in ceilings and row["memory_gib"] > ceilings["memory_budget_gib"]:
-        failures.append(f"memory {row['memory_gib']:.2f} GiB > budget {ceilings['memory_budget_gib']:g} GiB")
-    if "cost_per_1k_tasks" in ceilings:
-        if row.get("cost_per_1k_tasks") is None:
-            failures.append("cost unknown: set [settings] price_per_hour (or price_per_1k_tokens)")
-        elif row["cost_per_1k_tasks"] > ceilings["cost_per_1k_tasks"]:
-            failures.append(f"cost {row['cost_per_1k_tasks']:.4g} per 1k tasks > {ceilings['cost_per_1k_tasks']:g}")
-    return failures
 
 
 def benchmark_candidate(ws: Workspace, spec: str, config: dict, *, device: str, batch_size: int | None = None,
@@ -208,15 +183,6 @@ def run_benchmark(ws: Workspace, *, device: str | None = None, batch_size: int |
     return report
 
 
-def format_row(row: dict) -> str:
-    if row.get("error"):
-        return f"{row['source']}: error: {row['error']}"
-    cost = "n/a" if row.get("cost_per_1k_tasks") is None else f"{row['cost_per_1k_tasks']:.4g}/1k"
-    return (f"score {row['score']:.3f} ({row['passed']}/{row['cases']})  p50 {row['p50_latency_ms']:.0f} ms  "
-            f"p95 {row['p95_latency_ms']:.0f} ms  {row['tokens_per_s']:.1f} tok/s  {row['memory_gib']:.2f} GiB  "
-            f"cost {cost}  {row['precision']}")
-
-
 def render_table(report: dict) -> str:
     header = f"{'candidate':<40} {'score':>6} {'p50 ms':>8} {'p95 ms':>8} {'tok/s':>7} {'GiB':>6} {'cost/1k':>9}  verdict"
     lines = [header, "-" * len(header)]
@@ -230,35 +196,3 @@ def render_table(report: dict) -> str:
         lines.append(f"{name:<40} {row['score']:>6.3f} {row['p50_latency_ms']:>8.0f} {row['p95_latency_ms']:>8.0f} "
                      f"{row['tokens_per_s']:>7.1f} {row['memory_gib']:>6.2f} {cost:>9}  {verdict}")
     return "\n".join(lines)
-
-
-def choice_verdict(ws: Workspace, config: dict) -> tuple[str, str, dict]:
-    """(status, detail, values) of select.choice from the latest benchmark and today's
-    requirements and decisions (torch-free: status calls it)."""
-    chosen_values = config.get("decisions") if isinstance(config.get("decisions"), dict) else {}
-    chosen = chosen_values.get("model")
-    if not chosen:
-        return "todo", "choose a candidate: weightgate weights choose SOURCE --reason \"...\"", {}
-    report = latest_report(ws, "benchmark")
-    if report is None:
-        return "todo", "benchmark the candidates on the eval set: weightgate eval benchmark", {"model": chosen}
-    changed = [name for name, digest in (report.get("fingerprints") or {}).items()
-               if Fingerprints(ws, config).get(name) != digest]
-    if changed or report.get("limit"):
-        why = f"{', '.join(changed)} changed since" if changed else "it covered only part of the eval set"
-        return "fail", f"the latest benchmark is stale ({why}): run weightgate eval benchmark again", {"model": chosen}
-    row = next((r for r in report.get("rows", []) if r.get("source") == chosen), None)
-    if row is None:
-        return "fail", f"{chosen} is not in the latest benchmark: run weightgate eval benchmark", {"model": chosen}
-    failures = requirement_failures(row, config)
-    values = {"model": chosen, "report": report.get("report"), "failures": failures,
-              **{key: row.get(key) for key in ("score", "p95_latency_ms", "tokens_per_s", "memory_gib",
-                                               "cost_per_1k_tasks")}}
-    relaxation = chosen_values.get("relaxation")
-    if not failures:
-        return "pass", f"{chosen} clears every requirement: {format_row(row)}", values
-    if isinstance(relaxation, str) and relaxation.strip():
-        values["relaxation"] = relaxation.strip()
-        return "pass", f"{chosen} misses {'; '.join(failures)}; relaxed consciously: {relaxation.strip()}", values
-    return "fail", (f"{chosen} misses {'; '.join(failures)}: choose a candidate that clears them, or record "
-                    "[decisions] relaxation = \"why this is acceptable\""), values

@@ -14,8 +14,9 @@ from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.evidence import FAIL, PASS, record_result
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation.generation import generate_all, render
+from weightgate.core.evaluation.plan import plan_eval
 from weightgate.core.evaluation.reports import save_report
-from weightgate.core.evaluation.runner import load_target, plan_eval
+from weightgate.core.evaluation.runner import load_target
 from weightgate.core.memory.loading import default_device
 
 DEFAULT_REPEATS = 3

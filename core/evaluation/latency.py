@@ -23,9 +23,11 @@ from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.evidence import FAIL, PASS, record_result
 from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation.checks import ceilings_of
 from weightgate.core.evaluation.generation import generate_batch, render
+from weightgate.core.evaluation.plan import plan_eval
 from weightgate.core.evaluation.reports import save_report
-from weightgate.core.evaluation.runner import load_target, plan_eval
+from weightgate.core.evaluation.runner import load_target
 from weightgate.core.memory.loading import default_device
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8)
@@ -81,20 +83,6 @@ def measure_batches(loaded, prompts: list[str], settings: dict, batch_sizes, *, 
                       "p95_latency_ms": rows[-1]["latency_ms"]["p95"],
                       "tokens_per_s": rows[-1]["tokens_per_s"]["p50"]})
     return rows
-
-
-def ceilings_of(config: dict) -> dict:
-    requirements = config.get("requirements") if isinstance(config.get("requirements"), dict) else {}
-    ceilings = requirements.get("ceilings") if isinstance(requirements.get("ceilings"), dict) else {}
-    out = {}
-    for key in ("p95_latency_ms", "min_tokens_per_s", "memory_budget_gib", "cost_per_1k_tasks"):
-        value = ceilings.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            out[key] = float(value)
-    serving = requirements.get("batch_size")
-    if isinstance(serving, int) and not isinstance(serving, bool) and serving > 0:
-        out["batch_size"] = serving
-    return out
 
 
 def check_rows(rows: list[dict], ceilings: dict) -> tuple[list[int], list[str]]:

@@ -21,7 +21,8 @@ from weightgate.core.engine.evidence import record_result
 from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation.compare import compare_runs
-from weightgate.core.evaluation.runner import execute, plan_eval, workspace_target
+from weightgate.core.evaluation.plan import plan_eval, workspace_target
+from weightgate.core.evaluation.runner import execute
 from weightgate.core.evaluation.runs import run_with_identity
 from weightgate.core.memory.estimate import canonical_precision
 from weightgate.core.memory.loading import default_device

@@ -15,7 +15,8 @@ import json
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation.compare import compare_runs, read_run_dir
-from weightgate.core.evaluation.runner import Target, execute, make_identity, plan_eval
+from weightgate.core.evaluation.plan import Target, make_identity, plan_eval
+from weightgate.core.evaluation.runner import execute
 from weightgate.core.release.checks import record_for_release
 from weightgate.core.release.load import ReleaseCorrupt, load_dirs, verified_version
 from weightgate.core.release.manifest import read_manifest

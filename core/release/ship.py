@@ -28,9 +28,10 @@ from weightgate.core.engine.evidence import FAIL, PASS, record_result
 from weightgate.core.engine.fingerprints import Fingerprints, plain
 from weightgate.core.engine.lock import lock_digest, model_dir, read_lock
 from weightgate.core.engine.workspace import Workspace
+from weightgate.core.evaluation.checks import ceilings_of
 from weightgate.core.evaluation.generation import generate_all, render
-from weightgate.core.evaluation.latency import ceilings_of, check_rows, measure_batches
-from weightgate.core.evaluation.runner import EVAL_KINDS, plan_eval, resolve_adapter
+from weightgate.core.evaluation.latency import check_rows, measure_batches
+from weightgate.core.evaluation.plan import EVAL_KINDS, plan_eval, resolve_adapter
 from weightgate.core.evaluation.runs import CASES_FILE, COMPLETE, RUN_FILE, list_runs
 from weightgate.core.memory.loading import load_model, precision_name, precision_spec
 from weightgate.core.release import registry

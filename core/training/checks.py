@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from weightgate.core.engine.check import CheckContext, CheckResult
 from weightgate.core.engine.checklist import get_item
+from weightgate.core.engine.digest import ABSENT
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.events import read_events
 from weightgate.core.engine.evidence import FAIL, PASS, latest_by_item, read_evidence, record_result
@@ -39,10 +41,13 @@ from weightgate.core.engine.fingerprints import Fingerprints
 from weightgate.core.engine.jobs import events_path, read_status
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation.checks import task_set
+from weightgate.core.evaluation.runs import COMPLETE, Run, baseline_run, list_runs
 from weightgate.core.memory.loading import precision_name, precision_spec
-from weightgate.core.training.data.prepare import DataReport, PreparedDataset, train_data_path
-from weightgate.core.training.prompting import ZERO_SHOT, latest_fewshot_run, zero_shot_baseline
+from weightgate.core.training.data.settings import train_data_path
 from weightgate.core.training.runs import RUN_FILE, read_run
+
+if TYPE_CHECKING:   # annotations only: the data check itself loads a tokenizer
+    from weightgate.core.training.data.prepare import DataReport, PreparedDataset
 
 RUN_INPUTS = ("train_config", "dataset", "model", "precision")   # as core.training.session.FINGERPRINTS
 FOUR_BIT = ("nf4", "fp4")
@@ -423,3 +428,26 @@ def record_best(ws, run_id: str, outcome: dict, best_path: str) -> None:
             f"{outcome['best_step']} -> {best_path}" if finished else f"run {run_id} {outcome['status']}: "
             f"{outcome.get('message', '')}")
     record_result(ws, "tune.best_checkpoint", PASS if finished else FAIL, values, note=note)
+
+
+FEWSHOT_KIND = "fewshot"
+
+
+ZERO_SHOT = "zero-shot"   # the variant's source when the set brings its own few-shot turns
+
+
+def zero_shot_baseline(ws: Workspace, prints: Fingerprints | None = None) -> Run | None:
+    prints = prints or Fingerprints(ws)
+    return baseline_run(ws, "task", model=prints.get("model"), precision=prints.get("precision"), adapter=ABSENT,
+                        evalset=prints.get("evalset.task"))
+
+
+def latest_fewshot_run(ws: Workspace, prints: Fingerprints) -> Run | None:
+    for run in list_runs(ws, "task"):
+        components = run.components
+        if (run.status == COMPLETE and run.config.get("kind") == FEWSHOT_KIND and not components.get("limit")
+                and components.get("model") == prints.get("model")
+                and components.get("precision") == prints.get("precision")
+                and components.get("evalset") == prints.get("evalset.task")):
+            return run
+    return None

@@ -29,16 +29,9 @@ from weightgate.core.engine.evidence import FAIL, PASS, record_result
 from weightgate.core.engine.fingerprints import Fingerprints, plain
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation.compare import compare_runs
+from weightgate.core.evaluation.plan import decisions, plan_eval, resolve_adapter, workspace_target
 from weightgate.core.evaluation.reports import save_report
-from weightgate.core.evaluation.runner import (
-    decisions,
-    execute,
-    load_target,
-    mark_baseline,
-    plan_eval,
-    resolve_adapter,
-    workspace_target,
-)
+from weightgate.core.evaluation.runner import execute, load_target, mark_baseline
 from weightgate.core.evaluation.runs import Run, baseline_run, run_with_identity
 from weightgate.core.memory.loading import default_device
 from weightgate.core.training.data.settings import GATE_DEFAULTS, gate_settings

@@ -19,19 +19,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from weightgate.core.engine.digest import ABSENT
 from weightgate.core.engine.errors import InputError
-from weightgate.core.engine.fingerprints import Fingerprints, plain
+from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.workspace import Workspace
-from weightgate.core.evaluation.runner import execute, make_identity, plan_eval
-from weightgate.core.evaluation.runs import COMPLETE, Run, baseline_run, list_runs, run_with_identity
+from weightgate.core.evaluation.plan import make_identity, plan_eval
+from weightgate.core.evaluation.runner import execute
+from weightgate.core.evaluation.runs import run_with_identity
 from weightgate.core.memory.loading import default_device
+from weightgate.core.training.checks import FEWSHOT_KIND, ZERO_SHOT, zero_shot_baseline
 from weightgate.core.training.data.formats import read_dataset
 from weightgate.core.training.data.near_dup import leakage, normalize
-from weightgate.core.training.data.prepare import eval_texts, train_data_path
+from weightgate.core.training.data.prepare import eval_texts
+from weightgate.core.training.data.settings import train_data_path
 
-FEWSHOT_KIND = "fewshot"
-ZERO_SHOT = "zero-shot"   # the variant's source when the set brings its own few-shot turns
 DEFAULT_SHOTS = 3
 
 
@@ -96,20 +96,3 @@ def run_fewshot(ws: Workspace, *, shots: int = DEFAULT_SHOTS, batch_size: int | 
         log(f"reusing run {run.id} (same identity)")
     return {"run": run.id, "score": run.score, "source": source, "shots": count,
             "baseline": baseline.id if baseline else None, "baseline_score": baseline.score if baseline else None}
-
-
-def zero_shot_baseline(ws: Workspace, prints: Fingerprints | None = None) -> Run | None:
-    prints = prints or Fingerprints(ws)
-    return baseline_run(ws, "task", model=prints.get("model"), precision=prints.get("precision"), adapter=ABSENT,
-                        evalset=prints.get("evalset.task"))
-
-
-def latest_fewshot_run(ws: Workspace, prints: Fingerprints) -> Run | None:
-    for run in list_runs(ws, "task"):
-        components = run.components
-        if (run.status == COMPLETE and run.config.get("kind") == FEWSHOT_KIND and not components.get("limit")
-                and components.get("model") == prints.get("model")
-                and components.get("precision") == prints.get("precision")
-                and components.get("evalset") == prints.get("evalset.task")):
-            return run
-    return None

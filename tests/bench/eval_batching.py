@@ -109,7 +109,8 @@ def main() -> int:
 
     from weightgate.core.demo.model import ensure_demo_model
     from weightgate.core.evaluation.generation import generate_batch, render
-    from weightgate.core.evaluation.runner import execute, load_target, plan_eval, workspace_target
+    from weightgate.core.evaluation.plan import plan_eval, workspace_target
+    from weightgate.core.evaluation.runner import execute, load_target
 
     demo = ensure_demo_model(log=lambda message: print(f"  {message}", flush=True))
     with tempfile.TemporaryDirectory(prefix="wg-bench-eval-") as tmp:

@@ -68,7 +68,8 @@ def real_runs(ws: Workspace, model_dir, *, cases: int = 8) -> tuple[Run, Run]:
     digest. A is marked baseline."""
     import json
 
-    from weightgate.core.evaluation.runner import Target, execute, plan_eval, rescore
+    from weightgate.core.evaluation.plan import Target, plan_eval
+    from weightgate.core.evaluation.runner import execute, rescore
     from weightgate.core.evaluation.runs import set_baseline
 
     path = ws.evals_dir / "task.jsonl"

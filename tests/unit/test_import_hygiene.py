@@ -67,3 +67,17 @@ def test_weightgate_alone_does_not_import_typer(tmp_path):
     """`weightgate` with no command opens the TUI: the CLI's entry point imports no typer or core."""
     loaded = _loaded_after("import weightgate.tui.cli", tmp_path)
     assert not loaded & {"typer", "rich", *ML_STACK}, loaded
+
+
+def test_a_command_loads_only_its_own_group(tmp_path):
+    """The root loads an entry's module when it runs: `weightgate status` never imports the
+    release, training or demo machinery (`weightgate --help` loads them all)."""
+    code = ("from weightgate.tui.cli import build_app\nimport typer\n"
+            "group = typer.main.get_command(build_app())\n"
+            "group.get_command(typer.Context(group), 'status')\n")
+    modules = _modules_after(code, tmp_path)
+    assert "weightgate.core.gates" in modules
+    loaded = {name for name in modules if name.startswith(("weightgate.core.release.ship", "weightgate.core.demo",
+                                                            "weightgate.core.training.session",
+                                                            "weightgate.tui.cli.release"))}
+    assert not loaded, loaded

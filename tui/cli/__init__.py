@@ -86,24 +86,23 @@ def launch_tui(workspace: str | None) -> int:
     return run_tui(root) or 0
 
 
+# The root's entries and the module each comes from, loaded only when a command is run (or the
+# root's help lists them): `weightgate status` never imports the release or training machinery.
+ENTRIES: dict[str, str] = {
+    "init": "checklist", "status": "checklist", "attest": "checklist", "waive": "checklist",
+    "revoke": "checklist", "jobs": "jobs", "attach": "jobs", "cancel": "jobs", "demo": "demo",
+    "weights": "weights", "memory": "memory", "eval": "evaluation", "data": "data", "train": "train",
+    "release": "release",
+}
+
+
 def build_app():
-    """The root group: the top-level commands and one sub-group per phase area."""
+    """The root group: `tui` and the version here, everything else from its module on demand."""
     import typer  # lazy: typer (and rich) only when a command is given, never for the TUI
 
-    from weightgate.tui.cli import (  # lazy: the command groups import core
-        checklist,
-        data,
-        demo,
-        evaluation,
-        jobs,
-        memory,
-        release,
-        train,
-        weights,
-    )
-    from weightgate.tui.cli.common import STATE, command, workspace_group_class  # lazy: typer
+    from weightgate.tui.cli.common import STATE, command, root_group_class  # lazy: needs typer
 
-    app = typer.Typer(cls=workspace_group_class(), add_completion=False, no_args_is_help=False,
+    app = typer.Typer(cls=root_group_class(ENTRIES), add_completion=False, no_args_is_help=False,
                       pretty_exceptions_enable=False,
                       help="Six gated phases from 'which model?' to a checksummed, evaluated release.",
                       context_settings={"help_option_names": ["-h", "--help"]})
@@ -124,18 +123,11 @@ def build_app():
         if ctx.invoked_subcommand is None:
             raise typer.Exit(launch_tui(str(workspace_dir) if workspace_dir else None))
 
-    checklist.register(app)
-    app.add_typer(jobs.app)
-    jobs.register(app)
-    demo.register(app, launch_tui)
-
     @command(app)
     def tui() -> None:
         """Open the terminal UI (the default when no command is given)."""
         raise typer.Exit(launch_tui(str(STATE["workspace"]) if STATE["workspace"] else None))
 
-    for group_app in (weights.app, memory.app, evaluation.app, data.app, train.app, release.app):
-        app.add_typer(group_app)
     return app
 
 

@@ -22,78 +22,84 @@ STATUS_MARK = {"pass": "✓", "fail": "✗", "stale": "↻", "todo": "·", "waiv
 STATE_MARK = {"passed": "✓", "open": "▶", "stale": "↻", "locked": "🔒", "not-needed": "–"}
 
 
-def register(app: typer.Typer) -> None:
-    @command(app)
-    def init(directory: Annotated[Optional[Path], typer.Argument(help="Where to create it (default: -w or .)")] = None,
-             as_json: JsonOpt = False) -> None:
-        """Create a workspace: a commented weightgate.toml, evals/ and .weightgate/."""
-        target = directory or STATE["workspace"] or Path.cwd()
-        try:
-            ws = init_workspace(target)
-        except WeightgateError as exc:
-            fail(exc, as_json)
-        if as_json:
-            print(json.dumps({"workspace": str(ws.root), "config": str(ws.config_path)}))
-        else:
-            print(f"Created a workspace in {ws.root}")
-            print(f"  next: fill in [requirements] in {ws.config_path.name}, "
-                  f"write 20-50 real cases in evals/task.jsonl, then run `weightgate status`")
+commands = typer.Typer(add_completion=False)   # top-level: init, status, attest, waive, revoke
 
-    @command(app)
-    def status(as_json: JsonOpt = False,
-               gate: Annotated[Optional[int], typer.Option("--gate", min=1, max=6,
-                                                          help="Exit 1 unless phase N is open.")] = None,
-               phase: Annotated[Optional[int], typer.Option("--phase", min=1, max=6,
-                                                           help="Show only phase N's items.")] = None) -> None:
-        """Phases, items and what holds each gate.
 
-        Exit 1 when an open phase has a failed or stale item, or with --gate N while phase N is locked."""
-        ws = workspace(as_json)
-        try:
-            report = compute_report(ws)
-        except WeightgateError as exc:
-            fail(exc, as_json)
-        if as_json:
-            print(json.dumps(report.to_dict(), indent=2, default=str))
-        else:
-            print(render_status(report, only_phase=phase))
-        failing = [s for p in report.phases if not p.locked for s in p.items if s.status in ("fail", "stale")]
-        if gate is not None and report.phase(gate).locked:
-            raise typer.Exit(EXIT_FAILED)
-        raise typer.Exit(EXIT_FAILED if failing else EXIT_OK)
+@command(commands)
+def init(directory: Annotated[Optional[Path], typer.Argument(help="Where to create it (default: -w or .)")] = None,
+         as_json: JsonOpt = False) -> None:
+    """Create a workspace: a commented weightgate.toml, evals/ and .weightgate/."""
+    target = directory or STATE["workspace"] or Path.cwd()
+    try:
+        ws = init_workspace(target)
+    except WeightgateError as exc:
+        fail(exc, as_json)
+    if as_json:
+        print(json.dumps({"workspace": str(ws.root), "config": str(ws.config_path)}))
+    else:
+        print(f"Created a workspace in {ws.root}")
+        print(f"  next: fill in [requirements] in {ws.config_path.name}, "
+              f"write 20-50 real cases in evals/task.jsonl, then run `weightgate status`")
 
-    @command(app)
-    def attest(item: ItemArg, note: Annotated[str, typer.Option("--note", "-n", help="What you checked.")],
-               as_json: JsonOpt = False) -> None:
-        """Confirm an attest item with a note."""
-        ws = workspace(as_json)
-        try:
-            record = evidence.attest(ws, item, note)
-        except WeightgateError as exc:
-            fail(exc, as_json)
-        _print_record(record, as_json, "attested")
 
-    @command(app)
-    def waive(item: ItemArg, reason: Annotated[str, typer.Option("--reason", "-r", help="Why it does not apply.")],
-              as_json: JsonOpt = False) -> None:
-        """Waive a recommended item with a reason (critical items cannot be waived)."""
-        ws = workspace(as_json)
-        try:
-            record = evidence.waive(ws, item, reason)
-        except WeightgateError as exc:
-            fail(exc, as_json)
-        _print_record(record, as_json, "waived")
+@command(commands)
+def status(as_json: JsonOpt = False,
+           gate: Annotated[Optional[int], typer.Option("--gate", min=1, max=6,
+                                                      help="Exit 1 unless phase N is open.")] = None,
+           phase: Annotated[Optional[int], typer.Option("--phase", min=1, max=6,
+                                                       help="Show only phase N's items.")] = None) -> None:
+    """Phases, items and what holds each gate.
 
-    @command(app)
-    def revoke(item: ItemArg, note: Annotated[str, typer.Option("--note", "-n", help="Why.")] = "",
-               as_json: JsonOpt = False) -> None:
-        """Withdraw an attestation or a waiver."""
-        ws = workspace(as_json)
-        try:
-            record = evidence.revoke(ws, item, note)
-        except WeightgateError as exc:
-            fail(exc, as_json)
-        _print_record(record, as_json, "revoked")
+    Exit 1 when an open phase has a failed or stale item, or with --gate N while phase N is locked."""
+    ws = workspace(as_json)
+    try:
+        report = compute_report(ws)
+    except WeightgateError as exc:
+        fail(exc, as_json)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print(render_status(report, only_phase=phase))
+    failing = [s for p in report.phases if not p.locked for s in p.items if s.status in ("fail", "stale")]
+    if gate is not None and report.phase(gate).locked:
+        raise typer.Exit(EXIT_FAILED)
+    raise typer.Exit(EXIT_FAILED if failing else EXIT_OK)
+
+
+@command(commands)
+def attest(item: ItemArg, note: Annotated[str, typer.Option("--note", "-n", help="What you checked.")],
+           as_json: JsonOpt = False) -> None:
+    """Confirm an attest item with a note."""
+    ws = workspace(as_json)
+    try:
+        record = evidence.attest(ws, item, note)
+    except WeightgateError as exc:
+        fail(exc, as_json)
+    _print_record(record, as_json, "attested")
+
+
+@command(commands)
+def waive(item: ItemArg, reason: Annotated[str, typer.Option("--reason", "-r", help="Why it does not apply.")],
+          as_json: JsonOpt = False) -> None:
+    """Waive a recommended item with a reason (critical items cannot be waived)."""
+    ws = workspace(as_json)
+    try:
+        record = evidence.waive(ws, item, reason)
+    except WeightgateError as exc:
+        fail(exc, as_json)
+    _print_record(record, as_json, "waived")
+
+
+@command(commands)
+def revoke(item: ItemArg, note: Annotated[str, typer.Option("--note", "-n", help="Why.")] = "",
+           as_json: JsonOpt = False) -> None:
+    """Withdraw an attestation or a waiver."""
+    ws = workspace(as_json)
+    try:
+        record = evidence.revoke(ws, item, note)
+    except WeightgateError as exc:
+        fail(exc, as_json)
+    _print_record(record, as_json, "revoked")
 
 
 def render_status(report: Report, only_phase: int | None = None) -> str:

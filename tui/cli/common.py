@@ -8,6 +8,7 @@ Imported only once a command is given (`weightgate` alone opens the TUI without 
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import json
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, NoReturn, Optional
 
 import typer
+import typer.main
 from typer.core import TyperGroup
 
 from weightgate.core.engine.errors import WeightgateError
@@ -57,8 +59,16 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
 
 
 def group(name: str, help: str) -> typer.Typer:
-    return typer.Typer(name=name, help=clean_help(help), no_args_is_help=True, add_completion=False,
-                       context_settings={"help_option_names": ["-h", "--help"]})
+    app = typer.Typer(name=name, help=clean_help(help), no_args_is_help=True, add_completion=False,
+                      context_settings={"help_option_names": ["-h", "--help"]})
+
+    @app.callback()
+    def stays_a_group() -> None:
+        # typer turns an app with one command and no callback into that command: `data` must
+        # stay `weightgate data check`, with room for more
+        pass
+
+    return app
 
 
 def fail(exc: WeightgateError, as_json: bool = False) -> NoReturn:
@@ -77,15 +87,19 @@ def workspace(as_json: bool = False) -> Workspace:
         fail(exc, as_json)
 
 
-def workspace_group_class() -> type[TyperGroup]:
-    """The root group's class: -w/--workspace before the command (the root's own option) and
-    after it, for every command and sub-command (`weightgate status -w DIR`, `weightgate data
-    check -w DIR`).
+def root_group_class(entries: dict[str, str]) -> type[TyperGroup]:
+    """The root group's class.
 
-    Each command and sub-group gets a copy of the root's option that does not reach the
-    command's function (expose_value off) but stores the directory where the root's does, so
-    every command finds it through the same workspace() helper. Given on both sides, the two
-    must name the same directory."""
+    Its entries load on demand: `entries` maps a name to the module of tui/cli/ that defines it,
+    either as the module's `app` (a group: weights, memory, ...) or among its top-level
+    `commands`. Loading a module per command keeps `weightgate status` from importing what
+    `weightgate release ship` needs (click's lazy sub-command pattern).
+
+    -w/--workspace works before the command (the root's own option) and after it, for every
+    command and sub-command (`weightgate status -w DIR`, `weightgate data check -w DIR`): each
+    gets a copy of the root's option that does not reach the command's function (expose_value
+    off) but stores the directory where the root's does, so every command finds it through the
+    same workspace() helper. Given on both sides, the two must name the same directory."""
 
     def store(ctx, param, value):
         if value is None:
@@ -97,23 +111,32 @@ def workspace_group_class() -> type[TyperGroup]:
         STATE["workspace"] = value
         return value
 
-    def share(group_, option) -> None:
-        for sub in group_.commands.values():
-            if not any(p.name == WORKSPACE_PARAM or "-w" in getattr(p, "opts", ()) for p in sub.params):
-                shared = copy.copy(option)
-                shared.expose_value, shared.callback = False, store
-                sub.params.append(shared)
-            if getattr(sub, "commands", None):
-                share(sub, option)
+    def share(command_, option) -> None:
+        if not any(p.name == WORKSPACE_PARAM or "-w" in getattr(p, "opts", ()) for p in command_.params):
+            shared = copy.copy(option)
+            shared.expose_value, shared.callback = False, store
+            command_.params.append(shared)
+        for sub in getattr(command_, "commands", {}).values():
+            share(sub, option)
 
-    class WorkspaceGroup(TyperGroup):
-        def __init__(self, **attrs) -> None:
-            super().__init__(**attrs)
-            option = next((p for p in self.params if p.name == WORKSPACE_PARAM), None)
-            if option is not None:   # the root group; sub-groups are reached from it
-                share(self, option)
+    class RootGroup(TyperGroup):
+        def list_commands(self, ctx) -> list[str]:
+            return [*entries, *super().list_commands(ctx)]
 
-    return WorkspaceGroup
+        def get_command(self, ctx, name: str):
+            command_ = super().get_command(ctx, name)
+            if command_ is not None or name not in entries:
+                return command_
+            module = importlib.import_module(f"weightgate.tui.cli.{entries[name]}")
+            command_ = (typer.main.get_command(module.app) if getattr(module, "app", None) is not None
+                        and module.app.info.name == name
+                        else typer.main.get_group(module.commands).commands[name])
+            option = next(p for p in self.params if p.name == WORKSPACE_PARAM)
+            share(command_, option)
+            self.commands[name] = command_
+            return command_
+
+    return RootGroup
 
 
 # --- jobs from the command line -------------------------------------------------------------

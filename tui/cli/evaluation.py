@@ -14,9 +14,10 @@ from weightgate.core.engine.errors import InputError, WeightgateError
 from weightgate.core.evaluation.benchmark import render_table
 from weightgate.core.evaluation.compare import compare_command
 from weightgate.core.evaluation.evalsets import load_evalset
+from weightgate.core.evaluation.plan import plan_eval
 from weightgate.core.evaluation.reports import latest_report
 from weightgate.core.evaluation.review import render_reviews_text
-from weightgate.core.evaluation.runner import mark_baseline, plan_eval, rescore
+from weightgate.core.evaluation.runner import mark_baseline, rescore
 from weightgate.core.evaluation.runs import list_runs, read_run
 from weightgate.tui.cli.common import (
     EXIT_FAILED,

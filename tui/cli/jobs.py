@@ -63,34 +63,38 @@ def selftest(seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="
         raise typer.Exit(attach(job_dir, as_json, follow=True))
 
 
-def register(root: typer.Typer) -> None:
-    @command(root, "attach")
-    def attach_job(job: JobArg,
-                as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
-                no_follow: Annotated[bool, typer.Option("--no-follow", help="Replay and stop.")] = False) -> None:
-        """Replay a job's whole history, then follow it live (Ctrl-C detaches)."""
-        ws = workspace(as_json)
-        try:
-            job_dir = find_job(ws.jobs_dir, job)
-        except WeightgateError as exc:
-            fail(exc, as_json)
-        raise typer.Exit(attach(job_dir, as_json, follow=not no_follow))
+commands = typer.Typer(add_completion=False)   # top-level: attach, cancel
 
-    @command(root)
-    def cancel(job: JobArg,
-               grace: Annotated[Optional[float], typer.Option(
-                   "--grace", min=0.0, help="Seconds between SIGTERM and SIGKILL (default: as long as the job "
-                                            "says a clean stop takes, at least 10).")] = None,
-               as_json: JsonOpt = False) -> None:
-        """Cancel a job: SIGTERM (it saves a checkpoint), SIGKILL after the grace period."""
-        ws = workspace(as_json)
-        try:
-            outcome = cancel_job(find_job(ws.jobs_dir, job), grace_s=grace)
-        except WeightgateError as exc:
-            fail(exc, as_json)
-        if as_json:
-            print(json.dumps({"message": outcome.message, "signalled": outcome.signalled, "killed": outcome.killed,
-                              "status": as_dict(outcome.status)}, default=str))
-        else:
-            print(outcome.message)
-            print(status_line(outcome.status))
+
+@command(commands, "attach")
+def attach_job(job: JobArg,
+               as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
+               no_follow: Annotated[bool, typer.Option("--no-follow", help="Replay and stop.")] = False) -> None:
+    """Replay a job's whole history, then follow it live (Ctrl-C detaches)."""
+    ws = workspace(as_json)
+    try:
+        job_dir = find_job(ws.jobs_dir, job)
+    except WeightgateError as exc:
+        fail(exc, as_json)
+    raise typer.Exit(attach(job_dir, as_json, follow=not no_follow))
+
+
+@command(commands)
+def cancel(job: JobArg,
+           grace: Annotated[Optional[float], typer.Option(
+               "--grace", min=0.0, help="Seconds between SIGTERM and SIGKILL (default: as long as the job "
+                                        "says a clean stop takes, at least 10).")] = None,
+           as_json: JsonOpt = False) -> None:
+    """Cancel a job: SIGTERM (it saves a checkpoint), SIGKILL after the grace period."""
+    ws = workspace(as_json)
+    try:
+        outcome = cancel_job(find_job(ws.jobs_dir, job), grace_s=grace)
+    except WeightgateError as exc:
+        fail(exc, as_json)
+    if as_json:
+        print(json.dumps({"message": outcome.message, "signalled": outcome.signalled, "killed": outcome.killed,
+                          "status": as_dict(outcome.status)}, default=str))
+    else:
+        print(outcome.message)
+        print(status_line(outcome.status))
+

@@ -36,11 +36,10 @@ from weightgate.core.memory.loading import read_json
 from weightgate.core.training.data.formats import Example, ReadResult, read_dataset
 from weightgate.core.training.data.near_dup import leakage, near_duplicate_pairs, normalize
 from weightgate.core.training.data.pii import KINDS, find_pii, scrub
-from weightgate.core.training.data.settings import DataSettings, data_settings
+from weightgate.core.training.data.settings import DataSettings, data_settings, train_data_path
 from weightgate.core.training.data.text import boilerplate_lines, chunk_document, strip_boilerplate
 from weightgate.core.weights.verify import verified_snapshot
 
-DEFAULT_TRAIN_DATA = "data/train.jsonl"
 TEXT_CHUNK_MIN, TEXT_CHUNK_MAX = 512, 1024
 
 
@@ -148,11 +147,6 @@ class PreparedDataset:
 
 def in_validation(content_digest: str, fraction: float) -> bool:
     return int(content_digest[:16], 16) / 2 ** 64 < fraction
-
-
-def train_data_path(ws: Workspace, config: dict | None = None) -> Path:
-    config = config if config is not None else plain(ws.config())
-    return setting_path(ws, config, "train_data", DEFAULT_TRAIN_DATA)
 
 
 def data_dir(ws: Workspace) -> Path:

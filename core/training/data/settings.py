@@ -13,8 +13,11 @@ caps the token length below the model's context) and the gate's task_margin / ge
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.fingerprints import plain
+from weightgate.core.engine.workspace import Workspace, setting_path
 
 DEFAULTS = {"near_duplicate_threshold": 0.7, "leakage_threshold": 0.7, "val_fraction": 0.1, "max_tag_ratio": 10.0}
 RANGES = {"near_duplicate_threshold": (0.3, 1.0), "leakage_threshold": (0.3, 1.0), "val_fraction": (0.01, 0.5),
@@ -63,3 +66,11 @@ def gate_settings(config: dict, path=None) -> dict:
     """task_margin and general_tolerance of the keep-or-reject gate ([training], seeds' defaults)."""
     table = _table(config, "training")
     return {key: _fraction(table, key, default, "training", 0.0, 1.0, path) for key, default in GATE_DEFAULTS.items()}
+
+
+DEFAULT_TRAIN_DATA = "data/train.jsonl"
+
+
+def train_data_path(ws: Workspace, config: dict | None = None) -> Path:
+    config = config if config is not None else plain(ws.config())
+    return setting_path(ws, config, "train_data", DEFAULT_TRAIN_DATA)

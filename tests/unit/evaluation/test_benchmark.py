@@ -6,7 +6,8 @@ import json
 import pytest
 from helpers import add_candidate, rewrite_cases, set_decision, tiny_workspace
 
-from weightgate.core.evaluation.benchmark import render_table, requirement_failures, run_benchmark
+from weightgate.core.evaluation.benchmark import render_table, run_benchmark
+from weightgate.core.evaluation.checks import requirement_failures
 from weightgate.core.gates import compute_report
 from weightgate.core.weights.candidates import choose_model
 

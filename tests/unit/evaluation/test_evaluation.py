@@ -15,7 +15,8 @@ from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation import runner
 from weightgate.core.evaluation.generation import build_messages, generate_all, generation_settings, render
-from weightgate.core.evaluation.runner import execute, mark_baseline, plan_eval, rescore, run_eval
+from weightgate.core.evaluation.plan import plan_eval
+from weightgate.core.evaluation.runner import execute, mark_baseline, rescore, run_eval
 from weightgate.core.evaluation.runs import list_runs, read_run
 from weightgate.core.gates import compute_report
 from weightgate.core.memory import loading

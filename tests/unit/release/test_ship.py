@@ -79,7 +79,7 @@ def wg(*args, timeout=120):
 
 def test_merge_check_passes_for_a_true_merge_and_catches_a_scaled_delta(env, tmp_path):
     from weightgate.core.evaluation.generation import generate_all, render
-    from weightgate.core.evaluation.runner import plan_eval
+    from weightgate.core.evaluation.plan import plan_eval
     from weightgate.core.memory.loading import load_model
     from weightgate.core.release.merge import check_merge, merge_and_save, merge_refusal, prefill_logits
 
