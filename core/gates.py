@@ -2,8 +2,9 @@
 evidence its jobs recorded, and which phases are open. Statuses are computed, never stored
 (the rules are in engine/status.py).
 
-This is the one place that knows every phase, so it sits above them all: only the demo and the
-UI import it.
+This is the one place that knows every phase's checks, so it sits above them (registry
+included, which decides phase 6); the release, which must ask the gates before anything goes
+in front of users, the demo and the UI sit above it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from weightgate.core.engine.status import Report, build_report, evidence_by_item
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation import checks as evaluation_checks
 from weightgate.core.evaluation.finetune_need import FINETUNING_DECISION, not_needed_phases
-from weightgate.core.release import checks as release_checks
+from weightgate.core.registry import checks as registry_checks
 from weightgate.core.training import checks as training_checks
 from weightgate.core.weights import checks as weights_checks
 
@@ -23,7 +24,7 @@ LIVE_CHECKS: dict[str, CheckFunction] = {
     **evaluation_checks.LIVE_CHECKS,
     **weights_checks.LIVE_CHECKS,
     **training_checks.LIVE_CHECKS,
-    **release_checks.LIVE_CHECKS,
+    **registry_checks.LIVE_CHECKS,
 }
 
 

@@ -30,7 +30,7 @@ from weightgate.core.engine.workspace import Workspace, setting_path
 from weightgate.core.gates import compute_report
 from weightgate.core.memory.checks import record_fit
 from weightgate.core.release.health import health
-from weightgate.core.release.registry import resolve
+from weightgate.core.registry.store import resolve
 from weightgate.core.training.data.prepare import blocking_error, check_dataset
 from weightgate.core.training.dataset import check_training_data
 from weightgate.core.training.session import new_run_params

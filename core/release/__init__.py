@@ -1,4 +1,6 @@
-"""Phase 6, deployment: a release you can verify, probe and roll back. Ship (merge check,
-registry version, SHA256SUMS, manifest, model card), aliases and rollback, verify-release,
-the health probe, the canary, serving commands. `checks.py` decides phase 6's items.
+"""Phase 6, deployment: putting a version in front of users, only through the gates. Ship (the
+merge check, a registry candidate, manifest with its checklist snapshot, model card), promote
+(current moves only when the candidate's phase-6 checks pass, or with a recorded override),
+audit (does a shipped checklist still hold), the health probe, the canary. The registry itself
+and phase 6's checks are core/registry/.
 """

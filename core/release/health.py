@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from weightgate.core.engine.workspace import Workspace
-from weightgate.core.release.checks import record_for_release
-from weightgate.core.release.registry import VersionRef
+from weightgate.core.registry.checks import record_for_release
+from weightgate.core.registry.store import VersionRef
 
 READY, NOT_READY, BAD_INPUT, TIMEOUT = 0, 1, 2, 3
 EXIT_WORDS = {READY: "ready", NOT_READY: "not ready", BAD_INPUT: "bad input", TIMEOUT: "timeout"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from weightgate.core.engine.job_process import JobContext
 from weightgate.core.release.canary import run_canary as canary
-from weightgate.core.release.registry import resolve
+from weightgate.core.registry.store import resolve
 from weightgate.core.release.ship import ShipRefused, ship
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.hashing import hash_files
 from weightgate.core.memory.loading import load_model
-from weightgate.core.release.manifest import read_manifest
-from weightgate.core.release.registry import VersionRef
-from weightgate.core.release.serving import base_dir_of
-from weightgate.core.release.verify import verify_version
+from weightgate.core.registry.manifest import read_manifest
+from weightgate.core.registry.store import VersionRef
+from weightgate.core.registry.serving import base_dir_of
+from weightgate.core.registry.verify import verify_version
 
 
 class ReleaseCorrupt(InputError):

@@ -34,10 +34,10 @@ from weightgate.core.evaluation.latency import check_rows, measure_batches
 from weightgate.core.evaluation.plan import EVAL_KINDS, plan_eval, resolve_adapter
 from weightgate.core.evaluation.runs import CASES_FILE, COMPLETE, RUN_FILE, list_runs
 from weightgate.core.memory.loading import load_model, precision_name, precision_spec
-from weightgate.core.release import registry
+from weightgate.core.registry import store as registry
 from weightgate.core.release.card import card_text
 from weightgate.core.release.load import load_version
-from weightgate.core.release.manifest import (
+from weightgate.core.registry.manifest import (
     SCHEMA,
     adapter_block,
     content_digest,
@@ -50,9 +50,9 @@ from weightgate.core.release.manifest import (
     training_block,
 )
 from weightgate.core.release.merge import check_merge, merge_and_save, merge_refusal, prefill_logits
-from weightgate.core.release.registry import check_name, default_name, list_versions
-from weightgate.core.release.serving import serve_commands
-from weightgate.core.release.verify import ReleaseReport, hash_tree, verify_version, write_stamp, write_sums
+from weightgate.core.registry.store import check_name, default_name, list_versions
+from weightgate.core.registry.serving import serve_commands
+from weightgate.core.registry.verify import ReleaseReport, hash_tree, verify_version, write_stamp, write_sums
 from weightgate.core.weights.verify import verified_snapshot
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")

@@ -10,15 +10,15 @@ from pathlib import Path
 
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.fingerprints import plain
-from weightgate.core.release.registry import VersionRef, release_decision
-from weightgate.core.release.verify import quick_state
-from weightgate.core.release.versions import list_release_versions
+from weightgate.core.registry.store import VersionRef, release_decision
+from weightgate.core.registry.verify import quick_state
+from weightgate.core.registry.versions import list_release_versions
 
 
 @dataclass
 class VersionsView:
     name: str = ""
-    versions: list[dict] = field(default_factory=list)     # core.release.versions rows + "checksum": (state, detail)
+    versions: list[dict] = field(default_factory=list)     # core.registry.versions rows + "checksum": (state, detail)
     history: list[dict] = field(default_factory=list)
     release: str | None = None                              # [decisions] release
     error: str | None = None

@@ -20,8 +20,8 @@ from textual.message import Message
 from textual.widgets import Static
 
 from weightgate.core.release.health import health
-from weightgate.core.release.registry import VersionRef, rollback
-from weightgate.core.release.verify import verify_version, write_stamp
+from weightgate.core.registry.store import VersionRef, rollback
+from weightgate.core.registry.verify import verify_version, write_stamp
 from weightgate.core.release.views import VersionsView, read_versions
 from weightgate.screens.deployment.versions_panel import VersionsTable, detail_text
 from weightgate.tui.widgets.base_screen import PhaseScreen

@@ -2,8 +2,8 @@
 precision, scores and checksum state, and the selected version's manifest, health, latency and
 serve commands.
 
-`read_versions` (a thread worker) reads registry/<name>/ through core.release.versions and checks each
-version's files by size and mtime against its last full verification (core.release.verify.
+`read_versions` (a thread worker) reads registry/<name>/ through core.registry.versions and checks each
+version's files by size and mtime against its last full verification (core.registry.verify.
 quick_state: no hashing on the UI's behalf).
 """
 

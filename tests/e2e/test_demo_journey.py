@@ -19,7 +19,7 @@ from weightgate.core.demo.journey import JourneyStopped, run_demo_journey
 from weightgate.core.demo.workspace import create_demo_workspace
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.gates import compute_report
-from weightgate.core.release.registry import list_versions, read_aliases
+from weightgate.core.registry.store import list_versions, read_aliases
 
 
 @pytest.mark.timeout(900)

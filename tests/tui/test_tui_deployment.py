@@ -14,7 +14,7 @@ from helpers import flip_byte, make_adapter, phase1_ready
 from pilot import notifications, row_keys, started, wait_for
 
 from weightgate.core.evaluation.runner import run_eval
-from weightgate.core.release.registry import read_aliases, read_history
+from weightgate.core.registry.store import read_aliases, read_history
 from weightgate.core.release.ship import ship
 from weightgate.core.weights.local_source import lock_local_source
 from weightgate.tui.app import WeightgateApp

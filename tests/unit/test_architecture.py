@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"core": "weightgate.core", "tui": "weightgate.tui", "screens": "weightgate.screens",
            "themes": "weightgate.themes", "weightgate": "weightgate"}
 # core's packages, top to bottom: each may import only those below it.
-LAYERS = ["demo", "gates", "release", "training", "evaluation", "memory", "weights", "engine"]
+LAYERS = ["demo", "release", "gates", "registry", "training", "evaluation", "memory", "weights", "engine"]
 UI = ("weightgate.tui", "weightgate.screens", "weightgate.themes", "textual", "rich", "typer")
 MAX_CORE_LINES = 600
 

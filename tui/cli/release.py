@@ -16,13 +16,13 @@ import typer
 from weightgate.core.engine.errors import InputError, WeightgateError
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.release.health import health as check_health
-from weightgate.core.release.manifest import read_manifest
-from weightgate.core.release.registry import VersionRef, resolve, set_alias
-from weightgate.core.release.registry import rollback as move_back
-from weightgate.core.release.serving import serve_commands
+from weightgate.core.registry.manifest import read_manifest
+from weightgate.core.registry.store import VersionRef, resolve, set_alias
+from weightgate.core.registry.store import rollback as move_back
+from weightgate.core.registry.serving import serve_commands
 from weightgate.core.release.ship import plan_ship
-from weightgate.core.release.verify import verify_version, write_stamp
-from weightgate.core.release.versions import list_release_versions
+from weightgate.core.registry.verify import verify_version, write_stamp
+from weightgate.core.registry.versions import list_release_versions
 from weightgate.tui.cli.common import (
     EXIT_FAILED,
     EXIT_OK,

@@ -14,7 +14,7 @@ from helpers import flip_byte, make_adapter, phase1_ready
 from hub_emulator import hub  # noqa: F401 - `hub` is a fixture
 
 from weightgate.core.gates import compute_report
-from weightgate.core.release import registry
+from weightgate.core.registry import store as registry
 from weightgate.core.weights.local_source import lock_local_source
 
 CASES = 6
@@ -147,7 +147,7 @@ def test_merge_check_passes_for_a_true_merge_and_catches_a_scaled_delta(env, tmp
 def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(env):
     from huggingface_hub import ModelCard
 
-    from weightgate.core.release.manifest import REQUIRED, read_manifest
+    from weightgate.core.registry.manifest import REQUIRED, read_manifest
     from weightgate.core.release.ship import ship
 
     ws = env["ws"]
@@ -213,7 +213,7 @@ def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(
 
 
 def test_ship_adapter_separately_moves_aliases_and_history(env):
-    from weightgate.core.release.manifest import read_manifest
+    from weightgate.core.registry.manifest import read_manifest
 
     ws = env["ws"]
     # Through the CLI: a real ship job, followed to the end.
@@ -374,8 +374,8 @@ def test_shipped_directories_load_with_plain_transformers_and_peft(env):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from weightgate.core.release.manifest import read_manifest
-    from weightgate.core.release.serving import serve_commands
+    from weightgate.core.registry.manifest import read_manifest
+    from weightgate.core.registry.serving import serve_commands
 
     ws = env["ws"]
     merged, adapter = registry.resolve(ws, "v1"), registry.resolve(ws, "v2")
@@ -449,7 +449,7 @@ def test_a_crash_mid_ship_leaves_no_version_and_a_token_is_never_shipped(env, mo
     ws.update_config(lambda doc: doc["training"].__delitem__("note"))
     outcome = ship(ws, latency=False)
     assert outcome["created"] and outcome["relation"] == "adapter"
-    from weightgate.core.release.manifest import read_manifest
+    from weightgate.core.registry.manifest import read_manifest
     assert read_manifest(Path(outcome["path"]))["training"] == {"source": "weightgate.toml [training]", "r": 4,
                                                                  "seed": 7}
     # The same content again, but its registry copy was damaged: an intact copy ships as a new version.
@@ -490,7 +490,7 @@ def test_merge_into_a_quantized_base_is_refused_with_the_reason(env):
 
 
 def test_manifest_training_block_takes_the_training_runs_config_and_seed(tmp_path):
-    from weightgate.core.release.manifest import training_block
+    from weightgate.core.registry.manifest import training_block
 
     best = tmp_path / "run1" / "best"
     best.mkdir(parents=True)
@@ -508,8 +508,8 @@ def test_manifest_training_block_takes_the_training_runs_config_and_seed(tmp_pat
 def test_adapter_on_a_4bit_base_ships_separately_and_the_probe_loads_it_with_bitsandbytes(env, tmp_path):
     from weightgate.core.evaluation.runner import run_eval
     from weightgate.core.release.health import check_health
-    from weightgate.core.release.manifest import read_manifest
-    from weightgate.core.release.serving import serve_commands
+    from weightgate.core.registry.manifest import read_manifest
+    from weightgate.core.registry.serving import serve_commands
     from weightgate.core.release.ship import ship
 
     ws = phase1_ready(tmp_path / "ws4")

@@ -8,9 +8,9 @@ import time
 
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.workspace import Workspace
-from weightgate.core.release.manifest import read_manifest
-from weightgate.core.release.registry import check_name, default_name, list_versions, read_aliases, read_history
-from weightgate.core.release.serving import serve_commands
+from weightgate.core.registry.manifest import read_manifest
+from weightgate.core.registry.store import check_name, default_name, list_versions, read_aliases, read_history
+from weightgate.core.registry.serving import serve_commands
 
 
 def list_release_versions(ws: Workspace, name: str | None = None) -> dict:

@@ -23,8 +23,8 @@ from weightgate.core.engine.atomic import write_atomic
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.hashing import hash_files
 from weightgate.core.engine.workspace import Workspace
-from weightgate.core.release.manifest import read_manifest
-from weightgate.core.release.registry import SUMS_FILE, VersionRef
+from weightgate.core.registry.manifest import read_manifest
+from weightgate.core.registry.store import SUMS_FILE, VersionRef
 
 SUMS_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 OK, CHANGED, MISSING, EXTRA = "ok", "changed", "missing", "extra"

@@ -35,7 +35,7 @@ from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.workspace import parse_config, setting_path
 from weightgate.core.evaluation.plan import adapter_files_digest
-from weightgate.core.release.registry import MANIFEST_FILE
+from weightgate.core.registry.store import MANIFEST_FILE
 
 SCHEMA = 1
 PACKAGES = ("torch", "transformers", "peft", "safetensors", "tokenizers", "huggingface_hub", "bitsandbytes",

@@ -17,9 +17,9 @@ from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.evidence import FAIL, PASS, record_result
 from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.workspace import Workspace
-from weightgate.core.release.manifest import missing_keys, read_manifest
-from weightgate.core.release.registry import PREVIOUS, list_versions, read_aliases, release_decision, resolve
-from weightgate.core.release.verify import quick_state
+from weightgate.core.registry.manifest import missing_keys, read_manifest
+from weightgate.core.registry.store import PREVIOUS, list_versions, read_aliases, release_decision, resolve
+from weightgate.core.registry.verify import quick_state
 from weightgate.core.weights.licenses import check_licence
 
 SHIP_HINT = "ship a version: weightgate release ship"
