@@ -10,7 +10,7 @@ in front of users, the demo and the UI sit above it.
 from __future__ import annotations
 
 from weightgate.core.engine.check import CheckContext, CheckFunction
-from weightgate.core.engine.status import Report, build_report, evidence_by_item
+from weightgate.core.engine.status import Report, build_report, evidence_by_item, locked_line
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation import checks as evaluation_checks
 from weightgate.core.evaluation.finetune_need import FINETUNING_DECISION, not_needed_phases
@@ -37,3 +37,9 @@ def compute_report(ws: Workspace, *, record: bool = True) -> Report:
     by_item = evidence_by_item(ws)
     not_needed = not_needed_phases(ws, ctx.prints, by_item.setdefault(FINETUNING_DECISION, []), record=record)
     return build_report(ctx, LIVE_CHECKS, by_item, not_needed=not_needed, record=record)
+
+
+
+def locked_note(ws: Workspace, phase: int, what: str = "this run") -> str:
+    """One line when `phase` is locked (engine.status.locked_line); empty when it is open."""
+    return locked_line(compute_report(ws, record=False), phase, what)

@@ -95,6 +95,7 @@ class WeightgateApp(App[int]):
         self.follow_job_id: str | None = None  # the jobs screen selects it when it appears
         self.compare_request: tuple[str, str] | None = None  # the Compare screen opens this pair next
         self._stay_on_screen = 0                # started jobs whose screen shows them itself
+        self._started_kinds: dict[str, str] = {}   # job id -> kind, until its start is announced
         self._busy: set[str] = set()            # which periodic reads are in flight
         self._again: set[str] = set()           # asked for again while in flight
         self._device_poller: DevicePoller | None = None
@@ -310,6 +311,20 @@ class WeightgateApp(App[int]):
         self._start_job(kind, dict(params))
         return True
 
+    def _locked_note(self, job_id: str) -> str:
+        """'phase 4 is locked by …: this eval job is recorded, the gate stays closed' (from the
+        report the app already has; ship decides its own gate)."""
+        from weightgate.core.engine.job_kinds import (
+            PHASE_OF_KIND,  # lazy: core loads in a worker, after the first frame
+        )
+        from weightgate.core.engine.status import locked_line  # lazy: core loads in a worker, after the first frame
+
+        kind = self._started_kinds.pop(job_id, "")
+        phase = PHASE_OF_KIND.get(kind)
+        if self.report is None or phase is None or kind == "ship":
+            return ""
+        return locked_line(self.report, phase, f"this {kind.replace('_', ' ')} job")
+
     @work(thread=True, group="job-control", exit_on_error=False)
     def _start_job(self, kind: str, params: dict) -> None:
         from weightgate.core.engine.errors import InputError  # lazy: core loads in a worker, after the first frame
@@ -321,10 +336,14 @@ class WeightgateApp(App[int]):
         except (InputError, OSError) as exc:
             self.call_from_thread(self.notify, str(exc), title=f"Could not start {kind}", severity="error")
             return
+        self._started_kinds[handle.job_id] = kind
         self.post_message(JobStarted(handle.job_id))
 
     def on_job_started(self, message: JobStarted) -> None:
         self.notify(message.job_id, title="Job started")
+        note = self._locked_note(message.job_id)
+        if note:
+            self.notify(note, title="Locked phase", severity="warning", timeout=8)
         self.follow_job_id = message.job_id
         if self._stay_on_screen:
             self._stay_on_screen -= 1

@@ -29,8 +29,10 @@ from weightgate.core.engine.lock import read_lock
 from weightgate.core.engine.workspace import Workspace, setting_path
 from weightgate.core.gates import compute_report
 from weightgate.core.memory.checks import record_fit
-from weightgate.core.release.health import health
 from weightgate.core.registry.store import resolve
+from weightgate.core.release.gate import GatesClosed
+from weightgate.core.release.health import health
+from weightgate.core.release.promote import promote
 from weightgate.core.training.data.prepare import blocking_error, check_dataset
 from weightgate.core.training.dataset import check_training_data
 from weightgate.core.training.session import new_run_params
@@ -143,7 +145,8 @@ def _phase(ws: Workspace, number: int, title: str, steps: Callable[[list[str]], 
 def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model: Path | None = None
                      ) -> list[PhaseResult]:
     """The walkthrough. `model`: a local model directory to use instead of the demo model (the
-    tests run the same journey on a tiny model in a minute)."""
+    tests run the same journey on a tiny model in a minute). It ships and promotes only through
+    open gates: a closed one stops it, naming what holds it."""
 
     ws, created = create_demo_workspace(root)
     say(("Created" if created else "Reusing") + f" the demo workspace in {ws.root}")
@@ -262,11 +265,13 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
     def deployment(lines: list[str]) -> None:
         shipped = run_job(ws, "ship", {}, say)
         if not shipped.get("ok", True) or shipped.get("relation") not in ("adapter", "merged"):
-            raise JourneyStopped(f"the ship job did not publish the fine-tuned model: {shipped.get('note') or shipped}",
-                                 hint="weightgate status says which ship.* item holds it")
-        lines.append(f"shipped {shipped.get('version') or shipped.get('label')}: {shipped.get('relation', '')} "
-                     f"{'(new)' if shipped.get('created', True) else '(identical content: no new version)'}")
-        ref = resolve(ws, "current")
+            raise JourneyStopped(f"the ship job did not publish the fine-tuned model: "
+                                 f"{shipped.get('refused') or shipped.get('note') or shipped}",
+                                 hint="weightgate status says which item holds it")
+        lines.append(f"shipped {shipped.get('release')}: {shipped.get('relation', '')} "
+                     f"{'(new)' if shipped.get('created', True) else '(identical content: no new version)'}, "
+                     f"the candidate")
+        ref = resolve(ws, shipped["version"], shipped["name"])
         probe = health(ws, ref, timeout=300.0)
         if not probe.ready:
             raise JourneyStopped(f"health check of {ref.label}: {probe.status}: {probe.detail}")
@@ -277,14 +282,20 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
         if not canary.get("ok"):
             raise JourneyStopped(f"the canary of {ref.label} failed: {canary.get('detail')}",
                                  hint=f"weightgate release canary {ref.version} --json lists the regressions")
-        waive(ws, "ship.rollback", "the first release has no previous version; v2 will roll back to v1")
-        say("    waived ship.rollback: the first release has nothing to roll back to")
+        if shipped.get("current") is None:
+            waive_demo(ws, "ship.rollback", "the first release has no previous version; v2 will roll back to v1", say)
         waive_demo(ws, "ship.quantization", "served on the CPU at the precision phase 3 chose; no AWQ or GGUF "
                                             "serving format is used", say)
         waive_demo(ws, "ship.fallback", "the first release has no previous version to fall back to; from v2 "
                                         "on, `weightgate release rollback` is the fallback", say)
         attest_demo(ws, "ship.monitoring", "`weightgate release canary current` runs nightly from cron and re-enters "
                                            "phase 4 when it fails or the base model moves upstream", say)
+        if shipped.get("current") != ref.version:
+            try:
+                promoted = promote(ws, ref.version, ref.name, log=lambda line: say(f"    {line}"))
+            except GatesClosed as exc:
+                raise JourneyStopped(f"{ref.label} was not promoted: {exc.message}", hint=exc.hint) from None
+            lines.append(f"promoted {promoted['release']}: current (phase 6 passed on it)")
 
     results.append(_phase(ws, 6, "Deployment", deployment, say))
     total = sum(r.seconds for r in results)

@@ -114,6 +114,7 @@ NEEDS_HEALTH = "weightgate release health VERSION (a cold load and a ping)"
 NEEDS_CANARY = "weightgate release canary VERSION (the eval set on the shipped version)"
 NEEDS_REVIEW = "a blind A/B review of two runs (R on the Compare screen; weightgate eval reviews shows it)"
 NEEDS_ROLLBACK = "a second weightgate release ship (the previous version is the rollback target)"
+NEEDS_OPEN_GATES = "weightgate release ship while phases 1-5 pass (the manifest records the gates it shipped through)"
 
 ITEMS: tuple[Item, ...] = (
     # Phase 1: selection
@@ -273,6 +274,9 @@ ITEMS: tuple[Item, ...] = (
     # Phase 6: deployment
     Item("ship.version", 6, "Version named", "Treat models like releases so you can roll back.", C, A,
          ("release",), NEEDS_REGISTRY),
+    Item("ship.gates", 6, "Shipped through open gates (phases 1-5 passed when it shipped)",
+         "A release that skipped the checklist is a guess; an override is recorded, never silent.", C, A,
+         ("release",), NEEDS_OPEN_GATES),
     Item("ship.checksums", 6, "Checksums of what you shipped stored",
          "Lets you verify later that you are running what you think you are.", C, A,
          ("release",), NEEDS_REGISTRY),

@@ -6,6 +6,7 @@ An item's status is computed from this log and today's fingerprints, never store
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,8 @@ from weightgate.core.engine.workspace import Workspace
 PASS, FAIL, WAIVED, NOT_NEEDED, REVOKED = "pass", "fail", "waived", "not-needed", "revoked"
 RECORD_STATUSES = {PASS, FAIL, WAIVED, NOT_NEEDED, REVOKED}
 # How the record came to be.
-KINDS = {"check", "attest", "waive", "revoke", "job", "decision"}
+# "override": an action done while the gates were closed (ship, promote), with its reason.
+KINDS = {"check", "attest", "waive", "revoke", "job", "decision", "override"}
 
 
 @dataclass
@@ -38,6 +40,12 @@ class Evidence:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False)
+
+    @property
+    def digest(self) -> str:
+        """The record's identity: a release's checklist snapshot names the records it was decided
+        on by this, so an edited or removed line is found by `weightgate release audit`."""
+        return "sha256:" + hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
 
 def _user() -> str:
@@ -120,6 +128,17 @@ def waive(ws: Workspace, item_id: str, reason: str) -> Evidence:
     if not reason:
         raise InputError(f"waiving {item.id} needs a reason", hint="--reason \"why this does not apply\"")
     return record_result(ws, item.id, WAIVED, kind="waive", note=reason)
+
+
+def record_override(ws: Workspace, item_id: str, action: str, reason: str, held_by: list[str],
+                    values: dict | None = None) -> Evidence:
+    """An action done with closed gates (`ship --override-gates`, `promote --override-gates`):
+    the items that held it and the person's reason, shown by every later `status`."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InputError(f"{action} with closed gates needs a reason", hint="--override-gates --reason \"why\"")
+    return record_result(ws, item_id, FAIL, {"action": action, "held_by": list(held_by), **(values or {})},
+                         kind="override", note=reason)
 
 
 def revoke(ws: Workspace, item_id: str, note: str = "") -> Evidence:

@@ -38,6 +38,14 @@ KINDS: dict[str, str] = {
     "demo_model": "weightgate.core.demo.jobs:run_demo_model",
 }
 
+# The phase whose items a kind's evidence is for: a job started while that phase is locked says
+# so (the work is recorded, the gate stays closed).
+PHASE_OF_KIND: dict[str, int] = {
+    "download": 2, "verify": 2, "convert_pickle": 2, "lock_gguf": 2, "memory_measure": 3, "quant_quality": 3,
+    "eval": 4, "determinism": 4, "latency": 4, "benchmark": 1, "data_check": 5, "fewshot": 5, "tune_gate": 5,
+    "train": 5, "ship": 6, "canary": 6,
+}
+
 KindFunction = Callable[[Any], "dict | None"]
 
 

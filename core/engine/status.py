@@ -102,6 +102,9 @@ class Report:
     workspace: str
     phases: list[PhaseStatus]
     time: float
+    # Every action ever done with closed gates (kind "override"), oldest first: `status` shows
+    # them all, for as long as the evidence log lasts.
+    overrides: list[Evidence] = field(default_factory=list)
 
     def phase(self, number: int) -> PhaseStatus:
         return self.phases[number - 1]
@@ -129,7 +132,34 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"workspace": self.workspace, "time": self.time, "current_phase": self.current_phase,
-                "phases": [phase.to_dict() for phase in self.phases]}
+                "phases": [phase.to_dict() for phase in self.phases],
+                "overrides": [override_dict(record) for record in self.overrides]}
+
+
+def locked_line(report: Report, phase: int, what: str = "this run") -> str:
+    """'phase 4 is locked by select.evalset: this run is recorded, the gate stays closed', or ''
+    when the phase is open: work in a locked phase runs (a person may look ahead) and says so."""
+    status = report.phase(phase)
+    if not status.locked:
+        return ""
+    ids = [held.item.id for held in status.held_by]
+    shown = ", ".join(ids[:3]) + (f" +{len(ids) - 3} more" if len(ids) > 3 else "")
+    return f"phase {phase} is locked by {shown}: {what} is recorded, the gate stays closed"
+
+
+def override_dict(record: Evidence) -> dict:
+    return {"item": record.item, "time": record.time, "by": record.by, "reason": record.note,
+            **{k: v for k, v in record.values.items() if k in ("action", "version", "held_by")}}
+
+
+def override_line(record: Evidence) -> str:
+    """'release ship of demo@v1 with closed gates: select.task, eval.baseline; reason: ... (root, 2026-12-07)'"""
+    values = record.values
+    held = ", ".join(values.get("held_by") or []) or "none recorded"
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(record.time)) if record.time else "?"
+    what = f"{values.get('action', 'an action')} of {values.get('version')}" if values.get("version") else \
+        str(values.get("action", "an action"))
+    return f"{what} with closed gates: {held}; reason: {record.note} ({record.by}, {when} UTC)"
 
 
 class NotNeeded(NamedTuple):
@@ -188,7 +218,9 @@ def build_report(ctx: CheckContext, checks: Mapping[str, CheckFunction], by_item
             state = OPEN
         phases.append(PhaseStatus(phase, state, statuses, list(held_by), blocking, note))
         held_by.extend(blocking)
-    return Report(str(ctx.ws.root), phases, time.time())
+    overrides = sorted((r for records in by_item.values() for r in records if r.kind == "override"),
+                       key=lambda r: r.time)
+    return Report(str(ctx.ws.root), phases, time.time(), overrides)
 
 
 def is_fresh(record: Evidence, prints: Fingerprints) -> bool:

@@ -2,10 +2,12 @@
 
 Live at status time (torch-free, cheap):
     ship.version    the release names an existing version of the registry
+    ship.gates      its manifest says phases 1-5 passed when it shipped (an override fails it)
     ship.checksums  its files' sizes and mtimes are as when SHA256SUMS last matched in full
     ship.manifest   its manifest.toml holds every required field
     ship.license    the base's licence allows the intended use (core.weights.licenses, as phase 2)
-    ship.rollback   `previous` names another existing version to roll back to
+    ship.rollback   there is another version to roll back to: `current` for a candidate (promote
+                    makes it `previous`), `previous` for the current version
 Recorded as evidence tied to the `release` fingerprint (by ship, health, canary):
     ship.merge, ship.serving, ship.latency (ship); ship.health (health); ship.canary (canary).
 """
@@ -18,7 +20,14 @@ from weightgate.core.engine.evidence import FAIL, PASS, record_result
 from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.registry.manifest import missing_keys, read_manifest
-from weightgate.core.registry.store import PREVIOUS, list_versions, read_aliases, release_decision, resolve
+from weightgate.core.registry.store import (
+    CURRENT,
+    PREVIOUS,
+    list_versions,
+    read_aliases,
+    release_decision,
+    resolve,
+)
 from weightgate.core.registry.verify import quick_state
 from weightgate.core.weights.licenses import check_licence
 
@@ -119,17 +128,53 @@ def check_rollback(ctx: CheckContext) -> CheckResult:
         return ref
 
     aliases = read_aliases(ctx.ws, ref.name)
-    previous = aliases.get(PREVIOUS)
+    current = aliases.get(CURRENT)
+    # A candidate rolls back to what is current now (promote makes it `previous`).
+    target, alias = (aliases.get(PREVIOUS), PREVIOUS) if current == ref.version else (current, CURRENT)
     versions = {v.version for v in list_versions(ctx.ws, ref.name)}
-    values = {"release": ref.label, "previous": previous}
-    if previous is None:
-        return CheckResult("fail", f"no previous version of {ref.name} to roll back to (the first release has "
+    values = {"release": ref.label, "previous": target}
+    if target is None:
+        return CheckResult("fail", f"no earlier version of {ref.name} to roll back to (the first release has "
                                    "none: ship the next one, or waive with a reason)", values)
-    if previous not in versions:
-        return CheckResult("fail", f"previous -> {previous}, which is not in the registry", values)
-    if previous == ref.version:
-        return CheckResult("fail", f"previous is the release itself ({previous})", values)
-    return CheckResult("pass", f"weightgate release rollback moves current back to {ref.name}@{previous}", values)
+    if target not in versions:
+        return CheckResult("fail", f"{alias} -> {target}, which is not in the registry", values)
+    if target == ref.version:
+        return CheckResult("fail", f"{alias} is the release itself ({target})", values)
+    if alias == CURRENT:
+        return CheckResult("pass", f"once {ref.version} is promoted, weightgate release rollback moves current "
+                                   f"back to {ref.name}@{target}", values)
+    return CheckResult("pass", f"weightgate release rollback moves current back to {ref.name}@{target}", values)
+
+
+def check_gates(ctx: CheckContext) -> CheckResult:
+    """What the release's manifest says about the gates it shipped through."""
+    ref = _release(ctx)
+    if isinstance(ref, CheckResult):
+        return ref
+    manifest = _manifest(ctx, ref)
+    if isinstance(manifest, CheckResult):
+        return manifest
+
+    gates = manifest.get("gates")
+    if not isinstance(gates, dict) or "open" not in gates:
+        return CheckResult("fail", f"{ref.label} was shipped before weightgate recorded its gates: ship again",
+                           {"release": ref.label})
+    values = {"release": ref.label, "open": bool(gates.get("open")), "held_by": list(gates.get("held_by") or [])}
+    if gates.get("open"):
+        return CheckResult("pass", f"{ref.label} shipped with phases 1-5 passing", values)
+    override = gates.get("override") if isinstance(gates.get("override"), dict) else {}
+    values["reason"] = override.get("reason", "")
+    return CheckResult("fail", f"{ref.label} {gates_line(gates)}: ship it again through open gates, or promote "
+                               "with --override-gates --reason", values)
+
+
+def gates_line(gates: dict) -> str:
+    """'shipped with closed gates: a, b, reason: ...' (the manifest's and the card's words)."""
+    if gates.get("open"):
+        return "shipped through open gates (phases 1-5 passed)"
+    override = gates.get("override") if isinstance(gates.get("override"), dict) else {}
+    return (f"shipped with closed gates: {', '.join(gates.get('held_by') or []) or '?'}, reason: "
+            f"{override.get('reason') or '(none recorded)'}")
 
 
 def record_for_release(ws: Workspace, ref, item: str, ok: bool, values: dict, note: str) -> bool:
@@ -155,8 +200,6 @@ def _reported(check):
     return run
 
 
-
-
 def check_warmup(ctx: CheckContext) -> CheckResult:
     record = ctx.fresh_record("ship.health")
     if record is None:
@@ -175,6 +218,7 @@ def check_warmup(ctx: CheckContext) -> CheckResult:
 
 LIVE_CHECKS = {item: _reported(check) for item, check in {
     "ship.version": check_version,
+    "ship.gates": check_gates,
     "ship.checksums": check_checksums,
     "ship.manifest": check_manifest,
     "ship.license": check_license,

@@ -15,9 +15,16 @@
     [environment]  weightgate and package versions
     [code]         the workspace's git commit and dirty flag, when it is a git repository
     [serving]      context length and batch the requirements ask for
+    [gates]        open (phases 1-5 passed at ship), held_by, and the override (reason, by, time)
+                   when it shipped with closed gates
+    [checklist]    the snapshot of every item of phases 1-6: status, detail, the evidence record's
+                   digest and kind, the fingerprints it was decided on, attestation and waiver
+                   notes; stage = "ship", re-taken at promotion (stage = "promote")
+    [promotion]    when, by whom, from which version current moved (and the override, if any)
 
-The content digest covers the version's files and this manifest minus the times (`created`)
-and the git dirty flag: shipping identical content again is recognised and creates no version.
+The content digest covers the version's files and this manifest minus the times (`created`),
+the git dirty flag and the record of its checks ([gates], [checklist], [promotion]): shipping
+identical content again is recognised and creates no version.
 Torch-free.
 """
 
@@ -42,6 +49,8 @@ PACKAGES = ("torch", "transformers", "peft", "safetensors", "tokenizers", "huggi
             "accelerate")
 # Keys that may differ between two ships of the same content.
 VOLATILE = (("release", "created"), ("release", "content_digest"), ("release", "version"), ("code", "dirty"))
+# What the version went through, not what it is: left out of the content digest.
+RECORD_TABLES = ("gates", "checklist", "promotion")
 # Every key a manifest must hold (tests and the ship.manifest check assert them).
 REQUIRED = {
     "release": ("name", "version", "relation", "created", "content_digest", "weightgate_version"),
@@ -56,6 +65,8 @@ REQUIRED = {
     "environment": ("weightgate", "python", "torch", "transformers", "peft", "safetensors", "huggingface_hub"),
     "code": ("git",),
     "serving": ("context_length", "batch_size"),
+    "gates": ("open", "held_by"),
+    "checklist": ("stage", "taken", "phases", "items"),
 }
 RELATIONS = ("adapter", "merged", "quantized", "base")
 
@@ -101,7 +112,8 @@ def missing_keys(manifest: dict) -> list[str]:
 
 def content_digest(manifest: dict, files: dict[str, str]) -> str:
     """The identity of a version's content: its files' hashes and the manifest minus times."""
-    stable = json.loads(json.dumps(clean(manifest), default=str))
+    stable = json.loads(json.dumps(clean({k: v for k, v in manifest.items() if k not in RECORD_TABLES}),
+                                   default=str))
     for table, key in VOLATILE:
         if isinstance(stable.get(table), dict):
             stable[table].pop(key, None)

@@ -3,12 +3,15 @@
     registry/<name>/
         v1/, v2/, ...        one shipped version each (weights, tokenizer, SHA256SUMS,
                              manifest.toml, README.md card, eval/ results); never changed
-        aliases.json         {"current": "v2", "previous": "v1", ...}: movable names
+        aliases.json         {"current": "v2", "previous": "v1", "candidate": "v3", ...}: movable
+                             names; ship makes a version the candidate, promote makes it current
         history.jsonl        append-only: every alias move (who, when, from, to, why)
         .staging-*/          a version being built; renamed to vN when complete
 
 A version is built in a staging directory and renamed into place in one step, so a crash
-mid-ship leaves a staging directory (cleaned by the next ship), never half a version. Torch-free:
+mid-ship leaves a staging directory (cleaned by the next ship), never half a version. Its weights
+never change; promotion adds its record to manifest.toml and README.md (SHA256SUMS re-written to
+cover them). Torch-free:
 status, `versions` and `rollback` read this.
 """
 
@@ -41,7 +44,9 @@ MANIFEST_FILE = "manifest.toml"
 SUMS_FILE = "SHA256SUMS"
 CARD_FILE = "README.md"
 STAGING_PREFIX = ".staging-"
-CURRENT, PREVIOUS = "current", "previous"
+CURRENT, PREVIOUS, CANDIDATE = "current", "previous", "candidate"
+# Moved only by ship, promote and rollback, which keep [decisions] release in step.
+MANAGED_ALIASES = (CURRENT, PREVIOUS, CANDIDATE)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -227,7 +232,7 @@ def _move_aliases(ws: Workspace, name: str, moves: dict[str, str | None], reason
     now = time.time()
     moved = []
     for alias, version in moves.items():
-        if alias not in (CURRENT, PREVIOUS):
+        if alias not in MANAGED_ALIASES:
             check_alias(alias)
         if version is not None and version not in versions:
             raise InputError(f"{name} has no version {version}", path=name_dir(ws, name))
@@ -283,11 +288,13 @@ def rollback(ws: Workspace, target: str | None = None, name: str | None = None) 
 
 def set_alias(ws: Workspace, alias: str, version: str | None, name: str | None = None) -> dict[str, str]:
     """Point a custom alias (e.g. `staging`, `tenant-a`) at a version, or remove it (None).
-    `current` and `previous` move only by ship and rollback, which keep the release in step."""
+    `current`, `previous` and `candidate` move only by ship, promote and rollback, which keep the
+    release in step."""
     name = check_name(name or default_name(ws))
-    if alias in (CURRENT, PREVIOUS):
-        raise InputError(f"{alias!r} is moved by weightgate release ship and weightgate release rollback",
-                         hint="weightgate release rollback VERSION makes a version current")
+    if alias in MANAGED_ALIASES:
+        raise InputError(f"{alias!r} is moved by weightgate release ship, promote and rollback",
+                         hint="weightgate release promote VERSION makes a version current once its checks pass; "
+                              "weightgate release rollback VERSION moves current back")
     check_alias(alias)
     target = resolve(ws, version, name).version if version is not None else None
     if target is None and alias not in read_aliases(ws, name):

@@ -9,8 +9,8 @@ import time
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.registry.manifest import read_manifest
-from weightgate.core.registry.store import check_name, default_name, list_versions, read_aliases, read_history
 from weightgate.core.registry.serving import serve_commands
+from weightgate.core.registry.store import check_name, default_name, list_versions, read_aliases, read_history
 
 
 def list_release_versions(ws: Workspace, name: str | None = None) -> dict:
@@ -39,6 +39,8 @@ def list_release_versions(ws: Workspace, name: str | None = None) -> dict:
             "evals": [{"set": e.get("set"), "score": e.get("score"), "passed": e.get("passed"),
                        "cases": e.get("cases"), "run": e.get("run")} for e in manifest.get("evals", [])],
             "merge": manifest.get("merge", {}).get("decision"),
+            "gates": manifest.get("gates") if isinstance(manifest.get("gates"), dict) else None,
+            "promoted": isinstance(manifest.get("promotion"), dict),
             "serve": serve_commands(manifest, ref.path, ws.root),
         })
     return {"name": name, "aliases": aliases, "versions": rows, "history": read_history(ws, name)}

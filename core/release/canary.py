@@ -18,9 +18,9 @@ from weightgate.core.evaluation.compare import compare_runs, read_run_dir
 from weightgate.core.evaluation.plan import Target, make_identity, plan_eval
 from weightgate.core.evaluation.runner import execute
 from weightgate.core.registry.checks import record_for_release
-from weightgate.core.release.load import ReleaseCorrupt, load_dirs, verified_version
 from weightgate.core.registry.manifest import read_manifest
 from weightgate.core.registry.store import VersionRef
+from weightgate.core.release.load import ReleaseCorrupt, load_dirs, verified_version
 from weightgate.core.weights.hub import resolve_revision
 
 CANARY_TAG = "canary"

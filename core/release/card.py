@@ -1,9 +1,16 @@
 """README.md of a shipped version: a Hugging Face model card (huggingface_hub's ModelCard and
 ModelCardData) whose metadata carries base_model, base_model_relation, license and the eval
 results as model-index, and whose text says how to load, serve, verify and roll it back.
-Written from the manifest alone, so the card never says more than the manifest proves."""
+Written from the manifest alone, so the card never says more than the manifest proves: the
+gates it shipped through (an override in bold at the top), the six phases' table from its
+[checklist], the relaxations (waivers, attestations) by name, and its promotion."""
 
 from __future__ import annotations
+
+import time
+
+from weightgate.core.registry.checks import gates_line
+from weightgate.core.release.gate import relaxations
 
 # The hub's base_model_relation values: a LoRA merged into its base is a fine-tune of the base;
 # an unchanged base has no relation to state.
@@ -53,9 +60,11 @@ def card_text(manifest: dict, serve: dict | None = None) -> str:
         lines.append(f"- {block['set']}: score {block.get('score')} ({block.get('passed')}/{block.get('cases')})"
                      + (f"; {tags}" if tags else "") + f", run `{block.get('run')}`")
     merge = manifest.get("merge", {})
+    lines[2:2] = _gates_lines(manifest)
     lines += ["", "## Merge", "", f"{merge.get('decision')}: {merge.get('reason')}"]
     if merge.get("checked"):
         lines.append(f"Greedy outputs of the merged model equal the adapter's on {merge.get('cases')} eval cases.")
+    lines += _checklist_lines(manifest)
     lines += ["", "## Verify, load, serve, roll back", "",
               "```", "sha256sum -c SHA256SUMS", "```", ""]
     if serve:
@@ -65,3 +74,51 @@ def card_text(manifest: dict, serve: dict | None = None) -> str:
               "Everything this version was made from is in manifest.toml."]
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n{{ body }}\n",
                                    body="\n".join(lines)).content
+
+
+def _when(seconds) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(seconds))) if seconds else "?"
+
+
+def _gates_lines(manifest: dict) -> list[str]:
+    gates = manifest.get("gates")
+    if not isinstance(gates, dict):
+        return []
+    if gates.get("open"):
+        return [f"Gates: {gates_line(gates)}.", ""]
+    override = gates.get("override") or {}
+    return [f"**Warning: {gates_line(gates)}** (by {override.get('by', '?')}, {_when(override.get('time'))}).", ""]
+
+
+def _checklist_lines(manifest: dict) -> list[str]:
+    """The six phases as a table, then the items that hold by a person's word."""
+    checklist = manifest.get("checklist")
+    if not isinstance(checklist, dict) or not checklist.get("phases"):
+        return []
+    items = checklist.get("items") or []
+    stage = "at promotion" if checklist.get("stage") == "promote" else "at ship (phase 6 is decided on it next)"
+    lines = ["", "## Checklist", "", f"The six phases {stage}, {_when(checklist.get('taken'))}; manifest.toml "
+             "[checklist] has every item with the evidence it was decided on.", "",
+             "| Phase | State | Items |", "|---|---|---|"]
+    for phase in checklist["phases"]:
+        counts: dict[str, int] = {}
+        for item in items:
+            if item.get("phase") == phase.get("number"):
+                counts[item.get("status", "?")] = counts.get(item.get("status", "?"), 0) + 1
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        lines.append(f"| {phase.get('number')} {phase.get('title')} | {phase.get('state')} | {summary} |")
+    relaxed = relaxations(checklist)
+    if relaxed:
+        lines += ["", "Held by a person's word, not a measurement:", ""]
+        lines += [f"- {item['id']} {'waived' if item.get('kind') == 'waive' else 'attested'}: {item.get('note', '')}"
+                  for item in relaxed]
+    promotion = manifest.get("promotion")
+    if isinstance(promotion, dict):
+        text = (f"Promoted to `current` by {promotion.get('by', '?')}, {_when(promotion.get('time'))}"
+                + (f", replacing {promotion['from']}" if promotion.get("from") else ""))
+        override = promotion.get("override")
+        if isinstance(override, dict):
+            text += (f", **with closed gates: {', '.join(promotion.get('held_by') or [])}, reason: "
+                     f"{override.get('reason')}**")
+        lines += ["", text + "."]
+    return lines

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from weightgate.core.engine.errors import InputError
 from weightgate.core.memory.loading import bnb_config, flushed_subnormals
-from weightgate.core.release.load import ReleaseCorrupt, verified_version, verify_base
 from weightgate.core.registry.manifest import read_manifest
-from weightgate.core.registry.store import VERSION_RE, VersionRef
 from weightgate.core.registry.serving import base_dir_of
+from weightgate.core.registry.store import VERSION_RE, VersionRef
 from weightgate.core.registry.verify import read_sums, version_files
+from weightgate.core.release.load import ReleaseCorrupt, verified_version, verify_base
 
 PING = "ping"
 MAX_NEW_TOKENS = 8

@@ -3,25 +3,31 @@ latency) and `canary` (re-run the eval set on a registry version, compare with w
 torch loads in the job process only.
 
 params:
-    ship     name (null: the default), merge (true / false / null: [decisions] merge or mergeable)
+    ship     name (null: the default), merge (true / false / null: [decisions] merge or mergeable),
+             override (null, or the reason to ship although phase 6 is locked)
     canary   version ("current" by default), name
 """
 
 from __future__ import annotations
 
 from weightgate.core.engine.job_process import JobContext
-from weightgate.core.release.canary import run_canary as canary
 from weightgate.core.registry.store import resolve
+from weightgate.core.release.canary import run_canary as canary
+from weightgate.core.release.gate import GatesClosed
 from weightgate.core.release.ship import ShipRefused, ship
 
 
 def run_ship(ctx: JobContext) -> dict:
     ws = ctx.open_workspace()
     try:
-        outcome = ship(ws, ctx.params.get("name"), ctx.params.get("merge"), log=ctx.log)
+        outcome = ship(ws, ctx.params.get("name"), ctx.params.get("merge"), override=ctx.params.get("override"),
+                       log=ctx.log)
     except ShipRefused as exc:
         ctx.log(exc.message, level="error")
         return {"ok": False, "refused": exc.message, **exc.values}
+    except GatesClosed as exc:
+        ctx.log(f"{exc.message}; nothing shipped", level="error")
+        return {"ok": False, **exc.to_dict()}
     ctx.artifact(outcome["path"], label="version")
     return {"ok": True, **outcome}
 

@@ -10,8 +10,8 @@ from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.hashing import hash_files
 from weightgate.core.memory.loading import load_model
 from weightgate.core.registry.manifest import read_manifest
-from weightgate.core.registry.store import VersionRef
 from weightgate.core.registry.serving import base_dir_of
+from weightgate.core.registry.store import VersionRef
 from weightgate.core.registry.verify import verify_version
 
 

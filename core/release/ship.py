@@ -3,13 +3,16 @@
     plan_ship(ws, name, merge)   torch-free: what would ship, or an InputError saying what is
                                  missing (a lock, an eval run of today's configuration, a usable
                                  name, a mergeable precision)
-    ship(ws, name, merge)        build it in a staging directory (weights, tokenizer, eval
-                                 results, manifest, card, SHA256SUMS), rename it to vN, move
-                                 `current`/`previous`, write [decisions] release, record evidence
+    ship(ws, name, merge)        only through open gates (core.release.gate; or an override with
+                                 its reason): build it in a staging directory (weights, tokenizer,
+                                 eval results, manifest with [gates] and [checklist], card,
+                                 SHA256SUMS), rename it to vN, make it the `candidate`, write
+                                 [decisions] release (phase 6 is now decided on it), record evidence
 
-Identical content (files + manifest minus times) shipped again creates no version: the existing
-one becomes current. A failure at any step removes the staging directory; nothing half-built is
-ever named vN.
+`current` does not move here: `weightgate release promote` moves it once the candidate's phase-6
+checks pass (core.release.promote). Identical content (files + manifest minus times) shipped
+again creates no version: the existing one becomes the candidate (or stays current). A failure at
+any step removes the staging directory; nothing half-built is ever named vN.
 """
 
 from __future__ import annotations
@@ -35,8 +38,6 @@ from weightgate.core.evaluation.plan import EVAL_KINDS, plan_eval, resolve_adapt
 from weightgate.core.evaluation.runs import CASES_FILE, COMPLETE, RUN_FILE, list_runs
 from weightgate.core.memory.loading import load_model, precision_name, precision_spec
 from weightgate.core.registry import store as registry
-from weightgate.core.release.card import card_text
-from weightgate.core.release.load import load_version
 from weightgate.core.registry.manifest import (
     SCHEMA,
     adapter_block,
@@ -49,10 +50,13 @@ from weightgate.core.registry.manifest import (
     read_manifest,
     training_block,
 )
-from weightgate.core.release.merge import check_merge, merge_and_save, merge_refusal, prefill_logits
-from weightgate.core.registry.store import check_name, default_name, list_versions
 from weightgate.core.registry.serving import serve_commands
+from weightgate.core.registry.store import check_name, default_name, list_versions
 from weightgate.core.registry.verify import ReleaseReport, hash_tree, verify_version, write_stamp, write_sums
+from weightgate.core.release.card import card_text
+from weightgate.core.release.gate import checklist_snapshot, ship_gate
+from weightgate.core.release.load import load_version
+from weightgate.core.release.merge import check_merge, merge_and_save, merge_refusal, prefill_logits
 from weightgate.core.weights.verify import verified_snapshot
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -293,13 +297,18 @@ def _existing_with_digest(ws: Workspace, name: str, digest: str):
     return None
 
 
-def ship(ws: Workspace, name: str | None = None, merge: bool | None = None, *, device: str | None = None,
-         log: Log | None = None, latency: bool = True) -> dict:
-    """Build, publish and make current a version (see the module docstring). Returns what
-    happened: the version, whether it is new, the merge check, the evidence recorded."""
+def ship(ws: Workspace, name: str | None = None, merge: bool | None = None, *, override: str | None = None,
+         device: str | None = None, log: Log | None = None, latency: bool = True) -> dict:
+    """Build and publish a candidate version (see the module docstring). Returns what happened:
+    the version, whether it is new, the gates, the merge check, the evidence recorded.
+
+    override: the reason to ship although phase 6 is locked (GatesClosed without it)."""
 
     log = log or (lambda message: None)
     plan = plan_ship(ws, name, merge)
+    gate = ship_gate(ws, override)
+    if not gate.open:
+        log(f"warning: shipping with closed gates ({', '.join(gate.held_ids)}); reason: {gate.override['reason']}")
     # The device the task run was measured on: the merge check compares outputs made the same way.
     device = device or str(plan.task_run.config.get("device") or "cpu")
     for warning in plan.warnings:
@@ -333,6 +342,8 @@ def ship(ws: Workspace, name: str | None = None, merge: bool | None = None, *, d
             log(f"identical to {existing.label}: no new version")
         else:
             manifest["release"]["content_digest"] = digest
+            manifest["gates"] = gate.table()
+            manifest["checklist"] = checklist_snapshot(gate.report, "ship")
             serve = serve_commands(manifest, registry.name_dir(ws, plan.name) / version, ws.root)
             (staging / registry.MANIFEST_FILE).write_text(dumps(manifest), encoding="utf-8")
             (staging / registry.CARD_FILE).write_text(card_text(manifest, serve), encoding="utf-8")
@@ -350,17 +361,18 @@ def ship(ws: Workspace, name: str | None = None, merge: bool | None = None, *, d
     if created:
         report = ReleaseReport(ref.label, str(ref.path), files={p: "ok" for p in sums}, expected=sums, actual=sums)
     write_stamp(ws, ref, report)
-    before = registry.read_aliases(ws, plan.name).get(registry.CURRENT)
-    if before != ref.version:
-        moves = {registry.CURRENT: ref.version}
-        if before is not None:
-            moves[registry.PREVIOUS] = before
-        registry.move_aliases(ws, plan.name, moves, reason="ship")
+    aliases = registry.read_aliases(ws, plan.name)
+    if aliases.get(registry.CURRENT) != ref.version:
+        registry.move_aliases(ws, plan.name, {registry.CANDIDATE: ref.version},
+                              reason="ship" if gate.open else f"ship with closed gates: {gate.override['reason']}")
     registry.set_release(ws, ref)
+    gate.record(ws, "release ship", ref.label)
+    aliases = registry.read_aliases(ws, plan.name)
     outcome = {"name": plan.name, "version": ref.version, "release": ref.label, "created": created,
                "path": str(ref.path), "relation": plan.relation, "merge": plan.merge,
                "merge_reason": plan.merge_reason, "merge_check": check.to_dict() if check else None,
-               "previous": registry.read_aliases(ws, plan.name).get(registry.PREVIOUS), "warnings": plan.warnings}
+               "current": aliases.get(registry.CURRENT), "candidate": aliases.get(registry.CANDIDATE),
+               "gates": gate.table(), "warnings": plan.warnings}
     measured = {"logit_deviation": check.logit_deviation} if check else {}
     outcome["evidence"] = record_ship_evidence(ws, ref, latency=latency, device=device, log=log, measured=measured)
     return outcome

@@ -4,9 +4,12 @@ Above the items: the registry (tui.widgets.versions_panel): every version with i
 (current, previous, custom), relation (adapter / merged / quantized / base), precision, scores
 and checksum state (size and mtime against the last full verification), and for the selected
 version its manifest facts, health / latency / canary results and the vLLM and TGI commands.
-Keys: s ships the workspace's model as a new version (a job; identical content makes no new
-version), v re-hashes the selected version against SHA256SUMS, h runs the cold health check on
-it, k runs the canary (a job), b rolls `current` back to the selected version after you confirm.
+Keys: s ships the workspace's model as the next candidate (a job; identical content makes no
+new version; while phase 6 is locked a modal names what holds it and asks for the override's
+reason, or cancels), v re-hashes the selected version against SHA256SUMS, h runs the cold health
+check on it, k runs the canary (a job), p promotes it to current once phase 6 passes on it (else
+the same modal), a audits it (does its manifest still hold), b rolls `current` back to it after
+you confirm. One flow: s, then h and k on the candidate, then p.
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Static
 
-from weightgate.core.release.health import health
 from weightgate.core.registry.store import VersionRef, rollback
 from weightgate.core.registry.verify import verify_version, write_stamp
+from weightgate.core.release.audit import audit
+from weightgate.core.release.gate import GatesClosed
+from weightgate.core.release.health import health
+from weightgate.core.release.promote import promote
 from weightgate.core.release.views import VersionsView, read_versions
 from weightgate.screens.deployment.versions_panel import VersionsTable, detail_text
 from weightgate.tui.widgets.base_screen import PhaseScreen
-from weightgate.tui.widgets.modals import ConfirmModal
+from weightgate.tui.widgets.modals import ConfirmModal, NoteModal
+from weightgate.tui.widgets.phase_view import held_list
 from weightgate.tui.widgets.weights_actions import error_text
 
 VERSIONS_INTERVAL_S = 3.0
@@ -40,18 +47,21 @@ class VersionsRead(Message):
 class DeploymentScreen(PhaseScreen):
     TARGET = "phase-6"
     PHASE = 6
-    HELP = ("Deployment: version, checksums, manifest, merge check, health, latency, licence, rollback, canary. "
-            "s ships a version, v verifies the selected one's checksums, h health-checks it, k runs the canary, "
-            "b rolls back to it.")
+    HELP = ("Deployment: version, gates, checksums, manifest, merge check, health, latency, licence, rollback, "
+            "canary. s ships a candidate, v verifies the selected one's checksums, h health-checks it, k runs the "
+            "canary, p promotes it to current once phase 6 passes, a audits its manifest, b rolls back to it.")
 
     BINDINGS = [
         Binding("s", "ship", "Ship", tooltip="Build and register a new version (a job)"),
         Binding("v", "verify_release", "Verify", tooltip="Re-hash the selected version against SHA256SUMS"),
         Binding("h", "health", "Health", tooltip="Load the selected version cold and ask it a ping"),
         Binding("k", "canary", "Canary", tooltip="Re-run the eval set on the selected version (a job)"),
+        Binding("p", "promote", "Promote", tooltip="Make the selected version current once phase 6 passes on it"),
+        Binding("a", "audit", "Audit", tooltip="Does the selected version's manifest still hold?"),
         Binding("b", "rollback", "Rollback", tooltip="Move `current` to the selected version (asks first)"),
     ]
-    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "verify_release", "health", "canary", "rollback")
+    STATEFUL_ACTIONS = (*PhaseScreen.STATEFUL_ACTIONS, "verify_release", "health", "canary", "promote", "audit",
+                        "rollback")
 
     DEFAULT_CSS = """
     DeploymentScreen #release-detail { height: auto; border: round $panel; padding: 0 1; margin-bottom: 1; }
@@ -132,17 +142,61 @@ class DeploymentScreen(PhaseScreen):
     # --- keys -----------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("verify_release", "health", "canary", "rollback"):
+        if action in ("verify_release", "health", "canary", "promote", "audit", "rollback"):
             row = self.selected_version()
             if row is None or "error" in row or getattr(self, "_busy", None):
                 return None
-            if action == "rollback":
+            if action in ("rollback", "promote"):
                 return True if "current" not in (row.get("aliases") or []) else None
             return True
         return super().check_action(action, parameters)
 
+    def _ask_override(self, title: str, held: str, go) -> None:
+        """The closed gate's modal: what holds it, and a reason to go ahead anyway (or cancel)."""
+        self.app.push_screen(NoteModal(
+            title, f"Held by {held}. Going ahead anyway is recorded as an override: in the manifest, the model "
+                   "card and every later status. Give the reason, or cancel and make the items pass.",
+            placeholder="why this goes ahead with closed gates", submit_label="Override the gates"),
+            lambda reason: go(reason) if reason else None)
+
     def action_ship(self) -> None:
-        self.app.start_job("ship", {})
+        report = self.report
+        phase = report.phase(6) if report is not None else None
+        if phase is None or not phase.locked:
+            self.app.start_job("ship", {})
+            return
+        self._ask_override("Phase 6 is locked: ship anyway?", held_list(phase.held_by),
+                           lambda reason: self.app.start_job("ship", {"override": reason}))
+
+    def action_promote(self, override: str | None = None) -> None:
+        row = self.selected_version()
+        if row is None:
+            return
+
+        def call(ws, ref):
+            try:
+                return promote(ws, ref.version, ref.name, override=override)
+            except GatesClosed as exc:
+                return exc
+
+        def done(outcome) -> None:
+            if isinstance(outcome, GatesClosed):
+                held = ", ".join(f"{h['id']} ({h['status']})" for h in outcome.held)
+                self._ask_override(f"Promote {row['label']}? Phase 6 has not passed on it", held,
+                                   lambda reason: self.action_promote(reason))
+                return
+            closed = "" if outcome["gates_open"] else " with closed gates (recorded)"
+            self.notify(f"current is now {outcome['release']}{closed}"
+                        + (f"; previous is {outcome['previous']}" if outcome.get("previous") else ""),
+                        title="Promoted", severity="information" if outcome["gates_open"] else "warning")
+        self._in_worker("promoting", call, done)
+
+    def action_audit(self) -> None:
+        def done(report) -> None:
+            lines = [f"{f.area} {f.subject}: {f.detail}" for f in report.findings[:6]]
+            self.notify("\n".join([report.summary(), *lines]), title="Audit",
+                        severity="information" if report.holds else "error", timeout=8 if report.holds else 20)
+        self._in_worker("auditing", audit, done)
 
     def action_canary(self) -> None:
         row = self.selected_version()

@@ -12,7 +12,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual.content import Content
 
+from weightgate.core.registry.checks import gates_line
 from weightgate.tui.widgets.fitted_table import Column, FittedTable
+
+MARKS = {"pass": ("✓ ", "green"), "fail": ("✗ ", "red"), "stale": ("↻ ", "yellow"), "waived": ("~ ", "yellow")}
 
 
 class VersionsTable(FittedTable):
@@ -53,6 +56,12 @@ def detail_text(row: dict | None, report=None) -> Content:
                               f"{row.get('precision')} · merge {row.get('merge') or '-'}"),
              Content(f"base      {row.get('base')} @ {str(row.get('base_commit') or '?')[:12]}"),
              Content(f"content   {str(row.get('content_digest') or '?')[:23]}")]
+    gates = row.get("gates")
+    if isinstance(gates, dict):
+        lines.append(Content.assemble("gates     ", ("✓ " if gates.get("open") else "✗ ",
+                                                     "green" if gates.get("open") else "red"), gates_line(gates)))
+    else:
+        lines.append(Content.assemble("gates     ", ("? ", "yellow"), "shipped before weightgate recorded its gates"))
     state, detail = row.get("checksum", ("fail", "?"))
     lines.append(Content.assemble("checksums ", ("✓ " if state == "pass" else "✗ ", "green" if state == "pass" else "red"),
                                   detail))
@@ -72,6 +81,8 @@ def detail_text(row: dict | None, report=None) -> Content:
             look = {"pass": ("✓ ", "green"), "fail": ("✗ ", "red"), "stale": ("↻ ", "yellow")}.get(status.status,
                                                                                                 ("· ", ""))
             lines.append(Content.assemble(f"{label:<10}", look, status.detail[:150]))
+    if "candidate" in (row.get("aliases") or []):
+        lines += _candidate_lines(row, report)
     serve = row.get("serve") or {}
     for engine in ("vllm", "tgi"):
         command = serve.get(engine)
@@ -80,3 +91,26 @@ def detail_text(row: dict | None, report=None) -> Content:
         if command:
             lines.append(Content.assemble((f"{engine:<10}", "$text-muted"), str(command)[:200]))
     return Content("\n").join(lines)
+
+
+def _candidate_lines(row: dict, report) -> list[Content]:
+    """The candidate's flow: its phase-6 checks at a glance, and the next key to press."""
+    if report is None:
+        return []
+    phase = report.phase(6)
+    decided = next((s.values.get("release") for s in phase.items if s.item.id == "ship.version"), None)
+    if decided != row.get("label"):
+        return [Content.styled(f"candidate: phase 6 is decided on {decided or 'another version'}; p decides it on "
+                               "this one and promotes it if it passes", "$text-muted")]
+    marks = [Content.assemble(MARKS.get(s.status, ("· ", ""))[0], s.item.id.removeprefix("ship."))
+             for s in phase.items if s.item.severity.value != "optional"]
+    todo = {s.item.id for s in phase.blocking}
+    steps = [key for item, key in (("ship.health", "h health"), ("ship.canary", "k canary")) if item in todo]
+    if phase.locked:
+        step = "phases 1-5 hold it: p asks for the override's reason"
+    elif phase.state == "passed":
+        step = "phase 6 passed: p promotes it to current"
+    else:
+        step = ", ".join(steps + ["then p promotes"]) if steps else "the items below say what each needs"
+    return [Content.assemble(("candidate ", "bold"), Content(" ").join(marks)),
+            Content.assemble(("next      ", "$text-muted"), step)]

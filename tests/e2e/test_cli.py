@@ -86,6 +86,27 @@ def test_attest_waive_revoke(tmp_path):
     items = {i["id"]: i for p in data["phases"] for i in p["items"]}
     assert items["select.training_quality"]["status"] == "todo"
     assert wg("-w", ws.root, "attest", "no.such", "--note", "x").returncode == 2
+    # Phase 1 attestations say nothing more; one for a locked phase is recorded and says so.
+    assert "locked" not in wg("-w", ws.root, "attest", "select.domain_fit", "--note", "again").stderr
+    out = wg("-w", ws.root, "attest", "ship.monitoring", "--note", "a nightly canary")
+    assert out.returncode == 0 and out.stdout.startswith("attested ship.monitoring")
+    note = [line for line in out.stderr.splitlines() if line.startswith("note: ")]
+    assert len(note) == 1 and note[0].startswith("note: phase 6 is locked by select.")
+    assert note[0].endswith(": this attestation is recorded, the gate stays closed")
+
+
+def test_a_job_for_a_locked_phase_runs_and_says_the_gate_stays_closed(tmp_path, tiny_model_dir):
+    from weightgate.core.weights.local_source import lock_local_source
+
+    ws = phase1_ready(tmp_path / "w")
+    lock_local_source(ws, str(tiny_model_dir))
+    out = wg("-w", ws.root, "eval", "run", "--limit", "1", "--json")   # started, not followed
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.startswith("note: ")]
+    assert len(lines) == 1 and lines[0].startswith("note: phase 4 is locked by select.")
+    assert lines[0].endswith(": this eval job is recorded, the gate stays closed")
+    job = json.loads(out.stdout)["job"]
+    assert wg("-w", ws.root, "attach", job, timeout=180).returncode == 0   # it ran, and is recorded
 
 
 def test_unknown_command_is_usage_error(tmp_path):

@@ -1,7 +1,9 @@
-"""The Deployment screen on a real registry (the tiny model shipped twice: the base as v1, with a
-LoRA adapter kept separate as v2): versions with aliases and checksum state, the manifest facts
-and serve commands, v naming a flipped byte, h loading a version cold, b rolling back after the
-confirmation."""
+"""The Deployment screen on a real registry (the tiny model shipped twice: the base as v1,
+promoted, with a LoRA adapter kept separate as v2, the candidate; the workspace walks phase 1
+only, so both went through the recorded override): s asking for the override's reason while phase
+6 is locked, p promoting the candidate through the same modal, versions with aliases and checksum
+state, the manifest facts and serve commands, v naming a flipped byte, h loading a version cold,
+b rolling back after the confirmation."""
 
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ from pilot import notifications, row_keys, started, wait_for
 
 from weightgate.core.evaluation.runner import run_eval
 from weightgate.core.registry.store import read_aliases, read_history
+from weightgate.core.release.promote import promote
 from weightgate.core.release.ship import ship
 from weightgate.core.weights.local_source import lock_local_source
 from weightgate.tui.app import WeightgateApp
 
 SIZE = (140, 50)
+OVERRIDE = "tests: the Deployment screen on a workspace that walks phase 1 only"
 
 
 @pytest.fixture
@@ -35,11 +39,12 @@ def shipped(tmp_path: Path):
     path.write_text(json.dumps({"_set": {"max_new_tokens": 4}}) + "\n" + "\n".join(lines) + "\n")
     lock_local_source(ws, str(model))
     run_eval(ws, "task", device="cpu")
-    ship(ws, latency=False)                                              # v1: the base
+    ship(ws, latency=False, override=OVERRIDE)                           # v1: the base
+    promote(ws, override=OVERRIDE)
     shutil.copytree(make_adapter(model, tmp_path / "adapter"), ws.adapters_dir / "lora1")
     ws.update_config(lambda doc: doc["decisions"].update(adapter="lora1", merge=False))
     run_eval(ws, "task", device="cpu")
-    ship(ws, latency=False)                                              # v2: the adapter, separate
+    ship(ws, latency=False, override=OVERRIDE)                           # v2: the adapter, the candidate
     return ws
 
 
@@ -47,7 +52,7 @@ def shipped(tmp_path: Path):
 async def test_versions_verify_health_and_rollback(shipped) -> None:
     ws = shipped
     name = next(p.name for p in ws.registry_dir.iterdir() if p.is_dir())
-    assert read_aliases(ws, name)["current"] == "v2"
+    assert read_aliases(ws, name) == {"current": "v1", "candidate": "v2"}
     app = WeightgateApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
@@ -57,9 +62,28 @@ async def test_versions_verify_health_and_rollback(shipped) -> None:
         table = screen.table
         await wait_for(pilot, lambda: table.row_count == 2, what="two versions")
         assert row_keys(table) == ["v2", "v1"]                           # newest first
-        assert "current" in str(table.get_row("v2")[1]) and "previous" in str(table.get_row("v1")[1])
-        assert "✓ match" in str(table.get_row("v2")[5])
+        assert "candidate" in str(table.get_row("v2")[1]) and "current" in str(table.get_row("v1")[1])
         detail = screen.query_one("#release-detail")
+        await wait_for(pilot, lambda: "candidate " in str(detail.render()), what="the candidate's checks")
+        text = str(detail.render())
+        assert "✗ shipped with closed gates: select.evalset" in text and "p asks for the override" in text
+        # s while phase 6 is locked: the modal names what holds it; escape ships nothing.
+        await pilot.press("s")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "NoteModal", what="the override modal")
+        assert "select.evalset" in str(app.screen.query_one(".explain").render())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen, what="back")
+        assert not any("Job started" in n for n in notifications(app))
+        # p: phase 6 has not passed on the candidate: the same modal; a reason promotes it.
+        await pilot.press("p")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "NoteModal", timeout=30, what="promote modal")
+        await pilot.press(*"tui test", "enter")
+        await wait_for(pilot, lambda: read_aliases(ws, name).get("current") == "v2", timeout=30, what="promoted")
+        assert read_aliases(ws, name) == {"current": "v2", "previous": "v1"}
+        assert any("current is now" in n and "closed gates" in n for n in notifications(app))
+        await wait_for(pilot, lambda: "current" in str(table.get_row("v2")[1]), what="table follows the promotion")
+        assert "previous" in str(table.get_row("v1")[1])
+        assert "✓ match" in str(table.get_row("v2")[5])
         await wait_for(pilot, lambda: "adapter" in str(detail.render()), what="v2 detail")
         text = str(detail.render())
         assert "vllm serve" in text and "--enable-lora" in text and "checksums ✓" in text

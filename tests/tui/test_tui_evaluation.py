@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers import tiny_workspace
-from pilot import row_keys, started, wait_for
+from pilot import notifications, row_keys, started, wait_for
 
 from weightgate.core.evaluation.runner import run_eval
 from weightgate.core.evaluation.runs import list_runs
@@ -42,7 +42,10 @@ async def test_runs_live_eval_baseline_and_compare(ws) -> None:
         assert "B" in str(table.get_row(first.id)[0])
 
         table.focus()
+        assert app.report.phase(4).locked                          # this workspace walks no phase 2 or 3
         await pilot.press("e")                                     # a real eval job, this screen stays
+        await wait_for(pilot, lambda: any("phase 4 is locked by" in n and n.endswith(
+            "this eval job is recorded, the gate stays closed") for n in notifications(app)), what="locked note")
         await wait_for(pilot, lambda: len(list_runs(ws, "task")) == 2, timeout=120, what="second task run")
         assert app.screen is screen
         second = list_runs(ws, "task")[0]

@@ -1,8 +1,9 @@
 """The six phases in the real TUI in a real terminal (tmux), on the tiny model: choose and fetch
 (1), verify (2), fit (3), eval the task and general sets (4), data check, train and the gate (5),
-ship and the health check (6). The same journey as `weightgate demo --headless`, driven by keys
-only; every long step is a real detached job. The tiny model is not trained to pass anything:
-the test checks that each step runs and the screens show its result, not that gates open."""
+ship a candidate, health-check it, promote it (6). The same journey as `weightgate demo
+--headless`, driven by keys only; every long step is a real detached job. The tiny model is not
+trained to pass anything: the test checks that each step runs and the screens show its result, not
+that gates open; so ship and promote go through the override modal, with a reason typed in."""
 
 from __future__ import annotations
 
@@ -128,15 +129,25 @@ def test_the_six_phases_by_keys_in_tmux(workspace) -> None:
         term.send("g")
         term.wait_for_job("tune_gate", timeout=480)
 
-        # 6 · ship a version, then health-check it from the Deployment screen
+        # 6 · ship a candidate (phase 6 is locked: the modal asks the override's reason), health-check
+        # it, promote it (phase 6 has not passed on it: the same modal)
         term.send("6")
         term.wait_for("Phase 6 · Deployment")
         term.send("s")
+        term.wait_for("Phase 6 is locked: ship anyway?", "Held by", timeout=30)
+        term.send("tmux journey on a tiny model")
+        term.send("Enter")
         term.wait_for_job("ship", timeout=480)
         term.send("6")
-        term.wait_for("v1", "current", "✓ match", timeout=60)
+        term.wait_for("v1", "candidate", "✓ match", timeout=60)
         term.send("h")
         term.wait_for("v1 ready", timeout=180)
+        term.send("p")
+        term.wait_for("has not passed on it", timeout=60)
+        term.send("tmux journey on a tiny model")
+        term.send("Enter")
+        term.wait_for("current is now", timeout=60)
+        term.wait_for("v1", "current", timeout=30)
 
         term.send("q")
         term.wait_for("tui exited with 0", timeout=30)

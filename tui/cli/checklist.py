@@ -10,11 +10,21 @@ from typing import Annotated, Optional
 import typer
 
 from weightgate.core.engine import evidence
+from weightgate.core.engine.checklist import get_item
 from weightgate.core.engine.errors import WeightgateError
-from weightgate.core.engine.status import Report
+from weightgate.core.engine.status import Report, override_line
 from weightgate.core.engine.workspace import init_workspace
 from weightgate.core.gates import compute_report
-from weightgate.tui.cli.common import EXIT_FAILED, EXIT_OK, STATE, JsonOpt, command, fail, workspace
+from weightgate.tui.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    STATE,
+    JsonOpt,
+    command,
+    fail,
+    say_if_locked,
+    workspace,
+)
 
 ItemArg = Annotated[str, typer.Argument(help="Item id, e.g. select.domain_fit (`weightgate status` lists them).")]
 
@@ -75,6 +85,7 @@ def attest(item: ItemArg, note: Annotated[str, typer.Option("--note", "-n", help
         record = evidence.attest(ws, item, note)
     except WeightgateError as exc:
         fail(exc, as_json)
+    say_if_locked(ws, get_item(record.item).phase, "this attestation")
     _print_record(record, as_json, "attested")
 
 
@@ -87,6 +98,7 @@ def waive(item: ItemArg, reason: Annotated[str, typer.Option("--reason", "-r", h
         record = evidence.waive(ws, item, reason)
     except WeightgateError as exc:
         fail(exc, as_json)
+    say_if_locked(ws, get_item(record.item).phase, "this waiver")
     _print_record(record, as_json, "waived")
 
 
@@ -104,6 +116,8 @@ def revoke(item: ItemArg, note: Annotated[str, typer.Option("--note", "-n", help
 
 def render_status(report: Report, only_phase: int | None = None) -> str:
     lines = [f"workspace {report.workspace}"]
+    for record in report.overrides:
+        lines.append(f"⚠ override: {override_line(record)}")
     for phase in report.phases:
         if only_phase and phase.phase.number != only_phase:
             continue

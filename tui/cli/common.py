@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 
 from weightgate.core.engine.errors import WeightgateError
 from weightgate.core.engine.events import read_events
+from weightgate.core.engine.job_kinds import PHASE_OF_KIND
 from weightgate.core.engine.jobs import events_path, follow_job, read_status, start_job
 from weightgate.core.engine.workspace import Workspace, open_workspace
 
@@ -202,11 +203,28 @@ def job_result(job_dir: Path) -> dict | None:
     return results[-1].payload.get("data") if results else None
 
 
+def say_if_locked(ws: Workspace, phase: int | None, what: str = "this run") -> None:
+    """One line on stderr when the work is for a locked phase (it still runs and is recorded)."""
+    if phase is None or phase <= 1:
+        return
+    from weightgate.core.gates import (
+        locked_note,  # lazy: every phase's checks; only evidence-recording commands need them
+    )
+
+    try:
+        note = locked_note(ws, phase, what)
+    except WeightgateError:
+        return   # a broken workspace file: `status` names it; the command reports its own errors
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def run_job(kind: str, params: dict, *, as_json: bool, follow: bool,
             verdict: Callable[[dict], tuple[str, bool]] | None = None) -> NoReturn:
     """Start a detached job; with --attach follow it and exit with its verdict: verdict(result)
     gives (message, ok)."""
     ws = workspace(as_json)
+    say_if_locked(ws, PHASE_OF_KIND.get(kind), f"this {kind.replace('_', ' ')} job")
     handle = start_job(ws.jobs_dir, kind, params, workspace=ws.root)
     if not follow:
         print(json.dumps({"job": handle.job_id, "dir": str(handle.job_dir)}) if as_json
@@ -226,6 +244,8 @@ def run_job_to_end(kind: str, params: dict, as_json: bool) -> dict:
     """Start the job, print its log lines as they come (not with --json) and return its result
     data with ok=True, or {ok: False, error} when it failed. Ctrl-C detaches (the job goes on)."""
     ws = workspace(as_json)
+    if kind != "ship":   # ship refuses a locked phase 6 (or records its override) itself
+        say_if_locked(ws, PHASE_OF_KIND.get(kind), f"this {kind.replace('_', ' ')} job")
     handle = start_job(ws.jobs_dir, kind, params, workspace=ws.root)
     if not as_json:
         print(f"job {handle.job_id} (follow it elsewhere: weightgate attach {handle.job_id})", flush=True)

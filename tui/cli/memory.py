@@ -24,6 +24,7 @@ from weightgate.tui.cli.common import (
     fail,
     group,
     run_job,
+    say_if_locked,
     workspace,
 )
 
@@ -93,6 +94,7 @@ def fit(precision: Annotated[Optional[str], typer.Argument(
         result = record_fit(ws, precision, context=context, batch=batch, train=train, device=device)
     except WeightgateError as exc:
         fail(exc, as_json)
+    say_if_locked(ws, 3, "this fit")
     ok = result.precision is not None and all(status == "pass" for status in result.evidence.values())
     if as_json:
         print(json.dumps({"precision": result.precision, "recommended": result.recommended,

@@ -25,6 +25,7 @@ from weightgate.tui.cli.common import (
     group,
     job_result,
     run_job,
+    say_if_locked,
     workspace,
 )
 
@@ -38,6 +39,7 @@ survives a dropped connection, resume it exactly, and let the gate keep or rejec
 
 
 def _start(ws: Workspace, params: dict, as_json: bool, follow: bool) -> None:
+    say_if_locked(ws, 5, "this training run")
     handle = start_job(ws.jobs_dir, "train", params, workspace=ws.root)
     if not follow:
         print(json.dumps({"job": handle.job_id, "dir": str(handle.job_dir)}) if as_json

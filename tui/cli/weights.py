@@ -31,6 +31,7 @@ from weightgate.tui.cli.common import (
     fail,
     group,
     run_job_to_end,
+    say_if_locked,
     workspace,
 )
 
@@ -110,6 +111,7 @@ def fetch(source: Annotated[Optional[str], typer.Argument(help="Default: the cho
         outcome = start_fetch(ws, source or chosen_model(ws))
     except WeightgateError as exc:
         fail(exc, as_json)
+    say_if_locked(ws, 2, "this fetch")
     if outcome.get("job"):
         job_dir = Path(outcome["job_dir"])
         if follow:
@@ -132,6 +134,7 @@ def verify(changed: Annotated[bool, typer.Option("--changed", help="Only files w
     except WeightgateError as exc:
         fail(exc, as_json)
     record_verification(ws, report)
+    say_if_locked(ws, 2, "this verification")
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:

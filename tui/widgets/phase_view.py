@@ -51,8 +51,8 @@ def gate_text(status: PhaseStatus | None, number: int, *, overview: bool = False
             f"(first in phase {first_phase}): ",
             (held_list(status.held_by), "bold"),
         ))
-        lines.append(Content.styled("You can look around; the items below say what each needs once the gate "
-                                    "opens.", "$text-muted"))
+        lines.append(Content.styled("You can work here: what you run is recorded, the gate stays closed until "
+                                    "those items hold.", "$text-muted"))
     elif status.state == "not-needed":
         lines.append(Content.assemble(("Not needed: ", "bold"), status.note or "skipped by the evaluation"))
     elif status.state == "passed":
@@ -68,6 +68,14 @@ def gate_text(status: PhaseStatus | None, number: int, *, overview: bool = False
             (held_list(status.blocking), "bold"),
         ))
     return Content("\n").join(lines)
+
+
+def override_lines(report: Report) -> list[Content]:
+    """Every action done with closed gates, as `weightgate status` lists them (newest last)."""
+    from weightgate.core.engine.status import override_line  # lazy: core's status rules load after the first frame
+
+    return [Content.assemble(("⚠ override: ", "bold $warning"), override_line(record))
+            for record in report.overrides[-3:]]
 
 
 class GateBanner(Static):
@@ -122,9 +130,16 @@ class PhaseView(Vertical):
     def show_report(self, report: Report | None) -> None:
         if report is None:
             return
+        if not self.query(ItemDetail):
+            # The report can arrive before this view's children are mounted: show it once they are.
+            self.call_after_refresh(self.show_report, report)
+            return
         self.number = self.fixed_number or report.current_phase
         self.status = report.phase(self.number)
-        self.banner.show(gate_text(self.status, self.number, overview=self.fixed_number is None))
+        text = gate_text(self.status, self.number, overview=self.fixed_number is None)
+        if report.overrides and (self.fixed_number is None or self.number == 6):
+            text = Content("\n").join([text, *override_lines(report)])
+        self.banner.show(text)
         self.table.show(self.status.items)
         self.detail.show(self.selected)
 

@@ -19,6 +19,9 @@ from weightgate.core.weights.local_source import lock_local_source
 
 CASES = 6
 ROOT = Path(__file__).resolve().parents[3]
+# This workspace walks phase 1 only (phases 2-5 are not the subject here): every ship and promote
+# of the mechanics below goes through the recorded override.
+OVERRIDE = "tests: the mechanics of ship on a workspace that walks phase 1 only"
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +67,16 @@ def env(tmp_path_factory):
                                                 + "".join(json.dumps(row) + "\n" for row in general))
     run_eval(ws, "general", device="cpu")
     return {"ws": ws, "model": model, "adapter": ws.adapters_dir / "lora1", "root": root, "run": run}
+
+
+def outcome_digest(ref):
+    """The content digest recomputed from the version's files and manifest (promotion must not change it)."""
+    from weightgate.core.registry.manifest import content_digest, read_manifest
+    from weightgate.core.registry.verify import hash_tree
+
+    manifest = read_manifest(ref.path)
+    files = {p: d for p, d in hash_tree(ref.path).items() if p not in ("manifest.toml", "README.md")}
+    return content_digest(manifest, files)
 
 
 def wg(*args, timeout=120):
@@ -144,6 +157,32 @@ def test_merge_check_passes_for_a_true_merge_and_catches_a_scaled_delta(env, tmp
 # --- ship: registry, manifest, card, checksums --------------------------------------------------
 
 
+def test_ship_refuses_while_phase_6_is_locked_naming_every_held_item(env):
+    from weightgate.core.release.gate import GatesClosed
+    from weightgate.core.release.ship import ship
+
+    ws = env["ws"]
+    held = [s.item.id for s in compute_report(ws, record=False).phase(6).held_by]
+    assert held and "select.evalset" in held        # phase 1 itself fails: a 6-case eval set
+    out = wg("-w", ws.root, "release", "ship")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "phase 6 is locked: shipping is held by" in out.stderr and "nothing changed" in out.stderr
+    for item in held:
+        assert item in out.stderr
+    assert "--override-gates --reason" in out.stderr
+    # --json: the held items with their details; a reason without the flag (or the reverse) is usage.
+    out = wg("-w", ws.root, "release", "ship", "--json")
+    assert out.returncode == 1 and [h["id"] for h in json.loads(out.stdout)["held_by"]] == held
+    assert wg("-w", ws.root, "release", "ship", "--override-gates").returncode == 2
+    assert wg("-w", ws.root, "release", "ship", "--reason", "x").returncode == 2
+    # The core refuses too (the TUI and the demo call it): no job path around the gate.
+    with pytest.raises(GatesClosed) as refused:
+        ship(ws, latency=False)
+    assert [h["id"] for h in refused.value.held] == held
+    assert not ws.registry_dir.exists() or not any(ws.registry_dir.rglob("manifest.toml"))
+    assert not compute_report(ws, record=False).overrides
+
+
 def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(env):
     from huggingface_hub import ModelCard
 
@@ -151,11 +190,13 @@ def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(
     from weightgate.core.release.ship import ship
 
     ws = env["ws"]
-    outcome = ship(ws)
+    outcome = ship(ws, override=OVERRIDE)
     assert outcome["created"] and outcome["version"] == "v1" and outcome["relation"] == "merged"
     assert outcome["merge_check"]["cases"] == CASES and outcome["merge_check"]["mismatches"] == []
     assert outcome["merge_check"]["logit_deviation"] < 1e-4
-    ref = registry.resolve(ws, "current")
+    # A candidate, not current: promote moves current once phase 6 passes (or is overridden).
+    assert outcome["candidate"] == "v1" and outcome["current"] is None
+    ref = registry.resolve(ws, "candidate")
     assert ref.version == "v1" and ref.name == "tiny-base" and (ref.path / "model.safetensors").is_file()
     assert not list(ref.path.parent.glob(".staging-*"))
 
@@ -199,8 +240,43 @@ def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(
     assert {r["dataset"]["type"] for r in results} >= {"weightgate-task", "weightgate-task-hard",
                                                        "weightgate-task-edge", "weightgate-general"}
 
+    # The override is in the manifest, the card, the evidence and every status.
+    held = manifest["gates"]["held_by"]
+    assert manifest["gates"]["open"] is False and "select.evalset" in held
+    assert manifest["gates"]["override"]["reason"] == OVERRIDE
+    assert f"shipped with closed gates: {', '.join(held)}, reason: {OVERRIDE}" in card.text
+    items = {item["id"]: item for item in manifest["checklist"]["items"]}
+    assert manifest["checklist"]["stage"] == "ship" and len(items) == 66 and {i["phase"] for i in items.values()} == set(
+        range(1, 7))
+    assert items["select.evalset"]["status"] == "fail" and items["select.evalset"]["evidence"].startswith("sha256:")
+    with_evidence = [i for i in items.values() if i.get("evidence")]
+    assert len(with_evidence) > 5 and all(i["evidence"].startswith("sha256:") and "kind" in i for i in with_evidence)
+    assert "| 1 Selection | open |" in card.text and "| 6 Deployment | locked |" in card.text
+    status = wg("-w", ws.root, "status")
+    assert f"⚠ override: release ship of {ref.label} with closed gates: {', '.join(held)}; reason: {OVERRIDE}" \
+        in status.stdout
+    assert json.loads(wg("-w", ws.root, "status", "--json").stdout)["overrides"][0]["reason"] == OVERRIDE
+    report = compute_report(ws)
+    assert report.item("ship.gates").status == "fail" and "shipped with closed gates" in report.item("ship.gates").detail
+
+    # Promote: phase 6 is not passed (its earlier phases are locked), so only with the override.
+    from weightgate.core.release.gate import GatesClosed
+    from weightgate.core.release.promote import promote
+    with pytest.raises(GatesClosed, match="promoting tiny-base@v1 is held by"):
+        promote(ws)
+    assert registry.read_aliases(ws, ref.name) == {"candidate": "v1"}
+    promoted = promote(ws, override=OVERRIDE)
+    assert promoted["current"] == "v1" and registry.read_aliases(ws, ref.name) == {"current": "v1"}
+    manifest = read_manifest(ref.path)
+    assert manifest["checklist"]["stage"] == "promote" and manifest["promotion"]["override"]["reason"] == OVERRIDE
+    assert manifest["release"]["content_digest"] == outcome_digest(ref)
+    done = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=ref.path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "with closed gates" in (ref.path / "README.md").read_text()
+    assert compute_report(ws).item("ship.checksums").status == "pass"
+
     # Identical content again: no new version, nothing left behind.
-    again = ship(ws, latency=False)
+    again = ship(ws, latency=False, override=OVERRIDE)
     assert not again["created"] and again["version"] == "v1"
     assert [v.version for v in registry.list_versions(ws, ref.name)] == ["v1"]
     assert not list(ref.path.parent.glob(".staging-*"))
@@ -217,10 +293,19 @@ def test_ship_adapter_separately_moves_aliases_and_history(env):
 
     ws = env["ws"]
     # Through the CLI: a real ship job, followed to the end.
-    out = wg("-w", ws.root, "release", "ship", "--no-merge", "--json", timeout=240)
+    out = wg("-w", ws.root, "release", "ship", "--no-merge", "--json", "--override-gates", "--reason", OVERRIDE,
+             timeout=240)
     assert out.returncode == 0, out.stderr + out.stdout
     result = json.loads(out.stdout)
     assert result["ok"] and result["version"] == "v2" and result["relation"] == "adapter"
+    assert registry.read_aliases(ws, "tiny-base") == {"current": "v1", "candidate": "v2"}
+    # The candidate's rollback target is what is current now.
+    assert compute_report(ws).item("ship.rollback").status == "pass"
+    out = wg("-w", ws.root, "release", "promote", "--json")
+    assert out.returncode == 1 and json.loads(out.stdout)["held_by"]
+    out = wg("-w", ws.root, "release", "promote", "--json", "--override-gates", "--reason", OVERRIDE)
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert json.loads(out.stdout)["current"] == "v2"
     ref = registry.resolve(ws, "current")
     assert ref.version == "v2"
     assert registry.read_aliases(ws, ref.name) == {"current": "v2", "previous": "v1"}
@@ -230,7 +315,9 @@ def test_ship_adapter_separately_moves_aliases_and_history(env):
     manifest = read_manifest(ref.path)
     assert manifest["release"]["relation"] == "adapter" and manifest["merge"]["decision"] == "separate"
     moves = [(h["alias"], h["from"], h["to"]) for h in registry.read_history(ws, ref.name)]
-    assert moves == [("current", None, "v1"), ("current", "v1", "v2"), ("previous", None, "v1")]
+    assert moves == [("candidate", None, "v1"), ("current", None, "v1"), ("candidate", "v1", None),
+                     ("candidate", None, "v2"), ("current", "v1", "v2"), ("previous", None, "v1"),
+                     ("candidate", "v2", None)]
     assert compute_report(ws).item("ship.rollback").status == "pass"
     # A damaged aliases.json fails the items that read it, naming file and line; status still works.
     aliases = registry.name_dir(ws, ref.name) / "aliases.json"
@@ -425,7 +512,7 @@ def test_a_crash_mid_ship_leaves_no_version_and_a_token_is_never_shipped(env, mo
     ws.update_config(lambda doc: doc.__setitem__("training", {"r": 4, "seed": 7}))
     monkeypatch.setattr(weightgate.core.release.ship, "card_text", crash)   # where ship looks it up
     with pytest.raises(RuntimeError):
-        ship(ws, latency=False)
+        ship(ws, latency=False, override=OVERRIDE)
     monkeypatch.undo()
     assert [v.version for v in registry.list_versions(ws, name)] == before
     assert not list((ws.registry_dir / name).glob(".staging-*"))
@@ -442,12 +529,12 @@ def test_a_crash_mid_ship_leaves_no_version_and_a_token_is_never_shipped(env, mo
     monkeypatch.setenv("HF_TOKEN", token)
     ws.update_config(lambda doc: doc["training"].__setitem__("note", f"pushed with {token}"))
     with pytest.raises(ShipRefused, match="token"):
-        ship(ws, latency=False)
+        ship(ws, latency=False, override=OVERRIDE)
     assert [v.version for v in registry.list_versions(ws, name)] == before
     assert not any(token in p.read_text(errors="ignore") for p in ws.registry_dir.rglob("*") if p.is_file())
 
     ws.update_config(lambda doc: doc["training"].__delitem__("note"))
-    outcome = ship(ws, latency=False)
+    outcome = ship(ws, latency=False, override=OVERRIDE)
     assert outcome["created"] and outcome["relation"] == "adapter"
     from weightgate.core.registry.manifest import read_manifest
     assert read_manifest(Path(outcome["path"]))["training"] == {"source": "weightgate.toml [training]", "r": 4,
@@ -455,10 +542,10 @@ def test_a_crash_mid_ship_leaves_no_version_and_a_token_is_never_shipped(env, mo
     # The same content again, but its registry copy was damaged: an intact copy ships as a new version.
     flip_byte(Path(outcome["path"]) / "adapter_model.safetensors")
     messages = []
-    again = ship(ws, latency=False, log=messages.append)
+    again = ship(ws, latency=False, log=messages.append, override=OVERRIDE)
     assert again["created"] and again["version"] != outcome["version"]
     assert any("no longer match" in m and "adapter_model.safetensors (changed)" in m for m in messages)
-    assert registry.resolve(ws, "current").version == again["version"]
+    assert registry.resolve(ws, "candidate").version == again["version"]
 
 
 def test_upstream_moved_is_reported_against_the_hub(hub):
@@ -507,9 +594,9 @@ def test_manifest_training_block_takes_the_training_runs_config_and_seed(tmp_pat
 
 def test_adapter_on_a_4bit_base_ships_separately_and_the_probe_loads_it_with_bitsandbytes(env, tmp_path):
     from weightgate.core.evaluation.runner import run_eval
-    from weightgate.core.release.health import check_health
     from weightgate.core.registry.manifest import read_manifest
     from weightgate.core.registry.serving import serve_commands
+    from weightgate.core.release.health import check_health
     from weightgate.core.release.ship import ship
 
     ws = phase1_ready(tmp_path / "ws4")
@@ -523,12 +610,77 @@ def test_adapter_on_a_4bit_base_ships_separately_and_the_probe_loads_it_with_bit
         doc["decisions"]["precision"] = "nf4"
     ws.update_config(decide)
     run_eval(ws, "task", device="cpu")
-    outcome = ship(ws, latency=False)
+    outcome = ship(ws, latency=False, override=OVERRIDE)
     assert outcome["relation"] == "adapter" and outcome["merge"] == "refused"
     manifest = read_manifest(Path(outcome["path"]))
     assert manifest["precision"]["quantized"] and manifest["precision"]["quantization"]["quant_type"] == "nf4"
     assert "re-quantized" in manifest["merge"]["reason"]
-    ref = registry.resolve(ws, "current")
+    ref = registry.resolve(ws, "candidate")
     assert "--quantization bitsandbytes" in serve_commands(manifest, ref.path, ws.root)["vllm"]
     probe = check_health(ref, ws.root, timeout=180)
     assert probe.exit_code == 0, probe.detail
+
+
+def test_ship_promote_chains_health_canary_and_promotion(env):
+    ws = env["ws"]
+    ws.update_config(lambda doc: doc.__setitem__("training", {"r": 4, "seed": 11}))   # new content
+    try:
+        out = wg("-w", ws.root, "release", "ship", "--no-merge", "--promote", "--override-gates", "--reason",
+                 OVERRIDE, "--json", timeout=400)
+        assert out.returncode == 0, out.stderr + out.stdout
+        steps = json.loads(out.stdout)
+        assert list(steps) == ["ship", "health", "canary", "promote"]
+        assert steps["health"]["ready"] and steps["canary"]["ok"] and steps["promote"]["ok"]
+        version = steps["ship"]["version"]
+        assert steps["promote"]["current"] == version and registry.resolve(ws, "current").version == version
+        assert "candidate" not in registry.read_aliases(ws, "tiny-base")
+        # Without the override the chain stops at promote: the candidate stays, exit 1.
+        ws.update_config(lambda doc: doc["training"].__setitem__("seed", 12))
+        out = wg("-w", ws.root, "release", "ship", "--no-merge", "--promote", "--json", timeout=400)
+        assert out.returncode == 1 and json.loads(out.stdout)["held_by"]        # refused before any job
+    finally:
+        ws.update_config(lambda doc: doc.__delitem__("training"))
+
+
+def test_audit_rederives_files_runs_and_the_adapter(env):
+    from weightgate.core.release.audit import audit
+
+    ws = env["ws"]
+    ref = registry.resolve(ws, "v1")                   # merged, shipped and promoted with the override
+    report = audit(ws, ref)
+    assert report.holds, report.findings
+    assert report.stage == "promote" and any(c.startswith("gates: overridden") for c in report.checked)
+    assert any(c.startswith("eval task: run ") for c in report.checked)
+    # The adapter it was made from changed since: named, with both digests.
+    weights = env["adapter"] / "adapter_model.safetensors"
+    original = flip_byte(weights)
+    try:
+        found = audit(ws, ref).findings
+        assert [(f.area, f.subject) for f in found] == [("adapter", str(env["adapter"].resolve()))]
+    finally:
+        weights.write_bytes(original)
+    # The eval run it names was re-scored by hand: the run differs; the shipped copy still matches.
+    run_json = ws.runs_dir / env["run"]["run"] / "run.json"
+    text = run_json.read_text()
+    data = json.loads(text)
+    data["summary"]["score"] = 1.0
+    run_json.write_text(json.dumps(data))
+    try:
+        out = wg("-w", ws.root, "release", "audit", "v1")
+        assert out.returncode == 1 and "DIFFERS  evals" in out.stdout and "score 1.0" in out.stdout
+    finally:
+        run_json.write_text(text)
+    # A run deleted: that check cannot be made (listed, not a difference); a shipped file edited is.
+    moved = run_json.parent.with_name("moved-away")
+    run_json.parent.rename(moved)
+    card = ref.path / "README.md"
+    card_text = card.read_text()
+    card.write_text(card_text + "\nedited by hand\n")
+    try:
+        report = audit(ws, ref)
+        assert any(line.startswith(f"eval run {env['run']['run']}") for line in report.unchecked)
+        assert [(f.area, f.subject) for f in report.findings] == [("files", "README.md")]
+    finally:
+        moved.rename(run_json.parent)
+        card.write_text(card_text)
+    assert wg("-w", ws.root, "release", "audit", "v1").returncode == 0

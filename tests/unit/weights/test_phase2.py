@@ -284,7 +284,7 @@ def test_trusted_pickle_only_model_passes_only_once_its_safetensors_twin_is_lock
 
     out = convert(ws.root, "pytorch_model.bin", "--json")
     assert out.exit_code == 0, out.output
-    result = json.loads(out.output[out.output.index("{"):])
+    result = json.loads(out.stdout[out.stdout.index("{"):])   # stderr may carry a locked-phase note
     twin = local_model / "model.safetensors"
     assert result["ok"] and result["output"] == str(twin) and result["source_sha256"] == sha
     assert result["locked"]["twin"] == "model.safetensors" and result["locked"]["of"] == "pytorch_model.bin"
@@ -411,13 +411,13 @@ def test_sharded_pickle_model_gets_its_index_with_the_last_shard(tmp_path, local
                   "--note", "ours").returncode == 0
     out = convert(ws.root, "pytorch_model-00001-of-00002.bin", "--json")
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output[out.output.index("{"):])["locked"]["index"] is None
+    assert json.loads(out.stdout[out.stdout.index("{"):])["locked"]["index"] is None
     assert not (local_model / "model.safetensors.index.json").exists()
     detail = items(ws.root)["verify.safetensors"]["detail"]
     assert "pytorch_model-00002-of-00002.bin is trusted but still pickle" in detail
     out = convert(ws.root, "pytorch_model-00002-of-00002.bin", "--json")
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output[out.output.index("{"):])["locked"]["index"] == "model.safetensors.index.json"
+    assert json.loads(out.stdout[out.stdout.index("{"):])["locked"]["index"] == "model.safetensors.index.json"
     state_items = items(ws.root)
     assert state_items["verify.safetensors"]["status"] == "pass", state_items["verify.safetensors"]["detail"]
     assert state_items["verify.checksum"]["status"] == "pass"
