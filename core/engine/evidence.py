@@ -91,8 +91,11 @@ def append_evidence(ws: Workspace, record: Evidence) -> Evidence:
         record.time = time.time()
     if not record.by:
         record.by = _user()
-    append_line(ws.evidence_path, record.to_json())
-    return record
+    line = record.to_json()
+    append_line(ws.evidence_path, line)
+    # What was written, as read back (JSON has no int keys or tuples): its digest is the one a
+    # later reader of the log computes.
+    return Evidence(**json.loads(line))
 
 
 def record_result(ws: Workspace, item_id: str, status: str, values: dict | None = None, *,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import tomllib
+
 from weightgate.core.engine.digest import ABSENT, digest_file, digest_value
 from weightgate.core.engine.lock import lock_digest, read_lock, snapshot_dir
 from weightgate.core.engine.workspace import Workspace, setting_path
@@ -76,6 +78,24 @@ def _decided(key: str) -> Callable[[Workspace, dict], str]:
     return compute
 
 
+def _release(ws: Workspace, config: dict) -> str:
+    """[decisions] release ("name@vN") and that version's identity (its manifest's content digest
+    and ship time): a version number reused after a deletion is another release, so evidence
+    about the old one never counts for the new one."""
+    label = _decision(config, "release")
+    if not label:
+        return ABSENT
+    name, _, version = str(label).partition("@")
+    identity: dict = {}
+    try:
+        with open(ws.registry_dir / name / version / "manifest.toml", "rb") as handle:
+            release = tomllib.load(handle).get("release") or {}
+        identity = {"content_digest": release.get("content_digest"), "created": release.get("created")}
+    except (OSError, ValueError):
+        identity = {"manifest": "unreadable"}
+    return digest_value({"release": label, **identity})
+
+
 def _file_setting(setting: str, default: str) -> Callable[[Workspace, dict], str]:
     """The digest of the file a setting names (an eval set, the training data)."""
     def compute(ws: Workspace, config: dict) -> str:
@@ -107,7 +127,7 @@ COMPUTE: dict[str, Callable[[Workspace, dict], str]] = {
     "dataset": _file_setting("train_data", "data/train.jsonl"),
     "train_config": _train_config,
     "data_config": _data_config,
-    "release": _decided("release"),
+    "release": _release,
 }
 
 

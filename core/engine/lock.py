@@ -161,6 +161,10 @@ def model_dir(ws: Workspace, lock: ModelLock) -> Path:
     source the safetensors model converted from it (lock.load_dir, inside the snapshot)."""
     root = snapshot_dir(ws, lock)
     if lock.load_dir:
+        reason = unsafe_reason(lock.load_dir)
+        if reason is not None:
+            raise InputError(f"model.load_dir {lock.load_dir!r} is refused: {reason}", path=ws.lock_path,
+                             hint="the lock is written by weightgate; re-create it with `weightgate weights fetch`")
         return root / lock.load_dir
     if lock.kind == "gguf":
         raise InputError("this lock names a GGUF file but no model converted from it", path=ws.lock_path,

@@ -262,9 +262,22 @@ def set_release(ws: Workspace, ref: VersionRef) -> None:
     ws.update_config(change)
 
 
+class NeverPromoted(InputError):
+    """Rollback may only return to a version that was current before: anything else must pass
+    promote (its phase-6 checks, or a recorded override). Exit code 1."""
+
+    exit_code = 1
+
+
+def was_current(ws: Workspace, name: str, version: str) -> bool:
+    """Has `current` ever pointed at this version (history.jsonl)?"""
+    return any(move.get("alias") == CURRENT and move.get("to") == version for move in read_history(ws, name))
+
+
 def rollback(ws: Workspace, target: str | None = None, name: str | None = None) -> dict:
-    """Move `current` to `target` (default: `previous`), `previous` to what was current; record
-    the moves and the release decision. The history keeps every earlier move."""
+    """Move `current` to `target` (default: `previous`), a version that was current before;
+    `previous` to what was current; record the moves and the release decision. The history
+    keeps every earlier move. A version never current (a candidate) goes through promote."""
     name = check_name(name or default_name(ws))
     aliases = read_aliases(ws, name)
     current = aliases.get(CURRENT)
@@ -277,13 +290,37 @@ def rollback(ws: Workspace, target: str | None = None, name: str | None = None) 
     ref = resolve(ws, target, name)
     if ref.version == current:
         raise InputError(f"{ref.label} is already current", hint="weightgate release versions lists the others")
-    moves = {CURRENT: ref.version}
-    if current is not None:
-        moves[PREVIOUS] = current
-    aliases = move_aliases(ws, name, moves, reason="rollback")
+    if not was_current(ws, name, ref.version):
+        raise NeverPromoted(f"{ref.label} was never current: rollback returns only to versions that were",
+                            path=name_dir(ws, name) / HISTORY_FILE,
+                            hint=f"promote it once its phase-6 checks pass: weightgate release promote {ref.version}")
+    with _alias_lock(ws, name):
+        aliases = _move_aliases(ws, name, _current_moves(ws, name, ref.version), reason="rollback")
     set_release(ws, ref)
     return {"name": name, "current": ref.version, "previous": aliases.get(PREVIOUS), "from": current,
             "release": ref.label}
+
+
+def _current_moves(ws: Workspace, name: str, version: str) -> dict[str, str | None]:
+    """`current` to `version`, `previous` to what was current (dropped if that version is gone),
+    `candidate` dropped when it is this version. Read under the alias lock."""
+    aliases = read_aliases(ws, name)
+    before = aliases.get(CURRENT)
+    existing = {v.version for v in list_versions(ws, name)}
+    moves: dict[str, str | None] = {CURRENT: version}
+    if before is not None and before != version:
+        moves[PREVIOUS] = before if before in existing else None
+    if aliases.get(CANDIDATE) == version:
+        moves[CANDIDATE] = None
+    return moves
+
+
+def promote_aliases(ws: Workspace, name: str, version: str, reason: str) -> tuple[dict[str, str], str | None]:
+    """The promotion's alias moves, read and written under one lock (a ship or rollback in
+    between cannot be lost): (the aliases after, what was current before)."""
+    with _alias_lock(ws, name):
+        before = read_aliases(ws, name).get(CURRENT)
+        return _move_aliases(ws, name, _current_moves(ws, name, version), reason=reason), before
 
 
 def set_alias(ws: Workspace, alias: str, version: str | None, name: str | None = None) -> dict[str, str]:

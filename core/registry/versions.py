@@ -20,6 +20,8 @@ def list_release_versions(ws: Workspace, name: str | None = None) -> dict:
     for alias, version in sorted(aliases.items()):
         by_version.setdefault(version, []).append(alias)
     rows = []
+    history = read_history(ws, name)
+    current_before = {move.get("to") for move in history if move.get("alias") == "current"}
     for ref in list_versions(ws, name):
         try:
             manifest = read_manifest(ref.path)
@@ -41,6 +43,7 @@ def list_release_versions(ws: Workspace, name: str | None = None) -> dict:
             "merge": manifest.get("merge", {}).get("decision"),
             "gates": manifest.get("gates") if isinstance(manifest.get("gates"), dict) else None,
             "promoted": isinstance(manifest.get("promotion"), dict),
+            "was_current": ref.version in current_before,
             "serve": serve_commands(manifest, ref.path, ws.root),
         })
-    return {"name": name, "aliases": aliases, "versions": rows, "history": read_history(ws, name)}
+    return {"name": name, "aliases": aliases, "versions": rows, "history": history}

@@ -46,6 +46,7 @@ class Finding:
 class AuditReport:
     label: str
     stage: str = ""
+    promotion: dict | None = None
     findings: list[Finding] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
@@ -79,6 +80,7 @@ def audit(ws: Workspace, ref: VersionRef) -> AuditReport:
                                                                      "recorded one; ship it again"))
     else:
         report.stage = str(checklist.get("stage", ""))
+        report.promotion = manifest.get("promotion") if isinstance(manifest.get("promotion"), dict) else None
         _audit_checklist(ws, checklist, report)
         _audit_gates(manifest.get("gates"), checklist, report)
     _audit_evals(ws, ref, manifest, report)
@@ -137,12 +139,18 @@ def _audit_gates(gates, checklist: dict, report: AuditReport) -> None:
         return
     states = {p.get("number"): p.get("state") for p in checklist.get("phases") or [] if isinstance(p, dict)}
     if report.stage == "ship":
-        earlier_passed = states.get(6) not in (None, "locked")
-    else:   # at promotion phase 6 itself is in the snapshot; the gates were about phases 1-5
         earlier_passed = all(states.get(n) in ("passed", "not-needed") for n in range(1, 6))
-    if bool(gates.get("open")) and not earlier_passed:
-        report.findings.append(Finding("gates", "manifest.toml", "[gates] says open but the checklist snapshot has "
-                                                                 "phases 1-5 not passing"))
+        if bool(gates.get("open")) and not earlier_passed:
+            report.findings.append(Finding("gates", "manifest.toml", "[gates] says open but the checklist snapshot "
+                                                                     "has phases 1-5 not passing"))
+    else:
+        # [gates] is about the ship; the snapshot is of the promotion, whose own override says
+        # whether phase 6 had to pass.
+        promotion = report.promotion
+        if promotion is not None and "override" not in promotion and states.get(6) != "passed":
+            report.findings.append(Finding("gates", "manifest.toml", "promoted without an override, but the "
+                                                                     "checklist at promotion has phase 6 "
+                                                                     f"{states.get(6)}"))
     report.checked.append("gates: " + ("open" if gates.get("open") else
                                        f"overridden ({', '.join(gates.get('held_by') or [])})"))
 

@@ -105,15 +105,27 @@ def promote_gate(ws: Workspace, label: str, override: str | None = None) -> Gate
     return _decide(report, held, "promote", f"promoting {label}", override)
 
 
+PENDING = "pending"
+
+
 def checklist_snapshot(report: Report, stage: str) -> dict:
-    """The manifest's [checklist]: every item as decided now, with what it was decided on."""
+    """The manifest's [checklist]: every item as decided now, with what it was decided on. At
+    ship, phase 6's items are about the version before this one (phase 6 is decided on a version
+    once it is the release): they are recorded as pending, and promotion records them decided."""
     phases, items = [], []
     for phase in report.phases:
+        pending = stage == "ship" and phase.phase.number == 6
         phases.append({"number": phase.phase.number, "key": phase.phase.key, "title": phase.phase.title,
-                       "state": phase.state, "blocking": [s.item.id for s in phase.blocking]})
+                       "state": PENDING if pending else phase.state,
+                       "blocking": [] if pending else [s.item.id for s in phase.blocking]})
         for status in phase.items:
             entry = {"id": status.item.id, "phase": status.item.phase, "severity": status.item.severity.value,
                      "status": status.status, "detail": status.detail[:DETAIL_LIMIT]}
+            if pending:
+                entry.update(status="todo", detail="decided on this version once it is the release: health, "
+                                                   "canary, then promote")
+                items.append(entry)
+                continue
             record = status.evidence
             if record is not None:
                 entry.update(evidence=record.digest, kind=record.kind, by=record.by, time=record.time,

@@ -8,9 +8,11 @@
                                 files (a damaged version is never promoted, override or not);
                                 writes the checklist as of now and the promotion into its
                                 manifest and card, re-writes SHA256SUMS over them; then moves
-                                `current` to it, `previous` to what was current, drops `candidate`.
+                                `current` to it, `previous` to what was current, drops `candidate`
+                                (read and written under the alias lock: a ship meanwhile is kept).
 
-The aliases move last: a crash before leaves current where it was. Torch-free.
+The aliases move last: a crash before leaves current where it was (a damaged version, exit 1,
+is never promoted, override or not). Torch-free.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from weightgate.core.registry.serving import serve_commands
 from weightgate.core.registry.verify import hash_tree, read_sums, verify_version, write_stamp, write_sums
 from weightgate.core.release.card import card_text
 from weightgate.core.release.gate import checklist_snapshot, promote_gate
+from weightgate.core.release.load import ReleaseCorrupt
 
 Log = Callable[[str], None]
 
@@ -60,22 +63,16 @@ def promote(ws: Workspace, version: str | None = None, name: str | None = None, 
     report = verify_version(ref)
     if not report.ok:
         write_stamp(ws, ref, report)
-        raise InputError(f"{ref.label}'s files do not match SHA256SUMS: {report.summary()}; nothing promoted",
-                         path=ref.path, hint="ship again (a damaged version is never promoted)")
-    aliases = store.read_aliases(ws, ref.name)
-    before = aliases.get(store.CURRENT)
+        raise ReleaseCorrupt(f"{ref.label}'s files do not match SHA256SUMS: {report.summary()}; nothing promoted",
+                             path=ref.path, hint="ship again (a damaged version is never promoted)")
+    before = store.read_aliases(ws, ref.name).get(store.CURRENT)
     promotion: dict = {"time": time.time(), "by": _user(), "from": before or ""}
     if gate.override is not None:
         promotion.update(override=gate.override, held_by=gate.held_ids)
         log(f"warning: promoting with closed gates ({', '.join(gate.held_ids)}); reason: {gate.override['reason']}")
-    _rewrite_record(ws, ref, checklist_snapshot(gate.report, "promote"), promotion)
-    moves: dict[str, str | None] = {store.CURRENT: ref.version}
-    if before is not None:
-        moves[store.PREVIOUS] = before
-    if aliases.get(store.CANDIDATE) == ref.version:
-        moves[store.CANDIDATE] = None
+    rewrite_record(ws, ref, checklist=checklist_snapshot(gate.report, "promote"), promotion=promotion)
     reason = "promote" if gate.open else f"promote with closed gates: {gate.override['reason']}"
-    aliases = store.move_aliases(ws, ref.name, moves, reason=reason)
+    aliases, before = store.promote_aliases(ws, ref.name, ref.version, reason)
     gate.record(ws, "release promote", ref.label)
     log(f"current is now {ref.label}" + (f" (was {before})" if before else ""))
     return {"name": ref.name, "release": ref.label, "current": ref.version, "previous": aliases.get(store.PREVIOUS),
@@ -83,12 +80,12 @@ def promote(ws: Workspace, version: str | None = None, name: str | None = None, 
             "path": str(ref.path)}
 
 
-def _rewrite_record(ws: Workspace, ref: store.VersionRef, checklist: dict, promotion: dict) -> None:
-    """The checklist as of now and the promotion, into manifest.toml and README.md; SHA256SUMS
-    re-written over them (the weights are untouched and stay as hashed), then re-stamped."""
+def rewrite_record(ws: Workspace, ref: store.VersionRef, **tables) -> None:
+    """What the version went through ([gates], [checklist], [promotion]) into manifest.toml and
+    README.md; SHA256SUMS re-written over them (the weights are untouched and stay as hashed),
+    then re-stamped. The content digest leaves these tables out, so the version's identity holds."""
     manifest = read_manifest(ref.path)
-    manifest["checklist"] = checklist
-    manifest["promotion"] = promotion
+    manifest.update(tables)
     manifest_text = dumps(manifest)
     card = card_text(manifest, serve_commands(manifest, ref.path, ws.root))
     sums = read_sums(ref.path)

@@ -57,6 +57,7 @@ from weightgate.core.release.card import card_text
 from weightgate.core.release.gate import checklist_snapshot, ship_gate
 from weightgate.core.release.load import load_version
 from weightgate.core.release.merge import check_merge, merge_and_save, merge_refusal, prefill_logits
+from weightgate.core.release.promote import rewrite_record
 from weightgate.core.weights.verify import verified_snapshot
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -340,6 +341,11 @@ def ship(ws: Workspace, name: str | None = None, merge: bool | None = None, *, o
             shutil.rmtree(staging)
             ref, created = existing, False
             log(f"identical to {existing.label}: no new version")
+            recorded = read_manifest(ref.path).get("gates")
+            if gate.open and not (isinstance(recorded, dict) and recorded.get("open")):
+                # The same content, now through open gates: its record says so from now on.
+                rewrite_record(ws, ref, gates=gate.table(), checklist=checklist_snapshot(gate.report, "ship"))
+                log(f"{ref.label}'s manifest now records the open gates it went through")
         else:
             manifest["release"]["content_digest"] = digest
             manifest["gates"] = gate.table()

@@ -23,11 +23,13 @@ from weightgate.core.weights.pickle_policy import (
     is_twin_shard,
     pickle_key,
     remote_code_trust,
+    scan_problem,
     twin_name,
     twin_source_sha256,
 )
 from weightgate.core.weights.picklescan import is_pickle_path, scan_file
 from weightgate.core.weights.safetensors_format import validate_safetensors
+from weightgate.core.weights.shard_index import check_index, is_index
 from weightgate.core.weights.sources import weight_files
 
 FETCH_HINT = "choose a model and run `weightgate weights fetch` (it downloads, verifies and writes the lock)"
@@ -105,11 +107,17 @@ def _twin_problems(ctx: CheckContext, lock: ModelLock, pickles: list, loaded: se
     for entry in pickles:
         twin = twin_name(entry.path)
         convert = f"`weightgate weights convert {entry.path}`"
+        problem = _scan_problem(root / entry.path)
+        if problem:
+            # Never offer trust for a file the scan refuses: it would not load anyway.
+            problems.append(f"{entry.path} is pickle and {problem}: weightgate will not load it, trusted or "
+                            "not; ask the publisher for safetensors")
+            continue
         if not _pickle_trusted(ctx, lock, entry.path):
             key = pickle_key(ctx.ws, root / entry.path)
-            problems.append(f"{entry.path} is pickle (loading it can run code) and not trusted at its sha256: "
-                            f"review it, `weightgate weights trust pickle {key} --sha256 {entry.sha256} --note ...`, "
-                            f"then {convert}")
+            problems.append(f"{entry.path} is pickle (loading it can run code) and not trusted at its sha256; its "
+                            f"scan is clean: review it, `weightgate weights trust pickle {key} --sha256 "
+                            f"{entry.sha256} --note ...`, then {convert}")
             continue
         if lock.file(twin) is None:
             problems.append(f"{entry.path} is trusted but still pickle: later phases load only safetensors; "
@@ -139,6 +147,21 @@ def _twin_problems(ctx: CheckContext, lock: ModelLock, pickles: list, loaded: se
     return twins, problems
 
 
+_SCAN_PROBLEMS: dict[tuple[str, int, int], str] = {}   # (path, size, mtime_ns) -> scan_problem
+
+
+def _scan_problem(path: Path) -> str:
+    """pickle_policy.scan_problem, once per file version (status runs every few seconds)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SCAN_PROBLEMS:
+        _SCAN_PROBLEMS[key] = scan_problem(path)
+    return _SCAN_PROBLEMS[key]
+
+
 def _pickle_trusted(ctx: CheckContext, lock: ModelLock, path: str) -> bool:
     entry = lock.file(path)
     full = snapshot_dir(ctx.ws, lock) / path
@@ -157,7 +180,8 @@ def check_pickle(ctx: CheckContext) -> CheckResult:
     problems, values = [], {"pickle": len(pickles)}
     for entry in pickles:
         if not _pickle_trusted(ctx, lock, entry.path):
-            problems.append(f"{entry.path} is not trusted")
+            problem = _scan_problem(root / entry.path)
+            problems.append(f"{entry.path} is not trusted" + (f", and {problem}" if problem else ""))
             continue
         try:
             result = scan_file(root / entry.path)
@@ -225,25 +249,44 @@ def record_verification(ws: Workspace, report) -> list[Evidence]:
     """Turn a core.weights.verify.VerifyReport into evidence for verify.checksum and verify.headers."""
     checksum = report.checksum_evidence()
     headers = report.headers_evidence()
-    failed = ", ".join(f"{path} ({status})" for path, status in checksum["failed"].items())
-    faults = ", ".join(f"{path} ({fault})" for path, fault in headers["faults"].items())
+    failed = "; ".join([*([checksum["lock_fault"]] if checksum.get("lock_fault") else []),
+                        *(f"{path} ({status})" for path, status in checksum["failed"].items())]) or "the lock lists no files"
     return [
         record_result(ws, "verify.checksum", "pass" if report.checksum_ok else "fail", checksum,
                       kind="job", note=(f"{checksum['files']} files match the lock"
                                         if report.checksum_ok else f"mismatch: {failed}")),
         record_result(ws, "verify.headers", "pass" if report.headers_ok else "fail", headers,
                       kind="job", note=(f"{headers['checked']} weight headers valid"
-                                        if report.headers_ok else f"bad headers: {faults}")),
+                                        if report.headers_ok else headers_note(headers))),
     ]
 
 
-def validate_weight_headers(root: Path, paths) -> dict[str, str]:
-    """Header-only checks of the weight files (fast: no tensor data is read). path -> fault or 'ok'."""
+def headers_note(headers: dict) -> str:
+    """Why verify.headers fails, never an empty list: each fault with its message, or that there
+    is no safetensors / GGUF weight to check at all."""
+    faults = headers.get("faults") or {}
+    messages = headers.get("messages") or {}
+    if not faults:
+        return ("no safetensors or GGUF weights in the lock: nothing loadable to check "
+                "(a pickle-only model: convert it, weightgate weights convert FILE)")
+    return "bad headers: " + "; ".join(f"{path} ({fault}" + (f": {messages[path]}" if messages.get(path) else "")
+                                      + ")" for path, fault in faults.items())
 
-    results = {}
+
+def validate_weight_headers(root: Path, paths) -> tuple[dict[str, str], dict[str, str]]:
+    """Header-only checks of the weight files and sharded indexes (fast: no tensor data is read):
+    (path -> fault or 'ok', path -> the fault's message)."""
+
+    paths = list(paths)
+    results, messages = {}, {}
     for path in paths:
         try:
-            if path.endswith(".safetensors"):
+            if is_index(path):
+                faults = check_index(root, path, set(paths))
+                if faults:
+                    results[path], messages[path] = faults[0].fault, "; ".join(f.message for f in faults)
+                    continue
+            elif path.endswith(".safetensors"):
                 validate_safetensors(root / path)
             elif path.endswith(".gguf"):
                 validate_gguf(root / path)
@@ -252,7 +295,8 @@ def validate_weight_headers(root: Path, paths) -> dict[str, str]:
             results[path] = "ok"
         except InputError as exc:
             results[path] = getattr(exc, "fault", None) or exc.message
-    return results
+            messages[path] = exc.message
+    return results, messages
 
 
 def record_lock_evidence(ws: Workspace, lock: ModelLock, how: str) -> dict:
@@ -261,7 +305,7 @@ def record_lock_evidence(ws: Workspace, lock: ModelLock, how: str) -> dict:
     (no tensor data is read)."""
 
     root = snapshot_dir(ws, lock)
-    headers = validate_weight_headers(root, [entry.path for entry in lock.files])
+    headers, messages = validate_weight_headers(root, [entry.path for entry in lock.files])
     faults = {path: fault for path, fault in headers.items() if fault != "ok"}
     published = sum(1 for entry in lock.files if entry.hash_source == "published")
     against = (f"{published} against published hashes" if published
@@ -271,11 +315,11 @@ def record_lock_evidence(ws: Workspace, lock: ModelLock, how: str) -> dict:
     record_result(ws, "verify.checksum", "pass",
                   {"ok": True, "files": len(lock.files), "published": published, "failed": {}, "how": how},
                   note=f"{len(lock.files)} files {how}; {against}")
-    record_result(ws, "verify.headers", "fail" if faults else "pass",
-                  {"ok": not faults, "weight_files": len(headers), "checked": len(headers), "faults": faults},
-                  note=(f"{len(headers)} weight headers valid" if not faults
-                        else "bad headers: " + ", ".join(f"{p} ({f})" for p, f in faults.items())))
-    return {"checksum": "pass", "headers": "fail" if faults else "pass"}
+    values = {"ok": bool(headers) and not faults, "weight_files": len(headers), "checked": len(headers),
+              "faults": faults, "messages": messages}
+    record_result(ws, "verify.headers", "pass" if values["ok"] else "fail", values,
+                  note=f"{len(headers)} weight headers valid" if values["ok"] else headers_note(values))
+    return {"checksum": "pass", "headers": "pass" if values["ok"] else "fail"}
 
 
 def record_download(ws: Workspace, lock: ModelLock) -> dict:

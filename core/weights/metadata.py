@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -318,7 +319,14 @@ def _find_keys(data: Any, keys: tuple[str, ...], prefix: str = "", depth: int = 
 
 
 def local_files(root: Path) -> list[FileInfo]:
+    """Every file of a local model directory. Refuses, naming the path, what could block a read
+    or steer it elsewhere: a FIFO, socket or device (opening a FIFO waits forever), and a symlink
+    that leaves the directory (in a Hugging Face cache snapshot, links into the repo's blobs/
+    are what the cache is made of, and are allowed)."""
     files = []
+    inside = [root.resolve()]
+    if root.parent.name == "snapshots":
+        inside.append(root.parent.parent.resolve())
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
@@ -327,10 +335,21 @@ def local_files(root: Path) -> list[FileInfo]:
             if rel.startswith(".") or "/." in rel:
                 continue
             try:
-                size = full.stat().st_size     # follows symlinks: an HF snapshot dir works too
+                if full.is_symlink():
+                    target = full.resolve()
+                    if not any(target.is_relative_to(base) for base in inside):
+                        raise InputError(f"{rel} is a symlink to {target}, outside the model directory", path=full,
+                                         hint="copy the file into the directory (weightgate locks only what is "
+                                              "inside it), or remove the link")
+                mode = full.stat().st_mode     # follows symlinks: an HF snapshot dir works too
             except OSError:
                 continue
-            files.append(FileInfo(path=rel, size=size))
+            if not stat.S_ISREG(mode):
+                kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                        else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+                raise InputError(f"{rel} is {kind}: a model file must be a regular file (reading it could block "
+                                 "forever)", path=full, hint="remove it from the model directory")
+            files.append(FileInfo(path=rel, size=full.stat().st_size))
     return files
 
 

@@ -39,7 +39,7 @@ from weightgate.core.engine.hashing import sha256_file, sha256_handle
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.weights.metadata import remote_code_reasons
 from weightgate.core.weights.pickle_rules import PickleFinding, PickleScanError, ScanResult
-from weightgate.core.weights.picklescan import PICKLE_SUFFIXES, scan_handle
+from weightgate.core.weights.picklescan import PICKLE_SUFFIXES, scan_file, scan_handle
 from weightgate.core.weights.safetensors_format import validate_safetensors
 from weightgate.core.weights.sources import is_commit
 
@@ -116,11 +116,15 @@ def pickle_key(ws: Workspace, path: str | os.PathLike) -> str:
         return full.as_posix()
 
 
-def trust_pickle(ws: Workspace, relative_path: str | os.PathLike, sha256: str, note: str) -> PickleTrust:
+def trust_pickle(ws: Workspace, relative_path: str | os.PathLike, sha256: str, note: str, *,
+                 despite_findings: bool = False) -> PickleTrust:
     """Record that a person trusts the file with exactly these bytes, and why.
 
     If the file is present, `sha256` must be its hash now: trusting a hash that is not the
-    file's would look like consent while protecting nothing.
+    file's would look like consent while protecting nothing. A file whose scan finds imports
+    outside the allowlist (or that is not a readable pickle) is trusted only with
+    despite_findings, and even then never loaded: check_pickle_allowed refuses an unsafe scan
+    whatever its trust says.
     """
     sha = _check_sha256(sha256)
     note = _check_note(note)
@@ -131,9 +135,29 @@ def trust_pickle(ws: Workspace, relative_path: str | os.PathLike, sha256: str, n
         if actual != sha:
             raise InputError(f"the file's sha256 is {actual}, not {sha}", path=full,
                              hint="trust the hash of the bytes you reviewed; re-download if it changed")
+        problem = scan_problem(full)
+        if problem and not despite_findings:
+            raise InputError(f"{problem}: trusting it would not make it loadable (an unsafe scan is refused "
+                             "whatever its trust says)", path=full,
+                             hint="ask the publisher for safetensors; to record your trust anyway, add "
+                                  "--despite-findings")
     trust = PickleTrust(path=key, sha256=sha, note=note, trusted_at=_now())
     _save(ws, PICKLE_TABLE, key, {"sha256": trust.sha256, "note": trust.note, "trusted_at": trust.trusted_at})
     return trust
+
+
+def scan_problem(path: Path) -> str:
+    """'' when the static scan of the file is clean, else what it found (named, first few)."""
+    try:
+        scan = scan_file(path)
+    except PickleScanError as exc:
+        return f"not a readable pickle: {exc.message}"
+    if scan.safe:
+        return ""
+    dangerous = [f for f in scan.findings if f.severity == "dangerous"]
+    shown = sorted({f.qualname for f in (dangerous or scan.findings)})
+    what = "dangerous import(s)/call(s)" if dangerous else "import(s)/call(s) outside the allowlist"
+    return f"the scan found {len(shown)} {what}: {', '.join(shown[:4])}" + (" ..." if len(shown) > 4 else "")
 
 
 def untrust_pickle(ws: Workspace, relative_path: str | os.PathLike) -> bool:

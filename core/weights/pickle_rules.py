@@ -13,6 +13,8 @@ DANGEROUS = "dangerous"
 UNKNOWN = "unknown"
 FORMAT_ZIP = "zip"
 FORMAT_PICKLE = "pickle"
+FORMAT_NUMPY = "numpy"          # a .npy file (numeric: data; object dtype: the pickle it holds is scanned)
+FORMAT_NPZ = "npz"              # a zip of .npy files (np.savez), each one as above
 # What a genuine `torch.save` of a state dict of tensors emits (learned by scanning torch
 # 2.13's output for every dtype; see tests/test_picklescan.py), restricted to the dtypes
 # safetensors can hold, since converting to safetensors is the only reason to load one.
@@ -92,7 +94,7 @@ class PickleFinding:
 @dataclass(frozen=True)
 class ScanResult:
     path: str | None
-    format: str                               # FORMAT_ZIP | FORMAT_PICKLE
+    format: str                               # FORMAT_ZIP | FORMAT_PICKLE | FORMAT_NUMPY | FORMAT_NPZ
     members: tuple[str, ...]                  # the pickles scanned
     imports: tuple[tuple[str, str], ...]      # sorted (module, name) it would import
     findings: tuple[PickleFinding, ...]

@@ -5,8 +5,12 @@ opaque values, so it knows the operands of STACK_GLOBAL (also through PUT/GET/ME
 value every REDUCE/NEWOBJ/OBJ/INST calls, and what BUILD/APPEND/SETITEM mutate. Only string
 and bytes constants and imported globals keep their identity; everything else is "some object".
 
-Formats, decided the way `torch.load` decides them (first four bytes, not `zipfile.is_zipfile`,
-which also accepts a pickle with a zip glued to its end):
+Formats, decided the way `torch.load` and `numpy.load` decide them (the first bytes, not
+`zipfile.is_zipfile`, which also accepts a pickle with a zip glued to its end):
+  * NumPy .npy (magic \x93NUMPY): the header is parsed by numpy's own safe header reader; a
+    numeric dtype is data, no pickle; an object dtype's array is a pickle (np.save with
+    allow_pickle), scanned like any other.
+  * a zip whose members are all .npy (np.savez): each member as above.
   * zip (torch.save's default): every `*.pkl` member is scanned; members named with absolute
     paths, `..`, backslashes or twice are refused; TorchScript code members are findings.
   * anything else is a pickle stream: every pickle in it until EOF. A legacy (pre-1.6) torch
@@ -28,13 +32,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from weightgate.core.weights.pickle_rules import (
+    FORMAT_NPZ,
+    FORMAT_NUMPY,
     FORMAT_PICKLE,
     FORMAT_ZIP,
     ZIP_MAGIC,
     PickleScanError,
     ScanResult,
 )
-from weightgate.core.weights.pickle_walk import PickleWalker
+from weightgate.core.weights.pickle_walk import _ZIP_ERRORS, PickleWalker
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".dill",
                    ".pth.tar", ".pt.tar")
@@ -72,9 +78,16 @@ def scan_handle(handle: BinaryIO, path: str | os.PathLike | None = None) -> Scan
     scanner = PickleWalker(shown)
     try:
         handle.seek(0)
-        head = handle.read(4)
+        head = handle.read(len(NPY_MAGIC))
         handle.seek(0)
-        if head == ZIP_MAGIC:
+        if head == NPY_MAGIC:
+            _scan_npy(handle, scanner, "array.npy")
+            fmt = FORMAT_NUMPY
+        elif head[:4] == ZIP_MAGIC and _npz_members(handle):
+            for name, data in _npz_members(handle):
+                _scan_npy(io.BytesIO(data), scanner, name)
+            fmt = FORMAT_NPZ
+        elif head[:4] == ZIP_MAGIC:
             scanner.scan_zip(handle)
             fmt = FORMAT_ZIP
         else:
@@ -101,6 +114,46 @@ def scan_handle(handle: BinaryIO, path: str | os.PathLike | None = None) -> Scan
         imports=tuple(sorted(scanner.imports)), findings=findings, safe=not findings,
         notes=tuple(scanner.notes),
     )
+
+
+NPY_MAGIC = b"\x93NUMPY"
+MAX_NPY_HEADER = 1 << 20
+
+
+def _npz_members(handle: BinaryIO) -> list[tuple[str, bytes]]:
+    """[(name, bytes)] of a zip whose members are all .npy files, else [] (a torch zip)."""
+    import zipfile  # lazy: only for zip files
+
+    handle.seek(0)
+    try:
+        archive = zipfile.ZipFile(handle)
+        infos = archive.infolist()
+        if not infos or not all(info.filename.endswith(".npy") for info in infos):
+            return []
+        return [(info.filename, archive.read(info)) for info in infos]
+    except _ZIP_ERRORS:
+        return []   # not an npz: the torch zip scanner reports what is wrong with it
+    finally:
+        handle.seek(0)
+
+
+def _scan_npy(handle: BinaryIO, scanner: PickleWalker, member: str) -> None:
+    """A .npy: numeric data is noted; an object array's pickle is scanned."""
+    from numpy.lib import format as npy_format  # lazy: numpy only when a NumPy file is scanned
+
+    try:
+        version = npy_format.read_magic(handle)
+        # Versions 2 and 3 differ only in the header's text encoding (latin-1 / utf-8).
+        read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, _fortran, dtype = read(handle, max_header_size=MAX_NPY_HEADER)
+    except (ValueError, OSError, SyntaxError, UnicodeDecodeError) as exc:
+        raise PickleScanError(f"{member}: a NumPy file with an unreadable header: {exc}", path=scanner.path) from None
+    if not dtype.hasobject:
+        scanner.notes.append(f"{member}: NumPy array {dtype} {tuple(shape)}: numeric data, no pickle")
+        return
+    rest = handle.read()
+    scanner.notes.append(f"{member}: NumPy array of dtype object {tuple(shape)}: its pickle was scanned")
+    scanner.scan_stream(rest, member, allow_legacy=False)
 
 
 class _whole:

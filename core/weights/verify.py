@@ -10,7 +10,10 @@ for them and for nothing else, so a file that failed keeps its old record and
 the report into verify.checksum / verify.headers with checks.record_verification.
 
 `verified_snapshot` is what every later phase calls before it loads weights: files whose size or
-mtime moved are re-hashed first, and nothing loads that the lock does not list.
+mtime moved are re-hashed first, and nothing loads that the lock does not list: a sharded
+model's index is held to the lock and to its shards' headers (core.weights.shard_index), the
+lock's own load_dir must stay inside the snapshot, and weight files transformers would pick up by
+name must be locked.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from weightgate.core.engine.workspace import Workspace
 from weightgate.core.weights.checks import FETCH_HINT, record_verification
 from weightgate.core.weights.gguf_format import GgufError, validate_gguf
 from weightgate.core.weights.safetensors_format import SafetensorsError, validate_safetensors
+from weightgate.core.weights.shard_index import check_index, is_index
 
 OK = "ok"                               # re-hashed, matches the lock
 UNCHANGED = "unchanged"                 # only_changed: size + mtime as at the last verification
@@ -54,6 +58,10 @@ PASSING = (OK, UNCHANGED)
 HEADER_OK = "ok"
 HEADER_NOT_CHECKED = "not_checked"      # a weight file that could not be read (missing, unsafe)
 HEADER_KINDS = {".safetensors": "safetensors", ".gguf": "gguf"}
+INDEX_KIND = "safetensors-index"
+# Weight files in the load directory that the lock does not list are reported (never loaded:
+# verified_snapshot refuses those transformers would pick up by name or through the index).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".npz", ".h5", ".msgpack")
 
 
 @dataclass
@@ -65,7 +73,7 @@ class FileResult:
     hash_source: str
     size: int | None = None     # on disk; None when missing or refused
     sha256: str | None = None   # computed; None when not hashed this time
-    header_kind: str = ""       # "safetensors" | "gguf" | "" (config.json, tokenizer files...)
+    header_kind: str = ""       # "safetensors" | "gguf" | "safetensors-index" | "" (config.json, tokenizer...)
     header: str = ""            # HEADER_OK | a fault code | HEADER_NOT_CHECKED | "" (no header kind)
     header_message: str = ""
     message: str = ""
@@ -98,11 +106,13 @@ class VerifyReport:
     seconds: float = 0.0
     verified_at: float = 0.0
     lock_updated: list[str] = field(default_factory=list)   # paths whose verified_at was refreshed
+    lock_fault: str = ""        # a path field of the lock itself that is unsafe (load_dir)
+    unlisted: list[str] = field(default_factory=list)       # weight files in the load dir the lock lacks
 
     @property
     def checksum_ok(self) -> bool:
         """Every locked file matches (re-hashed now, or unchanged since it last matched)."""
-        return bool(self.files) and all(f.ok for f in self.files)
+        return bool(self.files) and all(f.ok for f in self.files) and not self.lock_fault
 
     @property
     def headers_checked(self) -> int:
@@ -110,9 +120,26 @@ class VerifyReport:
 
     @property
     def headers_ok(self) -> bool:
-        """Every safetensors / GGUF file in the lock was read and its header is sound."""
+        """Every safetensors / GGUF file (and sharded index) in the lock was read and is sound."""
         weights = [f for f in self.files if f.header_kind]
         return bool(weights) and all(f.header == HEADER_OK for f in weights)
+
+    def reasons(self) -> list[str]:
+        """Why the report is not ok, one line each (empty when it is)."""
+        reasons = []
+        if self.lock_fault:
+            reasons.append(self.lock_fault)
+        if not self.files:
+            reasons.append("the lock lists no files")
+        reasons += [f"{f.path}: {f.status}" + (f" ({f.message})" if f.message else "") for f in self.failed()]
+        if self.files and not any(f.header_kind for f in self.files):
+            pickles = [f.path for f in self.files if f.path.lower().endswith((".bin", ".pt", ".pth", ".ckpt"))]
+            reasons.append("no safetensors or GGUF weights in the lock" + (
+                f" (pickle only: {', '.join(pickles[:3])}; convert them: weightgate weights convert "
+                f"{pickles[0]})" if pickles else ""))
+        reasons += [f"{f.path}: header {f.header}" + (f" ({f.header_message})" if f.header_message else "")
+                    for f in self.files if f.header_kind and f.header != HEADER_OK]
+        return reasons
 
     @property
     def ok(self) -> bool:
@@ -137,6 +164,8 @@ class VerifyReport:
             "ok": self.checksum_ok, "files": len(self.files), "counts": self.counts(),
             "published": sum(1 for f in self.files if f.hash_source == "published"),
             "failed": {f.path: f.status for f in self.failed()},
+            **({"lock_fault": self.lock_fault} if self.lock_fault else {}),
+            **({"unlisted": list(self.unlisted)} if self.unlisted else {}),
             "bytes_hashed": self.bytes_hashed, "mb_per_s": round(self.mb_per_s, 1),
             "only_changed": self.only_changed,
         }
@@ -147,6 +176,7 @@ class VerifyReport:
         return {
             "ok": self.headers_ok, "weight_files": len(weights), "checked": self.headers_checked,
             "faults": {f.path: f.header for f in weights if f.header != HEADER_OK},
+            "messages": {f.path: f.header_message for f in weights if f.header != HEADER_OK and f.header_message},
         }
 
     def to_dict(self) -> dict:
@@ -160,6 +190,7 @@ class VerifyReport:
                 "mb_per_s": round(self.mb_per_s, 1),
             },
             "verified_at": self.verified_at, "lock_updated": list(self.lock_updated),
+            "lock_fault": self.lock_fault, "unlisted": list(self.unlisted), "reasons": self.reasons(),
             "files": [f.to_dict() for f in self.files],
         }
 
@@ -255,30 +286,58 @@ def verify_lock(ws: Workspace, *, workers: int | None = None, progress: Progress
             result.message = (f"sha256 {result.sha256} but the lock ({result.hash_source}) says "
                               f"{_hex(result.expected_sha256)}")
 
+    locked = {entry.path for entry in safe}
     for result in results:
-        _check_header(result, root)
+        _check_header(result, root, locked)
 
     now = time.time()
     updated = _record_verified(ws, [r for r in results if r.status == OK], now)
+    lock_fault = load_dir_fault(lock)
     return VerifyReport(
         source=lock.source, commit=lock.commit, root=str(root), files=results, only_changed=only_changed,
         workers=workers, bytes_hashed=bytes_hashed, hash_seconds=hash_seconds,
         seconds=time.perf_counter() - started, verified_at=now if updated else 0.0, lock_updated=updated,
+        lock_fault=lock_fault, unlisted=[] if lock_fault else unlisted_weights(root, lock),
     )
+
+
+def load_dir_fault(lock: ModelLock) -> str:
+    """The lock's load_dir is a path like any file's: it must stay inside the snapshot."""
+    reason = unsafe_reason(lock.load_dir) if lock.load_dir else None
+    return f"weightgate.lock model.load_dir {lock.load_dir!r} is refused: {reason}" if reason else ""
+
+
+def unlisted_weights(root: Path, lock: ModelLock) -> list[str]:
+    """Weight files in the load directory the lock does not list (reported, never loaded)."""
+    load = root / lock.load_dir if lock.load_dir else root
+    prefix = f"{lock.load_dir}/" if lock.load_dir else ""
+    try:
+        entries = sorted(os.scandir(load), key=lambda e: e.name)
+    except OSError:
+        return []
+    return [prefix + e.name for e in entries if e.name.lower().endswith(WEIGHT_SUFFIXES)
+            and lock.file(prefix + e.name) is None]
 
 
 def _result_for(entry: LockedFile) -> FileResult:
     suffix = Path(entry.path).suffix.lower()
+    kind = INDEX_KIND if is_index(entry.path) else HEADER_KINDS.get(suffix, "")
     return FileResult(path=entry.path, status=UNREADABLE, expected_size=entry.size,
-                      expected_sha256=entry.sha256, hash_source=entry.hash_source,
-                      header_kind=HEADER_KINDS.get(suffix, ""))
+                      expected_sha256=entry.sha256, hash_source=entry.hash_source, header_kind=kind)
 
 
-def _check_header(result: FileResult, root: Path) -> None:
+def _check_header(result: FileResult, root: Path, locked: set[str]) -> None:
     if not result.header_kind:
         return
     if result.size is None:   # missing, refused or not a regular file: nothing to read
         result.header = HEADER_NOT_CHECKED
+        return
+    if result.header_kind == INDEX_KIND:
+        faults = check_index(root, result.path, locked)
+        if faults:
+            result.header, result.header_message = faults[0].fault, "; ".join(f.message for f in faults)
+        else:
+            result.header = HEADER_OK
         return
     validate = validate_safetensors if result.header_kind == "safetensors" else validate_gguf
     try:
@@ -336,8 +395,7 @@ def verified_snapshot(ws: Workspace, *, progress=None) -> Path:
     if report.lock_updated or not report.ok:
         record_verification(ws, report)
     if not report.ok:
-        bad = ", ".join(f"{r.path} ({r.status})" for r in report.failed()) or "a weight header is invalid"
-        raise InputError(f"the locked weights do not match weightgate.lock: {bad}", path=ws.lock_path,
+        raise InputError("the locked weights cannot be loaded: " + "; ".join(report.reasons()), path=ws.lock_path,
                          hint=restore_hint(lock))
     root = model_dir(ws, lock)
     inside = root.relative_to(snapshot_dir(ws, lock)).as_posix()

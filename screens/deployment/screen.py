@@ -146,8 +146,10 @@ class DeploymentScreen(PhaseScreen):
             row = self.selected_version()
             if row is None or "error" in row or getattr(self, "_busy", None):
                 return None
-            if action in ("rollback", "promote"):
-                return True if "current" not in (row.get("aliases") or []) else None
+            if "current" in (row.get("aliases") or []) and action in ("rollback", "promote"):
+                return None
+            if action == "rollback":   # only back to a version that was current; a candidate is promoted
+                return True if row.get("was_current") else None
             return True
         return super().check_action(action, parameters)
 

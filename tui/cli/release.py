@@ -97,11 +97,11 @@ def _override(override: bool, reason: Optional[str], as_json: bool) -> Optional[
     return reason.strip() if override else None
 
 
-def _refused(exc: GatesClosed, as_json: bool):
+def _refused(exc: GatesClosed, as_json: bool, outcome: str = "nothing shipped"):
     if as_json:
         print(json.dumps(exc.to_dict(), indent=2))
     else:
-        print(f"weightgate: {exc.message}; nothing changed", file=sys.stderr)
+        print(f"weightgate: {exc.message}; {outcome}", file=sys.stderr)
         for line in exc.lines():
             print(line, file=sys.stderr)
         print(f"  hint: {exc.hint}", file=sys.stderr)
@@ -175,11 +175,14 @@ def _check_and_promote(ws: Workspace, shipped: dict, why: Optional[str], as_json
         print(f"canary {ref.label}: {'pass' if canary_result.get('ok') else 'FAIL'}: "
               f"{canary_result.get('detail') or canary_result.get('error')}")
     try:
-        outcome = promote_version(ws, ref.version, ref.name, override=why)
+        # The override given to ship was for phases 1-5; promote asks its own question (phase 6 on
+        # the candidate): a failed health check or canary is never waved through by it.
+        outcome = promote_version(ws, ref.version, ref.name)
     except GatesClosed as exc:
         steps["promote"] = {"ok": False, **exc.to_dict()}
         if not as_json:
-            print(f"not promoted: {exc.message}; {ref.label} stays the candidate", file=sys.stderr)
+            print(f"not promoted: {exc.message}; {ref.label} stays the candidate (weightgate release promote "
+                  "--override-gates --reason ... decides otherwise, recorded)", file=sys.stderr)
             for line in exc.lines():
                 print(line, file=sys.stderr)
         return steps
@@ -211,7 +214,8 @@ def promote(version: Annotated[Optional[str], typer.Argument(help="Version or al
         outcome = promote_version(ws, target.version, target.name, override=why,
                                   log=(lambda line: None) if as_json else (lambda line: print(line, file=sys.stderr)))
     except GatesClosed as exc:
-        _refused(exc, as_json)
+        _refused(exc, as_json, f"current did not move ([decisions] release names {target.label}, so `weightgate "
+                               "status` shows its phase-6 items)")
     except WeightgateError as exc:
         fail(exc, as_json)
     if as_json:

@@ -139,13 +139,20 @@ def verify(changed: Annotated[bool, typer.Option("--changed", help="Only files w
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         for result in report.files:
-            mark = "✓" if result.ok else "✗"
+            # A tick only when the bytes match and the header (if it has one) is sound.
+            mark = "✓" if result.ok and result.header_ok else "✗"
             extra = f"  {result.message}" if result.message else ""
-            header = f"  header {result.header}" if result.header_kind else ""
+            header = ""
+            if result.header_kind:
+                header = f"  header {result.header}" + (f": {result.header_message}" if result.header_message else "")
             print(f"  {mark} {result.status:<14} {result.path}{header}{extra}")
+        if report.lock_fault:
+            print(f"  ✗ {report.lock_fault}")
+        for path in report.unlisted:
+            print(f"  ! unlisted       {path}  not in weightgate.lock: never loaded through weightgate")
+        verdict = "all match" if report.ok else "VERIFICATION FAILED: " + "; ".join(report.reasons())
         print(f"{len(report.files)} files, {report.bytes_hashed / 2**20:,.1f} MiB hashed in "
-              f"{report.seconds:.2f} s ({report.mb_per_s:,.0f} MB/s, {report.workers} workers): "
-              + ("all match" if report.ok else "VERIFICATION FAILED"))
+              f"{report.seconds:.2f} s ({report.mb_per_s:,.0f} MB/s, {report.workers} workers): {verdict}")
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
@@ -164,8 +171,17 @@ def scan(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=
     else:
         print(f"{path}: {result.format}, {len(result.imports)} import(s), "
               + ("no findings" if result.safe else f"{len(result.findings)} finding(s)"))
+        for note in result.notes:
+            print(f"  {note}")
+        # One line per distinct import or call, however often the pickle repeats it.
+        groups: dict[tuple, list] = {}
         for finding in result.findings:
-            print(f"  {finding.describe()}")
+            groups.setdefault((finding.severity, finding.qualname, finding.reason), []).append(finding)
+        for (severity, qualname, reason), found in groups.items():
+            first = found[0]
+            times = f" x{len(found)}" if len(found) > 1 else ""
+            print(f"  {severity:<9} {qualname}{times} (first: {first.opcode} at byte {first.offset} of "
+                  f"{first.member})" + (f": {reason}" if reason else ""))
     raise typer.Exit(EXIT_OK if result.safe else EXIT_FAILED)
 
 
@@ -217,13 +233,18 @@ def convert(path: Annotated[str, typer.Argument(help="The pickle file: its path 
 @command(trust_app, "pickle")
 def trust_pickle_cmd(path: Annotated[str, typer.Argument(help="The pickle file (as in weightgate.lock).")],
                      sha256: Annotated[str, typer.Option("--sha256", help="The exact bytes you reviewed.")],
-                     note: NoteOpt, as_json: JsonOpt = False) -> None:
+                     note: NoteOpt,
+                     despite_findings: Annotated[bool, typer.Option(
+                         "--despite-findings", help="Record the trust although the scan found imports outside "
+                                                    "the allowlist (it still never loads).")] = False,
+                     as_json: JsonOpt = False) -> None:
     """Trust one pickle file at one sha256.
 
-    It is still scanned, and loaded only with torch.load(weights_only=True)."""
+    It is still scanned, and loaded only with torch.load(weights_only=True). A file whose scan
+    finds dangerous or unknown imports is refused unless --despite-findings (and never loads)."""
     ws = workspace(as_json)
     try:
-        trust = trust_pickle(ws, path, sha256, note)
+        trust = trust_pickle(ws, path, sha256, note, despite_findings=despite_findings)
     except WeightgateError as exc:
         fail(exc, as_json)
     print(json.dumps(as_dict(trust), default=str) if as_json else f"trusted {trust.path} at {trust.sha256[:12]}")

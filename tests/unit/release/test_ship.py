@@ -166,7 +166,7 @@ def test_ship_refuses_while_phase_6_is_locked_naming_every_held_item(env):
     assert held and "select.evalset" in held        # phase 1 itself fails: a 6-case eval set
     out = wg("-w", ws.root, "release", "ship")
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "phase 6 is locked: shipping is held by" in out.stderr and "nothing changed" in out.stderr
+    assert "phase 6 is locked: shipping is held by" in out.stderr and "nothing shipped" in out.stderr
     for item in held:
         assert item in out.stderr
     assert "--override-gates --reason" in out.stderr
@@ -251,7 +251,8 @@ def test_ship_merged_writes_a_complete_verifiable_version_and_reship_is_a_no_op(
     assert items["select.evalset"]["status"] == "fail" and items["select.evalset"]["evidence"].startswith("sha256:")
     with_evidence = [i for i in items.values() if i.get("evidence")]
     assert len(with_evidence) > 5 and all(i["evidence"].startswith("sha256:") and "kind" in i for i in with_evidence)
-    assert "| 1 Selection | open |" in card.text and "| 6 Deployment | locked |" in card.text
+    assert "| 1 Selection | open |" in card.text and "| 6 Deployment | pending |" in card.text
+    assert items["ship.health"]["status"] == "todo" and "evidence" not in items["ship.health"]
     status = wg("-w", ws.root, "status")
     assert f"⚠ override: release ship of {ref.label} with closed gates: {', '.join(held)}; reason: {OVERRIDE}" \
         in status.stdout
@@ -621,23 +622,31 @@ def test_adapter_on_a_4bit_base_ships_separately_and_the_probe_loads_it_with_bit
     assert probe.exit_code == 0, probe.detail
 
 
-def test_ship_promote_chains_health_canary_and_promotion(env):
+def test_ship_promote_chains_health_canary_and_asks_promote_its_own_question(env):
     ws = env["ws"]
     ws.update_config(lambda doc: doc.__setitem__("training", {"r": 4, "seed": 11}))   # new content
     try:
         out = wg("-w", ws.root, "release", "ship", "--no-merge", "--promote", "--override-gates", "--reason",
                  OVERRIDE, "--json", timeout=400)
-        assert out.returncode == 0, out.stderr + out.stdout
         steps = json.loads(out.stdout)
         assert list(steps) == ["ship", "health", "canary", "promote"]
-        assert steps["health"]["ready"] and steps["canary"]["ok"] and steps["promote"]["ok"]
+        assert steps["health"]["ready"] and steps["canary"]["ok"]
+        # The override was for phases 1-5; promote asks its own question and phase 6 has not passed:
+        # the candidate stays, exit 1.
+        assert out.returncode == 1 and not steps["promote"]["ok"] and steps["promote"]["held_by"]
         version = steps["ship"]["version"]
-        assert steps["promote"]["current"] == version and registry.resolve(ws, "current").version == version
+        assert registry.read_aliases(ws, "tiny-base")["candidate"] == version
+        # Rollback is not a way around promote: a version never current is refused (exit 1).
+        out = wg("-w", ws.root, "release", "rollback", version)
+        assert out.returncode == 1 and "was never current" in out.stderr and "release promote" in out.stderr
+        out = wg("-w", ws.root, "release", "promote", "--override-gates", "--reason", OVERRIDE, "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["current"] == version == registry.resolve(ws, "current").version
         assert "candidate" not in registry.read_aliases(ws, "tiny-base")
-        # Without the override the chain stops at promote: the candidate stays, exit 1.
+        # Without the override the ship itself is refused before any job.
         ws.update_config(lambda doc: doc["training"].__setitem__("seed", 12))
         out = wg("-w", ws.root, "release", "ship", "--no-merge", "--promote", "--json", timeout=400)
-        assert out.returncode == 1 and json.loads(out.stdout)["held_by"]        # refused before any job
+        assert out.returncode == 1 and json.loads(out.stdout)["held_by"]
     finally:
         ws.update_config(lambda doc: doc.__delitem__("training"))
 

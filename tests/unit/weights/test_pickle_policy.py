@@ -165,7 +165,10 @@ def test_trust_does_not_open_the_door_to_a_dangerous_file(ws, canary):
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(payload.data)
         if payload.data:
-            trust_pickle(ws, path, _sha(path), "someone said it is fine")
+            # Trusting what the scan refuses needs the explicit flag; even then it never loads.
+            with pytest.raises(InputError, match="--despite-findings"):
+                trust_pickle(ws, path, _sha(path), "someone said it is fine")
+            trust_pickle(ws, path, _sha(path), "someone said it is fine", despite_findings=True)
         with pytest.raises(PickleRefused) as caught:
             check_pickle_allowed(ws, path)
         assert caught.value.reason in (UNSAFE, MALFORMED), payload.name
@@ -256,7 +259,7 @@ def test_conversion_job_refuses_a_dangerous_file_even_when_trusted(ws, canary):
     payload = next(p for p in torch_corpus(canary) if p.name == "torch_zip_data_pkl_replaced")
     path = ws.root / "evil.pt"
     path.write_bytes(payload.data)
-    trust_pickle(ws, path, _sha(path), "trusted by mistake")
+    trust_pickle(ws, path, _sha(path), "trusted by mistake", despite_findings=True)
     status, events = _run_job(ws, {"path": "evil.pt"})
     assert status.state == FAILED and "PickleRefused" in status.error and "posix.system" in status.error
     assert not (ws.root / "evil.safetensors").exists()

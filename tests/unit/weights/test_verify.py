@@ -105,7 +105,8 @@ def test_all_ok_stamps_the_lock(model):
     data = json.loads(json.dumps(report.to_dict()))
     assert data["ok"] and data["totals"]["counts"] == {OK: 3}
     assert report.checksum_evidence()["failed"] == {} and report.checksum_evidence()["published"] == 2
-    assert report.headers_evidence() == {"ok": True, "weight_files": 2, "checked": 2, "faults": {}}
+    assert report.headers_evidence() == {"ok": True, "weight_files": 2, "checked": 2, "faults": {},
+                                         "messages": {}}
 
 
 def test_one_flipped_byte_is_a_mismatch_and_the_lock_is_not_stamped_for_it(model):
