@@ -62,6 +62,15 @@ def _manifest(ctx: CheckContext, ref):
     return ctx.cache[key]
 
 
+def _release_manifest(ctx: CheckContext):
+    """(the release's VersionRef, its manifest), or the CheckResult saying why there is none."""
+    ref = _release(ctx)
+    if isinstance(ref, CheckResult):
+        return ref
+    manifest = _manifest(ctx, ref)
+    return manifest if isinstance(manifest, CheckResult) else (ref, manifest)
+
+
 def check_version(ctx: CheckContext) -> CheckResult:
     ref = _release(ctx)
     if isinstance(ref, CheckResult):
@@ -80,12 +89,10 @@ def check_checksums(ctx: CheckContext) -> CheckResult:
 
 
 def check_manifest(ctx: CheckContext) -> CheckResult:
-    ref = _release(ctx)
-    if isinstance(ref, CheckResult):
-        return ref
-    manifest = _manifest(ctx, ref)
-    if isinstance(manifest, CheckResult):
-        return manifest
+    found = _release_manifest(ctx)
+    if isinstance(found, CheckResult):
+        return found
+    ref, manifest = found
 
     missing = missing_keys(manifest)
     if missing:
@@ -100,12 +107,10 @@ def check_manifest(ctx: CheckContext) -> CheckResult:
 
 
 def check_license(ctx: CheckContext) -> CheckResult:
-    ref = _release(ctx)
-    if isinstance(ref, CheckResult):
-        return ref
-    manifest = _manifest(ctx, ref)
-    if isinstance(manifest, CheckResult):
-        return manifest
+    found = _release_manifest(ctx)
+    if isinstance(found, CheckResult):
+        return found
+    ref, manifest = found
 
     use = ctx.requirements().get("intended_use")
     decisions = ctx.decisions()
@@ -148,12 +153,10 @@ def check_rollback(ctx: CheckContext) -> CheckResult:
 
 def check_gates(ctx: CheckContext) -> CheckResult:
     """What the release's manifest says about the gates it shipped through."""
-    ref = _release(ctx)
-    if isinstance(ref, CheckResult):
-        return ref
-    manifest = _manifest(ctx, ref)
-    if isinstance(manifest, CheckResult):
-        return manifest
+    found = _release_manifest(ctx)
+    if isinstance(found, CheckResult):
+        return found
+    ref, manifest = found
 
     gates = manifest.get("gates")
     if not isinstance(gates, dict) or "open" not in gates:

@@ -137,7 +137,9 @@ async def test_a_flipped_byte_is_named_as_a_mismatch(ws: Workspace, locked: Path
         assert "model.safetensors" in app.report.item("verify.checksum").detail
         await wait_for(pilot, lambda: "MISMATCH" in panel.table.row_text("model.safetensors"), what="mismatch row")
         assert "✓ computed locally" in panel.table.row_text("config.json")
-        assert any("Verify failed" in text and "model.safetensors" in text for text in notifications(app))
+        # The toast comes from the job-ended message, which can land after the row's redraw.
+        await wait_for(pilot, lambda: any("Verify failed" in text and "model.safetensors" in text
+                                          for text in notifications(app)), what="the failure toast")
 
 
 async def test_panel_follows_a_download_journal_live(ws: Workspace, tmp_path: Path) -> None:
