@@ -27,7 +27,7 @@ from weightgate.core.weights.pickle_policy import (
     twin_name,
     twin_source_sha256,
 )
-from weightgate.core.weights.picklescan import is_pickle_path, scan_file
+from weightgate.core.weights.picklescan import is_pickle_path, scan_file_cached
 from weightgate.core.weights.safetensors_format import validate_safetensors
 from weightgate.core.weights.shard_index import check_index, is_index
 from weightgate.core.weights.sources import weight_files
@@ -107,7 +107,7 @@ def _twin_problems(ctx: CheckContext, lock: ModelLock, pickles: list, loaded: se
     for entry in pickles:
         twin = twin_name(entry.path)
         convert = f"`weightgate weights convert {entry.path}`"
-        problem = _scan_problem(root / entry.path)
+        problem = scan_problem(root / entry.path)
         if problem:
             # Never offer trust for a file the scan refuses: it would not load anyway.
             problems.append(f"{entry.path} is pickle and {problem}: weightgate will not load it, trusted or "
@@ -147,21 +147,6 @@ def _twin_problems(ctx: CheckContext, lock: ModelLock, pickles: list, loaded: se
     return twins, problems
 
 
-_SCAN_PROBLEMS: dict[tuple[str, int, int], str] = {}   # (path, size, mtime_ns) -> scan_problem
-
-
-def _scan_problem(path: Path) -> str:
-    """pickle_policy.scan_problem, once per file version (status runs every few seconds)."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _SCAN_PROBLEMS:
-        _SCAN_PROBLEMS[key] = scan_problem(path)
-    return _SCAN_PROBLEMS[key]
-
-
 def _pickle_trusted(ctx: CheckContext, lock: ModelLock, path: str) -> bool:
     entry = lock.file(path)
     full = snapshot_dir(ctx.ws, lock) / path
@@ -180,11 +165,11 @@ def check_pickle(ctx: CheckContext) -> CheckResult:
     problems, values = [], {"pickle": len(pickles)}
     for entry in pickles:
         if not _pickle_trusted(ctx, lock, entry.path):
-            problem = _scan_problem(root / entry.path)
+            problem = scan_problem(root / entry.path)
             problems.append(f"{entry.path} is not trusted" + (f", and {problem}" if problem else ""))
             continue
         try:
-            result = scan_file(root / entry.path)
+            result = scan_file_cached(root / entry.path)
         except InputError as exc:
             problems.append(f"{entry.path}: {exc.message}")
             continue

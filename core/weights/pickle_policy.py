@@ -39,7 +39,7 @@ from weightgate.core.engine.hashing import sha256_file, sha256_handle
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.weights.metadata import remote_code_reasons
 from weightgate.core.weights.pickle_rules import PickleFinding, PickleScanError, ScanResult
-from weightgate.core.weights.picklescan import PICKLE_SUFFIXES, scan_file, scan_handle
+from weightgate.core.weights.picklescan import PICKLE_SUFFIXES, scan_file_cached, scan_handle
 from weightgate.core.weights.safetensors_format import validate_safetensors
 from weightgate.core.weights.sources import is_commit
 
@@ -149,7 +149,7 @@ def trust_pickle(ws: Workspace, relative_path: str | os.PathLike, sha256: str, n
 def scan_problem(path: Path) -> str:
     """'' when the static scan of the file is clean, else what it found (named, first few)."""
     try:
-        scan = scan_file(path)
+        scan = scan_file_cached(path)
     except PickleScanError as exc:
         return f"not a readable pickle: {exc.message}"
     if scan.safe:

@@ -68,6 +68,31 @@ def scan_file(path: str | os.PathLike) -> ScanResult:
         return scan_handle(handle, path)
 
 
+_SCANS: dict[tuple[str, int, int], ScanResult | PickleScanError] = {}   # (path, size, mtime_ns) -> outcome
+
+
+def scan_file_cached(path: str | os.PathLike) -> ScanResult:
+    """scan_file, once per version of the file (its size and mtime): status and the screens ask
+    about the same locked pickles every few seconds. Raises the same PickleScanError each time."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise PickleScanError(f"cannot read the file: {exc.strerror or exc}", path=path) from None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SCANS:
+        if len(_SCANS) > 256:
+            _SCANS.clear()
+        try:
+            _SCANS[key] = scan_file(path)
+        except PickleScanError as exc:
+            _SCANS[key] = exc
+    outcome = _SCANS[key]
+    if isinstance(outcome, PickleScanError):
+        raise outcome
+    return outcome
+
+
 def scan_bytes(data: bytes, name: str | None = None) -> ScanResult:
     return scan_handle(io.BytesIO(bytes(data)), name)
 

@@ -20,7 +20,7 @@ from weightgate.core.engine.workspace import Workspace
 from weightgate.core.weights.candidates import LARGE
 from weightgate.core.weights.metadata_cache import load_metadata
 from weightgate.core.weights.pickle_policy import TRUST_PICKLE_COMMAND, is_trusted, pickle_key, twin_name
-from weightgate.core.weights.picklescan import is_pickle_path, scan_file
+from weightgate.core.weights.picklescan import is_pickle_path, scan_file_cached
 from weightgate.core.weights.sources import human_params
 
 
@@ -146,31 +146,16 @@ class PickleInfo:
     trust_command: str = ""    # the exact `weightgate weights trust pickle` command for its locked bytes
 
 
-_SCANS: dict[tuple[str, int, int], ScanSummary] = {}   # (path, size, mtime_ns) -> summary
-
-
 def scan_summary(path: Path) -> ScanSummary:
-    """The static scan of one pickle, cached while its size and mtime stay the same."""
+    """The static scan of one pickle (picklescan caches it while its size and mtime stay the same)."""
 
     try:
-        st = path.stat()
-    except OSError as exc:
-        return ScanSummary(error=f"cannot read: {exc.strerror or exc}")
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _SCANS:
-        try:
-            result = scan_file(path)
-        except InputError as exc:
-            found = tuple(f.qualname for f in getattr(exc, "findings", ()) or ())
-            summary = ScanSummary(error=exc.message, findings=found)
-        else:
-            summary = ScanSummary(format=result.format,
-                                  imports=tuple(f"{module}.{name}" for module, name in result.imports),
-                                  findings=tuple(dict.fromkeys(f.qualname for f in result.findings)))
-        if len(_SCANS) > 256:
-            _SCANS.clear()
-        _SCANS[key] = summary
-    return _SCANS[key]
+        result = scan_file_cached(path)
+    except InputError as exc:
+        found = tuple(f.qualname for f in getattr(exc, "findings", ()) or ())
+        return ScanSummary(error=exc.message, findings=found)
+    return ScanSummary(format=result.format, imports=tuple(f"{module}.{name}" for module, name in result.imports),
+                       findings=tuple(dict.fromkeys(f.qualname for f in result.findings)))
 
 
 def _pickle_infos(ws: Workspace, lock: ModelLock, root: Path, unsafe: frozenset[str]) -> dict[str, PickleInfo]:
