@@ -40,6 +40,7 @@ from weightgate.core.training.keep_or_reject import run_gate as gate
 from weightgate.core.training.prompting import DEFAULT_SHOTS
 from weightgate.core.training.prompting import run_fewshot as fewshot
 from weightgate.core.training.session import check_resumable, execute, prepare_run
+from weightgate.core.training.worker import finished_marker
 
 
 class TrainingStopped(WeightgateError):
@@ -123,6 +124,8 @@ def _torchrun(ctx: JobContext, ws_root, directory, resume: bool, nproc: int, thr
                "-m", "weightgate.core.training.worker", str(ws_root), str(directory), str(ctx.job_dir), "1" if resume else "0",
                str(throttle_s)]
     runs.update_run(directory, outcome=None)   # a stale outcome must not pass for this launch's
+    for rank in range(nproc):
+        finished_marker(ctx.job_dir, rank).unlink(missing_ok=True)
     ctx.log(f"launching {nproc} processes: torchrun --standalone --nproc-per-node={nproc} -m weightgate.core.training.worker")
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL)   # stdout/stderr: the job's log files
     try:
@@ -137,6 +140,12 @@ def _torchrun(ctx: JobContext, ws_root, directory, resume: bool, nproc: int, thr
         raise
     ctx.journal.resync()   # rank 0 appended events: continue after them
     outcome = runs.read_run(directory).get("outcome")
+    finished = all(finished_marker(ctx.job_dir, rank).exists() for rank in range(nproc))
+    if code != 0 and outcome and finished:
+        # Every rank reported its end and rank 0 wrote the outcome: the failure was in the
+        # process teardown after the work (gloo can abort there), not in the training.
+        ctx.log(f"torchrun exited with {code} after every rank finished; the run is complete", level="warning")
+        return outcome
     if code != 0 or not outcome:
         raise RuntimeError(f"torchrun exited with {code} (see the job's stderr.log)")
     return outcome

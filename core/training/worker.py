@@ -50,9 +50,17 @@ def main(argv: list[str]) -> int:
         outcome = execute(Path(ws_root), Path(run_dir), rank=rank, world=world, resume=resume == "1", emit=emit,
                           should_stop=lambda: stop["requested"], throttle_s=float(throttle_s), device=device)
         print(f"rank {rank}: {outcome.status} at step {outcome.step}", file=sys.stderr)
+        # The launcher reads these to tell a finished rank that gloo aborts at exit
+        # ("terminate called without an active exception") from a failed one.
+        finished_marker(Path(job_dir), rank).write_text(f"{outcome.status} {outcome.step}\n")
+        dist.barrier()   # no rank tears its communicator down while another still talks
     finally:
         dist.destroy_process_group()
     return 0
+
+
+def finished_marker(job_dir: Path, rank: int) -> Path:
+    return job_dir / f"rank-{rank}.finished"
 
 
 if __name__ == "__main__":

@@ -300,6 +300,8 @@ def test_worker_binds_its_gpu_and_nccl_and_keeps_gloo_on_the_cpu(tmp_path, monke
     monkeypatch.setattr(dist, "init_process_group",
                         lambda backend, **kw: calls.append(("init", backend, str(kw.get("device_id")))))
     monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append(("destroy",)))
+    monkeypatch.setattr(dist, "barrier", lambda: calls.append(("barrier",)))
+    (tmp_path / "job").mkdir()
 
     def fake_execute(ws_root, run_dir, **kwargs):
         calls.append(("execute", kwargs["device"], kwargs["rank"], kwargs["world"]))
@@ -315,14 +317,16 @@ def test_worker_binds_its_gpu_and_nccl_and_keeps_gloo_on_the_cpu(tmp_path, monke
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     for device, expected in (("cuda", [("set_device", "cuda:1"), ("init", "nccl", "cuda:1"),
-                                       ("execute", "cuda:1", 1, 2), ("destroy",)]),
-                             ("cpu", [("init", "gloo", "None"), ("execute", "cpu", 1, 2), ("destroy",)])):
+                                       ("execute", "cuda:1", 1, 2), ("barrier",), ("destroy",)]),
+                             ("cpu", [("init", "gloo", "None"), ("execute", "cpu", 1, 2), ("barrier",), ("destroy",)])):
         directory = tmp_path / device
         directory.mkdir()
         runs.write_run(directory, {"run_id": device, "device": device, "nproc": 2})
         calls.clear()
         assert worker.main([str(tmp_path), str(directory), str(tmp_path / "job"), "0", "0"]) == 0
         assert calls == expected, calls
+        # The launcher tells a teardown abort from a failure by this rank's marker.
+        assert worker.finished_marker(tmp_path / "job", 1).read_text() == "finished 1\n"
 
 
 def test_uninterrupted_run_keeps_best_and_records_evidence(trained):
@@ -604,3 +608,42 @@ def test_cli_train_prepares_data_attaches_lists_and_refuses(tmp_path, tiny_model
     out = wg("-w", ws.root, "train", "start", "--json")
     line = ws.config_path.read_text().splitlines().index("epochs = 4") + 1
     assert out.returncode == 2 and json.loads(out.stdout)["line"] == line and "more than 3" in out.stderr
+
+
+def test_launcher_accepts_a_teardown_abort_only_after_every_rank_finished(tmp_path, monkeypatch):
+    """gloo can abort a rank at process exit after its last step ("terminate called without an
+    active exception"): torchrun then exits non-zero although the run is complete. The launcher
+    accepts that only when every rank left its finished marker and rank 0 wrote the outcome."""
+    from weightgate.core.training import jobs as training_jobs
+    from weightgate.core.training import worker
+
+    logged = []
+
+    class Context:
+        job_dir = tmp_path / "job"
+        journal = type("Journal", (), {"resync": lambda self: None})()
+
+        def log(self, message, level="info"):
+            logged.append((level, message))
+
+    Context.job_dir.mkdir()
+    directory = tmp_path / "run"
+    directory.mkdir()
+    runs.write_run(directory, {"run_id": "r", "device": "cpu", "nproc": 2})
+
+    def launch(ranks_finishing):
+        class Process:
+            def __init__(self, command, **kwargs):
+                for rank in ranks_finishing:
+                    worker.finished_marker(Context.job_dir, rank).write_text("finished 6\n")
+                runs.update_run(directory, outcome={"status": "finished", "step": 6})
+
+            def wait(self):
+                return 1   # torchrun's exit after a SIGABRT in one worker
+        monkeypatch.setattr(training_jobs.subprocess, "Popen", Process)
+        return training_jobs._torchrun(Context(), tmp_path, directory, False, 2, 0.0)
+
+    assert launch([0, 1])["step"] == 6
+    assert any(level == "warning" and "after every rank finished" in message for level, message in logged)
+    with pytest.raises(RuntimeError, match="torchrun exited with 1"):
+        launch([0])   # rank 1 never finished: a real failure, whatever rank 0 wrote
