@@ -10,6 +10,8 @@ in front of users, the demo and the UI sit above it.
 from __future__ import annotations
 
 from weightgate.core.engine.check import CheckContext, CheckFunction
+from weightgate.core.engine.checklist import get_item
+from weightgate.core.engine.dependencies import Why, explain
 from weightgate.core.engine.status import Report, build_report, evidence_by_item, locked_line
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation import checks as evaluation_checks
@@ -39,7 +41,17 @@ def compute_report(ws: Workspace, *, record: bool = True) -> Report:
     return build_report(ctx, LIVE_CHECKS, by_item, not_needed=not_needed, record=record)
 
 
-
 def locked_note(ws: Workspace, phase: int, what: str = "this run") -> str:
     """One line when `phase` is locked (engine.status.locked_line); empty when it is open."""
     return locked_line(compute_report(ws, record=False), phase, what)
+
+
+def explain_item(ws: Workspace, item_id: str) -> Why:
+    """`weightgate status --why ITEM`: its inputs, their fingerprints when it was decided and
+    today, and which differ."""
+    item = get_item(item_id)
+    ctx = CheckContext(ws)
+    by_item = evidence_by_item(ws)
+    not_needed = not_needed_phases(ws, ctx.prints, by_item.setdefault(FINETUNING_DECISION, []), record=False)
+    report = build_report(ctx, LIVE_CHECKS, by_item, not_needed=not_needed, record=False)
+    return explain(report.item(item.id), ctx.prints, live=item.id in LIVE_CHECKS)

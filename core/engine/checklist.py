@@ -116,6 +116,12 @@ NEEDS_REVIEW = "a blind A/B review of two runs (R on the Compare screen; weightg
 NEEDS_ROLLBACK = "a second weightgate release ship (the previous version is the rollback target)"
 NEEDS_OPEN_GATES = "weightgate release ship while phases 1-5 pass (the manifest records the gates it shipped through)"
 
+# Records that are not an item's but carry fingerprints all the same, with their inputs: the
+# decision that phase 5 is not needed (the baseline meets the threshold), and a training run's
+# identity (a resume must find the inputs it started on; its items are tune.best_checkpoint's).
+FINETUNING_DECISION_INPUTS = ("model", "precision", "evalset.task", "requirements")
+TRAINING_RUN_INPUTS: tuple[str, ...] = ("train_config", "dataset", "model", "precision")
+
 ITEMS: tuple[Item, ...] = (
     # Phase 1: selection
     Item("select.task", 1, "Task defined in measurable terms",
@@ -145,10 +151,10 @@ ITEMS: tuple[Item, ...] = (
          "A general model may need adaptation that a domain model would not.", R, T, ("candidates",)),
     Item("select.benchmark", 1, "Candidates benchmarked on the eval set (score, latency, cost)",
          "Scores on your cases, latency and cost per task are what the choice is made on.", C, A,
-         ("candidates", "evalset.task"), NEEDS_EVAL),
+         ("candidates", "evalset.task", "prices"), NEEDS_EVAL),
     Item("select.choice", 1, "A choice that clears every requirement",
          "A model is a candidate only if it clears every constraint, or a relaxation is recorded.", C, A,
-         ("choice", "requirements"), NEEDS_EVAL),
+         ("choice", "requirements", "candidates", "evalset.task", "prices"), NEEDS_EVAL),
 
     # Phase 2: verification
     Item("verify.safetensors", 2, "Weights in safetensors (pickle only if explicitly trusted)",
@@ -177,19 +183,19 @@ ITEMS: tuple[Item, ...] = (
          "Parameters x bytes per parameter is the starting budget.", C, A, ("model",), NEEDS_FIT),
     Item("memory.kv_cache", 3, "Context cache budgeted (target context x batch)",
          "The KV cache grows with input length and is the most commonly forgotten cost.", C, A,
-         ("model", "requirements"), NEEDS_FIT),
+         ("model", "requirements", "memory_settings"), NEEDS_FIT),
     Item("memory.fits", 3, "Chosen precision fits with headroom",
          "Budget 20-40% headroom over the estimate, or it will fail under load.", C, A,
-         ("model", "precision", "requirements"), NEEDS_FIT),
+         ("model", "precision", "requirements", "memory_settings"), NEEDS_FIT),
     Item("memory.largest_precision", 3, "Largest precision that fits (native, then 8-bit, then 4-bit)",
          "Quantize to the largest precision that fits, not the smallest available.", R, A,
-         ("model", "precision", "requirements"), NEEDS_FIT),
+         ("model", "precision", "requirements", "memory_settings"), NEEDS_FIT),
     Item("memory.measured", 3, "Measured memory matches the estimate",
          "An estimate you never checked is a guess; measure the loaded model.", R, A,
          ("model", "precision"), NEEDS_MEASURE),
     Item("memory.quant_quality", 3, "Quantized quality verified on hard cases",
          "Quality loss hides on easy cases and appears on edge cases.", C, A,
-         ("model", "precision", "evalset.task"), NEEDS_QUANT_CHECK),
+         ("model", "precision", "evalset.task", "quant_settings"), NEEDS_QUANT_CHECK),
     Item("memory.offload", 3, "Sharding or offload only if quantization is not enough",
          "Offloading trades a lot of latency; use it only when nothing else fits.", O, T,
          ("model", "precision")),
@@ -258,18 +264,18 @@ ITEMS: tuple[Item, ...] = (
          ("train_config", "model", "precision"), NEEDS_TRAIN_START),
     Item("tune.qlora_nf4", 5, "QLoRA trains on an NF4 base (double quantization)",
          "4-bit NormalFloat keeps the most precision for the memory; not-needed for plain LoRA.", R, A,
-         ("train_config", "dataset", "model", "precision")),
+         TRAINING_RUN_INPUTS),
     Item("tune.loss_curves", 5, "Training and validation loss monitored during the run",
          "Train vs validation loss shows divergence and overfitting while there is time to act.", C, A,
-         ("train_config", "dataset", "model", "precision")),
+         TRAINING_RUN_INPUTS),
     Item("tune.checkpoint_restore", 5, "Checkpoint restore verified before the long run",
          "A run you cannot resume is a run you can lose.", R, A, ("train_config", "model"), NEEDS_TRAIN_RESTORE),
     Item("tune.best_checkpoint", 5, "Run finished; best checkpoint chosen by validation loss",
          "The last step is rarely the best one.", C, A,
-         ("train_config", "dataset", "model", "precision"), NEEDS_TRAIN_FINISH),
+         TRAINING_RUN_INPUTS, NEEDS_TRAIN_FINISH),
     Item("tune.gate", 5, "Task score rises and general score holds",
          "Only keep a fine-tune that measurably wins without harming what worked.", C, A,
-         ("adapter", "evalset.task", "evalset.general"), NEEDS_GATE),
+         ("model", "precision", "adapter", "evalset.task", "evalset.general", "gate_config"), NEEDS_GATE),
 
     # Phase 6: deployment
     Item("ship.version", 6, "Version named", "Treat models like releases so you can roll back.", C, A,

@@ -2,11 +2,13 @@
 
 Evidence counts only while the fingerprints it recorded equal today's: change the precision
 and every result taken at the old precision turns stale. Each fingerprint is computed lazily,
-once per `Fingerprints` object (one status computation).
+once per `Fingerprints` object (one status computation). Which item depends on which input is
+declared once, in the checklist (`Item.inputs`); `INPUTS` says what each input is.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import tomllib
@@ -96,6 +98,49 @@ def _release(ws: Workspace, config: dict) -> str:
     return digest_value({"release": label, **identity})
 
 
+def find_adapter(ws: Workspace, value) -> Path | None:
+    """`[decisions] adapter`: a directory (relative to the workspace) or an id under
+    .weightgate/adapters/ (its `best/` when it has one); None when nothing of that name exists."""
+    if not value:
+        return None
+    text = str(value.get("path") if isinstance(value, dict) else value)
+    for candidate in (ws.root / text, ws.adapters_dir / text):
+        for where in (candidate / "best", candidate):
+            if (where / "adapter_config.json").is_file():
+                return where.resolve()
+    return None
+
+
+def adapter_files_digest(adapter: Path | None) -> str:
+    if adapter is None:
+        return ABSENT
+    files = sorted(p for p in adapter.iterdir() if p.is_file() and p.name.startswith("adapter_"))
+    return digest_value([(p.name, digest_file(p)) for p in files])
+
+
+def adapter_identity(decision, adapter: Path | None) -> str:
+    """[decisions] adapter and the bytes of the adapter it names: a resumed run that writes a
+    new best under the same id is another adapter. An eval run records the same value as its
+    `adapter` component, so runs and evidence agree on what "today's adapter" is."""
+    if not decision:
+        return ABSENT
+    return digest_value({"decision": decision, "files": adapter_files_digest(adapter)})
+
+
+def _adapter(ws: Workspace, config: dict) -> str:
+    decision = _decision(config, "adapter")
+    return adapter_identity(decision, find_adapter(ws, decision) if decision else None)
+
+
+def _keys(table: str, keys: tuple[str, ...]) -> Callable[[Workspace, dict], str]:
+    """The digest of some keys of a table (absent keys left out), ABSENT when none is set."""
+    def compute(ws: Workspace, config: dict) -> str:
+        values = _table(config, table) or {}
+        chosen = {key: values[key] for key in keys if isinstance(values, dict) and key in values}
+        return digest_value(chosen) if chosen else ABSENT
+    return compute
+
+
 def _file_setting(setting: str, default: str) -> Callable[[Workspace, dict], str]:
     """The digest of the file a setting names (an eval set, the training data)."""
     def compute(ws: Workspace, config: dict) -> str:
@@ -103,9 +148,20 @@ def _file_setting(setting: str, default: str) -> Callable[[Workspace, dict], str
     return compute
 
 
+# [training] keys that judge a finished run rather than shape it: changing the gate's margin
+# re-decides the gate, it does not make the trained adapter stale.
+GATE_KEYS = ("task_margin", "general_tolerance")
+MEMORY_SETTING_KEYS = ("headroom", "context_length", "batch_size")
+QUANT_SETTING_KEYS = ("quant_tolerance", "quant_reference")
+PRICE_KEYS = ("price_per_hour", "price_per_1k_tokens")
+
+
 def _train_config(ws: Workspace, config: dict) -> str:
     training = _table(config, "training")
-    return digest_value(training) if training else ABSENT
+    if not isinstance(training, dict):
+        return ABSENT
+    shaping = {key: value for key, value in training.items() if key not in GATE_KEYS}
+    return digest_value(shaping) if shaping else ABSENT
 
 
 def _data_config(ws: Workspace, config: dict) -> str:
@@ -121,13 +177,38 @@ COMPUTE: dict[str, Callable[[Workspace, dict], str]] = {
     "model": _model,
     "weights_on_disk": _weights_on_disk,
     "precision": _decided("precision"),
-    "adapter": _decided("adapter"),
+    "adapter": _adapter,
     "evalset.task": _file_setting("eval_set", "evals/task.jsonl"),
     "evalset.general": _file_setting("general_set", "evals/general.jsonl"),
     "dataset": _file_setting("train_data", "data/train.jsonl"),
     "train_config": _train_config,
+    "gate_config": _keys("training", GATE_KEYS),
     "data_config": _data_config,
+    "memory_settings": _keys("settings", MEMORY_SETTING_KEYS),
+    "quant_settings": _keys("settings", QUANT_SETTING_KEYS),
+    "prices": _keys("settings", PRICE_KEYS),
     "release": _release,
+}
+
+# What each input is, in a person's words (`weightgate status --why`, the README's table).
+INPUTS: dict[str, str] = {
+    "requirements": "[requirements]: task, threshold, ceilings, deployment, intended use",
+    "candidates": "[[candidates]]: the shortlist and what was read of each",
+    "choice": "[decisions] model",
+    "model": "the lock: source, revision and every file's sha256",
+    "weights_on_disk": "size and mtime of every locked file on disk",
+    "precision": "[decisions] precision",
+    "adapter": "[decisions] adapter and its files' sha256",
+    "evalset.task": "the task eval set file (cases, scorers, generation settings)",
+    "evalset.general": "the general eval set file (cases, scorers, generation settings)",
+    "dataset": "the training data file",
+    "train_config": "[training], but for the gate's " + " and ".join(GATE_KEYS),
+    "gate_config": "[training] " + ", ".join(GATE_KEYS),
+    "data_config": "[data]: the training-data checks' thresholds",
+    "memory_settings": "[settings] " + ", ".join(MEMORY_SETTING_KEYS),
+    "quant_settings": "[settings] " + ", ".join(QUANT_SETTING_KEYS),
+    "prices": "[settings] " + ", ".join(PRICE_KEYS),
+    "release": "[decisions] release and that version's manifest identity",
 }
 
 

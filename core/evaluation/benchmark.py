@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from weightgate.core.engine.checklist import get_item
 from weightgate.core.engine.digest import digest_value
 from weightgate.core.engine.errors import InputError, WeightgateError
 from weightgate.core.engine.evidence import FAIL, PASS, record_result
@@ -48,7 +49,7 @@ from weightgate.core.weights.metadata_cache import candidate_specs, load_metadat
 from weightgate.core.weights.sources import parse_source
 
 GIB = 2 ** 30
-BENCHMARK_INPUTS = ("candidates", "evalset.task")
+BENCHMARK_INPUTS = get_item("select.benchmark").inputs   # the benchmark records are that item's
 LATENCY_REQUESTS = 8
 
 

@@ -6,6 +6,7 @@ precision, eval set and requirements it was taken on, so a change re-decides it.
 
 from __future__ import annotations
 
+from weightgate.core.engine.checklist import FINETUNING_DECISION_INPUTS
 from weightgate.core.engine.digest import ABSENT
 from weightgate.core.engine.evidence import FAIL, NOT_NEEDED, Evidence, append_evidence
 from weightgate.core.engine.fingerprints import Fingerprints
@@ -14,7 +15,6 @@ from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation.runs import Run, baseline_run
 
 FINETUNING_DECISION = "phase.finetuning"   # the pseudo item the decision is recorded under
-FINETUNING_DECISION_INPUTS = ("model", "precision", "evalset.task", "requirements")
 FINETUNING_PHASE = 5
 WHY_NOT_NEEDED = "the baseline meets the quality threshold"
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from weightgate.core.engine.digest import ABSENT, digest_file, digest_value
 from weightgate.core.engine.errors import InputError
-from weightgate.core.engine.fingerprints import plain
+from weightgate.core.engine.fingerprints import adapter_files_digest, adapter_identity, find_adapter, plain
 from weightgate.core.engine.lock import lock_digest, model_dir, read_lock
 from weightgate.core.engine.workspace import Workspace, setting_path
 from weightgate.core.evaluation.evalsets import EvalCase, EvalSet, load_evalset
@@ -73,20 +73,12 @@ def resolve_adapter(ws: Workspace, value) -> Path | None:
     .weightgate/adapters/ (its `best/` when it has one)."""
     if not value:
         return None
-    text = str(value.get("path") if isinstance(value, dict) else value)
-    for candidate in (ws.root / text, ws.adapters_dir / text):
-        for where in (candidate / "best", candidate):
-            if (where / "adapter_config.json").is_file():
-                return where.resolve()
-    raise InputError(f"adapter {text!r} not found (no adapter_config.json)", path=ws.config_path,
-                     hint="[decisions] adapter is a directory written by peft, or an id under .weightgate/adapters/")
-
-
-def adapter_files_digest(adapter: Path | None) -> str:
-    if adapter is None:
-        return ABSENT
-    files = sorted(p for p in adapter.iterdir() if p.is_file() and p.name.startswith("adapter_"))
-    return digest_value([(p.name, digest_file(p)) for p in files])
+    found = find_adapter(ws, value)
+    if found is None:
+        text = str(value.get("path") if isinstance(value, dict) else value)
+        raise InputError(f"adapter {text!r} not found (no adapter_config.json)", path=ws.config_path,
+                         hint="[decisions] adapter is a directory written by peft, or an id under .weightgate/adapters/")
+    return found
 
 
 def workspace_target(ws: Workspace, config: dict | None = None) -> Target:
@@ -175,7 +167,7 @@ def make_identity(*, target: Target, evalset: EvalSet, cases: list[EvalCase], de
         "model": target.model_id,
         "precision": digest_value(target.precision) if target.precision else ABSENT,
         "precision_spec": precision_spec(target.precision, target.model_dir, device),
-        "adapter": digest_value(target.adapter_decision) if target.adapter_decision else ABSENT,
+        "adapter": adapter_identity(target.adapter_decision, target.adapter),
         "adapter_files": adapter_files_digest(target.adapter),
         "evalset": digest_file(evalset.path),
         "prompt": digest_value({"system": options.system, "few_shot": options.few_shot,

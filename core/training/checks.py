@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from weightgate.core.engine.check import CheckContext, CheckResult
-from weightgate.core.engine.checklist import get_item
+from weightgate.core.engine.checklist import TRAINING_RUN_INPUTS, get_item
 from weightgate.core.engine.digest import ABSENT
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.events import read_events
@@ -49,7 +49,7 @@ from weightgate.core.training.runs import RUN_FILE, read_run
 if TYPE_CHECKING:   # annotations only: the data check itself loads a tokenizer
     from weightgate.core.training.data.prepare import DataReport, PreparedDataset
 
-RUN_INPUTS = ("train_config", "dataset", "model", "precision")   # as core.training.session.FINGERPRINTS
+RUN_INPUTS = TRAINING_RUN_INPUTS
 FOUR_BIT = ("nf4", "fp4")
 # Seeds: "a few hundred excellent examples beat thousands of noisy ones" (LoRA); "do not blindly
 # full fine-tune with <1k examples"; "minimum 1000+ high-quality examples".

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from weightgate.core.engine.checklist import TRAINING_RUN_INPUTS
 from weightgate.core.engine.digest import digest_file
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.fingerprints import Fingerprints, plain
@@ -42,7 +43,7 @@ from weightgate.core.training.model import add_lora, detect_targets, load_base, 
 from weightgate.core.training.plan import plan_batches, total_steps, warmup_steps
 from weightgate.core.weights.verify import verified_snapshot
 
-FINGERPRINTS = ("train_config", "dataset", "model", "precision")
+FINGERPRINTS = TRAINING_RUN_INPUTS
 DEVICE_CHOICES = "auto (a GPU when torch sees one), cpu, cuda, or cuda:N"
 
 

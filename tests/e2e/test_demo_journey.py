@@ -12,10 +12,12 @@ team's would be, so the manifest records its commit and dirty flag."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import tomllib
@@ -28,9 +30,17 @@ from weightgate.core.gates import compute_report
 from weightgate.core.registry.store import list_versions, read_aliases
 
 
-@pytest.mark.timeout(900)
-@pytest.mark.slow
-def test_headless_journey_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+class Journey(NamedTuple):
+    root: Path          # the journey's workspace (the test of the journey changes it)
+    pristine: Path      # a copy taken when the journey ended, for tests that change one input
+    said: list[str]
+    results: list
+    commit: str
+
+
+@pytest.fixture(scope="module")
+def journey(tmp_path_factory, tiny_model_dir: Path) -> Journey:
+    tmp_path = tmp_path_factory.mktemp("journey")
     model = tmp_path / "tiny"
     shutil.copytree(tiny_model_dir, model)
     (model / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
@@ -47,6 +57,14 @@ def test_headless_journey_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path
     commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     said: list[str] = []
     results = run_demo_journey(tmp_path / "demo", say=said.append, model=model)
+    shutil.copytree(tmp_path / "demo", tmp_path / "pristine", symlinks=True)
+    return Journey((tmp_path / "demo").resolve(), (tmp_path / "pristine").resolve(), said, results, commit)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.slow
+def test_headless_journey_on_the_tiny_model(journey: Journey) -> None:
+    said, results, commit = journey.said, journey.results, journey.commit
     text = "\n".join(said)
     assert [r.phase for r in results] == [1, 2, 3, 4, 5, 6]
     assert all(r.seconds > 0 and r.lines for r in results)
@@ -54,7 +72,7 @@ def test_headless_journey_on_the_tiny_model(tmp_path: Path, tiny_model_dir: Path
     phase5 = "\n".join(results[4].lines)
     assert "data check found:" in phase5 and "duplicates" in phase5 and "PII" in phase5
     assert "removed 1 over-long example" in phase5 and "trained in" in phase5 and "gate:" in phase5
-    ws = Workspace((tmp_path / "demo").resolve())
+    ws = Workspace(journey.root)
     name = next(p.name for p in ws.registry_dir.iterdir() if p.is_dir())
     # Shipped as the candidate, checked, promoted: current, and no candidate left.
     assert [v.version for v in list_versions(ws, name)] == ["v1"] and read_aliases(ws, name) == {"current": "v1"}
@@ -134,3 +152,165 @@ def test_headless_journey_stops_when_the_gate_rejects_the_adapter(tmp_path: Path
     assert any(line.startswith("  ✓ gate: rejected") for line in said)
     ws = Workspace((tmp_path / "demo").resolve())
     assert not ws.registry_dir.exists() or not any(ws.registry_dir.iterdir())
+
+
+# --- evidence follows its inputs: each input changed alone on the finished journey ------------
+
+def _set(table: str, key: str, value):
+    def change(root: Path) -> None:
+        def edit(doc):
+            node = doc
+            for part in table.split("."):
+                if part not in node:
+                    node[part] = {}
+                node = node[part]
+            node[key] = value
+        Workspace(root).update_config(edit)
+    return change
+
+
+def _edit_first_expected(relative: str):
+    def change(root: Path) -> None:
+        path = root / relative
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            case = json.loads(line) if line.strip().startswith("{") else None
+            if isinstance(case, dict) and "expected" in case:
+                case["expected"] = f"{case['expected']} (edited)"
+                lines[number] = json.dumps(case)
+                break
+        path.write_text("\n".join(lines) + "\n")
+    return change
+
+
+def _append_training_example(root: Path) -> None:
+    path = root / "data" / "train.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, lines[0]]) + "\n")   # one more example (a duplicate, as a slip would be)
+
+
+def _decided(root: Path) -> dict:
+    return tomllib.loads((root / "weightgate.toml").read_text())["decisions"]
+
+
+def _flip_adapter_byte(root: Path) -> None:
+    from weightgate.core.engine.fingerprints import find_adapter
+
+    path = find_adapter(Workspace(root), _decided(root)["adapter"]) / "adapter_model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def _relock_other_bytes(root: Path) -> None:
+    # The lock naming other bytes for one file: another model, as a re-fetch of a moved revision.
+    path = root / "weightgate.lock"
+    text = path.read_text()
+    at = text.index('sha256 = "') + len('sha256 = "')
+    path.write_text(text[:at] + ("0" if text[at] != "0" else "1") + text[at + 1:])
+
+
+def _reship_under_the_same_number(root: Path) -> None:
+    # Version v1 deleted and shipped again: same label, another identity.
+    name, _, version = _decided(root)["release"].partition("@")
+    manifest = Workspace(root).registry_dir / name / version / "manifest.toml"
+    manifest.write_text(manifest.read_text().replace("created = ", "created = 1", 1))
+
+
+def _touch_first_weight(root: Path) -> None:
+    from weightgate.core.engine.lock import read_lock, snapshot_dir
+
+    ws = Workspace(root)
+    lock = read_lock(ws)
+    path = snapshot_dir(ws, lock) / sorted(f.path for f in lock.files)[0]
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+
+# One change per input of the table (engine.fingerprints.INPUTS), each as a person would make it.
+PERTURBATIONS = {
+    "requirements": _set("requirements", "notes", "reviewed with the product owner"),
+    "candidates": lambda root: Workspace(root).update_config(lambda doc: doc["candidates"][0].__setitem__(
+        "notes", "re-read the model card")),
+    "choice": _set("decisions", "model", "someone/another-model"),
+    "model": _relock_other_bytes,
+    "weights_on_disk": _touch_first_weight,
+    "precision": _set("decisions", "precision", "bf16"),
+    "adapter": _flip_adapter_byte,
+    "evalset.task": _edit_first_expected("evals/task.jsonl"),
+    "evalset.general": _edit_first_expected("evals/general.jsonl"),
+    "dataset": _append_training_example,
+    "train_config": _set("training", "eval_every", 21),
+    "gate_config": _set("training", "general_tolerance", 0.99),
+    "data_config": _set("data", "notes", "thresholds reviewed"),
+    "memory_settings": _set("settings", "headroom", 0.35),
+    "quant_settings": _set("settings", "quant_tolerance", 0.06),
+    "prices": _set("settings", "price_per_hour", 1.0),
+    "release": _reship_under_the_same_number,
+}
+
+
+def _statuses(root: Path) -> dict[str, str]:
+    report = compute_report(Workspace(root), record=False)
+    return {status.item.id: status.status for phase in report.phases for status in phase.items}
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.slow
+def test_every_input_moves_exactly_the_items_that_name_it(journey: Journey, tmp_path: Path) -> None:
+    """The dependency table (Item.inputs) proven by perturbation: on the finished journey, change
+    one input alone; every item whose status moves names that input, and every recorded item
+    that names it no longer passes on the old record. Every record in the log carries exactly
+    its item's inputs."""
+    from weightgate.core.engine.checklist import FINETUNING_DECISION_INPUTS, get_item
+    from weightgate.core.engine.evidence import read_evidence
+    from weightgate.core.engine.fingerprints import INPUTS
+    from weightgate.core.evaluation.finetune_need import FINETUNING_DECISION
+    from weightgate.core.gates import LIVE_CHECKS
+
+    assert set(PERTURBATIONS) == set(INPUTS), "every input of the table is perturbed"
+    records = read_evidence(Workspace(journey.pristine))
+    assert len(records) > 60
+    for record in records:
+        declared = FINETUNING_DECISION_INPUTS if record.item == FINETUNING_DECISION else get_item(record.item).inputs
+        assert set(record.fingerprints) == set(declared), (record.item, record.kind, sorted(record.fingerprints))
+    before = _statuses(journey.pristine)
+    assert before["tune.gate"] == "pass" and before["ship.canary"] == "pass"
+    # The weights live outside the workspace: the one perturbation of them is undone after.
+    weights_restore = []
+    for name, change in PERTURBATIONS.items():
+        root = tmp_path / name.replace(".", "_")
+        shutil.copytree(journey.pristine, root, symlinks=True)
+        if name == "weights_on_disk":
+            from weightgate.core.engine.lock import read_lock, snapshot_dir
+            ws = Workspace(root)
+            lock = read_lock(ws)
+            weight = snapshot_dir(ws, lock) / sorted(f.path for f in lock.files)[0]
+            weights_restore.append((weight, weight.stat()))
+        try:
+            change(root)
+            after = _statuses(root)
+        finally:
+            for weight, stat in weights_restore:
+                os.utime(weight, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            weights_restore.clear()
+        naming = {item for item in before if name in get_item(item).inputs}
+        moved = {item: (before[item], after[item]) for item in before if before[item] != after[item]}
+        assert not {item: m for item, m in moved.items() if item not in naming}, (name, moved)
+        recorded = [item for item in naming if item not in LIVE_CHECKS and before[item] in ("pass", "fail")]
+        assert recorded or name in ("choice", "candidates", "prices"), name
+        for item in recorded:
+            assert after[item] in ("stale", "fail", "todo"), (name, item, after[item])
+        shutil.rmtree(root)
+    # The gate was measured at fp32: at bf16 nobody has gated the adapter.
+    root = tmp_path / "why"
+    shutil.copytree(journey.pristine, root, symlinks=True)
+    PERTURBATIONS["precision"](root)
+    done = subprocess.run([sys.executable, "-m", "weightgate", "-w", str(root), "status", "--why", "tune.gate",
+                           "--json"], capture_output=True, text=True, timeout=120)
+    why = json.loads(done.stdout)
+    assert done.returncode == 1 and why["status"] == "stale" and why["changed"] == ["precision"], why
+    assert {state["input"] for state in why["inputs"]} == set(get_item("tune.gate").inputs)
+    text = subprocess.run([sys.executable, "-m", "weightgate", "-w", str(root), "status", "--why", "tune.gate"],
+                          capture_output=True, text=True, timeout=120).stdout
+    assert "precision" in text and "<- changed" in text and "[decisions] precision" in text

@@ -11,10 +11,11 @@ import typer
 
 from weightgate.core.engine import evidence
 from weightgate.core.engine.checklist import get_item
+from weightgate.core.engine.dependencies import render_why
 from weightgate.core.engine.errors import WeightgateError
 from weightgate.core.engine.status import Report, override_line
 from weightgate.core.engine.workspace import init_workspace
-from weightgate.core.gates import compute_report
+from weightgate.core.gates import compute_report, explain_item
 from weightgate.tui.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -57,11 +58,17 @@ def status(as_json: JsonOpt = False,
            gate: Annotated[Optional[int], typer.Option("--gate", min=1, max=6,
                                                       help="Exit 1 unless phase N is open.")] = None,
            phase: Annotated[Optional[int], typer.Option("--phase", min=1, max=6,
-                                                       help="Show only phase N's items.")] = None) -> None:
+                                                       help="Show only phase N's items.")] = None,
+           why: Annotated[Optional[str], typer.Option(
+               "--why", metavar="ITEM",
+               help="One item's inputs: fingerprints when decided and today, and which changed.")] = None) -> None:
     """Phases, items and what holds each gate.
 
-    Exit 1 when an open phase has a failed or stale item, or with --gate N while phase N is locked."""
+    Exit 1 when an open phase has a failed or stale item, or with --gate N while phase N is locked;
+    with --why ITEM, exit 1 when that item does not pass."""
     ws = workspace(as_json)
+    if why is not None:
+        _status_why(ws, why, as_json)
     try:
         report = compute_report(ws)
     except WeightgateError as exc:
@@ -74,6 +81,15 @@ def status(as_json: JsonOpt = False,
     if gate is not None and report.phase(gate).locked:
         raise typer.Exit(EXIT_FAILED)
     raise typer.Exit(EXIT_FAILED if failing else EXIT_OK)
+
+
+def _status_why(ws, item_id: str, as_json: bool) -> None:
+    try:
+        explained = explain_item(ws, item_id)
+    except WeightgateError as exc:
+        fail(exc, as_json)
+    print(json.dumps(explained.to_dict(), indent=2, default=str) if as_json else render_why(explained))
+    raise typer.Exit(EXIT_OK if explained.status in ("pass", "waived", "not-needed") else EXIT_FAILED)
 
 
 @command(commands)

@@ -12,6 +12,7 @@ import pytest
 from helpers import rewrite_cases, set_decision, tiny_workspace
 
 from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.fingerprints import Fingerprints
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation import runner
 from weightgate.core.evaluation.generation import build_messages, generate_all, generation_settings, render
@@ -144,7 +145,9 @@ def test_identity_follows_the_adapter_and_the_adapter_loads(tmp_path, tiny_model
     assert with_adapter["digest"] != base["digest"] and with_adapter["components"]["adapter"] != "absent"
     make_adapter(tiny_model_dir, ws.adapters_dir / "a1" / "best", seed=1)   # retrained in place
     retrained = identity(ws)
-    assert retrained["components"]["adapter"] == with_adapter["components"]["adapter"]
+    # The same decision, other bytes: another adapter, for the run and for the evidence alike.
+    assert retrained["components"]["adapter"] != with_adapter["components"]["adapter"]
+    assert retrained["components"]["adapter"] == Fingerprints(ws).get("adapter")
     assert retrained["components"]["adapter_files"] != with_adapter["components"]["adapter_files"]
     assert retrained["digest"] != with_adapter["digest"]
     plan = plan_eval(ws, "task", limit=3)
