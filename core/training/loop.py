@@ -40,6 +40,7 @@ device: nccl reduces CUDA tensors only; on the CPU the backend is gloo.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -173,8 +174,6 @@ def _memory_bytes(device: str) -> int:
 
 
 def _autocast(setup: LoopSetup) -> Any:
-    import contextlib
-
     import torch  # lazy: torch only where it runs, never at import
 
     if not setup.autocast:

@@ -53,13 +53,3 @@ def make_scaler(plan: dict, device: str) -> Any:
 
     return torch.amp.GradScaler("cuda" if str(device).startswith("cuda") else "cpu")
 
-
-def autocast(plan: dict, device: str) -> Any:
-    """The autocast context of a forward pass (a null context for fp32 compute)."""
-    import contextlib
-
-    import torch  # lazy: torch only where it runs, never at import
-
-    if not plan.get("autocast"):
-        return contextlib.nullcontext()
-    return torch.autocast("cuda" if str(device).startswith("cuda") else "cpu", dtype=getattr(torch, plan["autocast"]))
