@@ -39,7 +39,11 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0,
     "max_grad_norm": 1.0,
     "divergence_factor": DEFAULT_DIVERGENCE_FACTOR,
+    "optimizer": "adamw",
+    "attn_implementation": "auto",
 }
+OPTIMIZERS = ("adamw", "paged_adamw_8bit")
+ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
 # Keys of the table that are not training hyperparameters (the keep-or-reject gate reads them).
 GATE_KEYS = ("task_margin", "general_tolerance")
 
@@ -62,6 +66,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR
+    optimizer: str = "adamw"                 # "paged_adamw_8bit": bitsandbytes' PagedAdamW8bit (the QLoRA recipe)
+    attn_implementation: str = "auto"        # auto: flash_attention_2 where installed and supported, else sdpa
     notes: list[str] = field(default_factory=list)   # what was defaulted, for the documented config
 
     def to_dict(self) -> dict:
@@ -137,6 +143,12 @@ def read_training_config(table: dict | None, *, config_path: Path | None = None,
     if not isinstance(values["gradient_checkpointing"], bool):
         raise bad("gradient_checkpointing", f"must be true or false, got {values['gradient_checkpointing']!r}",
                   "gradient_checkpointing = false")
+    if values["optimizer"] not in OPTIMIZERS:
+        raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {values['optimizer']!r}",
+                  'optimizer = "paged_adamw_8bit" (8-bit state, paged to the host under memory spikes) or "adamw"')
+    if values["attn_implementation"] not in ATTENTION:
+        raise bad("attn_implementation", f"must be one of {', '.join(ATTENTION)}, got {values['attn_implementation']!r}",
+                  'attn_implementation = "auto" (flash_attention_2 where installed and supported, else sdpa)')
     targets = values["target_modules"]
     if targets != "auto" and not (isinstance(targets, list) and targets
                                   and all(isinstance(t, str) and t for t in targets)):

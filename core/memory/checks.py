@@ -18,6 +18,7 @@ import tomlkit
 
 from weightgate.core.engine.evidence import record_result
 from weightgate.core.memory import estimate as memory
+from weightgate.core.memory.capability import capability_for, record_compute_decision
 from weightgate.core.memory.estimate import CPU_FIRST_USE_BYTES, canonical_precision, estimate, size_text
 from weightgate.core.memory.precision import METHOD_NAMES, MemoryReport, estimate_for_workspace
 
@@ -228,6 +229,8 @@ def record_fit(ws: Any, precision: str | None = None, *, context: int | None = N
                 decisions["training_method"] = training.method
                 decisions["training_reason"] = train_reason
         ws.update_config(change)
+    if report.device == "cuda":
+        record_compute_decision(ws, capability_for(device if str(device).startswith("cuda") else "cuda"))
     statuses = _record_memory_evidence(ws, report, chosen, record_result)
     return FitResult(report, chosen, recommended, reason, statuses, train_precision,
                      training.method if training else "", train_reason)

@@ -42,6 +42,12 @@ training     adapter P = sum r (in + out) over the targets, in fp32 (peft's defa
              + top: final norm input 4h per token and the loss's log_softmax T x V x 4;
              + transient at the start of backward: its gradient and the logits' gradient
                (2 x T x V x 4) and the LoRA grads.
+             Eager attention adds softmax's saved output: heads x seq per token and layer at
+             fp32 (+ its cast below fp32); sdpa and flash_attention_2 keep no scores.
+             Optimizer: AdamW 8P; paged 8-bit AdamW (bitsandbytes) 2 bytes a parameter + block
+             absmax and quantile maps, for tensors of 4096+ elements (see optimizer_state_bytes).
+             Half compute (fp16 / bf16, by the GPU: core.memory.capability) trains under
+             autocast, which caches a half copy of the fp32 adapter: 2P.
              Gradient checkpointing keeps only each layer's input (L x T x h x b) plus one
              layer recomputed. Compare Korthikanti et al. 2022 ("Reducing Activation
              Recomputation in Large Transformer Models", eq. 1: sbh(34 + 5as/h) for GPT with
@@ -69,6 +75,7 @@ from typing import Iterable
 
 from weightgate.core.engine.errors import InputError
 from weightgate.core.memory.layout import ATTENTION_ROLES, DTYPE_BYTES, MLP_ROLES, Layout, Linear
+from weightgate.core.memory.capability import training_amp
 from weightgate.core.memory.loading import ALIASES, CANONICAL, precision_spec
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
@@ -83,6 +90,9 @@ BNB_NESTED_BLOCKSIZE = 256               # double quantization: absmax of absmax
 BNB_4BIT_CODE_BYTES = 16 * 4             # quant_state.code: 16 fp32 values
 BNB_OFFSET_BYTES = 4                     # quant_state.offset (double quantization)
 BNB_NESTED_CODE_BYTES = 256 * 4          # state2.code: the 8-bit dynamic map, fp32
+
+BNB_OPTIM_MIN_8BIT_SIZE = 4096          # bitsandbytes' 8-bit optimizers: smaller tensors keep fp32 state
+BNB_OPTIM_BLOCKSIZE = 256                # blockwise 8-bit state: one fp32 absmax per 256 elements
 
 CUDA_OVERHEAD_BYTES = 500 * MiB          # CUDA context + cuBLAS workspace + allocator slack
 # CPU, measured on this stack (tests/bench/memory_accuracy.py prints today's figures). The
@@ -116,11 +126,12 @@ def canonical_precision(name: str, native: str = "fp32") -> str:
     return value
 
 
-def loader_dtype(precision: str, device: str) -> str:
+def loader_dtype(precision: str, device: str, capability=None) -> str:
     """The dtype the loader gives the non-quantized tensors (and computes in): the eval engine's
-    own rule (core.memory.loading.precision_spec), so the estimate follows what is loaded."""
+    own rule (core.memory.loading.precision_spec, bf16 or fp16 by the GPU's capability), so the
+    estimate follows what is loaded."""
 
-    return precision_spec(precision, None, device)["dtype"]
+    return precision_spec(precision, None, device, capability, check=False)["dtype"]
 
 
 def is_cuda(device: str) -> bool:
@@ -161,10 +172,10 @@ class Weights:
 
 
 def weights(layout: Layout, precision: str, device: str = "cuda", *, double_quant: bool = True,
-            upcast_kept: bool = False) -> Weights:
+            upcast_kept: bool = False, capability=None) -> Weights:
     """Weight memory at `precision`. upcast_kept: k-bit training preparation (peft's
     prepare_model_for_kbit_training) casts every non-quantized 16-bit tensor to fp32."""
-    kept_dtype = loader_dtype(precision, device)
+    kept_dtype = loader_dtype(precision, device, capability)
     if upcast_kept and precision in QUANTIZED:
         kept_dtype = "float32"
     kept_bytes_each = DTYPE_BYTES[kept_dtype]
@@ -231,6 +242,31 @@ def lora_parameters(layout: Layout, r: int = 16, targets: str | Iterable[str] | 
     return sum(r * (l.in_features + l.out_features) * l.count for l in lora_targets(layout, targets, method))
 
 
+def lora_shapes(layout: Layout, r: int, targets, method: str = "lora") -> list[tuple[int, int]]:
+    """(elements, how many) of each LoRA tensor: lora_A (r x in) and lora_B (out x r) per target."""
+    shapes = []
+    for lin in lora_targets(layout, targets, method):
+        shapes += [(r * lin.in_features, lin.count), (lin.out_features * r, lin.count)]
+    return shapes
+
+
+def optimizer_state_bytes(shapes: list[tuple[int, int]], optimizer: str = "adamw") -> int:
+    """AdamW's two moments: fp32 (8 bytes a parameter); bitsandbytes' (paged) 8-bit AdamW keeps
+    them as uint8 with an fp32 absmax per 256-element block and a 256-entry fp32 quantile map
+    each, but only for tensors of 4096+ elements (smaller ones keep fp32 state), measured on
+    bitsandbytes 0.50. Paging moves the state to host memory under pressure; it is counted
+    on the device, where it lives while it fits."""
+    if optimizer == "adamw":
+        return sum(8 * n * count for n, count in shapes)
+    total = 0
+    for n, count in shapes:
+        if n < BNB_OPTIM_MIN_8BIT_SIZE:
+            total += 8 * n * count
+        else:
+            total += (2 * n + 2 * 4 * -(-n // BNB_OPTIM_BLOCKSIZE) + 2 * 256 * 4) * count
+    return total
+
+
 @dataclass
 class TrainingSetup:
     method: str = "lora"                  # "lora" (16/32-bit or int8 base) | "qlora" (4-bit base)
@@ -241,6 +277,8 @@ class TrainingSetup:
     gradient_checkpointing: bool | None = None   # None: on for QLoRA (peft's k-bit preparation), off for LoRA
     dropout: float = 0.05
     upcast_kept: bool = True              # QLoRA's k-bit preparation casts 16-bit non-quantized tensors to fp32
+    optimizer: str = "adamw"              # "adamw" (fp32 state) | "paged_adamw_8bit" (bitsandbytes, 8-bit state)
+    attn_implementation: str = "sdpa"     # "sdpa" | "flash_attention_2" (same memory) | "eager" (keeps the scores)
     notes: list[str] = field(default_factory=list)   # how the settings were read (shown with the estimate)
 
     def __post_init__(self) -> None:
@@ -267,6 +305,9 @@ def training_activation_bytes(layout: Layout, setup: TrainingSetup, dtype_bytes:
                 else a * len({fan_in for fan_in, _ in per_layer_targets}) * h)
     lora += sum(a * setup.r * n for _, n in per_layer_targets)
     per_token_layer = 8 * h + b * (2 * h + 2 * kv) + 3 * b * inter + lora + 4 * layout.num_heads + 8
+    if setup.attn_implementation == "eager":
+        # Eager attention keeps softmax's fp32 output and, below fp32, its cast: heads x seq per token.
+        per_token_layer += layout.num_heads * setup.seq * (4 + (b if b != 4 else 0))
     one_layer = tokens * per_token_layer
     if setup.gradient_checkpointing:
         saved_layers = layers * tokens * h * b + one_layer
@@ -330,16 +371,19 @@ class Estimate:
 
 def estimate(layout: Layout, precision: str, *, batch: int = 1, seq: int | None = None, device: str = "cuda",
              training: TrainingSetup | None = None, budget: int | None = None, headroom: float = 0.3,
-             full_logits: bool = False, double_quant: bool = True, tokenizer_bytes: int = 0) -> Estimate:
-    """Inference (training=None) or LoRA/QLoRA training at `precision`: breakdown and total."""
+             full_logits: bool = False, double_quant: bool = True, tokenizer_bytes: int = 0,
+             capability=None) -> Estimate:
+    """Inference (training=None) or LoRA/QLoRA training at `precision`: breakdown and total.
+    `capability` (core.memory.capability): the GPU's, which decides bf16 or fp16."""
     precision = canonical_precision(precision, layout.native_precision)
-    compute = loader_dtype(precision, device)
+    compute = loader_dtype(precision, device, capability)
     if training is not None:
         return _training_estimate(layout, precision, training, device=device, budget=budget, headroom=headroom,
-                                  compute=compute, double_quant=double_quant, tokenizer_bytes=tokenizer_bytes)
+                                  compute=compute, double_quant=double_quant, tokenizer_bytes=tokenizer_bytes,
+                                  capability=capability)
     seq = int(seq or 1)
     b = DTYPE_BYTES[compute]
-    w = weights(layout, precision, device, double_quant=double_quant)
+    w = weights(layout, precision, device, double_quant=double_quant, capability=capability)
     kv = kv_cache_bytes(layout, batch, seq, b)
     act = inference_activation_bytes(layout, batch, seq, b, full_logits=full_logits)
     workspace = matmul_workspace(layout, precision, b, device, batch * seq)
@@ -353,12 +397,14 @@ def estimate(layout: Layout, precision: str, *, batch: int = 1, seq: int | None 
 
 
 def _training_estimate(layout: Layout, precision: str, setup: TrainingSetup, *, device: str, budget: int | None,
-                       headroom: float, compute: str, double_quant: bool, tokenizer_bytes: int) -> Estimate:
+                       headroom: float, compute: str, double_quant: bool, tokenizer_bytes: int,
+                       capability=None) -> Estimate:
     method = setup.method
     # peft's prepare_model_for_kbit_training runs for a 4-bit base only (core.training.model:
     # QLoRA); LoRA on an int8 base keeps the loader's dtypes.
     upcast = setup.upcast_kept and precision in FOUR_BIT
-    w = weights(layout, precision, device, double_quant=double_quant, upcast_kept=upcast)
+    w = weights(layout, precision, device, double_quant=double_quant, upcast_kept=upcast, capability=capability)
+    amp = training_amp(precision_spec(precision, None, device, capability, check=False))
     b = DTYPE_BYTES[compute]
     if upcast and is_cuda(device):
         b = 4   # k-bit preparation: fp32 embeddings and norms keep the residual stream in fp32
@@ -366,14 +412,17 @@ def _training_estimate(layout: Layout, precision: str, setup: TrainingSetup, *, 
     act = training_activation_bytes(layout, setup, b, device)
     adapter = 4 * params                                  # fp32 adapter: also the master copy
     grads = 4 * params
-    optimizer = 8 * params                                # AdamW exp_avg + exp_avg_sq, fp32
+    optimizer = optimizer_state_bytes(lora_shapes(layout, setup.r, setup.targets, method), setup.optimizer)
+    # Autocast keeps a half copy of each fp32 adapter weight for the forward (its cast cache).
+    autocast_cache = 2 * params if amp["autocast"] else 0
     workspace = matmul_workspace(layout, precision, b, device, setup.batch * setup.seq)
     modules = sum(t.count for t in lora_targets(layout, setup.targets, method))
     over = overhead(device, tokenizer_bytes=tokenizer_bytes, training=True, lora_modules=modules)
-    breakdown = {"weights": w.total, "adapter": adapter + grads, "optimizer": optimizer,
+    breakdown = {"weights": w.total, "adapter": adapter + grads + autocast_cache, "optimizer": optimizer,
                  "activations": act["total"] + workspace, "overhead": sum(over.values())}
     details = {"weights": asdict(w), "activations": act, "matmul_workspace": workspace, "compute_dtype": compute,
-               "overhead": over,
+               "overhead": over, "amp": amp, "autocast_cache_bytes": autocast_cache,
+               "optimizer": setup.optimizer, "attn_implementation": setup.attn_implementation,
                "activation_bytes": b, "lora_parameters": params, "adapter_bytes": adapter, "gradient_bytes": grads}
     return Estimate(precision, device, "training", setup.batch, setup.seq, breakdown, details, budget, headroom,
                     training={**setup.to_dict(), "lora_parameters": params})
@@ -408,18 +457,20 @@ def estimate_all(layout: Layout, precisions: Iterable[str] | None = None, **kwar
     return [estimate(layout, p, **kwargs) for p in (precisions or shown_precisions(layout))]
 
 
-def candidate_precisions(layout: Layout) -> list[str]:
+def candidate_precisions(layout: Layout, *, bf16: bool = True) -> list[str]:
     """The order of preference, largest first: the native dtype, the other 16-bit format, int8
     (LLM.int8) before 4-bit, NF4 before FP4. bf16 and fp16 (nf4 and fp4) cost the same bytes:
     the second of each pair is considered and shown, but fits only when the first does, so the
     first is the one chosen (bf16 keeps fp32's range; NF4 suits normally distributed weights).
     fp32 is a candidate only for an fp32 model: upcasting a 16-bit model adds memory, no
-    precision."""
+    precision. bf16=False (a GPU without native bfloat16): bf16 is no candidate."""
     native = layout.native_precision
     if native == "fp32":
         sixteen = ["fp32", *SIXTEEN_BIT]
     else:
         sixteen = [native, *(p for p in SIXTEEN_BIT if p != native)]
+    if not bf16:
+        sixteen = [p for p in sixteen if p != "bf16"] or ["fp16"]
     return sixteen + ["int8", *FOUR_BIT]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from weightgate.core.engine.errors import InputError
+from weightgate.core.memory.capability import capability_for, half_choice, refuse_bf16
 
 # Counts model.generate calls in this process: tests prove that re-scoring generates nothing.
 CALLS = {"generate": 0, "load": 0}
@@ -60,13 +61,19 @@ def native_precision(model_dir: Path | None) -> str:
     return PRECISION_OF_DTYPE.get(dtype, "fp32")
 
 
-def precision_spec(value: Any, model_dir: Path | None = None, device: str = "cpu") -> dict:
+def precision_spec(value: Any, model_dir: Path | None = None, device: str = "cpu",
+                   capability: Any = None, *, check: bool = True) -> dict:
     """Everything about a precision that changes outputs: the canonical name, the dtype of the
     modules that stay unquantized, and bitsandbytes' settings. On the CPU the unquantized parts
-    and the 4-bit compute run in float32 (CPUs have no fast half precision)."""
+    and the 4-bit compute run in float32 (CPUs have no fast half precision); on a GPU in
+    bfloat16 where it is native, else float16 (core.memory.capability: `capability` fakes a
+    GPU in tests). A bf16 on a GPU without it is refused (`check`; an estimate only sizes it)."""
     name = precision_name(value, model_dir)
     cuda = device.startswith("cuda")
-    half = "bfloat16" if cuda else "float32"
+    cap = capability_for(device, capability)
+    half = half_choice(cap)[0]
+    if name == "bf16" and cuda and check:
+        refuse_bf16(cap)
     # On the CPU, subnormal floats flush to zero: activations of real models (the demo's) hit
     # subnormal products, which x86 computes 5-15x slower. It can change a last bit of a logit,
     # so it is part of the precision, and of the run identity.
@@ -74,6 +81,7 @@ def precision_spec(value: Any, model_dir: Path | None = None, device: str = "cpu
     if name in DTYPE_OF:
         return {"name": name, "dtype": DTYPE_OF[name], "quantization": None, "flush_denormal": flush}
     if name == "int8":
+        # LLM.int8's matmul computes in float16 on a GPU, whatever the GPU.
         return {"name": name, "dtype": "float16" if cuda else "float32", "flush_denormal": flush,
                 "quantization": {"method": "bitsandbytes", "bits": 8, "threshold": 6.0}}
     return {"name": name, "dtype": half, "flush_denormal": flush,
@@ -134,7 +142,7 @@ def bnb_config(quant: dict) -> Any:
 
 
 def load_model(model_dir: str | Path, precision: Any = "native", adapter: str | Path | None = None,
-               device: str | None = None) -> LoadedModel:
+               device: str | None = None, attn_implementation: str = "sdpa") -> LoadedModel:
     """The model at `precision` (fp32/bf16/fp16, or int8/nf4/fp4 through bitsandbytes, which
     runs on the CPU too), with a peft adapter on top when given, in eval mode; and its tokenizer
     set up for left padding. Safetensors only: remote code is never trusted here."""
@@ -153,7 +161,7 @@ def load_model(model_dir: str | Path, precision: Any = "native", adapter: str | 
         spec["flush_denormal"] = False
         warnings.warn("cannot flush subnormal floats in every CPU thread here; computing them (slower)")
     kwargs: dict[str, Any] = {"dtype": getattr(torch, spec["dtype"]), "use_safetensors": True,
-                              "trust_remote_code": False}
+                              "trust_remote_code": False, "attn_implementation": attn_implementation}
     quant = spec["quantization"]
     if quant:
         kwargs["quantization_config"] = bnb_config(quant)

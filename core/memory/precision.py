@@ -28,6 +28,7 @@ from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.lock import model_dir, read_lock
 from weightgate.core.engine.training_config import read_training_config
 from weightgate.core.engine.workspace import key_line
+from weightgate.core.memory.capability import capability_for, half_choice
 from weightgate.core.memory.devices import budget_bytes, snapshot
 from weightgate.core.memory.estimate import (
     FOUR_BIT,
@@ -200,7 +201,8 @@ def recommend(estimates: list[Estimate], *, training: bool = False, method: str 
 def estimate_report(layout: Layout, source: str, *, context: int | None = None, batch: int = 1, device: str = "cpu",
                     budget: Budget | None = None, headroom: float = DEFAULT_HEADROOM, train: str | None = None,
                     train_setup: TrainingSetup | None = None, precisions: list[str] | None = None,
-                    tokenizer_bytes: int = 0, model_context: int | None = None) -> MemoryReport:
+                    tokenizer_bytes: int = 0, model_context: int | None = None,
+                    capability: Any = None) -> MemoryReport:
     """Every precision's inference (and, with train, training) estimate and the choices. Pure:
     the TUI calls this on every key press with a layout it computed once.
 
@@ -219,8 +221,13 @@ def estimate_report(layout: Layout, source: str, *, context: int | None = None, 
         notes.append(f"the target context {context} exceeds the model's {model_context}")
     budget = budget or Budget(None, "unknown")
     order = list(precisions or shown_precisions(layout))
-    candidates = [p for p in candidate_precisions(layout) if p in order]
-    common = dict(device=device, budget=budget.bytes, headroom=headroom, tokenizer_bytes=tokenizer_bytes)
+    cap = capability_for(device, capability)
+    bf16 = cap.kind != "cuda" or cap.bf16
+    if not bf16:
+        notes.append(half_choice(cap)[1] + ": bf16 is shown, not chosen")
+    candidates = [p for p in candidate_precisions(layout, bf16=bf16) if p in order]
+    common = dict(device=device, budget=budget.bytes, headroom=headroom, tokenizer_bytes=tokenizer_bytes,
+                  capability=capability)
     inference = [estimate(layout, p, batch=batch, seq=context, **common) for p in order]
     report = MemoryReport(source, layout, device, context, batch, budget, headroom, inference, notes=notes,
                           candidates=candidates)
@@ -362,8 +369,10 @@ def training_setup(train: str, targets: dict, context: int) -> TrainingSetup:
         notes.append("[training] micro_batch = \"auto\": the trainer picks the largest that fits; estimated at 1")
     else:
         batch = int(cfg.micro_batch)
+    attention = cfg.attn_implementation if cfg.attn_implementation != "auto" else "sdpa"   # flash: same memory
     return TrainingSetup(method=train, r=cfg.r, targets=cfg.target_modules, batch=batch, seq=seq,
-                         gradient_checkpointing=cfg.gradient_checkpointing, dropout=cfg.dropout, notes=notes)
+                         gradient_checkpointing=cfg.gradient_checkpointing, dropout=cfg.dropout, notes=notes,
+                         optimizer=cfg.optimizer, attn_implementation=attention)
 
 
 def workspace_metadata(ws: Any) -> Any:
@@ -377,7 +386,8 @@ def workspace_metadata(ws: Any) -> Any:
 
 
 def estimate_for_workspace(ws: Any, *, context: int | None = None, batch: int | None = None, train: str | None = None,
-                           device: str | None = None, snapshot: Any = None, metadata: Any = None) -> MemoryReport:
+                           device: str | None = None, snapshot: Any = None, metadata: Any = None,
+                           capability: Any = None) -> MemoryReport:
     config = plain(ws.config())
     targets = workspace_targets(config, config_path=ws.config_path)
     meta = metadata if metadata is not None else workspace_metadata(ws)
@@ -391,7 +401,7 @@ def estimate_for_workspace(ws: Any, *, context: int | None = None, batch: int | 
     budget = resolve_budget(where, snap, budget_gib=targets["budget_gib"], device_spec=device)
     return estimate_report(layout, str(meta.source), context=context, batch=batch, device=where, budget=budget,
                            headroom=targets["headroom"], train_setup=setup, tokenizer_bytes=tokenizer_bytes(meta),
-                           model_context=meta.context_length)
+                           model_context=meta.context_length, capability=capability)
 
 
 # --- text -------------------------------------------------------------------------------------

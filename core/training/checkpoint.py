@@ -2,7 +2,8 @@
 
     <run>/checkpoints/step-000040/
         adapter.safetensors   the trainable (LoRA) tensors, by parameter name
-        optimizer.pt          AdamW's state_dict (exp_avg, exp_avg_sq, step per parameter)
+        optimizer.pt          the optimizer's state_dict (AdamW's exp_avg, exp_avg_sq, step per parameter)
+        scaler.pt             fp16 runs: the gradient scaler's state (scale, growth tracker)
         rng.json              python / numpy RNG states; torch's (CPU and CUDA) in rng.pt
         state.json            step, epoch, position in the data order, best val loss, loss minimum
         manifest.json         sha256 + size of every file above: written last
@@ -36,6 +37,7 @@ from weightgate.core.engine.errors import InputError
 MANIFEST = "manifest.json"
 LATEST = "latest.json"
 FILES = ("adapter.safetensors", "optimizer.pt", "rng.pt", "rng.json", "state.json")
+SCALER = "scaler.pt"
 KEEP = 2   # step checkpoints kept on disk (the latest and the one before, in case the latest is damaged)
 
 
@@ -90,7 +92,7 @@ def set_rng_state(plain: dict, tensors: dict) -> None:
             torch.cuda.set_rng_state(cuda)
 
 
-def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, state: dict) -> Path:
+def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, state: dict, *, scaler: Any = None) -> Path:
     """Write step `step`'s checkpoint atomically; return its directory."""
     import torch  # lazy: torch only where it runs, never at import
     from safetensors.torch import save_file  # lazy: safetensors only where it runs, never at import
@@ -107,8 +109,12 @@ def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, state: di
     torch.save(tensors, tmp / "rng.pt")
     (tmp / "rng.json").write_text(json.dumps(plain))
     (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+    files = FILES
+    if scaler is not None:
+        torch.save(scaler.state_dict(), tmp / SCALER)
+        files = (*FILES, SCALER)
     manifest = {}
-    for file in FILES:
+    for file in files:
         _fsync_file(tmp / file)
         manifest[file] = {"sha256": _sha256(tmp / file), "size": (tmp / file).stat().st_size}
     (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": manifest}, indent=2))
@@ -176,8 +182,11 @@ def latest_checkpoint(root: Path) -> Path | None:
     return None
 
 
-def load_checkpoint(directory: Path, model: Any, optimizer: Any, *, restore_rng: bool = True) -> dict:
-    """Put the checkpoint's adapter, optimizer state (and RNG) back; return its state.json."""
+def load_checkpoint(directory: Path, model: Any, optimizer: Any, *, restore_rng: bool = True,
+                    scaler: Any = None) -> dict:
+    """Put the checkpoint's adapter, optimizer state, gradient scaler (and RNG) back; return its
+    state.json. An fp16 run's checkpoint without the scaler's state is refused: resuming at
+    another scale would not continue the run exactly."""
     import torch  # lazy: torch only where it runs, never at import
     from safetensors.torch import load_file  # lazy: safetensors only where it runs, never at import
 
@@ -196,6 +205,11 @@ def load_checkpoint(directory: Path, model: Any, optimizer: Any, *, restore_rng:
     # Onto the CPU first: load_state_dict moves each state tensor to its parameter's device (a
     # rank on cuda:1 must not materialise rank 0's cuda:0 tensors on cuda:0).
     optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu"))
+    if scaler is not None:
+        if not (directory / SCALER).is_file():
+            raise InputError("checkpoint has no gradient scaler state, and this run trains at fp16 with one",
+                             path=directory, hint="resume with the precision the run started with")
+        scaler.load_state_dict(torch.load(directory / SCALER, weights_only=True))
     if restore_rng:
         set_rng_state(json.loads((directory / "rng.json").read_text()),
                       torch.load(directory / "rng.pt", weights_only=True, map_location="cpu"))
@@ -272,3 +286,16 @@ def check_restore(directory: Path, model: Any, optimizer: Any, build_fresh: Call
     states = sum(len(v) for v in optimizer.state_dict()["state"].values())
     return {"ok": not problems, "checkpoint": str(directory), "adapter_tensors": tensors,
             "optimizer_tensors": states, "differences": problems[:20]}
+
+
+def check_scaler_restore(directory: Path, scaler: Any, make_scaler: Callable[[], Any], result: dict) -> dict:
+    """`result` of check_restore, with the gradient scaler's state restored into a fresh scaler
+    and compared with the live one (scale, growth tracker and factors)."""
+    import torch  # lazy: torch only where it runs, never at import
+
+    fresh = make_scaler()
+    fresh.load_state_dict(torch.load(Path(directory) / SCALER, weights_only=True))
+    problems: list[str] = []
+    _differences(scaler.state_dict(), fresh.state_dict(), "scaler", problems)
+    differences = result["differences"] + problems
+    return {**result, "ok": result["ok"] and not problems, "differences": differences[:20], "scaler": True}

@@ -40,6 +40,7 @@ device: nccl reduces CUDA tensors only; on the CPU the backend is gloo.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -49,7 +50,13 @@ from typing import Any, Callable
 import psutil
 
 from weightgate.core.training.batches import Example, collate
-from weightgate.core.training.checkpoint import check_restore, load_checkpoint, save_best, save_checkpoint
+from weightgate.core.training.checkpoint import (
+    check_restore,
+    check_scaler_restore,
+    load_checkpoint,
+    save_best,
+    save_checkpoint,
+)
 from weightgate.core.training.plan import lr_at
 
 FINISHED, STOPPED, DIVERGED, RESTORE_FAILED = "finished", "stopped", "diverged", "restore_failed"
@@ -58,6 +65,9 @@ DIVERGENCE_FLOOR_SHARE = 0.1   # the running minimum counts as at least 10% of t
 # batch of long replay answers among short dates can be 4x the minimum (0.71 after 0.17, the demo
 # at step 19) and is no explosion; an explosion stays up and the average crosses within steps.
 DIVERGENCE_SMOOTHING = 0.3
+# fp16 with a gradient scaler: a step whose gradients overflow is skipped and the scale halved.
+# A few in a row is the scaler finding its level; this many means no scale helps: diverged.
+MAX_CONSECUTIVE_SKIPS = 20
 PROGRESS_EVERY_S = 1.0
 
 
@@ -88,6 +98,9 @@ class LoopSetup:
     on_best: Callable[[int, float], None] | None = None
     throttle_s: float = 0.0            # pause after each step (demos, and the disconnect tests)
     loss_transform: Callable[[int, Any], Any] | None = None   # fault injection in tests: (step, loss) -> loss
+    autocast: str | None = None        # "float16" | "bfloat16": the forward runs under torch.autocast
+    make_scaler: Callable[[], Any] | None = None   # a torch.amp.GradScaler for fp16 compute (None: no scaler)
+    scaler: Any = None                 # set by run_loop from make_scaler
     params: list = field(default_factory=list)   # the trainable tensors (set by run_loop)
     current_step: int = 0                        # optimizer steps taken before the one in progress
 
@@ -110,6 +123,7 @@ class Outcome:
     message: str
     last_train_loss: float | None = None
     restore_check: dict | None = None
+    skipped_steps: list[int] = field(default_factory=list)   # steps the gradient scaler skipped (fp16)
     history: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -159,9 +173,18 @@ def _memory_bytes(device: str) -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def train_step(setup: LoopSetup, indices: list[int]) -> tuple[float, float, int]:
+def _autocast(setup: LoopSetup) -> Any:
+    import torch  # lazy: torch only where it runs, never at import
+
+    if not setup.autocast:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if setup.device.startswith("cuda") else "cpu", dtype=getattr(torch, setup.autocast))
+
+
+def train_step(setup: LoopSetup, indices: list[int]) -> tuple[float, float, int, bool]:
     """One optimizer step over the examples `indices` (this rank takes every world-th one).
-    Returns (mean train loss over the step's label tokens, grad norm, input tokens)."""
+    Returns (mean train loss over the step's label tokens, grad norm, input tokens, skipped):
+    skipped when the gradient scaler found inf/nan gradients and left the weights as they were."""
     import torch  # lazy: torch only where it runs, never at import
 
     model, params = setup.model, setup.params
@@ -176,11 +199,12 @@ def train_step(setup: LoopSetup, indices: list[int]) -> tuple[float, float, int]
     model.train()
     for start in range(0, len(mine), setup.micro_batch):
         batch = {k: v.to(setup.device) for k, v in collate(mine[start:start + setup.micro_batch], setup.pad_id).items()}
-        out = model(**batch, num_items_in_batch=torch.tensor(label_tokens, device=setup.device))
+        with _autocast(setup):
+            out = model(**batch, num_items_in_batch=torch.tensor(label_tokens, device=setup.device))
         loss = out.loss
         if setup.loss_transform is not None:
             loss = setup.loss_transform(setup.current_step, loss)
-        loss.backward()
+        (setup.scaler.scale(loss) if setup.scaler is not None else loss).backward()
         total += loss.detach().double()
     if setup.world > 1:
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
@@ -191,12 +215,23 @@ def train_step(setup: LoopSetup, indices: list[int]) -> tuple[float, float, int]
             p.grad = flat[offset:offset + n].view_as(p).clone()
             offset += n
         _all_reduce(total, setup.world)
+    scaler = setup.scaler
+    if scaler is not None:
+        # Every rank unscales the same all-reduced gradients: they agree on a skip.
+        scaler.unscale_(setup.optimizer)
     norm = torch.nn.utils.clip_grad_norm_(params, setup.max_grad_norm if setup.max_grad_norm > 0 else float("inf"))
     for group in setup.optimizer.param_groups:
         group["lr"] = lr_at(setup.current_step, lr=setup.lr, warmup=setup.warmup_steps, total=setup.total_steps)
-    setup.optimizer.step()
+    skipped = False
+    if scaler is not None:
+        scale = scaler.get_scale()
+        scaler.step(setup.optimizer)   # skips optimizer.step() when the gradients hold inf/nan
+        scaler.update()
+        skipped = scaler.get_scale() < scale   # the scale backs off exactly when the step was skipped
+    else:
+        setup.optimizer.step()
     setup.optimizer.zero_grad(set_to_none=True)
-    return float(total.item()), float(norm), sum(e.length for e in examples)
+    return float(total.item()), float(norm), sum(e.length for e in examples), skipped
 
 
 def validation_loss(setup: LoopSetup) -> float:
@@ -227,11 +262,12 @@ def run_loop(setup: LoopSetup, *, resume_from: Path | None = None) -> Outcome:
     import torch  # lazy: torch only where it runs, never at import
 
     setup.params = [p for p in setup.model.parameters() if p.requires_grad]
+    setup.scaler = setup.make_scaler() if setup.make_scaler is not None else None
     state = {"best_val_loss": None, "best_step": None, "running_min": None, "restore_checked": False,
-             "last_val_loss": None}
+             "last_val_loss": None, "skipped_steps": [], "consecutive_skips": 0}
     step = 0
     if resume_from is not None:
-        state.update(load_checkpoint(resume_from, setup.model, setup.optimizer))
+        state.update(load_checkpoint(resume_from, setup.model, setup.optimizer, scaler=setup.scaler))
         step = int(state.pop("step"))
         setup.emit("log", {"message": f"resumed from {resume_from.name} (step {step} of {setup.total_steps})"})
     else:
@@ -247,13 +283,14 @@ def run_loop(setup: LoopSetup, *, resume_from: Path | None = None) -> Outcome:
 
     def save(at: int) -> str:
         if lead:
-            path = save_checkpoint(setup.checkpoints, at, setup.model, setup.optimizer, state)
+            path = save_checkpoint(setup.checkpoints, at, setup.model, setup.optimizer, state, scaler=setup.scaler)
             return str(path)
         return last_ckpt
 
     def outcome(status: str, message: str) -> Outcome:
         return Outcome(status, step, state["best_step"], state["best_val_loss"], last_ckpt, message,
-                       last_train_loss=last_loss, restore_check=restore_result)
+                       last_train_loss=last_loss, restore_check=restore_result,
+                       skipped_steps=list(state["skipped_steps"]))
 
     while step < setup.total_steps:
         if _stop_everywhere(setup):
@@ -264,11 +301,28 @@ def run_loop(setup: LoopSetup, *, resume_from: Path | None = None) -> Outcome:
         setup.current_step = step
         epoch, indices = step_examples(setup, step, cache)
         t0 = time.perf_counter()
-        loss, norm, tokens = train_step(setup, indices)
+        loss, norm, tokens, skipped = train_step(setup, indices)
         elapsed = time.perf_counter() - t0
         step += 1
         last_loss = loss
-        if not math.isfinite(loss) or not math.isfinite(norm):
+        state["consecutive_skips"] = state["consecutive_skips"] + 1 if skipped else 0
+        if skipped and math.isfinite(loss):
+            state["skipped_steps"].append(step)
+            setup.emit("log", {"message": f"step {step} skipped by the gradient scaler: inf/nan gradients at scale "
+                                          f"{setup.scaler.get_scale() * 2:g}; the scale is now "
+                                          f"{setup.scaler.get_scale():g}", "level": "warning"})
+            if state["consecutive_skips"] >= MAX_CONSECUTIVE_SKIPS:
+                message = (f"training diverged at step {step}: the gradient scaler skipped {MAX_CONSECUTIVE_SKIPS} "
+                           f"steps in a row (inf/nan gradients at every scale); stopped. {_kept(state)} Lower "
+                           "[training] lr, or train at bf16 or fp32 where the device has them")
+                setup.emit("log", {"message": message, "level": "error"})
+                return outcome(DIVERGED, message)
+            if step % setup.eval_every != 0 and step != setup.total_steps:
+                # The weights did not change: no guard, no restore check; journaled, and on to the next step.
+                setup.emit("metric", {"step": step, "values": {"step": step, "loss": loss, "skipped": True,
+                                                               "grad_scale": setup.scaler.get_scale()}})
+                continue
+        if not math.isfinite(loss) or (not skipped and not math.isfinite(norm)):
             message = (f"training diverged at step {step}: loss {loss}, grad norm {norm}; stopped. {_kept(state)} "
                        "Lower [training] lr (the seeds say 2e-4 or less) and start a new run")
             setup.emit("log", {"message": message, "level": "error"})
@@ -299,7 +353,8 @@ def run_loop(setup: LoopSetup, *, resume_from: Path | None = None) -> Outcome:
                 "step": step, "epoch": round(epoch + (step - epoch * setup.steps_per_epoch) / setup.steps_per_epoch, 4),
                 "loss": loss, "lr": setup.optimizer.param_groups[0]["lr"], "grad_norm": norm,
                 "tokens": tokens, "tokens_per_s": round(tokens / elapsed, 1) if elapsed > 0 else None,
-                "memory_bytes": _memory_bytes(setup.device), "eta_s": round(eta, 1)}})
+                "memory_bytes": _memory_bytes(setup.device), "eta_s": round(eta, 1),
+                **({"grad_scale": setup.scaler.get_scale(), "skipped": skipped} if setup.scaler is not None else {})}})
             now = time.perf_counter()
             if now - last_progress >= PROGRESS_EVERY_S or step == setup.total_steps:
                 last_progress = now
@@ -311,6 +366,9 @@ def run_loop(setup: LoopSetup, *, resume_from: Path | None = None) -> Outcome:
             if lead:
                 with torch.random.fork_rng(devices=fork_devices(setup.device)):   # the check must not move the run's RNG
                     restore_result = check_restore(Path(last_ckpt), setup.model, setup.optimizer, setup.build_fresh)
+                    if setup.scaler is not None:
+                        restore_result = check_scaler_restore(Path(last_ckpt), setup.scaler, setup.make_scaler,
+                                                              restore_result)
                 if setup.on_restore_check:
                     setup.on_restore_check(restore_result)
             ok = _agree(restore_result["ok"] if lead else True, setup.world, setup.device)

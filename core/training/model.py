@@ -3,7 +3,8 @@
 LoRA: the base in its precision's dtype (fp32 on the CPU for 16-bit decisions would change
 what is trained, so the precision spec of core.memory.loading is followed as it is), frozen.
 QLoRA (the decided precision is 4-bit): bitsandbytes NF4 with double quantization, compute in
-bf16 on a GPU and fp32 on the CPU, prepared with peft's k-bit preparation.
+bf16 on a GPU that has it, fp16 on one that does not (core.memory.capability) and fp32 on the
+CPU, prepared with peft's k-bit preparation.
 """
 
 from __future__ import annotations
@@ -54,15 +55,16 @@ def detect_targets(model: Any, wanted: str | list[str] = "auto") -> list[str]:
     return list(wanted)
 
 
-def load_base(model_dir: Path, precision: str, device: str = "cpu") -> Any:
-    """The frozen base model at `precision` (safetensors only, no remote code)."""
+def load_base(model_dir: Path, precision: str, device: str = "cpu", attn_implementation: str = "sdpa") -> Any:
+    """The frozen base model at `precision` (safetensors only, no remote code), with the
+    attention implementation the run's plan chose (core.training.precision_plan)."""
     import torch  # lazy: torch only where it runs, never at import
     from transformers import AutoModelForCausalLM  # lazy: transformers only where it runs, never at import
 
 
     spec = precision_spec(precision, Path(model_dir), device)
     kwargs: dict[str, Any] = {"dtype": getattr(torch, spec["dtype"]), "use_safetensors": True,
-                              "trust_remote_code": False}
+                              "trust_remote_code": False, "attn_implementation": attn_implementation}
     quant = spec["quantization"]
     if quant:
         kwargs["quantization_config"] = bnb_config(quant)

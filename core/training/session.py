@@ -22,6 +22,7 @@ from weightgate.core.engine.fingerprints import Fingerprints, plain
 from weightgate.core.engine.jobs import read_status
 from weightgate.core.engine.training_config import TrainConfig, workspace_training_config
 from weightgate.core.engine.workspace import open_workspace
+from weightgate.core.memory.capability import capability_for, record_compute_decision
 from weightgate.core.memory.estimate import TrainingSetup, canonical_precision, estimate
 from weightgate.core.memory.layout import ATTENTION_ROLES, MLP_ROLES
 from weightgate.core.memory.loading import default_device, flushed_subnormals, subnormals_flush_everywhere
@@ -41,6 +42,7 @@ from weightgate.core.training.dataset import prepare_dataset
 from weightgate.core.training.loop import LoopSetup, fork_devices, run_loop
 from weightgate.core.training.model import add_lora, detect_targets, load_base, method_for, trainable_parameters
 from weightgate.core.training.plan import plan_batches, total_steps, warmup_steps
+from weightgate.core.training.precision_plan import build_optimizer, make_scaler, training_precision_plan
 from weightgate.core.weights.verify import verified_snapshot
 
 FINGERPRINTS = TRAINING_RUN_INPUTS
@@ -147,16 +149,26 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
     where, snap = resolve_device(device)
     targets_cfg = workspace_targets(plain(ws.config()), config_path=ws.config_path)
     budget = resolve_budget(where, snap, budget_gib=targets_cfg["budget_gib"], device_spec=device)
+    capability = capability_for(device)
+    compute = training_precision_plan(precision, model_dir, device, cfg.to_dict(), capability)
+    estimates: dict[int, Any] = {}
 
     def estimate_at(micro: int):
         setup = TrainingSetup(method=method, r=cfg.r, targets=targets, batch=micro, seq=seq,
-                              gradient_checkpointing=cfg.gradient_checkpointing, dropout=cfg.dropout)
-        return estimate(layout, precision, training=setup, device=where, budget=budget.bytes,
-                        headroom=targets_cfg["headroom"], tokenizer_bytes=tokenizer_bytes(meta))
+                              gradient_checkpointing=cfg.gradient_checkpointing, dropout=cfg.dropout,
+                              optimizer=compute["optimizer"], attn_implementation=compute["attn_implementation"])
+        estimates[micro] = estimate(layout, precision, training=setup, device=where, budget=budget.bytes,
+                                    headroom=targets_cfg["headroom"], tokenizer_bytes=tokenizer_bytes(meta),
+                                    capability=capability)
+        return estimates[micro]
 
     batch = plan_batches(effective_batch=cfg.effective_batch, processes=nproc, micro_batch=cfg.micro_batch,
                          estimate_at=estimate_at, budget_bytes=budget.bytes, budget_source=budget.source, seq=seq,
                          method=method, budget_detail=budget.detail)
+    chosen = estimates[batch.micro_batch].details
+    compute["estimate"] = {key: chosen[key] for key in ("compute_dtype", "amp", "autocast_cache_bytes", "optimizer",
+                                                        "attn_implementation")}
+    compute["estimate"]["optimizer_bytes"] = estimates[batch.micro_batch].breakdown["optimizer"]
     steps = total_steps(n_train, cfg.effective_batch, cfg.epochs, params.get("steps"))
     run_id = params.get("run_id") or runs_mod.new_run_id()
     directory = runs_mod.run_dir(ws, run_id)
@@ -166,7 +178,7 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
             "config": cfg.to_dict(), "targets": targets, "precision": precision, "method": method,
             "model_dir": str(model_dir), "train_file": str(train_file), "val_file": str(val_file),
             "dataset_digest": params.get("dataset_digest"), "data_files": _data_digests(train_file, val_file),
-            "max_seq": seq, "batch": batch.to_dict(),
+            "max_seq": seq, "batch": batch.to_dict(), "precision_plan": compute,
             "train_examples": n_train, "total_steps": steps, "warmup_steps": warmup_steps(steps, cfg.warmup_ratio),
             "max_steps": params.get("steps"), "nproc": nproc, "device": device, "device_requested": requested,
             "fingerprints": prints}
@@ -175,6 +187,8 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
         spec["rank_devices"] = [rank_device(device, rank)[0] for rank in range(nproc)] if where == "cuda" \
             else ["cpu"] * nproc
     runs_mod.write_run(directory, spec)
+    if where == "cuda":
+        record_compute_decision(ws, capability)   # [decisions] compute_dtype and its reason
     record_lora_config(ws, run_id, cfg.to_dict(), targets, method, precision)
     record_effective_batch(ws, run_id, batch.to_dict())
     if batch.fits is False:
@@ -223,20 +237,25 @@ def check_resumable(ws, directory: Path) -> dict:
 # --- executing (job process or torchrun worker) ----------------------------------------------
 
 
+def run_plan(spec: dict) -> dict:
+    """run.json's precision plan; a run prepared before plans existed computed in fp32 with AdamW."""
+    return spec.get("precision_plan") or {"autocast": None, "scaler": False, "optimizer": "adamw",
+                                          "attn_implementation": "sdpa"}
+
+
 def build_model_and_optimizer(spec: dict) -> tuple[Any, Any]:
-    """The model and AdamW on spec["device"] (a worker's spec carries its own cuda:<LOCAL_RANK>)."""
-    import torch  # lazy: torch only where it runs, never at import
-
-
+    """The model and its optimizer (the plan's) on spec["device"] (a worker's spec carries its
+    own cuda:<LOCAL_RANK>)."""
     cfg = spec["config"]
-    base = load_base(Path(spec["model_dir"]), spec["precision"], spec.get("device", "cpu"))
+    plan = run_plan(spec)
+    base = load_base(Path(spec["model_dir"]), spec["precision"], spec.get("device", "cpu"),
+                     attn_implementation=plan["attn_implementation"])
     detect_targets(base, spec["targets"])   # the model really has them
     model = add_lora(base, r=cfg["r"], alpha=cfg["alpha"], dropout=cfg["dropout"], targets=spec["targets"],
                      quantized=spec["method"] == "qlora", gradient_checkpointing=cfg["gradient_checkpointing"],
                      seed=cfg["seed"])
     params = [p for _, p in trainable_parameters(model)]
-    optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], foreach=True)
-    return model, optimizer
+    return model, build_optimizer(params, cfg, plan["optimizer"])
 
 
 def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, resume: bool = False,
@@ -290,7 +309,8 @@ def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, re
         total_steps=spec["total_steps"], warmup_steps=spec["warmup_steps"], eval_every=cfg["eval_every"],
         run_dir=directory, device=spec.get("device", "cpu"), rank=rank, world=world, emit=emit if lead else
         (lambda kind, payload: None), should_stop=should_stop, build_fresh=build_fresh, on_restore_check=on_restore,
-        throttle_s=throttle_s, loss_transform=loss_transform)
+        throttle_s=throttle_s, loss_transform=loss_transform, autocast=run_plan(spec)["autocast"],
+        make_scaler=lambda: make_scaler(run_plan(spec), spec.get("device", "cpu")))
     # On the CPU, subnormal floats flush to zero in every thread during the steps, as core.memory.loading
     # does for decoding: x86 computes subnormal products many times slower, and small models'
     # activations and LoRA updates reach them. Always on for a CPU run, so a resumed run computes
@@ -304,7 +324,11 @@ def execute(ws_root: Path, directory: Path, *, rank: int = 0, world: int = 1, re
         flushing = ("; subnormal floats flushed to zero" if flush else
                     "; subnormal floats not flushed (this CPU does not flush them in every thread)"
                     if setup.device == "cpu" else "")
-        emit("log", {"message": f"run {spec['run_id']} on {where}: {spec['method']} at {spec['precision']}, r {cfg['r']}, "
+        plan = run_plan(spec)
+        computes = (f"; autocast {plan['autocast']}{' + gradient scaler' if plan['scaler'] else ''}"
+                    if plan["autocast"] else "") + f"; {plan['optimizer']}, {plan['attn_implementation']} attention"
+        emit("log", {"message": f"run {spec['run_id']} on {where}: {spec['method']} at {spec['precision']}{computes}, "
+                                f"r {cfg['r']}, "
                                 f"targets {', '.join(spec['targets'])}; {len(train)} train / {len(val)} val examples; "
                                 f"batch {spec['batch']['micro_batch']} x {spec['batch']['accumulation']} x {world} = "
                                 f"{spec['batch']['effective_batch']}; {spec['total_steps']} steps{flushing}"})

@@ -138,7 +138,9 @@ def test_training_estimate_parts():
     est = estimate(layout, "nf4", device="cuda", training=setup)
     p = lora_parameters(layout, 16, "all-linear")
     assert est.training["lora_parameters"] == p
-    assert est.breakdown["adapter"] == 8 * p and est.breakdown["optimizer"] == 8 * p
+    # fp32 adapter + grads (8P), and autocast's half copy of it (2P: half compute on a GPU)
+    assert est.breakdown["adapter"] == 8 * p + 2 * p and est.breakdown["optimizer"] == 8 * p
+    assert estimate(layout, "nf4", device="cpu", training=setup).breakdown["adapter"] == 8 * p   # fp32: no autocast
     assert TrainingSetup(method="qlora").gradient_checkpointing and not TrainingSetup(method="lora").gradient_checkpointing
     without = estimate(layout, "nf4", device="cuda", training=TrainingSetup(method="qlora", batch=1, seq=2048,
                                                                               gradient_checkpointing=False))
