@@ -9,8 +9,9 @@ float16 needs a gradient scaler (core.training.amp).
 
 Torch-free at import. The capability is probed with torch (`probe_cuda`) where a model runs;
 a torch-free caller (the TUI's estimate) gets the probed one when this process probed it, else
-an assumption that says so (`source = "assumed"`): the bytes of bf16 and fp16 are the same, so
-the estimate's totals do not depend on it, only its compute-dtype label.
+NVML's compute capability, else an assumption that says so (`source = "assumed"`): the bytes
+of bf16 and fp16 are the same, so the estimate's totals do not depend on it, only its
+compute-dtype label.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass
 import tomlkit
 
 from weightgate.core.engine.errors import InputError
+from weightgate.core.memory.nvml import NA, nvml_query  # torch-free; pynvml only when queried
 
 BF16_MIN_CAPABILITY = (8, 0)
 FLASH_MIN_CAPABILITY = (8, 0)       # flash-attn 2 supports Ampere and newer
@@ -34,7 +36,7 @@ class Capability:
     name: str = ""
     compute_capability: tuple[int, int] | None = None
     bf16: bool = False                          # native bfloat16 (not emulated)
-    source: str = "probed"                      # "probed" (torch) | "assumed" | "cpu"
+    source: str = "probed"                      # "probed" (torch) | "nvml" | "assumed" | "cpu"
 
     @property
     def label(self) -> str:
@@ -90,7 +92,22 @@ def capability_for(device: str, capability: Capability | None = None) -> Capabil
             return probe_cuda(device)
         except InputError:
             return ASSUMED_CUDA
-    return ASSUMED_CUDA
+    return nvml_capability(_index(device)) or ASSUMED_CUDA
+
+
+def nvml_capability(index: int) -> Capability | None:
+    """The GPU's compute capability from NVML, for a process that has not loaded torch (the TUI's
+    estimate): the same answer as torch's for native bfloat16 (8.0 and newer), without the
+    seconds torch takes to import. None when NVML cannot say."""
+    handle = nvml_query("nvmlDeviceGetHandleByIndex", index, default=NA)
+    if handle is NA:
+        return None
+    found = nvml_query("nvmlDeviceGetCudaComputeCapability", handle, default=NA)
+    if found is NA or not isinstance(found, (tuple, list)) or len(found) != 2:
+        return None
+    major, minor = int(found[0]), int(found[1])
+    name = nvml_query("nvmlDeviceGetName", handle, default="GPU")
+    return Capability("cuda", str(name), (major, minor), (major, minor) >= BF16_MIN_CAPABILITY, "nvml")
 
 
 def half_choice(capability: Capability) -> tuple[str, str]:

@@ -133,6 +133,7 @@ class FakeGpu:
     mig_mode: int | None = None  # None: NotSupported; else NVML_DEVICE_MIG_ENABLE/DISABLE
     mig_devices: list[FakeGpu | None] = field(default_factory=list)  # None = empty slot
     max_mig: int = 7
+    compute_capability: tuple[int, int] = (8, 0)   # an A100's
     # error injection: function name -> NVML error code raised by that function
     errors: dict[str, int] = field(default_factory=dict)
     # after this many successful queries on the device, everything raises GPU_IS_LOST
@@ -252,6 +253,9 @@ class FakeNVML(types.ModuleType):
     # ----- device
     def nvmlDeviceGetName(self, handle: FakeHandle) -> str:
         return self._device("nvmlDeviceGetName", handle).name
+
+    def nvmlDeviceGetCudaComputeCapability(self, handle: FakeHandle) -> tuple[int, int]:
+        return self._device("nvmlDeviceGetCudaComputeCapability", handle).compute_capability
 
     def nvmlDeviceGetUUID(self, handle: FakeHandle) -> str:
         return self._device("nvmlDeviceGetUUID", handle).uuid

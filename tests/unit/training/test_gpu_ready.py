@@ -7,6 +7,7 @@ scripts/gpu_smoke.sh says "no CUDA" here and exits 0."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,7 +123,8 @@ def test_fp16_training_on_the_cpu_scales_skips_journals_and_resumes_bit_for_bit(
     plan = runs.read_run(reference)["precision_plan"]
     assert (plan["dtype"], plan["autocast"], plan["scaler"]) == ("float16", "float16", True)
     events: list = []
-    outcome = execute(ws.root, reference, loss_transform=blow_up, emit=lambda kind, payload: events.append((kind, payload)))
+    outcome = execute(ws.root, reference, loss_transform=blow_up,
+                      emit=lambda kind, payload: events.append((kind, payload)))
     assert outcome.status == "finished" and outcome.skipped_steps == [2], outcome.message
     assert any(kind == "log" and "step 2 skipped by the gradient scaler" in p["message"] for kind, p in events)
     assert any(kind == "metric" and p["values"].get("skipped") is True and p["step"] == 2 for kind, p in events)
@@ -219,3 +221,27 @@ def test_gpu_smoke_says_no_cuda_and_exits_0_here():
                           timeout=120, cwd=REPO, env=env)
     assert done.returncode == 0, done.stderr
     assert "no CUDA" in done.stdout and "nothing was run" in done.stdout
+
+
+def test_a_torch_free_process_reads_the_capability_from_nvml(monkeypatch):
+    """The TUI's estimate runs without torch: NVML's compute capability decides its half dtype (a
+    T4, 7.5: fp16), and only where NVML cannot say is bf16 assumed, saying so."""
+    import fake_nvml as fk
+
+    from weightgate.core.memory import capability as cap
+    from weightgate.core.memory import nvml
+
+    nvml._reset_for_tests()
+    monkeypatch.setattr(cap, "_PROBED", {})
+    monkeypatch.delitem(sys.modules, "torch", raising=False)   # this process "never loaded torch"
+    monkeypatch.setitem(sys.modules, "pynvml", fk.FakeNVML([fk.FakeGpu(name="Tesla T4", compute_capability=(7, 5)),
+                                                            fk.FakeGpu()]))
+    try:
+        t4 = cap.capability_for("cuda:0")
+        assert (t4.source, t4.compute_capability, t4.bf16) == ("nvml", (7, 5), False)
+        assert cap.half_choice(t4)[0] == "float16" and "Tesla T4" in cap.half_choice(t4)[1]
+        a100 = cap.capability_for("cuda:1")
+        assert a100.bf16 and a100.source == "nvml"
+        assert cap.capability_for("cuda:7") is cap.ASSUMED_CUDA    # no such device: NVML cannot say
+    finally:
+        nvml._reset_for_tests()
