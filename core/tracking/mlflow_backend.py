@@ -137,8 +137,10 @@ class MlflowTarget:
         except MlflowException:
             self.client.create_registered_model(name, tags={"weightgate.registry": name})
             model = self.client.get_registered_model(name)
+        # This run's version: a registered model name is global in a server, and another
+        # workspace with the same registry name has its own v1.
         found = [mv for mv in self.client.search_model_versions(f"name='{name}'")
-                 if (mv.tags or {}).get("weightgate.version") == release["version"]]
+                 if (mv.tags or {}).get("weightgate.version") == release["version"] and mv.run_id == run_id]
         if found:
             number = str(found[0].version)
         else:

@@ -28,6 +28,8 @@ from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation.runs import COMPLETE, FAILED, list_runs
 from weightgate.core.tracking.config import TrackingConfig, redact, tracking_config
 from weightgate.core.tracking.mirror import Record, eval_record, release_records, train_record
+from weightgate.core.tracking.mlflow_backend import MlflowTarget
+from weightgate.core.tracking.tensorboard_backend import TensorboardTarget, holds
 
 JOB_STATE = "tracking.json"
 EXTRAS = {"mlflow": "mlflow", "tensorboard": "tensorboard"}
@@ -128,11 +130,7 @@ def collect(ws: Workspace, live: Live | None = None,
 def _open(kind: str, config: TrackingConfig):
     try:
         if kind == "mlflow":
-            from weightgate.core.tracking.mlflow_backend import MlflowTarget  # lazy: imports mlflow's client on use
-
             return MlflowTarget(config.mlflow, config.experiment)
-        from weightgate.core.tracking.tensorboard_backend import TensorboardTarget  # lazy: pairs with the above
-
         return TensorboardTarget(config.tensorboard)
     except ImportError as exc:
         raise RuntimeError(f"{kind} is not installed ({exc.name}): pip install 'weightgate[{EXTRAS[kind]}]'") from None
@@ -152,29 +150,51 @@ def sync_workspace(ws: Workspace, *, live: Live | None = None, kinds: tuple[str,
             kind = destination.split(":", 1)[0]
             result = DestinationReport(redact(destination))
             report.destinations.append(result)
-            try:
-                target = _open(kind, config)
-            except Exception as exc:  # noqa: BLE001 - any failure of a tracker is reported, never raised
-                result.error, result.pending = _reason(exc), len(records)
-                continue
-            for index, (record, state_path) in enumerate(records):
-                state = states.setdefault(state_path, _read_state(state_path))
-                held = state.get(destination, {}).get(record.key, {})
-                if held.get("fingerprint") == record.fingerprint and (kind != "tensorboard" or target.holds(record)):
-                    result.skipped += 1
-                    continue
-                try:
-                    entry = target.mirror(record)
-                except Exception as exc:  # noqa: BLE001 - see above; the rest waits for the next sync
-                    result.error, result.pending = f"{record.key}: {_reason(exc)}", len(records) - index
-                    break
-                state.setdefault(destination, {})[record.key] = {"fingerprint": record.fingerprint,
-                                                                 "time": round(time.time(), 3), **entry}
-                _write_state(state_path, state)
-                result.mirrored.append(record.key)
+            waiting = _waiting(destination, records, states, config)
+            result.skipped = len(records) - len(waiting)
+            if waiting:
+                _send(destination, kind, waiting, states, config, result)
             if log:
                 log(describe(result))
     return report
+
+
+def _waiting(destination: str, records: list[tuple[Record, Path]], states: dict[Path, dict],
+             config: TrackingConfig) -> list[tuple[Record, Path]]:
+    """The records this destination does not hold: never sent, sent with another fingerprint, or
+    (TensorBoard) whose run directory is gone. Decided from the state files alone, so a job whose
+    records are all there never imports mlflow nor waits for a server."""
+    waiting = []
+    for record, state_path in records:
+        state = states.setdefault(state_path, _read_state(state_path))
+        held = state.get(destination, {}).get(record.key, {})
+        there = held.get("fingerprint") == record.fingerprint
+        if there and destination.startswith("tensorboard:"):
+            there = holds(config.tensorboard, record)
+        if not there:
+            waiting.append((record, state_path))
+    return waiting
+
+
+def _send(destination: str, kind: str, waiting: list[tuple[Record, Path]], states: dict[Path, dict],
+          config: TrackingConfig, result: DestinationReport) -> None:
+    try:
+        target = _open(kind, config)
+    except Exception as exc:  # noqa: BLE001 - any failure of a tracker is reported, never raised
+        result.error, result.pending = _reason(exc), len(waiting)
+        return
+    for index, (record, state_path) in enumerate(waiting):
+        try:
+            entry = target.mirror(record)
+        except Exception as exc:  # noqa: BLE001 - see above; the rest waits for the next sync
+            result.error, result.pending = f"{record.key}: {_reason(exc)}", len(waiting) - index
+            return
+        # Saved after each record: a sync cut short keeps what it did.
+        state = states[state_path]
+        state.setdefault(destination, {})[record.key] = {"fingerprint": record.fingerprint,
+                                                         "time": round(time.time(), 3), **entry}
+        _write_state(state_path, state)
+        result.mirrored.append(record.key)
 
 
 def tracking_status(ws: Workspace) -> dict:
@@ -185,9 +205,7 @@ def tracking_status(ws: Workspace) -> dict:
     states: dict[Path, dict] = {}
     out = []
     for destination in config.destinations():
-        waiting = [record.key for record, path in records
-                   if states.setdefault(path, _read_state(path)).get(destination, {}).get(record.key, {})
-                   .get("fingerprint") != record.fingerprint]
+        waiting = [record.key for record, _ in _waiting(destination, records, states, config)]
         out.append({"destination": redact(destination), "records": len(records), "pending": waiting})
     return {"enabled": config.enabled, "experiment": config.experiment if config.mlflow else None,
             "destinations": out, "unreadable": unreadable}

@@ -9,6 +9,7 @@ its writer needs no TensorFlow and no torch.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import time
 from pathlib import Path
@@ -18,8 +19,21 @@ from weightgate.core.tracking.mirror import Record, clean_name
 STAGING_PREFIX = ".staging-"
 
 
+def run_dir(root: Path, record: Record) -> Path:
+    return Path(root).joinpath(*(clean_name(part).replace("/", "_") for part in record.path))
+
+
+def holds(root: Path, record: Record) -> bool:
+    """The record's run directory is there with its events (someone may have cleared it)."""
+    directory = run_dir(root, record)
+    return directory.is_dir() and any(directory.glob("events.out.tfevents.*"))
+
+
 class TensorboardTarget:
     def __init__(self, root: Path) -> None:
+        if importlib.util.find_spec("tensorboard") is None:
+            # Said before anything is written, with the extra that installs it (sync.py words it).
+            raise ImportError("No module named 'tensorboard'", name="tensorboard")
         self.root = Path(root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -27,12 +41,7 @@ class TensorboardTarget:
             raise OSError(f"cannot create the TensorBoard directory {self.root}: {exc.strerror}") from None
 
     def run_dir(self, record: Record) -> Path:
-        return self.root.joinpath(*(clean_name(part).replace("/", "_") for part in record.path))
-
-    def holds(self, record: Record) -> bool:
-        """The record's run directory is there with its events (someone may have cleared it)."""
-        directory = self.run_dir(record)
-        return directory.is_dir() and any(directory.glob("events.out.tfevents.*"))
+        return run_dir(self.root, record)
 
     def mirror(self, record: Record) -> dict:
         from tensorboard.compat.proto import event_pb2, summary_pb2  # lazy: the optional extra

@@ -27,8 +27,8 @@ from weightgate.core.release.gate import GatesClosed, ship_gate
 from weightgate.core.release.health import health as check_health
 from weightgate.core.release.promote import promote as promote_version
 from weightgate.core.release.promote import promote_target
-from weightgate.core.tracking.sync import mirror_releases
 from weightgate.core.release.ship import plan_ship
+from weightgate.core.tracking.sync import mirror_releases
 from weightgate.tui.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
