@@ -39,7 +39,7 @@ from weightgate.core.engine.jobs import (
     read_spec,
     write_status,
 )
-from weightgate.core.engine.workspace import Workspace, open_workspace
+from weightgate.core.engine.workspace import CONFIG_NAME, Workspace, load_config, open_workspace
 
 
 class JobCancelled(BaseException):
@@ -208,8 +208,12 @@ def _mirror_to_trackers(ctx: JobContext, kind: str, state: str) -> None:
     if ctx.workspace is None:
         return
     try:
-        if "tracking" not in ctx.open_workspace().config():
-            return
+        configured = "tracking" in load_config(ctx.workspace / CONFIG_NAME)
+    except Exception:  # noqa: BLE001 - no readable weightgate.toml: nothing asks for a tracker
+        return
+    if not configured:
+        return
+    try:
         module_name, _, function_name = TRACKING_HOOK.partition(":")
         getattr(importlib.import_module(module_name), function_name)(ctx, kind, state)
     except Exception as exc:  # noqa: BLE001 - a tracker (or its config) never fails a job
