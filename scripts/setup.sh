@@ -19,7 +19,8 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   .venv/bin/python -m pip install --quiet "$TORCH_SPEC"
 fi
 echo "setup: installing weightgate and its dependencies"
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# The tracking extras too: the tests read mirrored runs back with MLflow's and TensorBoard's own readers.
+.venv/bin/python -m pip install --quiet -e ".[dev,mlflow,tensorboard]"
 
 # The TUI tests drive the real app in a real terminal; tmux provides it.
 if ! command -v tmux >/dev/null 2>&1; then

@@ -8,8 +8,10 @@ function, so it can save a checkpoint; the runner's own bookkeeping is never int
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -37,7 +39,7 @@ from weightgate.core.engine.jobs import (
     read_spec,
     write_status,
 )
-from weightgate.core.engine.workspace import Workspace, open_workspace
+from weightgate.core.engine.workspace import CONFIG_NAME, Workspace, load_config, open_workspace
 
 
 class JobCancelled(BaseException):
@@ -186,11 +188,39 @@ def run_job(job_dir: str | os.PathLike) -> int:
         print(trace, file=sys.stderr)
         journal.emit(Error(message=error, traceback=trace))
         state = CANCELLED if switch.requested else FAILED
+    _mirror_to_trackers(ctx, spec.kind, state)
     journal.emit(Result(status=state, data=_as_result_data(data)))
     now = time.time()
     write_status(job_dir, replace(status, state=state, updated=now, ended=now, exit_code=EXIT_CODES[state],
                                    error=error))
     return EXIT_CODES[state]
+
+
+# Tracking sits above the engine (it reads eval runs and the registry), so the engine names its
+# hook as a string, as it names job kinds, and imports it only in a workspace with [tracking].
+TRACKING_HOOK = "weightgate.core.tracking.sync:mirror_finished_job"
+
+
+def _mirror_to_trackers(ctx: JobContext, kind: str, state: str) -> None:
+    """Copy the job's results to the workspace's trackers before its `result` is written (so
+    a warning lands in the journal readers follow). Never fails the job: the journal stays the
+    source of truth and `weightgate track sync` replays it later."""
+    if ctx.workspace is None:
+        return
+    try:
+        configured = "tracking" in load_config(ctx.workspace / CONFIG_NAME)
+    except Exception:  # noqa: BLE001 - no readable weightgate.toml: nothing asks for a tracker
+        return
+    if not configured:
+        return
+    try:
+        module_name, _, function_name = TRACKING_HOOK.partition(":")
+        getattr(importlib.import_module(module_name), function_name)(ctx, kind, state)
+    except Exception as exc:  # noqa: BLE001 - a tracker (or its config) never fails a job
+        reason = re.sub(r"://[^/@\s]*@", "://***@", " ".join(str(exc).split())[:300])   # no credential in a journal
+        ctx.journal.emit(Log(message=f"tracking: not mirrored ({type(exc).__name__}: {reason}); "
+                                     "the journal keeps everything: run `weightgate track sync` later",
+                             level="warning"))
 
 
 def _as_result_data(data: Any) -> dict:

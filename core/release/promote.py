@@ -32,6 +32,7 @@ from weightgate.core.registry.verify import hash_tree, read_sums, verify_version
 from weightgate.core.release.card import card_text
 from weightgate.core.release.gate import checklist_snapshot, promote_gate
 from weightgate.core.release.load import ReleaseCorrupt
+from weightgate.core.tracking.sync import mirror_releases
 
 Log = Callable[[str], None]
 
@@ -75,6 +76,7 @@ def promote(ws: Workspace, version: str | None = None, name: str | None = None, 
     aliases, before = store.promote_aliases(ws, ref.name, ref.version, reason)
     gate.record(ws, "release promote", ref.label)
     log(f"current is now {ref.label}" + (f" (was {before})" if before else ""))
+    mirror_releases(ws, log)   # the trackers' model version aliases follow current / previous
     return {"name": ref.name, "release": ref.label, "current": ref.version, "previous": aliases.get(store.PREVIOUS),
             "from": before, "gates_open": gate.open, "override": gate.override, "held_by": gate.held_ids,
             "path": str(ref.path)}

@@ -13,6 +13,7 @@ import weightgate.core
 ML_STACK = ("torch", "transformers", "peft", "bitsandbytes", "safetensors", "numpy", "huggingface_hub", "trl",
             "gguf", "tokenizers")
 UI = ("textual", "rich", "typer")
+TRACKERS = ("mlflow", "tensorboard")   # optional extras, imported only when a tracker is written to
 
 
 def _modules_after(code: str, tmp_path) -> set[str]:
@@ -46,6 +47,15 @@ def test_no_core_module_imports_the_ui(tmp_path):
         return
     culprits = [name for name in modules if _loaded_after(f"import {name}", tmp_path) & set(UI)]
     raise AssertionError(f"these core modules import {UI}: {culprits}")
+
+
+def test_no_core_module_imports_a_tracker_at_import(tmp_path):
+    """mlflow takes seconds to import and may not be installed: only the backend that writes to
+    it imports it, inside the function that does."""
+    modules = _core_modules()
+    assert "weightgate.core.tracking.mlflow_backend" in modules
+    code = "import importlib\n" + "".join(f"importlib.import_module({name!r})\n" for name in modules)
+    assert not _loaded_after(code, tmp_path) & set(TRACKERS)
 
 
 def test_the_tui_starts_without_the_ml_stack_or_the_checks(tmp_path):

@@ -4,7 +4,7 @@ failed, 2 bad usage or input.
 
     top level   init, status, attest, waive, revoke (checklist.py); jobs, attach, cancel
                 (jobs.py); demo (demo.py); tui
-    groups      weights, memory, eval, data, train, release (one module each)
+    groups      weights, memory, eval, data, train, release, track (one module each)
 
 `weightgate` alone (or with only -w DIR) opens the TUI without importing typer, so start-up
 stays fast.
@@ -92,7 +92,7 @@ ENTRIES: dict[str, str] = {
     "init": "checklist", "status": "checklist", "attest": "checklist", "waive": "checklist",
     "revoke": "checklist", "jobs": "jobs", "attach": "jobs", "cancel": "jobs", "demo": "demo",
     "weights": "weights", "memory": "memory", "eval": "evaluation", "data": "data", "train": "train",
-    "release": "release",
+    "release": "release", "track": "track",
 }
 
 

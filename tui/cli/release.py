@@ -28,6 +28,7 @@ from weightgate.core.release.health import health as check_health
 from weightgate.core.release.promote import promote as promote_version
 from weightgate.core.release.promote import promote_target
 from weightgate.core.release.ship import plan_ship
+from weightgate.core.tracking.sync import mirror_releases
 from weightgate.tui.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -69,6 +70,10 @@ app = group("release", """Phase 6: ship a version you can verify, probe and roll
 A version is registry/<name>/vN: weights, tokenizer, SHA256SUMS, manifest.toml (with the checklist
 it went through) and a model card. Ship makes it the `candidate`; promote makes it `current` once its
 checks pass; `previous` keeps the one before. Every move is in history.jsonl.""")
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)   # stderr: --json output stays one document
 
 
 def _ref(ws: Workspace, version: Optional[str], name: Optional[str], as_json: bool) -> VersionRef:
@@ -286,6 +291,7 @@ def rollback(version: Annotated[Optional[str], typer.Argument(
         outcome = move_back(ws, version, name)
     except WeightgateError as exc:
         fail(exc, as_json)
+    mirror_releases(ws, _warn)
     print(json.dumps(outcome, indent=2) if as_json else
           f"current: {outcome['name']}@{outcome['current']} (was {outcome['from']}); previous: {outcome['previous']}")
 
@@ -306,6 +312,7 @@ def alias(name_of_alias: Annotated[str, typer.Argument(metavar="ALIAS", help="A 
         aliases = set_alias(ws, name_of_alias, version, name)
     except WeightgateError as exc:
         fail(exc, as_json)
+    mirror_releases(ws, _warn)
     print(json.dumps(aliases, indent=2) if as_json else ", ".join(f"{k} -> {v}" for k, v in sorted(aliases.items())))
 
 
