@@ -93,7 +93,7 @@ def _server_env() -> dict:
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM it when the job process dies, even by SIGKILL."""
     try:
-        import ctypes
+        import ctypes  # lazy: only in the forked child, just before exec
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):

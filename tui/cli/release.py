@@ -365,7 +365,7 @@ def canary(version: ReleaseArg = None, url: UrlOpt = None, name: NameOpt = None,
 
     VERSION is verified first, then the task eval set (its `canary`-tagged cases if any) runs on
     it as loaded from the registry and is compared with the results it shipped with. With --url
-    (or \[serving] url) the cases go through that endpoint instead (greedy chat completions, the
+    (or \\[serving] url) the cases go through that endpoint instead (greedy chat completions, the
     same messages and scorers). Reports a base that moved upstream. Exit 1 on a regression or a
     changed file."""
     ws = workspace(as_json)

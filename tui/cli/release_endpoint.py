@@ -28,7 +28,7 @@ UrlOpt = Annotated[Optional[str], typer.Option(
 
 
 def endpoint_or_none(ws: Workspace, url: Optional[str], as_json: bool) -> Optional[str]:
-    from weightgate.core.release.remote import endpoint_url
+    from weightgate.core.release.remote import endpoint_url  # lazy: the eval stack only for a command that probes
 
     try:
         return endpoint_url(ws, url)
@@ -114,7 +114,7 @@ def latency(version: ReleaseArg = None, url: UrlOpt = None,
     Streams the task set's prompts through the endpoint at each concurrency: time to the first
     streamed token, per-request tokens/s, p50 / p95, checked against \\[requirements.ceilings].
     Needs --url or \\[serving] url (ship measures the version in-process). Exit 1 over a ceiling."""
-    from weightgate.core.release.remote import endpoint_latency
+    from weightgate.core.release.remote import endpoint_latency  # lazy: the eval stack only for a command that probes
 
     ws = workspace(as_json)
     ref = _RELEASE_REF[0](ws, version, name, as_json)
@@ -145,7 +145,7 @@ def latency(version: ReleaseArg = None, url: UrlOpt = None,
 
 
 def health_at(ws: Workspace, ref: VersionRef, url: str, as_json: bool) -> None:
-    from weightgate.core.release.remote import endpoint_health
+    from weightgate.core.release.remote import endpoint_health  # lazy: the eval stack only for a command that probes
 
     try:
         result = endpoint_health(ws, ref, url)
@@ -162,7 +162,7 @@ def health_at(ws: Workspace, ref: VersionRef, url: str, as_json: bool) -> None:
 
 
 def canary_at(ws: Workspace, ref: VersionRef, url: str, as_json: bool) -> dict:
-    from weightgate.core.release.remote import endpoint_canary
+    from weightgate.core.release.remote import endpoint_canary  # lazy: the eval stack only for a command that probes
 
     try:
         return endpoint_canary(ws, ref, url, log=(lambda line: None) if as_json else print)

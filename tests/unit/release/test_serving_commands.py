@@ -38,7 +38,7 @@ FP4 = {"method": "bitsandbytes", "bits": 4, "quant_type": "fp4", "double_quant":
 
 def parse_transformers_serve(argv: list[str]):
     """transformers' own CLI parses the arguments (click context only: Serve() is not called)."""
-    from transformers.cli.transformers import app   # a click group (huggingface_hub's typer factory)
+    from transformers.cli.transformers import app  # a click group (huggingface_hub's typer factory)
 
     assert argv[:2] == ["transformers", "serve"]
     return app.commands["serve"].make_context("serve", list(argv[2:])).params
