@@ -109,7 +109,7 @@ NEEDS_TRAIN_FINISH = "weightgate train start (a run that finishes; best checkpoi
 NEEDS_REGISTRY = "weightgate release ship (builds a registry version: checksums, manifest, card)"
 NEEDS_SHIP_MERGE = "weightgate release ship (merges or keeps the adapter; merged outputs checked equal)"
 NEEDS_SHIP_LATENCY = "weightgate release ship (measures the shipped version against the ceilings)"
-NEEDS_SHIP_SERVING = "weightgate release ship (writes the vLLM / TGI / transformers commands)"
+NEEDS_SHIP_SERVING = "weightgate release ship (writes the transformers serve / vLLM / SGLang commands)"
 NEEDS_HEALTH = "weightgate release health VERSION (a cold load and a ping)"
 NEEDS_CANARY = "weightgate release canary VERSION (the eval set on the shipped version)"
 NEEDS_REVIEW = "a blind A/B review of two runs (R on the Compare screen; weightgate eval reviews shows it)"
@@ -305,7 +305,7 @@ ITEMS: tuple[Item, ...] = (
     Item("ship.canary", 6, "Canary eval passes against the shipped version",
          "Scheduled canaries catch silent drift and upstream changes.", C, A,
          ("release", "evalset.task"), NEEDS_CANARY),
-    Item("ship.serving", 6, "Serving engine compatibility checked (vLLM / TGI commands)",
+    Item("ship.serving", 6, "Serving engine compatibility checked (vLLM / SGLang commands)",
          "Optimized engines multiply throughput; know the exact serve command.", R, A,
          ("release",), NEEDS_SHIP_SERVING),
     # weightgate quantizes with bitsandbytes (memory.quant_quality measures that); AWQ and GGUF

@@ -35,6 +35,7 @@ KINDS: dict[str, str] = {
     "train": "weightgate.core.training.jobs:run_train",
     "ship": "weightgate.core.release.jobs:run_ship",
     "canary": "weightgate.core.release.jobs:run_canary",
+    "serve": "weightgate.core.release.jobs:run_serve",
     "demo_model": "weightgate.core.demo.jobs:run_demo_model",
 }
 
@@ -43,7 +44,7 @@ KINDS: dict[str, str] = {
 PHASE_OF_KIND: dict[str, int] = {
     "download": 2, "verify": 2, "convert_pickle": 2, "lock_gguf": 2, "memory_measure": 3, "quant_quality": 3,
     "eval": 4, "determinism": 4, "latency": 4, "benchmark": 1, "data_check": 5, "fewshot": 5, "tune_gate": 5,
-    "train": 5, "ship": 6, "canary": 6,
+    "train": 5, "ship": 6, "canary": 6, "serve": 6,
 }
 
 KindFunction = Callable[[Any], "dict | None"]

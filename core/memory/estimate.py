@@ -74,8 +74,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from weightgate.core.engine.errors import InputError
-from weightgate.core.memory.layout import ATTENTION_ROLES, DTYPE_BYTES, MLP_ROLES, Layout, Linear
 from weightgate.core.memory.capability import training_amp
+from weightgate.core.memory.layout import ATTENTION_ROLES, DTYPE_BYTES, MLP_ROLES, Layout, Linear
 from weightgate.core.memory.loading import ALIASES, CANONICAL, precision_spec
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3

@@ -209,6 +209,11 @@ def check_warmup(ctx: CheckContext) -> CheckResult:
         return CheckResult("todo", "needs weightgate release health VERSION (a cold load and a ping) on the release")
     cold, first, warm = (record.values.get(key) for key in ("cold_start_s", "first_request_ms", "warm_request_ms"))
     values = {"cold_start_s": cold, "first_request_ms": first, "warm_request_ms": warm}
+    if record.status == "pass" and record.values.get("url") and not isinstance(cold, (int, float)):
+        # An endpoint started outside weightgate: it answered, but how long it took to start is unknown.
+        return CheckResult("todo", f"{record.values['url']} answered, but its startup time is unknown: serve it with "
+                                   "weightgate release serve, or run weightgate release health VERSION (a cold load)",
+                           values)
     if record.status != "pass" or not isinstance(cold, (int, float)):
         return CheckResult("fail", f"the health check did not get the release ready ({record.note}): nothing to "
                                    "warm up yet", values)

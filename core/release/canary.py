@@ -50,23 +50,28 @@ def run_canary(ws: Workspace, ref: VersionRef, *, device: str | None = None, end
     log = log or (lambda message: None)
     outcome: dict = {"version": ref.label, "ok": False}
     try:
-        verified_version(ref)
+        prepared = canary_plan(ws, ref, device=device)
     except ReleaseCorrupt as exc:
         outcome.update(detail=exc.message, corrupt=True)
         _record(ws, ref, False, outcome, record)
         return outcome
+    plan, shipped, manifest, subset = prepared
+    log(f"canary: {len(plan.cases)} case(s){' tagged canary' if subset else ''} on {ref.label} "
+        f"(batch {plan.batch_size})")
+    run = execute(plan, name=f"canary {ref.label}", extra_config={"release": ref.label})
+    return canary_outcome(ws, ref, manifest, plan, shipped, run, subset, outcome, endpoint=endpoint, record=record)
+
+
+def canary_plan(ws: Workspace, ref: VersionRef, *, device: str | None = None):
+    """(plan, shipped run view, manifest, subset?) after verifying the version (ReleaseCorrupt names a changed file)."""
+    verified_version(ref)
     manifest = read_manifest(ref.path)
     shipped_dir = ref.path / "eval" / "task"
     shipped = read_run_dir(shipped_dir)
     batch = int(shipped.components.get("batch_size") or 1)
     # Same batches on the same kind of device as the shipped run, so equal outputs are expected.
     device = device or str(shipped_run_config(shipped_dir).get("device") or "cpu")
-    try:
-        model_dir, adapter = load_dirs(ref, manifest, ws.root)
-    except ReleaseCorrupt as exc:
-        outcome.update(detail=exc.message, corrupt=True)
-        _record(ws, ref, False, outcome, record)
-        return outcome
+    model_dir, adapter = load_dirs(ref, manifest, ws.root)
     target = Target(model_dir=model_dir, model_id=f"registry:{ref.label}:{manifest['release']['content_digest']}",
                     label=ref.label, precision=manifest["precision"]["name"], adapter=adapter,
                     adapter_decision=ref.label if adapter else None)
@@ -76,15 +81,19 @@ def run_canary(ws: Workspace, ref: VersionRef, *, device: str | None = None, end
         plan.cases = subset
         plan.identity = make_identity(target=target, evalset=plan.evalset, cases=subset, device=device,
                                       settings=plan.settings, batch_size=batch, limit=None)
-    log(f"canary: {len(plan.cases)} case(s){' tagged canary' if subset else ''} on {ref.label} (batch {batch})")
-    run = execute(plan, name=f"canary {ref.label}", extra_config={"release": ref.label})
+    return plan, shipped, manifest, bool(subset)
+
+
+def canary_outcome(ws: Workspace, ref: VersionRef, manifest: dict, plan, shipped, run, subset: bool, outcome: dict,
+                   *, endpoint: str | None = None, record: bool = True) -> dict:
+    """Compare the canary run case by case with the shipped results; record ship.canary."""
     comparison = compare_runs(shipped, run)
     wanted = {case.id for case in plan.cases}
     missing = sorted(wanted - {case["id"] for case in shipped.cases})
     regressions = [case.id for case in comparison.by_status("regression")]
     changed = [case.id for case in comparison.cases if case.status in ("changed", "improvement")]
     upstream = upstream_state(manifest, endpoint)
-    outcome.update(run=run.id, cases=len(plan.cases), subset=bool(subset), shipped_run=shipped.id,
+    outcome.update(run=run.id, cases=len(plan.cases), subset=subset, shipped_run=shipped.id,
                    score=run.summary.get("score"), shipped_score=shipped.summary.get("score"),
                    regressions=regressions, changed=changed, not_in_shipped=missing, upstream=upstream,
                    ok=not regressions)
@@ -95,6 +104,8 @@ def run_canary(ws: Workspace, ref: VersionRef, *, device: str | None = None, end
         outcome["detail"] = (f"no regression on {len(plan.cases)} case(s): score {run.summary.get('score'):.3f} "
                              f"(shipped {shipped.summary.get('score'):.3f})"
                              + (f"; {len(changed)} output(s) changed without failing" if changed else ""))
+    if outcome.get("url"):
+        outcome["detail"] = f"through {outcome['url']}: " + outcome["detail"]
     if upstream.get("moved"):
         outcome["detail"] += "; " + upstream["detail"]
     _record(ws, ref, outcome["ok"], outcome, record)

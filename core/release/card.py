@@ -68,12 +68,24 @@ def card_text(manifest: dict, serve: dict | None = None) -> str:
     lines += ["", "## Verify, load, serve, roll back", "",
               "```", "sha256sum -c SHA256SUMS", "```", ""]
     if serve:
-        lines += ["```", serve.get("transformers", ""), "```", "", "```", serve.get("vllm", ""), "```", "",
-                  "```", serve.get("tgi", ""), "```", ""]
+        lines += serve_lines(serve)
     lines += ["Roll back with `weightgate release rollback` (moves `current` to `previous`).",
               "Everything this version was made from is in manifest.toml."]
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n{{ body }}\n",
                                    body="\n".join(lines)).content
+
+
+def serve_lines(serve: dict) -> list[str]:
+    """The load snippet, then each engine's command, or why it would not serve what was evaluated."""
+    lines = ["```", serve.get("transformers", ""), "```", ""]
+    labels = {"transformers_serve": "transformers serve", "vllm": "vLLM", "sglang": "SGLang"}
+    refused = serve.get("refused") or {}
+    for engine, label in labels.items():
+        if serve.get(engine):
+            lines += [f"{label}:", "", "```", serve[engine], "```", ""]
+        elif engine in refused:
+            lines += [f"{label}: no command: {refused[engine]}", ""]
+    return lines
 
 
 def _when(seconds) -> str:

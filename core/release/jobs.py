@@ -6,6 +6,7 @@ params:
     ship     name (null: the default), merge (true / false / null: [decisions] merge or mergeable),
              override (null, or the reason to ship although phase 6 is locked)
     canary   version ("current" by default), name
+    serve    version, name, host (127.0.0.1), port (null: a free one), timeout (readiness, seconds)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from weightgate.core.engine.job_process import JobContext
 from weightgate.core.registry.store import resolve
 from weightgate.core.release.canary import run_canary as canary
 from weightgate.core.release.gate import GatesClosed
+from weightgate.core.release.serve import READY_TIMEOUT_S, serve
 from weightgate.core.release.ship import ShipRefused, ship
 
 
@@ -38,3 +40,10 @@ def run_canary(ctx: JobContext) -> dict:
     outcome = canary(ws, ref, log=ctx.log)
     ctx.log(outcome["detail"], level="info" if outcome["ok"] else "warning")
     return outcome
+
+
+def run_serve(ctx: JobContext) -> dict:
+    ws = ctx.open_workspace()
+    ref = resolve(ws, ctx.params.get("version"), ctx.params.get("name"))
+    return serve(ctx, ref, host=ctx.params.get("host") or "127.0.0.1", port=ctx.params.get("port"),
+                 timeout=float(ctx.params.get("timeout") or READY_TIMEOUT_S))

@@ -397,8 +397,10 @@ def record_ship_evidence(ws: Workspace, ref, *, latency: bool, device: str, log:
     record_result(ws, "ship.merge", PASS, {"version": ref.label, **merge, **(measured or {})}, note=note)
     recorded["ship.merge"] = PASS
     commands = serve_commands(manifest, ref.path, ws.root)
+    refused = "; ".join(f"no {engine} command: {why}" for engine, why in commands["refused"].items())
     record_result(ws, "ship.serving", PASS, {"version": ref.label, **commands},
-                  note=f"vLLM: {commands['vllm']}")
+                  note=(f"vLLM: {commands['vllm']}" if commands["vllm"] else
+                        f"transformers serve: {commands['transformers_serve']}") + (f" | {refused}" if refused else ""))
     recorded["ship.serving"] = PASS
     if latency:
         result = measure_release_latency(ws, ref, device=device)

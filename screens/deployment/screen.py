@@ -3,7 +3,8 @@
 Above the items: the registry (tui.widgets.versions_panel): every version with its aliases
 (current, previous, custom), relation (adapter / merged / quantized / base), precision, scores
 and checksum state (size and mtime against the last full verification), and for the selected
-version its manifest facts, health / latency / canary results and the vLLM and TGI commands.
+version its manifest facts, health / latency / canary results, the vLLM / SGLang / transformers
+serve commands and the endpoints serving it.
 Keys: s ships the workspace's model as the next candidate (a job; identical content makes no
 new version; while phase 6 is locked a modal names what holds it and asks for the override's
 reason, or cancels), v re-hashes the selected version against SHA256SUMS, h runs the cold health

@@ -84,12 +84,17 @@ def detail_text(row: dict | None, report=None) -> Content:
     if "candidate" in (row.get("aliases") or []):
         lines += _candidate_lines(row, report)
     serve = row.get("serve") or {}
-    for engine in ("vllm", "tgi"):
+    refused = serve.get("refused") or {}
+    for engine, label in (("vllm", "vllm"), ("sglang", "sglang"), ("transformers_serve", "tf serve")):
         command = serve.get(engine)
-        if isinstance(command, dict):
-            command = command.get("command")
         if command:
-            lines.append(Content.assemble((f"{engine:<10}", "$text-muted"), str(command)[:200]))
+            lines.append(Content.assemble((f"{label:<10}", "$text-muted"), str(command)[:200]))
+        elif engine in refused:
+            lines.append(Content.assemble((f"{label:<10}", "$text-muted"), ("✗ ", "red"), str(refused[engine])[:200]))
+    for endpoint in row.get("endpoints") or []:
+        lines.append(Content.assemble(("serving   ", "bold"), f"{endpoint['url']} (job {endpoint['job']}, "
+                                                              f"pid {endpoint['pid']}; stop: weightgate cancel "
+                                                              f"{endpoint['job']})"))
     return Content("\n").join(lines)
 
 

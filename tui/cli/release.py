@@ -1,5 +1,6 @@
 """`weightgate release`: phase 6, a release you can verify, probe and roll back: ship,
-promote, audit, versions, rollback, alias, verify, health, canary, serve-commands.
+promote, audit, versions, rollback, alias, verify, health, canary, serve-commands, and (from
+release_endpoint.py) serve and latency.
 
 `ship` and `canary` load torch, so they run as detached jobs these commands follow to the end
 (Ctrl-C detaches; `weightgate attach JOB` re-attaches); `health` runs its own cold subprocess; the
@@ -42,6 +43,7 @@ from weightgate.tui.cli.common import (
     say_if_locked,
     workspace,
 )
+from weightgate.tui.cli.release_endpoint import UrlOpt, canary_at, endpoint_or_none, health_at, register
 
 VersionArg = Annotated[str, typer.Argument(help="Version or alias, e.g. v2, current.")]
 CurrentArg = Annotated[str, typer.Argument(help="Version or alias (default: current).")]
@@ -56,7 +58,9 @@ HEALTH_HELP = clean_help("""Readiness probe: load VERSION cold, exactly as shipp
 VERSION defaults to the release under check ([decisions] release: the candidate after a ship).
 
 A cold subprocess verifies VERSION's files against SHA256SUMS, loads it (transformers, + peft for
-an adapter), answers a ping, and reports cold-start time and first-request latency.
+an adapter), answers a ping, and reports cold-start time and first-request latency. With --url
+(or \\[serving] url) it probes that OpenAI-compatible endpoint instead: GET /health and a ping
+chat completion (exit 0 ready, 1 not).
 
 \b
 Exit codes:
@@ -343,10 +347,13 @@ def health(version: ReleaseArg = None,
                                                   help="Seconds until not ready (exit 3).")] = 120.0,
            sizes_only: Annotated[bool, typer.Option("--sizes-only",
                                                     help="Check file sizes instead of re-hashing (faster).")] = False,
-           name: NameOpt = None, as_json: JsonOpt = False) -> None:
+           url: UrlOpt = None, name: NameOpt = None, as_json: JsonOpt = False) -> None:
     ws = workspace(as_json)
     ref = _release_ref(ws, version, name, as_json)
     say_if_locked(ws, 6, "this health check")
+    where = endpoint_or_none(ws, url, as_json)
+    if where:
+        health_at(ws, ref, where, as_json)
     result = check_health(ws, ref, timeout=timeout, sizes_only=sizes_only)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
@@ -360,15 +367,21 @@ def health(version: ReleaseArg = None,
 
 
 @command(app)
-def canary(version: ReleaseArg = None, name: NameOpt = None, as_json: JsonOpt = False) -> None:
+def canary(version: ReleaseArg = None, url: UrlOpt = None, name: NameOpt = None, as_json: JsonOpt = False) -> None:
     """Re-run the task set on VERSION as shipped and compare (a job; for cron).
 
     VERSION is verified first, then the task eval set (its `canary`-tagged cases if any) runs on
-    it as loaded from the registry and is compared with the results it shipped with. Reports a
-    base that moved upstream. Exit 1 on a regression or a changed file."""
+    it as loaded from the registry and is compared with the results it shipped with. With --url
+    (or \\[serving] url) the cases go through that endpoint instead (greedy chat completions, the
+    same messages and scorers). Reports a base that moved upstream. Exit 1 on a regression or a
+    changed file."""
     ws = workspace(as_json)
     ref = _release_ref(ws, version, name, as_json)
-    result = run_job_to_end("canary", {"version": ref.version, "name": ref.name}, as_json)
+    where = endpoint_or_none(ws, url, as_json)
+    if where:
+        result = canary_at(ws, ref, where, as_json)
+    else:
+        result = run_job_to_end("canary", {"version": ref.version, "name": ref.name}, as_json)
     if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -381,7 +394,12 @@ def canary(version: ReleaseArg = None, name: NameOpt = None, as_json: JsonOpt = 
 
 @command(app, "serve-commands")
 def serve_commands_cmd(version: CurrentArg = "current", name: NameOpt = None, as_json: JsonOpt = False) -> None:
-    """The vLLM, TGI and transformers commands that serve VERSION as shipped."""
+    """The transformers serve, vLLM and SGLang commands that serve VERSION.
+
+    Each serves what was evaluated: the base and the LoRA under distinct names (NAME-base, NAME),
+    the evaluated dtype and in-flight quantization. An engine that would serve another precision
+    (vLLM's in-flight bitsandbytes is 4-bit: not for an int8 version) gets no command but the
+    reason and what would work instead."""
     ws = workspace(as_json)
     ref = _ref(ws, version, name, as_json)
     try:
@@ -391,5 +409,13 @@ def serve_commands_cmd(version: CurrentArg = "current", name: NameOpt = None, as
     if as_json:
         print(json.dumps({"version": ref.label, **commands}, indent=2))
     else:
-        for engine in ("vllm", "tgi", "transformers"):
-            print(f"# {engine}\n{commands[engine]}\n")
+        for engine in ("transformers_serve", "vllm", "sglang"):
+            label = engine.replace("_", " ")
+            if commands[engine]:
+                print(f"# {label}\n{commands[engine]}\n")
+            else:
+                print(f"# {label}: no command\n# {commands['refused'][engine]}\n")
+        print(f"# python (transformers + peft)\n{commands['transformers']}")
+
+
+register(app, _release_ref)

@@ -478,14 +478,18 @@ def test_shipped_directories_load_with_plain_transformers_and_peft(env):
 
     commands = serve_commands(read_manifest(adapter.path), adapter.path, ws.root)
     assert commands["vllm"].startswith(f"vllm serve {env['model']}")
-    assert f"--enable-lora --lora-modules {adapter.name}={adapter.path}" in commands["vllm"]
-    assert "--dtype float32" in commands["vllm"] and "--lora-adapters" in commands["tgi"]
+    # Distinct names: the base as NAME-base, the LoRA as NAME (what was evaluated).
+    assert f"--served-model-name {adapter.name}-base --enable-lora --lora-modules {adapter.name}={adapter.path}" \
+        in commands["vllm"]
+    assert "--dtype float32" in commands["vllm"] and f"--lora-paths {adapter.name}={adapter.path}" in commands["sglang"]
+    assert commands["transformers_serve"] is None and "adapter" in commands["refused"]["transformers_serve"]
     manifest = read_manifest(merged.path)
-    manifest["precision"].update(name="nf4", quantization={"method": "bitsandbytes", "bits": 4, "quant_type": "nf4"})
+    manifest["precision"].update(name="nf4", quantization={"method": "bitsandbytes", "bits": 4, "quant_type": "nf4",
+                                                           "double_quant": True})
     manifest["serving"]["context_length"] = 2048
     quantized = serve_commands(manifest, merged.path, ws.root)
     assert "--quantization bitsandbytes" in quantized["vllm"] and "--max-model-len 2048" in quantized["vllm"]
-    assert "--quantize bitsandbytes-nf4" in quantized["tgi"] and "--max-total-tokens 2048" in quantized["tgi"]
+    assert "--quantization bnb-4bit" in quantized["transformers_serve"] and "--context-length 2048" in quantized["sglang"]
     out = wg("-w", ws.root, "release", "versions", "--json")
     assert out.returncode == 0, out.stderr
     listing = json.loads(out.stdout)
