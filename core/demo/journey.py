@@ -29,10 +29,14 @@ from weightgate.core.engine.lock import read_lock
 from weightgate.core.engine.workspace import Workspace, setting_path
 from weightgate.core.gates import compute_report
 from weightgate.core.memory.checks import record_fit
+from weightgate.core.registry.manifest import read_manifest
+from weightgate.core.registry.serving import transformers_serve_refusal
 from weightgate.core.registry.store import resolve
 from weightgate.core.release.gate import GatesClosed
 from weightgate.core.release.health import health
 from weightgate.core.release.promote import promote
+from weightgate.core.release.remote import endpoint_canary, endpoint_latency
+from weightgate.core.release.serve import start_serving, stop_serving
 from weightgate.core.training.data.prepare import blocking_error, check_dataset
 from weightgate.core.training.dataset import check_training_data
 from weightgate.core.training.session import new_run_params
@@ -296,11 +300,39 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
             except GatesClosed as exc:
                 raise JourneyStopped(f"{ref.label} was not promoted: {exc.message}", hint=exc.hint) from None
             lines.append(f"promoted {promoted['release']}: current (phase 6 passed on it)")
+        lines.extend(_through_the_endpoint(ws, ref, canary, say))
 
     results.append(_phase(ws, 6, "Deployment", deployment, say))
     total = sum(r.seconds for r in results)
     say(f"\nDone in {total / 60:.1f} min: " + ", ".join(f"{r.phase} {r.state}" for r in results))
     return results
+
+
+def _through_the_endpoint(ws: Workspace, ref, in_process: dict, say: Say) -> list[str]:
+    """v1 behind a real OpenAI-compatible server (`weightgate release serve`): the canary through
+    it must score what the in-process canary scored, and its time to first token is printed. The
+    latency is shown, not recorded: ship.latency keeps ship's measurement, taken as the ceilings
+    were set (in-process), so the demo's gate does not hang on an HTTP server's CPU overhead."""
+    why = transformers_serve_refusal(read_manifest(ref.path))
+    if why:
+        return [f"not served through an endpoint: {why}"]
+    job, ready = start_serving(ws, ref, on_start=lambda handle: say(f"    job {handle.job_id} (serve)"),
+                               on_log=lambda message: say(f"      {message}"))
+    url = ready["url"]
+    try:
+        canary = endpoint_canary(ws, ref, url, log=lambda message: say(f"      {message}"))
+        if not canary.get("ok") or canary.get("score") != in_process.get("score"):
+            raise JourneyStopped(f"the canary through {url} scored {canary.get('score')} against "
+                                 f"{in_process.get('score')} in process: {canary.get('detail')}",
+                                 hint=f"weightgate release canary {ref.version} --url URL --json lists the cases")
+        latency = endpoint_latency(ws, ref, url, concurrency=[1], requests=8, record=False)
+    finally:
+        stop_serving(ws, job.job_id)
+    row = latency["batch_sizes"][0]
+    return [f"served {ref.label} at {url} (transformers serve): canary {_score(canary.get('score'))}, "
+            f"the in-process canary's score",
+            f"endpoint {url}: TTFT p50 {row['ttft_ms']['p50']:.0f} ms / p95 {row['ttft_ms']['p95']:.0f} ms, "
+            f"{row['tokens_per_s']['p50']:.1f} tokens/s over {row.get('requests', 8)} requests; stopped"]
 
 
 def _run_line(label: str, result: dict) -> str:

@@ -30,6 +30,8 @@ from pathlib import Path
 import psutil
 
 from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.events import read_events
+from weightgate.core.engine.jobs import cancel_job, events_path, read_status, start_job
 from weightgate.core.registry.manifest import read_manifest
 from weightgate.core.registry.serving import (
     DEFAULT_HOST,
@@ -188,3 +190,47 @@ def serve(ctx, ref: VersionRef, *, host: str = DEFAULT_HOST, port: int | None = 
         stopped = stop_server(process)
         ctx.emit("log", {"message": f"stopped the server at {url} (pids {stopped})", "level": "info", "url": url,
                          "stopped": True})
+
+
+class NotServing(InputError):
+    """The serve job ended before it served (its error says why)."""
+    exit_code = 1
+
+
+def start_serving(ws, ref: VersionRef, *, host: str = DEFAULT_HOST, port: int | None = None,
+                  timeout: float = READY_TIMEOUT_S, on_start=None, on_log=None, poll_s: float = 0.2):
+    """Start the `serve` job for `ref` and follow it until it serves: (job handle, the "serving at"
+    event's payload: url, pid, version). on_start(handle) runs once the job is started, on_log(message)
+    sees its log lines meanwhile. Raises
+    NotServing when the job ends first. The CLI (`release serve`) and the demo share this."""
+    handle = start_job(ws.jobs_dir, "serve", {"version": ref.version, "name": ref.name, "host": host, "port": port,
+                                              "timeout": timeout}, workspace=ws.root)
+    if on_start is not None:
+        on_start(handle)
+    offset = 0
+    while True:
+        events, offset = read_events(events_path(handle.job_dir), offset)
+        for event in events:
+            if event.kind in ("log", "error") and on_log is not None:
+                on_log(str(event.payload.get("message", "")))
+            if event.kind == "log" and str(event.payload.get("message", "")).startswith(SERVING_PREFIX):
+                return handle, dict(event.payload)
+        status = read_status(handle.job_dir)
+        if status.is_terminal:
+            raise NotServing(f"the serve job {handle.job_id} ended {status.state} before serving: "
+                             f"{status.error or status.detail or 'no reason given'}",
+                             hint=f"weightgate attach {handle.job_id} replays its log")
+        time.sleep(poll_s)
+
+
+def stop_serving(ws, job_id: str, *, timeout: float = 60.0) -> str:
+    """Cancel the serve job and wait for it to end (the server stopped); its final state."""
+    job_dir = ws.jobs_dir / job_id
+    cancel_job(job_dir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = read_status(job_dir)
+        if status.is_terminal:
+            return status.state
+        time.sleep(0.2)
+    return read_status(job_dir).state

@@ -79,6 +79,9 @@ def test_headless_journey_on_the_tiny_model(journey: Journey) -> None:
     phase6 = "\n".join(results[5].lines)
     assert "health " in phase6 and ": ready, cold start" in phase6 and ": pass: no regression" in phase6
     assert f"shipped {name}@v1" in phase6 and "the candidate" in phase6 and f"promoted {name}@v1" in phase6
+    # v1 behind `transformers serve`: the canary through it scores what the in-process one did.
+    assert f"served {name}@v1 at http://127.0.0.1:" in phase6 and "the in-process canary's score" in phase6
+    assert "TTFT p50 " in phase6 and "; stopped" in phase6
     manifest = tomllib.loads((ws.registry_dir / name / "v1" / "manifest.toml").read_text())
     assert manifest["release"]["relation"] in ("adapter", "merged")
     assert manifest["adapter"]["present"] is True and manifest["adapter"]["config"]["r"] == 16

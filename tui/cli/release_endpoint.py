@@ -4,19 +4,17 @@ OpenAI-compatible endpoint for a shipped version, and the phase-6 checks run aga
 
 import json
 import sys
-import time
 from typing import Annotated, Optional
 
 import typer
 
 from weightgate.core.engine.errors import InputError, WeightgateError
-from weightgate.core.engine.events import read_events
-from weightgate.core.engine.jobs import events_path, read_status, start_job
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.registry.manifest import read_manifest
 from weightgate.core.registry.serving import DEFAULT_HOST, transformers_serve_refusal
 from weightgate.core.registry.store import VersionRef
-from weightgate.core.release.serve import READY_TIMEOUT_S, SERVING_PREFIX
+from weightgate.core.release.serve import READY_TIMEOUT_S, NotServing
+from weightgate.core.release.serve import start_serving as start_serving_job
 from weightgate.tui.cli.common import EXIT_FAILED, EXIT_OK, JsonOpt, NameOpt, command, fail, say_if_locked, workspace
 
 ReleaseArg = Annotated[Optional[str], typer.Argument(
@@ -46,29 +44,19 @@ def start_serving(ws: Workspace, ref: VersionRef, host: str, port: Optional[int]
     if why:
         fail(InputError(f"{ref.label}: {why}"), as_json)
     say_if_locked(ws, 6, "this endpoint")
-    handle = start_job(ws.jobs_dir, "serve", {"version": ref.version, "name": ref.name, "host": host, "port": port,
-                                              "timeout": timeout}, workspace=ws.root)
-    if not as_json:
-        print(f"job {handle.job_id}: serving {ref.label} (stop it: weightgate cancel {handle.job_id})", flush=True)
-    offset, ready = 0, None
     try:
-        while ready is None:
-            events, offset_now = read_events(events_path(handle.job_dir), offset)
-            offset = offset_now
-            for event in events:
-                if event.kind in ("log", "error") and not as_json:
-                    print(f"  {event.payload.get('message')}", flush=True)
-                if event.kind == "log" and str(event.payload.get("message", "")).startswith(SERVING_PREFIX):
-                    ready = event.payload
-            status = read_status(handle.job_dir)
-            if ready is None and status.is_terminal:
-                result = {"ok": False, "job": handle.job_id, "state": status.state, "error": status.error}
-                print(json.dumps(result, indent=2) if as_json else f"not serving: {status.error or status.state}",
-                      file=sys.stdout if as_json else sys.stderr)
-                raise typer.Exit(EXIT_FAILED)
-            time.sleep(0.2)
+        handle, ready = start_serving_job(
+            ws, ref, host=host, port=port, timeout=timeout,
+            on_start=None if as_json else (lambda handle: print(
+                f"job {handle.job_id}: serving {ref.label} (stop it: weightgate cancel {handle.job_id})", flush=True)),
+            on_log=None if as_json else (lambda message: print(f"  {message}", flush=True)))
+    except NotServing as exc:
+        if as_json:
+            print(json.dumps({"ok": False, **exc.to_dict()}, indent=2))
+            raise typer.Exit(EXIT_FAILED) from None
+        fail(exc, as_json)
     except KeyboardInterrupt:
-        print(f"\ndetached; the job goes on: weightgate attach {handle.job_id}", file=sys.stderr)
+        print("\ndetached; the serve job goes on: weightgate jobs lists it", file=sys.stderr)
         raise typer.Exit(EXIT_OK) from None
     if as_json:
         print(json.dumps({"ok": True, "job": handle.job_id, **ready}, indent=2))
