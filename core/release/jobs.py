@@ -46,4 +46,5 @@ def run_serve(ctx: JobContext) -> dict:
     ws = ctx.open_workspace()
     ref = resolve(ws, ctx.params.get("version"), ctx.params.get("name"))
     return serve(ctx, ref, host=ctx.params.get("host") or "127.0.0.1", port=ctx.params.get("port"),
-                 timeout=float(ctx.params.get("timeout") or READY_TIMEOUT_S))
+                 timeout=float(ctx.params.get("timeout") or READY_TIMEOUT_S),
+                 continuous_batching=bool(ctx.params.get("continuous_batching")))

@@ -75,13 +75,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def server_command(ref: VersionRef, manifest: dict, host: str, port: int) -> list[str]:
-    """The venv's own `transformers serve` (this interpreter's), on the version directory."""
+def server_command(ref: VersionRef, manifest: dict, host: str, port: int, *,
+                   continuous_batching: bool = False) -> list[str]:
+    """The venv's own `transformers serve` (this interpreter's), on the version directory.
+    continuous_batching: its paged-attention scheduler, which batches concurrent requests
+    (tests/bench/serve_latency.py, demo model on 2 CPU cores: endpoint / in-process tokens/s 0.71
+    at concurrency 4 and 8 with it, 0.42 and 0.35 without); off by default, as the canary's
+    greedy outputs are checked equal to the shipped run's without it."""
     why = transformers_serve_refusal(manifest)
     if why:
         raise ServeRefused(f"{ref.label}: {why}", path=ref.path)
     return [sys.executable, "-m", "transformers.cli.transformers", "serve",
-            *transformers_serve_options(manifest, ref.path, host=host, port=port), "--log-level", "warning"]
+            *transformers_serve_options(manifest, ref.path, host=host, port=port), "--log-level", "warning",
+            *(["--continuous-batching"] if continuous_batching else [])]
 
 
 def _server_env() -> dict:
@@ -155,7 +161,7 @@ def stop_server(process: subprocess.Popen, grace: float = 10.0) -> list[int]:
 
 
 def serve(ctx, ref: VersionRef, *, host: str = DEFAULT_HOST, port: int | None = None,
-          timeout: float = READY_TIMEOUT_S) -> dict:
+          timeout: float = READY_TIMEOUT_S, continuous_batching: bool = False) -> dict:
     """The body of the `serve` job (ctx: core.engine.job_process.JobContext); returns when the server
     stops by itself (an error), or raises JobCancelled after stopping it."""
     manifest = read_manifest(ref.path)
@@ -163,7 +169,7 @@ def serve(ctx, ref: VersionRef, *, host: str = DEFAULT_HOST, port: int | None = 
     ctx.log(f"verifying {ref.label} against SHA256SUMS")
     report = verified_version(ref)                      # ReleaseCorrupt names every changed file
     port = int(port or free_port(host))
-    command = server_command(ref, manifest, host, port)
+    command = server_command(ref, manifest, host, port, continuous_batching=continuous_batching)
     url = url_for(host, port)
     if not is_loopback(host):
         ctx.log(f"binding {host}: the endpoint is reachable from the network, without authentication",
@@ -198,13 +204,15 @@ class NotServing(InputError):
 
 
 def start_serving(ws, ref: VersionRef, *, host: str = DEFAULT_HOST, port: int | None = None,
-                  timeout: float = READY_TIMEOUT_S, on_start=None, on_log=None, poll_s: float = 0.2):
+                  timeout: float = READY_TIMEOUT_S, continuous_batching: bool = False, on_start=None, on_log=None,
+                  poll_s: float = 0.2):
     """Start the `serve` job for `ref` and follow it until it serves: (job handle, the "serving at"
     event's payload: url, pid, version). on_start(handle) runs once the job is started, on_log(message)
     sees its log lines meanwhile. Raises
     NotServing when the job ends first. The CLI (`release serve`) and the demo share this."""
     handle = start_job(ws.jobs_dir, "serve", {"version": ref.version, "name": ref.name, "host": host, "port": port,
-                                              "timeout": timeout}, workspace=ws.root)
+                                              "timeout": timeout, "continuous_batching": continuous_batching},
+                       workspace=ws.root)
     if on_start is not None:
         on_start(handle)
     offset = 0

@@ -17,9 +17,11 @@ The model: the demo model (SmolLM2-135M-Instruct as safetensors, core.demo.model
 fetched and converted once into ~/.cache/weightgate), or `--model tiny` (a random tiny Llama, built
 in seconds: it measures the overheads, not a real model). The endpoint serves the model directory,
 as `weightgate release serve` serves a shipped base or merged version (same command builder).
-On a shared 2-core machine (2026-12, `--model tiny --max-new-tokens 16`): endpoint / in-process
-tokens/s 0.30 at 1, 0.09 at 4, 0.14 at 8 (TTFT p50 253 / 953 / 942 ms): the server generates
-request by request (no continuous batching on the CPU), the in-process side in one batch.
+Measured on this 2-core machine (2026-12-07, demo model, 24 new tokens), endpoint / in-process
+tokens/s at concurrency 1 / 4 / 8: 0.80 / 0.42 / 0.35 (TTFT p50 218 / 3021 / 5879 ms) as
+`release serve` runs by default, where the server generates request by request; with
+`--server-arg=--continuous-batching` (`release serve --continuous-batching`): 0.95 / 0.71 / 0.71
+(TTFT p50 249 / 651 / 1554 ms). `--model tiny --max-new-tokens 16` measures overheads only.
 Not a pytest test: it takes minutes and wants a quiet machine.
 """
 
@@ -81,12 +83,13 @@ def in_process(directory: Path, conversations: list, max_new_tokens: int, levels
     return out
 
 
-def endpoint_side(directory: Path, conversations: list, max_new_tokens: int, levels, log: Path) -> list[dict]:
+def endpoint_side(directory: Path, conversations: list, max_new_tokens: int, levels, log: Path,
+                  server_args: tuple[str, ...] = ()) -> list[dict]:
     manifest = {"release": {"name": "bench", "relation": "base"}, "precision": {"name": "fp32", "dtype": "float32"},
                 "base": {}, "serving": {}}
     port = free_port()
     command = [sys.executable, "-m", "transformers.cli.transformers", "serve",
-               *transformers_serve_options(manifest, directory, port=port), "--log-level", "warning"]
+               *transformers_serve_options(manifest, directory, port=port), "--log-level", "warning", *server_args]
     with open(log, "wb") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = url_for("127.0.0.1", port)
@@ -102,13 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("demo", "tiny"), default="demo")
     parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="one more `transformers serve` argument, e.g. --server-arg=--continuous-batching")
     args = parser.parse_args(argv)
     # A SIGTERM (timeout, Ctrl-C from a wrapper) unwinds through `finally`, which stops the server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     conversations = [build_messages(INSTRUCTION + written) for _, written, _, _ in DATE_CASES]
     with tempfile.TemporaryDirectory(prefix="wg-serve-bench-") as scratch:
         directory = model_dir(args.model, Path(scratch))
-        rows = endpoint_side(directory, conversations, args.max_new_tokens, LEVELS, Path(scratch) / "server.log")
+        rows = endpoint_side(directory, conversations, args.max_new_tokens, LEVELS, Path(scratch) / "server.log",
+                             tuple(args.server_arg))
         local = in_process(directory, conversations, args.max_new_tokens, LEVELS)
     print(f"\n{args.model} model, {args.max_new_tokens} new tokens, greedy; tokens/s = all output tokens / wall time")
     print(f"{'concurrency':>11} {'endpoint tok/s':>15} {'in-process tok/s':>17} {'ratio':>6} {'TTFT p50/p95 ms':>16}")

@@ -35,7 +35,7 @@ def endpoint_or_none(ws: Workspace, url: Optional[str], as_json: bool) -> Option
 
 
 def start_serving(ws: Workspace, ref: VersionRef, host: str, port: Optional[int], timeout: float,
-                  as_json: bool) -> None:
+                  as_json: bool, continuous_batching: bool = False) -> None:
     """Start the serve job, follow it until it serves (or fails), print the URL and how to stop it."""
     try:
         why = transformers_serve_refusal(read_manifest(ref.path))
@@ -46,7 +46,7 @@ def start_serving(ws: Workspace, ref: VersionRef, host: str, port: Optional[int]
     say_if_locked(ws, 6, "this endpoint")
     try:
         handle, ready = start_serving_job(
-            ws, ref, host=host, port=port, timeout=timeout,
+            ws, ref, host=host, port=port, timeout=timeout, continuous_batching=continuous_batching,
             on_start=None if as_json else (lambda handle: print(
                 f"job {handle.job_id}: serving {ref.label} (stop it: weightgate cancel {handle.job_id})", flush=True)),
             on_log=None if as_json else (lambda message: print(f"  {message}", flush=True)))
@@ -79,6 +79,9 @@ def serve(version: ReleaseArg = None,
                                                       help="Port (default: a free one).")] = None,
           timeout: Annotated[float, typer.Option("--timeout", min=1.0,
                                                  help="Seconds to wait until it answers.")] = READY_TIMEOUT_S,
+          continuous_batching: Annotated[bool, typer.Option(
+              "--continuous-batching",
+              help="Batch concurrent requests (paged attention): more tokens/s under load.")] = False,
           name: NameOpt = None, as_json: JsonOpt = False) -> None:
     """Serve VERSION as shipped on an OpenAI-compatible endpoint (a job).
 
@@ -88,7 +91,7 @@ def serve(version: ReleaseArg = None,
     `weightgate cancel JOB`. An adapter version cannot be served this way (ship it merged, or use
     the vLLM / SGLang command of `weightgate release serve-commands`)."""
     ws = workspace(as_json)
-    start_serving(ws, _RELEASE_REF[0](ws, version, name, as_json), host, port, timeout, as_json)
+    start_serving(ws, _RELEASE_REF[0](ws, version, name, as_json), host, port, timeout, as_json, continuous_batching)
 
 
 def latency(version: ReleaseArg = None, url: UrlOpt = None,

@@ -122,3 +122,20 @@ def test_an_adapter_is_served_under_a_name_distinct_from_its_base(tmp_path):
     commands = serve_commands(manifest(relation="adapter"), spaced, tmp_path)
     assert shlex.split(commands["vllm"]) == serve_argv(manifest(relation="adapter"), spaced, tmp_path)[0]["vllm"]
     assert Path(shlex.split(commands["vllm"])[2]) == Path("/models/tiny-base")
+
+
+def test_the_serve_job_s_command_parses_with_and_without_continuous_batching(tmp_path):
+    """`weightgate release serve [--continuous-batching]`: the job's own command line (the venv's
+    interpreter running transformers' CLI) is accepted by transformers' parser either way."""
+    import sys
+
+    from weightgate.core.registry.store import VersionRef
+    from weightgate.core.release.serve import server_command
+
+    ref = VersionRef(name="demo", version="v1", path=tmp_path / "v1")
+    for batching in (False, True):
+        command = server_command(ref, manifest(context=512), "127.0.0.1", 8123, continuous_batching=batching)
+        assert command[:4] == [sys.executable, "-m", "transformers.cli.transformers", "serve"]
+        params = parse_transformers_serve(["transformers", *command[3:]])
+        assert params["continuous_batching"] is batching and params["port"] == 8123
+        assert params["force_model"] == str(tmp_path / "v1")
