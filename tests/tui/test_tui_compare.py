@@ -227,9 +227,9 @@ async def test_review_keys_are_in_the_footer_and_the_help(ws: Workspace) -> None
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_screen(pilot, "R", "review")
         await start_review_from_the_form(pilot, screen)
-        footer = screen_text(app)
-        for label in ("Left better", "Right better", "Tie", "Back"):
-            assert label in footer
+        # The footer redraws its bindings a refresh after the case shows (on a loaded machine, later).
+        labels = ("Left better", "Right better", "Tie", "Back")
+        await wait_for(pilot, lambda: all(label in screen_text(app) for label in labels), what="the review keys")
         await pilot.press("f1")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         help_text = app.screen.plain

@@ -91,3 +91,20 @@ def test_a_command_loads_only_its_own_group(tmp_path):
                                                             "weightgate.core.training.session",
                                                             "weightgate.tui.cli.release"))}
     assert not loaded, loaded
+
+
+def test_hub_kernels_are_off_unless_asked_and_a_loaded_model_is_not_kernelized(tiny_model_dir):
+    """transformers 5 would kernelize each model with code fetched from the hub: weightgate turns
+    that off for itself and every process it starts, and keeps a user's explicit choice."""
+    import os
+
+    code = "import os, weightgate; print(os.environ['USE_HUB_KERNELS'])"
+    env = {k: v for k, v in os.environ.items() if k != "USE_HUB_KERNELS"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "NO"
+    assert subprocess.run([sys.executable, "-c", code], env={**env, "USE_HUB_KERNELS": "YES"}, capture_output=True,
+                          text=True, check=True).stdout.strip() == "YES"
+    from weightgate.core.memory.loading import load_model
+
+    loaded = load_model(tiny_model_dir, "fp32", device="cpu")
+    assert loaded.model.use_kernels is False
