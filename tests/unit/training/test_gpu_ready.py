@@ -245,3 +245,26 @@ def test_a_torch_free_process_reads_the_capability_from_nvml(monkeypatch):
         assert cap.capability_for("cuda:7") is cap.ASSUMED_CUDA    # no such device: NVML cannot say
     finally:
         nvml._reset_for_tests()
+
+
+@pytest.mark.slow
+def test_qlora_nf4_with_paged_adamw_resumes_bit_for_bit_on_the_cpu(tmp_path, tiny_model_dir):
+    """QLoRA on an NF4 base with paged 8-bit AdamW, stopped after step 3 and resumed: the adapter
+    at step 6 equals the uninterrupted run's bit for bit. (bitsandbytes repacks 4-bit weights for
+    its AVX512-BF16 CPU kernel at the first validation pass; the trainer keeps one kernel, or a
+    resumed run, not yet validated, would compute through the other: 1.3e-4 apart.)"""
+    ws, split = make_workspace(tmp_path / "ws", tiny_model_dir)
+    decide(ws, "nf4", optimizer="paged_adamw_8bit")
+    reference = prepare_run(ws, params_for(split, 6))
+    assert execute(ws.root, reference).status == "finished"
+    polls = {"n": 0}
+
+    def stop_after_step_3():
+        polls["n"] += 1
+        return polls["n"] > 3
+
+    directory = prepare_run(ws, params_for(split, 6))
+    assert execute(ws.root, directory, should_stop=stop_after_step_3).step == 3
+    assert execute(ws.root, directory, resume=True).status == "finished"
+    assert_bitwise(tensors(directory / "checkpoints" / "step-000006" / "adapter.safetensors"),
+                   tensors(reference / "checkpoints" / "step-000006" / "adapter.safetensors"))
