@@ -108,6 +108,10 @@ class SelectionScreen(WeightsActions, PhaseScreen):
     def _report_changed(self, report: Report | None) -> None:
         if report is None:
             return
+        if not self.query("#selection-tabs") or not self.query("#candidates"):
+            # The report can arrive before the tabs are mounted: apply it once they are.
+            self.call_after_refresh(self._report_changed, report)
+            return
         if not self._tab_chosen:
             self._tab_chosen = True
             ready = all(report.item(item_id).status == "pass" for _, item_id in REQUIREMENTS)

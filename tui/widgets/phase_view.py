@@ -130,7 +130,7 @@ class PhaseView(Vertical):
     def show_report(self, report: Report | None) -> None:
         if report is None:
             return
-        if not self.query(ItemDetail):
+        if not (self.query(GateBanner) and self.query(ItemTable) and self.query(ItemDetail)):
             # The report can arrive before this view's children are mounted: show it once they are.
             self.call_after_refresh(self.show_report, report)
             return
