@@ -111,11 +111,25 @@ def find_adapter(ws: Workspace, value) -> Path | None:
     return None
 
 
+# (path, size, mtime_ns, inode) -> sha256 of an adapter file: the adapter is fingerprinted at every
+# status computation (the TUI recomputes on each job event), and an 8B model's LoRA is ~100 MB.
+# A rewritten file gets a new mtime, as weights_on_disk already relies on.
+_ADAPTER_FILE_DIGESTS: dict[tuple, str] = {}
+
+
+def _adapter_file_digest(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if key not in _ADAPTER_FILE_DIGESTS:
+        _ADAPTER_FILE_DIGESTS[key] = digest_file(path)
+    return _ADAPTER_FILE_DIGESTS[key]
+
+
 def adapter_files_digest(adapter: Path | None) -> str:
     if adapter is None:
         return ABSENT
     files = sorted(p for p in adapter.iterdir() if p.is_file() and p.name.startswith("adapter_"))
-    return digest_value([(p.name, digest_file(p)) for p in files])
+    return digest_value([(p.name, _adapter_file_digest(p)) for p in files])
 
 
 def adapter_identity(decision, adapter: Path | None) -> str:

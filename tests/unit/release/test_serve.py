@@ -11,11 +11,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import flip_byte, phase1_ready
+from helpers import flip_byte
+from release_helpers import shippable_workspace
 
 from weightgate.core.gates import compute_report
 from weightgate.core.registry import store as registry
-from weightgate.core.weights.local_source import lock_local_source
 
 ROOT = Path(__file__).resolve().parents[3]
 CASES = 5
@@ -28,30 +28,9 @@ pytestmark = pytest.mark.slow
 def env(tmp_path_factory):
     """The tiny model (no adapter) shipped as v1 and under check ([decisions] release), its task run's
     expected answers set to what the model says for three cases, so the shipped results have passes."""
-    from tiny_model import build_tiny_model
-
-    from weightgate.core.evaluation.runner import run_eval
     from weightgate.core.release.ship import ship
 
-    root = tmp_path_factory.mktemp("serve")
-    model = build_tiny_model(root / "tiny-base")
-    (model / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
-    ws = phase1_ready(root / "ws")
-    ws.update_config(lambda doc: doc["requirements"]["ceilings"].update(p95_latency_ms=60000, min_tokens_per_s=0.5))
-    path = ws.evals_dir / "task.jsonl"
-    lines = path.read_text().splitlines()[:CASES]
-    path.write_text(json.dumps({"_set": {"max_new_tokens": 6}}) + "\n" + "\n".join(lines) + "\n")
-    lock_local_source(ws, str(model), origin="example-org/tiny-base")
-    first = run_eval(ws, "task", device="cpu")
-    outputs = {case["id"]: case["output"] for case in map(json.loads, (ws.runs_dir / first["run"] /
-                                                                         "cases.jsonl").read_text().splitlines())}
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    for row in rows[1:]:
-        if row["id"] in ("c000", "c001", "c002"):
-            row["expected"] = outputs[row["id"]]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    run = run_eval(ws, "task", device="cpu")
-    assert run["summary"]["passed"] == 3
+    ws, _, run = shippable_workspace(tmp_path_factory.mktemp("serve"), cases=CASES, max_new_tokens=6)
     outcome = ship(ws, latency=False, override=OVERRIDE)
     assert outcome["version"] == "v1" and outcome["relation"] == "base"
     return {"ws": ws, "run": run, "ref": registry.resolve(ws, "v1")}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import flip_byte, make_adapter, phase1_ready
 from hub_emulator import hub  # noqa: F401 - `hub` is a fixture
+from release_helpers import shippable_workspace
 
 from weightgate.core.gates import compute_report
 from weightgate.core.registry import store as registry
@@ -27,38 +28,17 @@ OVERRIDE = "tests: the mechanics of ship on a workspace that walks phase 1 only"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A workspace: tiny model (apache-2.0) locked, adapter decided, one task eval run."""
-    from tiny_model import build_tiny_model
-
     from weightgate.core.evaluation.runner import run_eval
 
     root = tmp_path_factory.mktemp("ship")
-    model = build_tiny_model(root / "tiny-base")
-    (model / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
-    adapter = make_adapter(model, root / "adapter")
-    ws = phase1_ready(root / "ws")
-    # Ceilings this machine meets even with its CPUs shared (the latency code is tested elsewhere).
-    ws.update_config(lambda doc: doc["requirements"]["ceilings"].update(p95_latency_ms=60000, min_tokens_per_s=0.5))
-    path = ws.evals_dir / "task.jsonl"
-    lines = path.read_text().splitlines()[:CASES]
-    path.write_text(json.dumps({"_set": {"max_new_tokens": 4}}) + "\n" + "\n".join(lines) + "\n")
-    # A local copy of a hub model: the lock says which repo it came from (the card's base_model).
-    lock_local_source(ws, str(model), origin="example-org/tiny-base")
-    shutil.copytree(adapter, ws.adapters_dir / "lora1")
-    ws.update_config(lambda doc: doc["decisions"].__setitem__("adapter", "lora1"))
-    first = run_eval(ws, "task", device="cpu")
-    # Expected answers = what the adapter says for three cases (so the shipped results have passes
-    # a canary can lose), and a canary subset; only scoring changed, so this re-scores the run.
-    outputs = {case["id"]: case["output"] for case in map(json.loads, (ws.runs_dir / first["run"] /
-                                                                         "cases.jsonl").read_text().splitlines())}
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    for row in rows[1:]:
-        if row["id"] in ("c000", "c001", "c002"):
-            row["expected"] = outputs[row["id"]]
-        if row["id"] in ("c000", "c001", "c003"):
-            row["tags"] = row["tags"] + ["canary"]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    run = run_eval(ws, "task", device="cpu")
-    assert run["rescored_from"] == first["run"] and run["summary"]["passed"] == 3
+
+    def decide_adapter(ws, model):
+        shutil.copytree(make_adapter(model, root / "adapter"), ws.adapters_dir / "lora1")
+        ws.update_config(lambda doc: doc["decisions"].__setitem__("adapter", "lora1"))
+
+    # Expected answers = what the adapter says for three cases, and a canary subset.
+    ws, model, run = shippable_workspace(root, cases=CASES, max_new_tokens=4, canary=("c000", "c001", "c003"),
+                                         before_eval=decide_adapter)
     general = [{"id": f"g{n}", "input": question, "expected": answer, "scorer": "contains"}
                for n, (question, answer) in enumerate([("What is the capital of Japan?", "Tokyo"),
                                                        ("What is 2 + 2?", "4"),

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from training_helpers import make_workspace, params_for
+from training_helpers import assert_bitwise, make_workspace, params_for, tensors
 
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.fingerprints import plain
@@ -26,20 +26,6 @@ from weightgate.core.training.session import execute, prepare_run
 REPO = Path(__file__).resolve().parents[3]
 T4 = Capability("cuda", "Tesla T4", (7, 5), False)
 A100 = Capability("cuda", "NVIDIA A100-SXM4-40GB", (8, 0), True)
-
-
-def tensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
-
-
-def assert_bitwise(a: dict, b: dict) -> None:
-    import torch
-
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name].view(torch.uint8), b[name].view(torch.uint8)), name
 
 
 def decide(ws, precision: str, **training) -> None:

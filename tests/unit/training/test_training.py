@@ -16,10 +16,12 @@ import pytest
 from helpers import phase1_ready, wait_terminal
 from training_helpers import (
     OVERRIDES,
+    assert_bitwise,
     checkpoint_at_least,
     date_record,
     make_workspace,
     params_for,
+    tensors,
     wait_for,
     write_split,
 )
@@ -41,20 +43,6 @@ def trained(tmp_path_factory, tiny_model_dir):
     directory = prepare_run(ws, params_for(split, 12))
     outcome = execute(ws.root, directory, emit=lambda kind, payload: events.append((kind, payload)))
     return ws, split, directory, outcome, events
-
-
-def tensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
-
-
-def assert_bitwise(a: dict, b: dict) -> None:
-    import torch
-
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name].view(torch.uint8), b[name].view(torch.uint8)), name
 
 
 # --- in-process ------------------------------------------------------------------------------
