@@ -80,7 +80,9 @@ async def test_versions_verify_health_and_rollback(shipped) -> None:
         await pilot.press(*"tui test", "enter")
         await wait_for(pilot, lambda: read_aliases(ws, name).get("current") == "v2", timeout=30, what="promoted")
         assert read_aliases(ws, name) == {"current": "v2", "previous": "v1"}
-        assert any("current is now" in n and "closed gates" in n for n in notifications(app))
+        # The aliases move inside the promote worker; its notification follows when the worker returns.
+        await wait_for(pilot, lambda: any("current is now" in n and "closed gates" in n for n in notifications(app)),
+                       what="the promotion's notification")
         await wait_for(pilot, lambda: "current" in str(table.get_row("v2")[1]), what="table follows the promotion")
         assert "previous" in str(table.get_row("v1")[1])
         assert "✓ match" in str(table.get_row("v2")[5])
