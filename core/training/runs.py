@@ -14,7 +14,8 @@ from pathlib import Path
 
 from weightgate.core.engine.atomic import write_atomic
 from weightgate.core.engine.errors import InputError
-from weightgate.core.engine.jobs import read_status
+from weightgate.core.engine.events import read_events
+from weightgate.core.engine.jobs import events_path, read_status
 
 RUN_FILE = "run.json"
 # restore_failed and diverged runs are not resumed: their checkpoints are not to be trusted further.
@@ -76,6 +77,10 @@ def list_runs(ws) -> list[dict]:
             except InputError:
                 status = "interrupted"
         outcome = data.get("outcome") or {}
+        if status == "running" or not outcome:
+            # run.json gets its outcome only at the end (a resume may leave the last stop's):
+            # while the run lives, how far it got and its best checkpoint are in its journals.
+            outcome = {**outcome, **journal_outcome(ws.jobs_dir, data.get("job_ids") or [])}
         runs.append({"run_id": data.get("run_id", directory.name), "status": status, "created": data.get("created", 0),
                      "job": job_id, "method": data.get("method"), "precision": data.get("precision"),
                      "device": data.get("device"),
@@ -85,6 +90,30 @@ def list_runs(ws) -> list[dict]:
                      "nproc": data.get("nproc", 1), "message": outcome.get("message", "")})
     runs.sort(key=lambda r: (r.get("created") or 0, r["run_id"]), reverse=True)
     return runs
+
+
+def journal_outcome(jobs_dir: Path, job_ids: list[str]) -> dict:
+    """The step reached and the best checkpoint so far, read from the journals of the jobs that
+    ran this run (in order: a resume continues the step count and the best of the run before)."""
+    found: dict = {}
+    for job_id in job_ids:
+        try:
+            events, _ = read_events(events_path(Path(jobs_dir) / job_id))
+        except (OSError, InputError):
+            continue
+        for event in events:
+            payload = event.payload
+            step = None
+            if event.kind == "progress" and payload.get("unit", "step") == "step":
+                step = payload.get("done")
+            elif event.kind == "metric":
+                step = (payload.get("values") or {}).get("step", payload.get("step"))
+            elif (event.kind == "artifact" and payload.get("label") == "checkpoint"
+                    and payload.get("is_best") and payload.get("val_loss") is not None):
+                found["best_step"], found["best_val_loss"] = payload.get("step"), payload["val_loss"]
+            if isinstance(step, (int, float)) and not isinstance(step, bool):
+                found["step"] = max(int(step), found.get("step") or 0)
+    return found
 
 
 def resolve_resume(ws, wanted: str | None) -> Path:

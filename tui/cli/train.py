@@ -95,7 +95,8 @@ def runs(as_json: JsonOpt = False) -> None:
         print("no training runs yet: weightgate train start")
         return
     for row in found:
-        loss = f"{row['best_val_loss']:.4f}@{row['best_step']}" if row.get("best_val_loss") is not None else "-"
+        loss = (f"{row['best_val_loss']:.4f} at step {row['best_step']}" if row.get("best_val_loss") is not None
+                else "- (no checkpoint evaluated yet)")
         steps = f"{row.get('steps') or 0}/{row.get('total_steps') or '?'}"
         print(f"{row['run_id']:<24} {row['status']:<14} {str(row.get('method') or ''):<6} "
               f"{str(row.get('precision') or ''):<5} {str(row.get('device') or ''):<7} {steps:<9} best {loss}")
