@@ -1,6 +1,6 @@
 """Detached jobs: a separate process per job that talks to its readers only through files.
 
-    <workspace>/.weightgate/jobs/<job-id>/
+    <workspace>/.weightgate/jobs/<job-id>/     (ids j1, j2, ...: a per-workspace counter)
         spec.json      what to run: kind, params, created, workspace        (written once)
         status.json    queued -> running (pid + process start time) -> an end state
         events.jsonl   the journal (core.engine.events); every job's journal ends with a `result`
@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -164,7 +163,7 @@ def start_job(
     jobs_dir = Path(jobs_dir).resolve()  # the job process runs elsewhere (cwd = its job dir)
     jobs_dir.mkdir(parents=True, exist_ok=True)
     created = time.time()
-    job_dir = _make_job_dir(jobs_dir, kind, created)
+    job_dir = _make_job_dir(jobs_dir)
     spec = JobSpec(job_id=job_dir.name, kind=kind, params=params, created=created,
                    workspace=str(Path(workspace).resolve()) if workspace is not None else None)
     write_atomic(job_dir / SPEC_FILE, spec.to_json())
@@ -180,17 +179,40 @@ def start_job(
     return JobHandle(job_id=spec.job_id, job_dir=job_dir, pid=process.pid, process=process)
 
 
-def _make_job_dir(jobs_dir: Path, kind: str, created: float) -> Path:
-    # UTC so ids sort by time across time zones and DST; the random tail makes them unique.
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(created))
-    slug = re.sub(r"[^a-z0-9]+", "-", kind.rpartition(":")[2].lower()).strip("-")[:24] or "job"
+JOB_ID_PREFIX = "j"
+_JOB_ID = re.compile(rf"^{JOB_ID_PREFIX}(\d+)$")
+COUNTER_FILE = ".last-job-number"   # in jobs_dir: numbers are not reused when a job's directory is deleted
+
+
+def _make_job_dir(jobs_dir: Path) -> Path:
+    """A new job's directory, named by a per-workspace counter: j1, j2, ... Short enough to
+    type whole (`weightgate attach j7`); the order of creation is in the spec's `created`.
+    mkdir is the lock: two starters racing for one number both move on until one gets it."""
+    number = max(_last_job_number(jobs_dir), _read_counter(jobs_dir)) + 1
     while True:
-        job_dir = jobs_dir / f"{stamp}-{slug}-{secrets.token_hex(2)}"
+        job_dir = jobs_dir / f"{JOB_ID_PREFIX}{number}"
         try:
             job_dir.mkdir()
-            return job_dir
         except FileExistsError:
+            number += 1
             continue
+        try:
+            write_atomic(jobs_dir / COUNTER_FILE, f"{number}\n")
+        except OSError:
+            pass   # the counter only guards against reuse after a deletion; the directories rule
+        return job_dir
+
+
+def _last_job_number(jobs_dir: Path) -> int:
+    numbers = [int(match.group(1)) for name in os.listdir(jobs_dir) if (match := _JOB_ID.match(name))]
+    return max(numbers, default=0)
+
+
+def _read_counter(jobs_dir: Path) -> int:
+    try:
+        return int((jobs_dir / COUNTER_FILE).read_text(encoding="utf-8").strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def _spawn(job_dir: Path) -> subprocess.Popen:
@@ -264,7 +286,8 @@ def list_jobs(jobs_dir: str | os.PathLike) -> list[JobStatus]:
 
 
 def find_job(jobs_dir: str | os.PathLike, id_or_prefix: str) -> Path:
-    """The job directory whose id is `id_or_prefix` or starts with it (uniquely)."""
+    """The job directory whose id is `id_or_prefix` or starts with it (uniquely). Ids are short
+    (j7) since the counter; the long timestamped ids of older workspaces resolve the same way."""
     jobs_dir = Path(jobs_dir)
     wanted = id_or_prefix.strip()
     ids = sorted(p.name for p in jobs_dir.iterdir() if (p / SPEC_FILE).exists()) if jobs_dir.is_dir() else []

@@ -20,6 +20,7 @@ class JobProgress:
     total: float | None
     unit: str = "step"
     eta_s: float | None = None
+    time: float | None = None   # when the job reported it (the event's time)
 
     @property
     def fraction(self) -> float | None:
@@ -28,10 +29,10 @@ class JobProgress:
         return max(0.0, min(1.0, self.done / self.total))
 
     @classmethod
-    def from_payload(cls, payload: dict) -> JobProgress:
+    def from_payload(cls, payload: dict, time: float | None = None) -> JobProgress:
         """From a `progress` event's payload (KeyError / ValueError / TypeError when it is not one)."""
         return cls(float(payload["done"]), _number(payload.get("total")), str(payload.get("unit", "step")),
-                   _number(payload.get("eta_s")))
+                   _number(payload.get("eta_s")), _number(time))
 
     def label(self) -> str:
         if self.total:
@@ -49,6 +50,30 @@ class JobRow:
     @property
     def job_id(self) -> str:
         return self.status.job_id
+
+    def rate_per_s(self) -> float | None:
+        """Units of work a second: from the job's own ETA when it gives one (its recent pace),
+        else the mean since the job started. None before there is any progress to go on."""
+        progress = self.progress
+        if progress is None or progress.done <= 0:
+            return None
+        if progress.eta_s and progress.total and progress.total > progress.done:
+            return (progress.total - progress.done) / progress.eta_s
+        started, at = self.status.started, progress.time
+        if started is None or at is None or at <= started:
+            return None
+        return progress.done / (at - started)
+
+    def eta_s(self, now: float) -> float | None:
+        """Seconds left for a live job: the job's own estimate, less the time since it gave it;
+        else the remaining work at the mean rate. None for a finished job or without a total."""
+        progress = self.progress
+        if self.status.is_terminal or progress is None or not progress.total:
+            return None
+        if progress.eta_s is not None:
+            return max(0.0, progress.eta_s - max(0.0, now - (progress.time or now)))
+        rate = self.rate_per_s()
+        return (progress.total - progress.done) / rate if rate else None
 
 
 TAIL_BYTES = 16384   # the last progress event is always in the journal's last few lines
@@ -72,7 +97,7 @@ def last_progress(job_dir: Path) -> JobProgress | None:
             event = json.loads(raw)
             payload = event["payload"]
             if event.get("kind") == "progress":
-                return JobProgress.from_payload(payload)
+                return JobProgress.from_payload(payload, event.get("time"))
         except (ValueError, KeyError, TypeError):
             continue
     return None

@@ -338,3 +338,28 @@ def test_start_job_rejects_bad_input(jobs_dir):
     with pytest.raises(InputError, match="plain JSON"):
         start_job(jobs_dir, "selftest", {"path": Path("/x")})
     assert not jobs_dir.exists() or not any(jobs_dir.iterdir())
+
+
+def test_job_ids_are_short_counters_usable_whole_and_old_long_ids_still_resolve(start, jobs_dir):
+    old = _handmade_job(jobs_dir, "20260101-000000-selftest-0a1b", state=SUCCEEDED, created=1.0)
+    handles = [start({"seconds": 0.1, "interval": 0.1}) for _ in range(2)]
+    assert [h.job_id for h in handles] == ["j1", "j2"]
+    for handle in handles:
+        wait_terminal(handle.job_dir)
+        assert find_job(jobs_dir, handle.job_id) == handle.job_dir
+    assert find_job(jobs_dir, "20260101") == old   # a unique prefix of an old timestamped id
+    # A deleted job's number is not handed out again (its id may be named in evidence).
+    import shutil
+
+    shutil.rmtree(handles[1].job_dir)
+    third = start({"seconds": 0.1, "interval": 0.1})
+    assert third.job_id == "j3"
+    wait_terminal(third.job_dir)
+    # j1 exactly beats the prefix j1 of j10..j12; j1 gone, the prefix is ambiguous and says which.
+    for number in (10, 11, 12):
+        _handmade_job(jobs_dir, f"j{number}", state=SUCCEEDED)
+    assert find_job(jobs_dir, "j1") == handles[0].job_dir
+    shutil.rmtree(handles[0].job_dir)
+    with pytest.raises(InputError, match=r"'j1' matches 3 jobs: j10, j11, j12"):
+        find_job(jobs_dir, "j1")
+    assert start({"seconds": 0.1, "interval": 0.1}).job_id == "j13"
