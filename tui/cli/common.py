@@ -155,28 +155,12 @@ def status_line(status: Any) -> str:
     return f"{data['job_id']:<36} {data['kind']:<10} {data['state']:<10} {when}  {extra}".rstrip()
 
 
-def render_event(event: Any) -> str:
-    stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
-    payload = event.payload
-    if event.kind == "progress":
-        done, total = payload.get("done"), payload.get("total")
-        eta = payload.get("eta_s")
-        text = f"{done}/{total} {payload.get('unit', '')}".strip()
-        if eta is not None:
-            text += f"  eta {eta:.0f}s"
-        if payload.get("message"):
-            text += f"  {payload['message']}"
-    elif event.kind == "metric":
-        values = payload.get("values", payload)
-        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-    else:
-        text = payload.get("message") or json.dumps(payload, default=str)
-    return f"{stamp} #{event.seq:<5} {event.kind:<8} {text}"
-
-
 def attach(job_dir: Path, as_json: bool, follow: bool = True, *, logs_only: bool = False) -> int:
     """Print every event from the first, then live ones; exit code from the job's final state.
     logs_only: print only `log` and `error` messages (commands that tell the story themselves)."""
+    from weightgate.tui.cli.job_view import EventPrinter  # lazy: only a human reader needs it
+
+    printer = EventPrinter()
     try:
         stop = None if follow else (lambda: True)
         for event in follow_job(job_dir, stop=stop):
@@ -184,7 +168,7 @@ def attach(job_dir: Path, as_json: bool, follow: bool = True, *, logs_only: bool
                 if not logs_only:
                     print(event.to_json(), flush=True)
             elif not logs_only:
-                print(render_event(event), flush=True)
+                print(printer.line(event), flush=True)
             elif event.kind in ("log", "error"):
                 print(f"  {event.payload.get('message') or json.dumps(event.payload)}", flush=True)
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,6 +12,8 @@ import typer
 
 from weightgate.core.engine.errors import WeightgateError
 from weightgate.core.engine.jobs import cancel_job, find_job, list_jobs, start_job
+from weightgate.core.engine.views import JobRowReader
+from weightgate.tui.cli import job_view
 from weightgate.tui.cli.common import (
     AttachOpt,
     JsonOpt,
@@ -34,17 +37,25 @@ app = typer.Typer(name="jobs", invoke_without_command=True, add_completion=False
 
 
 @app.callback()
-def jobs(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def jobs(ctx: typer.Context, as_json: JsonOpt = False,
+         watch: Annotated[bool, typer.Option("--watch", help="Redraw the table live (Ctrl-C stops watching).")] = False,
+         until_idle: Annotated[bool, typer.Option(
+             "--until-idle", help="With --watch: stop once no job is queued or running.")] = False,
+         interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between redraws.")] = 1.0,
+         no_bell: Annotated[bool, typer.Option("--no-bell", help="With --watch: no terminal bell when a job ends.")]
+         = False) -> None:
     if ctx.invoked_subcommand is not None:
         return
-    statuses = list_jobs(workspace(as_json).jobs_dir)
+    jobs_dir = workspace(as_json).jobs_dir
+    if watch and not as_json:
+        raise typer.Exit(job_view.watch(jobs_dir, interval_s=interval, until_idle=until_idle, bell=not no_bell))
+    statuses = list_jobs(jobs_dir)
     if as_json:
         print(json.dumps([as_dict(s) for s in statuses], indent=2, default=str))
     elif not statuses:
         print("no jobs yet (try `weightgate jobs selftest`)")
     else:
-        for status in statuses:
-            print(status_line(status))
+        print("\n".join(job_view.jobs_table(JobRowReader().read(jobs_dir), time.time(), job_view.terminal_width())))
 
 
 @command(app)
