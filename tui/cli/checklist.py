@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+import textwrap
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
@@ -76,7 +79,9 @@ def status(as_json: JsonOpt = False,
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
-        print(render_status(report, only_phase=phase))
+        # folded to the terminal's width; piped, one line per item (for grep)
+        print(render_status(report, only_phase=phase,
+                            width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None))
     failing = [s for p in report.phases if not p.locked for s in p.items if s.status in ("fail", "stale")]
     if gate is not None and report.phase(gate).locked:
         raise typer.Exit(EXIT_FAILED)
@@ -130,27 +135,43 @@ def revoke(item: ItemArg, note: Annotated[str, typer.Option("--note", "-n", help
     _print_record(record, as_json, "revoked")
 
 
-def render_status(report: Report, only_phase: int | None = None) -> str:
-    lines = [f"workspace {report.workspace}"]
+def render_status(report: Report, only_phase: int | None = None, width: int | None = None) -> str:
+    """The checklist as text. With a width (a terminal's), long lines fold at spaces under their
+    own text, so an item id or a path is never cut in two by the terminal's hard wrap."""
+    lines: list[tuple[str, str]] = [("", f"workspace {report.workspace}")]   # (prefix, text)
     for record in report.overrides:
-        lines.append(f"⚠ override: {override_line(record)}")
+        lines.append(("⚠ override: ", override_line(record)))
     for phase in report.phases:
         if only_phase and phase.phase.number != only_phase:
             continue
-        lines.append("")
-        lines.append(f"{STATE_MARK.get(phase.state, '?')} Phase {phase.phase.number} "
-                     f"{phase.phase.title}: {phase.state}")
+        lines.append(("", ""))
+        lines.append(("", f"{STATE_MARK.get(phase.state, '?')} Phase {phase.phase.number} "
+                          f"{phase.phase.title}: {phase.state}"))
         if phase.note:
-            lines.append(f"    {phase.note}")
+            lines.append(("    ", phase.note))
         if phase.locked:
             held = ", ".join(f"{s.item.id} ({s.status})" for s in phase.held_by[:8])
             more = f" and {len(phase.held_by) - 8} more" if len(phase.held_by) > 8 else ""
-            lines.append(f"    held by: {held}{more}")
+            lines.append(("    held by: ", f"{held}{more}"))
         for status in phase.items:
             severity = status.item.severity.value[0].upper()
-            lines.append(f"  {STATUS_MARK.get(status.status, '?')} {status.status:<10} [{severity}] "
-                         f"{status.item.id:<26} {status.detail}")
-    return "\n".join(lines)
+            lines.append((f"  {STATUS_MARK.get(status.status, '?')} {status.status:<10} [{severity}] "
+                          f"{status.item.id:<26} ", status.detail))
+    return "\n".join(fold(prefix, text, width) for prefix, text in lines)
+
+
+MIN_FOLDED_TEXT = 24   # narrower than this under its prefix, a folded line starts further left
+
+
+def fold(prefix: str, text: str, width: int | None) -> str:
+    """prefix + text, folded at spaces to width with the continuation lines under the text."""
+    if not width or len(prefix) + len(text) <= width:
+        return (prefix + text).rstrip()
+    indent = len(prefix) if width - len(prefix) >= MIN_FOLDED_TEXT else 6
+    first = textwrap.wrap(text, width - len(prefix), break_long_words=False, break_on_hyphens=False) or [""]
+    rest = textwrap.wrap(text[len(first[0]):].strip(), width - indent, break_long_words=False,
+                         break_on_hyphens=False)
+    return "\n".join([prefix + first[0]] + [" " * indent + line for line in rest])
 
 
 def _print_record(record: evidence.Evidence, as_json: bool, verb: str) -> None:

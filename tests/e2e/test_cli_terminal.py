@@ -1,0 +1,55 @@
+"""The CLI on a real terminal (a pseudo-terminal of 80 columns): `status` folds its long lines
+at spaces under their own text, so the terminal's hard wrap never cuts an item id in two."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+
+from weightgate.core.engine.workspace import init_workspace
+
+
+def run_on_terminal(*args, columns=80, timeout=60) -> str:
+    """Run weightgate with stdout on a pty of `columns` columns; its output with \\r\\n as \\n."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    process = subprocess.Popen([sys.executable, "-m", "weightgate", *map(str, args)], stdout=slave,
+                               stderr=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:   # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=timeout)
+    os.close(master)
+    return b"".join(chunks).decode("utf-8").replace("\r\n", "\n")
+
+
+def test_status_at_80_columns_folds_at_spaces_and_never_splits_an_id(tmp_path):
+    ws = init_workspace(tmp_path / "w")
+    text = run_on_terminal("-w", ws.root, "status")
+    lines = text.splitlines()
+    assert lines and max(len(line) for line in lines) <= 80, max(lines, key=len)
+    data = json.loads(subprocess.run([sys.executable, "-m", "weightgate", "-w", str(ws.root), "status", "--json"],
+                                     capture_output=True, text=True).stdout)
+    words = set(re.findall(r"[\w.\-/]+", text))
+    for phase in data["phases"]:
+        for item in phase["items"]:
+            assert item["id"] in words, item["id"]   # whole, on one line
+        for holder in phase["held_by"]:
+            assert holder["id"] in words
+    held = next(i for i, line in enumerate(lines) if "held by:" in line and "Phase 2" in lines[i - 1])
+    assert lines[held + 1].startswith(" " * len("    held by: ")) and "(todo)" in lines[held + 1]
