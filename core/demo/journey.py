@@ -127,6 +127,26 @@ def phase_state(ws: Workspace, phase: int) -> tuple[str, list[str]]:
     return view.state, [f"{s.item.id} ({s.status})" for s in view.held_by]
 
 
+FAILED_MARK = "✗ "   # a phase's line that starts with it reports a failure; every other line gets a tick
+
+
+def latency_line(latency: dict) -> str:
+    """The latency job's result as a phase line: a failure mark when a ceiling is not met."""
+    sizes = ", ".join(str(row["batch_size"]) for row in latency.get("batch_sizes") or [])
+    if latency.get("within"):
+        return f"latency at batch {sizes}: within the ceilings"
+    unmet = latency.get("violations") or [f"no ceiling {key}" for key in latency.get("missing_ceilings") or []]
+    return f"{FAILED_MARK}latency at batch {sizes} over a ceiling: {'; '.join(unmet)}"
+
+
+def say_phase_line(say: Say, line: str) -> None:
+    say(f"  {_marked(line)}")
+
+
+def _marked(line: str) -> str:
+    return line if line.startswith(FAILED_MARK) else f"✓ {line}"
+
+
 def _phase(ws: Workspace, number: int, title: str, steps: Callable[[list[str]], None], say: Say) -> PhaseResult:
     say(f"\nPhase {number} · {title}")
     began = time.perf_counter()
@@ -135,12 +155,12 @@ def _phase(ws: Workspace, number: int, title: str, steps: Callable[[list[str]], 
         steps(lines)
     except JourneyStopped:
         for line in lines:           # what the phase did before it stopped
-            say(f"  ✓ {line}")
+            say_phase_line(say, line)
         raise
     state, held = phase_state(ws, number)
     result = PhaseResult(number, title, state, time.perf_counter() - began, lines)
     for line in lines:
-        say(f"  ✓ {line}")
+        say_phase_line(say, line)
     say(f"  phase {number}: {state}" + (f" (held by {', '.join(held[:6])})" if held else "")
         + f" · {result.seconds:.0f} s")
     return result
@@ -220,8 +240,7 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
         det = run_job(ws, "determinism", {"repeats": 3, "set": "task"}, say)
         lines.append(f"determinism: {det.get('note') or det.get('summary') or det.get('identical')}")
         latency = run_job(ws, "latency", {"batch_sizes": [1, 2, 4, 8]}, say)
-        within = "within the ceilings" if latency.get("within") else f"over: {latency.get('violations')}"
-        lines.append(f"latency at batch 1, 2, 4, 8: {within}")
+        lines.append(latency_line(latency))
         waive_demo(ws, "eval.human_review", "a headless walkthrough has no person to review blind; in the TUI, "
                                             "R on the Compare screen runs the A/B review", say)
 

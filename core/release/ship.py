@@ -33,7 +33,7 @@ from weightgate.core.engine.lock import lock_digest, model_dir, read_lock
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.evaluation.checks import ceilings_of
 from weightgate.core.evaluation.generation import generate_all, render
-from weightgate.core.evaluation.latency import check_rows, measure_batches
+from weightgate.core.evaluation.latency import batch_summary, check_rows, measure_batches
 from weightgate.core.evaluation.plan import EVAL_KINDS, plan_eval, resolve_adapter
 from weightgate.core.evaluation.runs import CASES_FILE, COMPLETE, RUN_FILE, list_runs
 from weightgate.core.memory.loading import load_model, precision_name, precision_spec
@@ -427,8 +427,7 @@ def measure_release_latency(ws: Workspace, ref, *, device: str = "cpu", requests
     rows = measure_batches(loaded, prompts, eval_plan.settings, sizes, requests=requests)
     checked, violations = check_rows(rows, ceilings)
     missing = [key for key in ("p95_latency_ms", "min_tokens_per_s") if key not in ceilings]
-    summary = "; ".join(f"b{row['batch_size']}: ttft p50 {row['ttft_ms']['p50']:.0f} ms, p95 "
-                        f"{row['latency_ms']['p95']:.0f} ms, {row['tokens_per_s']['p50']:.1f} tok/s" for row in rows)
+    summary = " | ".join(batch_summary(row) for row in rows)
     return {"version": ref.label, "batch_sizes": rows, "checked": checked, "violations": violations,
             "ceilings": ceilings, "missing_ceilings": missing, "within": not violations and not missing,
             "load_seconds": round(loaded.load_seconds, 3), "summary": summary}

@@ -196,8 +196,10 @@ def latency(batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comm
                  f"{r['tokens_per_s']['p50']:.1f} tok/s per request  {r['throughput_tokens_per_s']:.1f} tok/s total"
                  for r in result.get("batch_sizes", [])]
         lines += [f"  over a ceiling: {v}" for v in result.get("violations", [])]
-        if result.get("missing_ceilings"):
-            lines.append("  set [requirements.ceilings] " + ", ".join(result["missing_ceilings"]))
+        if not result.get("within"):
+            from weightgate.core.evaluation.latency import next_step  # lazy: the module loads the generator
+
+            lines.append("  next: " + next_step(result.get("violations", []), result.get("missing_ceilings", [])))
         return "\n".join(lines), bool(result.get("within"))
     run_job("latency", {"batch_sizes": sizes, "requests": requests}, as_json=as_json, follow=follow, verdict=verdict)
 

@@ -173,8 +173,7 @@ def item_detail(status: ItemStatus | None) -> Content:
     else:
         lines.append(row("Evidence", Content.styled("none recorded yet", "$text-muted")))
     if status.values:
-        shown = ", ".join(f"{key}={value}" for key, value in list(status.values.items())[:8])
-        lines.append(row("Values", shown))
+        lines.append(row("Values", values_text(status.values)))
     if status.stale_inputs:
         lines.append(row("Stale", Content.styled("changed since the evidence: " + ", ".join(status.stale_inputs),
                                                  "$warning")))
@@ -184,6 +183,23 @@ def item_detail(status: ItemStatus | None) -> Content:
         lines.append(row("Inputs", ", ".join(item.inputs)))
     lines.append(row("Actions", _actions_hint(status)))
     return Content("\n").join(lines)
+
+
+def values_text(values: dict) -> str:
+    """An item's measured values in words: its `summary` when the check wrote one (eval.latency's
+    per-batch lines), else the plain values; nested tables are counted, not dumped."""
+    summary = values.get("summary")
+    if isinstance(summary, list) and summary:
+        return "\n          ".join(str(line) for line in summary)
+    if isinstance(summary, str) and summary:
+        return summary
+    parts = []
+    for key, value in list(values.items())[:8]:
+        if isinstance(value, (dict, list)) and any(isinstance(v, (dict, list)) for v in
+                                                   (value.values() if isinstance(value, dict) else value)):
+            value = f"({len(value)} entries)"
+        parts.append(f"{key}={value}")
+    return ", ".join(parts)
 
 
 def _mode_words(mode: str) -> str:

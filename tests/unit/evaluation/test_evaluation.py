@@ -274,6 +274,23 @@ def test_latency_per_batch_size_against_ceilings(tmp_path, tiny_model_dir, tiny)
     assert result["violations"] and result["violations"][0].startswith("batch 1: p95 latency")
     status = compute_report(ws).item("eval.latency")
     assert status.status == "fail" and "p95 latency" in status.detail
+    # The detail tells TTFT from the end-to-end p95 the ceiling checks, and says what to do next.
+    row = result["batch_sizes"][0]
+    assert (f"batch 1: TTFT p50 {row['ttft_ms']['p50']:.0f} ms, p95 {row['ttft_ms']['p95']:.0f} ms; "
+            f"end to end p95 {row['latency_ms']['p95']:.0f} ms") in status.detail
+    assert f"p95 latency {row['latency_ms']['p95']:.0f} ms end to end > 0.001 ms" in status.detail
+    assert "Next: shorten answers" in status.detail and "`weightgate eval latency`" in status.detail
+    from weightgate.tui.widgets.items import values_text
+
+    values = values_text(status.values)   # the item's Values line: words, not a dict's repr
+    assert values.startswith("batch 1: TTFT p50") and "batch 4:" in values and "{" not in values
+    # The demo's phase line: a failure mark, not a tick.
+    from weightgate.core.demo.journey import latency_line, say_phase_line
+
+    said = []
+    say_phase_line(said.append, latency_line(result))
+    assert said == [f"  ✗ latency at batch 1, 4 over a ceiling: {result['violations'][0]}"]
+    assert "[" not in said[0]
 
 
 def test_eval_job_runs_detached_and_streams_progress(tmp_path, tiny_model_dir):
