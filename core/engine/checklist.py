@@ -96,6 +96,11 @@ A, T = Mode.AUTO, Mode.ATTEST
 NEEDS_SOURCES = "weightgate weights add SOURCE (reads the metadata, no weights)"
 NEEDS_VERIFY = "weightgate weights fetch / weightgate weights verify (the lock and the hashes)"
 NEEDS_EVAL = "weightgate eval run (a run of the eval set)"
+NEEDS_BENCHMARK = "weightgate eval benchmark (every shortlisted candidate on the task set)"
+NEEDS_CHOICE = ("weightgate eval benchmark, then weightgate weights choose SPEC --reason ... "
+                "(the candidate that clears every requirement)")
+NEEDS_DETERMINISM = "weightgate eval determinism (temperature-0 repeats of the task set)"
+NEEDS_LATENCY = "weightgate eval latency (TTFT and tokens/s at several batch sizes)"
 NEEDS_FIT = "weightgate memory fit (estimates every precision, records the largest that fits)"
 NEEDS_MEASURE = "weightgate memory measure (loads the model at the chosen precision)"
 NEEDS_QUANT_CHECK = "weightgate memory quant-check (the task set at the reference and the chosen precision)"
@@ -151,10 +156,10 @@ ITEMS: tuple[Item, ...] = (
          "A general model may need adaptation that a domain model would not.", R, T, ("candidates",)),
     Item("select.benchmark", 1, "Candidates benchmarked on the eval set (score, latency, cost)",
          "Scores on your cases, latency and cost per task are what the choice is made on.", C, A,
-         ("candidates", "evalset.task", "prices"), NEEDS_EVAL),
+         ("candidates", "evalset.task", "prices"), NEEDS_BENCHMARK),
     Item("select.choice", 1, "A choice that clears every requirement",
          "A model is a candidate only if it clears every constraint, or a relaxation is recorded.", C, A,
-         ("choice", "requirements", "candidates", "evalset.task", "prices"), NEEDS_EVAL),
+         ("choice", "requirements", "candidates", "evalset.task", "prices"), NEEDS_CHOICE),
 
     # Phase 2: verification
     Item("verify.safetensors", 2, "Weights in safetensors (pickle only if explicitly trusted)",
@@ -216,10 +221,10 @@ ITEMS: tuple[Item, ...] = (
          ("model", "precision", "adapter", "evalset.task"), NEEDS_EVAL),
     Item("eval.determinism", 4, "Temperature-0 repeats identical",
          "Structured-output tasks need the same answer for the same prompt.", R, A,
-         ("model", "precision", "evalset.task"), NEEDS_EVAL),
+         ("model", "precision", "evalset.task"), NEEDS_DETERMINISM),
     Item("eval.latency", 4, "TTFT and tokens/s across batch sizes within ceilings",
          "Latency across batch sizes defines the production hardware requirements.", C, A,
-         ("model", "precision", "requirements"), NEEDS_EVAL),
+         ("model", "precision", "requirements"), NEEDS_LATENCY),
     Item("eval.human_review", 4, "Blind A/B review by a domain expert",
          "Experts ranking outputs blind catch what automatic scorers miss.", R, A,
          ("model", "precision", "adapter", "evalset.task"), NEEDS_REVIEW),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import tomlkit
-from tomlkit.exceptions import ParseError
+from tomlkit.exceptions import InvalidControlChar, ParseError
 from tomlkit.toml_document import TOMLDocument
 
 from weightgate.core.engine.atomic import write_atomic
@@ -108,12 +108,53 @@ def parse_config(text: str, path: Path) -> TOMLDocument:
         # tomlkit's message ends with " at line L col C"; keep only the reason.
         reason = str(exc).split(" at line ")[0]
         line, column = toml_error_position(text, exc, reason)
+        hint = _toml_hint(reason)
         if _at_end_of_file(reason):
             reason = "unexpected end of file"
+        elif isinstance(exc, InvalidControlChar):
+            reason, column, hint = _control_char_in_string(text, line, column)
         raise InputError(
             f"invalid TOML: {reason}", path=path, line=line, column=column,
-            hint=_toml_hint(reason) + " Nothing was changed; fix the file and run the command again.",
+            hint=hint + " Nothing was changed; fix the file and run the command again.",
         ) from None
+
+
+def _control_char_in_string(text: str, line: int, column: int) -> tuple[str, int, str]:
+    """(reason, column, hint) for tomlkit's "Control characters ... not allowed in strings".
+
+    Nearly always the line ends inside a string: its closing quote is missing, and tomlkit
+    complains about the newline. The column is then the opening quote's."""
+    lines = text.splitlines(keepends=True)
+    source = lines[line - 1] if 0 < line <= len(lines) else ""
+    opened = _unclosed_quote(source)
+    if opened is not None and column - 1 >= len(source.rstrip("\r\n")):   # tomlkit stopped at the newline
+        quote = source[opened]
+        return ("missing closing quote", opened + 1,
+                f"The string that starts here has no closing {quote} on this line: add it at the end "
+                f"of the value (a string on several lines is written between triple quotes {quote * 3}).")
+    bad = source[column - 1] if 0 < column <= len(source) else "?"
+    code = f"U+{ord(bad):04X}" if len(bad) == 1 else "?"
+    return (f"control character {code} inside a string", column,
+            f"Remove it, or write it escaped in a \"...\" string (\\u{code[2:]}).")
+
+
+def _unclosed_quote(line: str) -> int | None:
+    """The index of the quote that opens a string still open at the end of `line`, if any."""
+    opened: int | None = None
+    index = 0
+    while index < len(line):
+        char = line[index]
+        if opened is None:
+            if char == "#":
+                return None
+            if char in "\"'":
+                opened = index
+        elif line[opened] == '"' and char == "\\":
+            index += 1   # an escape: the next character cannot close the string
+        elif char == line[opened]:
+            opened = None
+        index += 1
+    return opened
 
 
 def _at_end_of_file(reason: str) -> bool:

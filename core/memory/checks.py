@@ -38,6 +38,18 @@ def relative_error(estimated: int | float, measured: int | float) -> float | Non
     return None if not measured else (estimated - measured) / measured
 
 
+ERROR_SIGN = "error = (estimate - measured) / measured: + means the estimate is above what was measured"
+
+
+def error_words(error: float | None) -> str:
+    """A relative error with its sign explained: `estimate 3.2% above measured`."""
+    if error is None:
+        return "not comparable (nothing measured)"
+    if abs(error) < 0.0005:
+        return "estimate matches measured"
+    return f"estimate {abs(error):.1%} {'above' if error > 0 else 'below'} measured"
+
+
 def compare_with_estimate(result: dict, layout: Any, *, tokenizer_bytes: int = 0, train_setup: Any = None) -> dict:
     """Each measured figure of `result` (from `measure`) beside the estimator's figure for the
     same thing, and the relative error:
@@ -99,7 +111,7 @@ def verdict(comparison: dict, headroom: float = 0.3) -> tuple[str, str]:
     problems = []
     weights = rows.get("weights")
     if weights is None or weights["error"] is None or abs(weights["error"]) > WEIGHTS_TOLERANCE:
-        problems.append(f"weights estimate off by {weights['error']:+.1%} (tolerance 5%)" if weights
+        problems.append(f"weights: {error_words(weights['error'])} (tolerance 5% either way)" if weights
                         else "no footprint measured")
     if str(comparison.get("device", "cpu")).startswith("cuda"):
         slack = CUDA_NOISE_BYTES
@@ -110,8 +122,9 @@ def verdict(comparison: dict, headroom: float = 0.3) -> tuple[str, str]:
         if entry and entry["measured"] > entry["estimate"] * (1 + headroom) + slack:
             problems.append(f"{name}: measured {entry['measured']:,} B exceeds the estimate {entry['estimate']:,} B "
                             f"+ {headroom:.0%} headroom")
-    summary = ", ".join(f"{name} {entry['error']:+.1%}" for name, entry in rows.items() if entry["error"] is not None)
-    return ("fail", "; ".join(problems)) if problems else ("pass", f"estimate vs measured: {summary}")
+    summary = ", ".join(f"{name}: {error_words(entry['error'])}" for name, entry in rows.items()
+                        if entry["error"] is not None)
+    return ("fail", "; ".join(problems)) if problems else ("pass", summary)
 
 
 def _record_memory_evidence(ws: Any, report: MemoryReport, chosen: str | None, record_result) -> dict[str, str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from weightgate.core.engine.evidence import record_result
 from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.job_process import JobContext
-from weightgate.core.memory.checks import compare_with_estimate, verdict
+from weightgate.core.memory.checks import compare_with_estimate, error_words, verdict
 from weightgate.core.memory.estimate import canonical_precision
 from weightgate.core.memory.measure import measure
 from weightgate.core.memory.precision import layout_for, tokenizer_bytes, workspace_metadata, workspace_targets
@@ -51,7 +51,7 @@ def run_measure(ctx: JobContext) -> dict:
     comparison = compare_with_estimate(result, layout, tokenizer_bytes=tokenizer_bytes(meta))
     status, note = verdict(comparison, targets["headroom"])
     for name, row in comparison["rows"].items():
-        ctx.log(f"{name}: estimate {row['estimate']:,} B, measured {row['measured']:,} B, error {row['error']:+.1%}")
+        ctx.log(f"{name}: estimate {row['estimate']:,} B, measured {row['measured']:,} B, error {row['error']:+.1%} ({error_words(row['error'])})")
     ctx.metric({f"{name}_error": round(row["error"], 4) for name, row in comparison["rows"].items()})
     recorded = precision == decided_name
     if recorded:

@@ -21,6 +21,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Input, Label, Static
 
+from weightgate.core.memory.checks import ERROR_SIGN
 from weightgate.core.memory.views import MemoryInputs, memory_report
 from weightgate.tui.widgets.units import human_bytes
 
@@ -118,6 +119,7 @@ def render_measured(values: dict | None, detail: str = "") -> Content:
         lines.append(Content.assemble(f"  {name:<8} {human_bytes(row['estimate']):>10} "
                                       f"{human_bytes(row['measured']):>10} ",
                                       (f"{error:>+8.1%}" if error is not None else f"{'?':>8}", style)))
+    lines.append(Content.styled(f"  {ERROR_SIGN}", "$text-muted"))
     return Content("\n").join(lines)
 
 

@@ -153,8 +153,12 @@ def measure(precision: Annotated[Optional[str], typer.Option(
         params["train"] = {"batch": train_batch, "seq": train_seq}
 
     def verdict(result: dict):
+        from weightgate.core.memory.checks import ERROR_SIGN, error_words  # lazy: only once a job ended
+
         lines = [f"{name:<8} estimate {row['estimate'] / 2**20:9.1f} MiB  measured {row['measured'] / 2**20:9.1f} MiB"
-                 f"  error {row['error']:+.1%}" for name, row in result["comparison"]["rows"].items()]
+                 f"  error {row['error']:+.1%} ({error_words(row['error'])})"
+                 for name, row in result["comparison"]["rows"].items()]
+        lines.append(ERROR_SIGN)
         lines.append(f"{result['status']}: {result['note']}"
                      + ("" if result.get("recorded") else " (not the decided precision: not recorded)"))
         return "\n".join(lines), result["status"] == "pass"
