@@ -228,7 +228,8 @@ class SelectionScreen(WeightsActions, PhaseScreen):
             "The choice is recorded in weightgate.toml [decisions] with your reason; fetching (f) then downloads "
             "and locks exactly this model. Say why it clears the requirements at the lowest cost.",
             placeholder="e.g. smallest candidate that clears the threshold on the eval set",
-            submit_label="Choose"), done)
+            submit_label="Choose",
+            missing="Give the reason for this choice: it is recorded with it in weightgate.toml."), done)
 
     def action_fetch(self) -> None:
         shortlist = self.shortlist

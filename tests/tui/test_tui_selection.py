@@ -196,3 +196,23 @@ async def test_help_lists_the_selection_keys(ws: Workspace) -> None:
         text = app.screen.plain
         for words in ("This screen", "+, insert", "Add", "Choose", "Fetch", "Inspect", "Candidates / requirements"):
             assert words in text, words
+
+
+async def test_the_choose_dialog_shows_decisions_and_asks_for_a_reason(ws: Workspace) -> None:
+    fill_phase_one_requirements(ws)
+    add_candidate(ws, "org/small-1b", 1_000_000_000)
+    app = WeightgateApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_selection(pilot)
+        await wait_for(pilot, lambda: screen.panel.selected is not None, what="a selected candidate")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteModal), what="choose dialog")
+        from textual.widgets import Static
+
+        explain = str(app.screen.query_one(".explain", Static).render())
+        # "[decisions]" is text, not a markup tag that vanished and left a double space.
+        assert "recorded in weightgate.toml [decisions] with your reason" in explain and "  " not in explain
+        await pilot.press("enter")                  # no reason given
+        problem = str(app.screen.query_one("#problem", Static).render())
+        assert problem == "Give the reason for this choice: it is recorded with it in weightgate.toml."
+        assert "note" not in problem.lower()

@@ -33,17 +33,19 @@ class NoteModal(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, explain: str, *, placeholder: str = "", submit_label: str = "Submit",
-                 required: bool = True) -> None:
+                 required: bool = True, missing: str = "A note is required: say what you checked or why.") -> None:
         super().__init__()
         self.title_text = title
-        self.explain = explain
+        # Plain text, not markup: "[decisions]" or an item's "[C]" would vanish as a markup tag.
+        self.explain = Content(explain) if isinstance(explain, str) else explain
+        self.missing = missing
         self.placeholder = placeholder
         self.submit_label = submit_label
         self.required = required
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.title_text, classes="title")
+            yield Label(Content(self.title_text), classes="title")
             yield Static(self.explain, classes="explain")
             yield Input(placeholder=self.placeholder, id="note")
             yield Static("", classes="problem", id="problem")
@@ -68,7 +70,7 @@ class NoteModal(ModalScreen[str | None]):
     def _submit(self) -> None:
         text = self.query_one(Input).value.strip()
         if self.required and not text:
-            self.query_one("#problem", Static).update("A note is required: say what you checked or why.")
+            self.query_one("#problem", Static).update(self.missing)
             return
         self.dismiss(text)
 
