@@ -51,6 +51,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 GENERIC_DIR_NAMES = {"model", "models", "weights", "snapshot", "checkpoint", "final", "best", "hf", "safetensors"}
+# The quantization tag at the end of a GGUF's name: .Q4_1, -q4_k_m, .IQ3_XXS, -f16, .BF16
+GGUF_QUANT_TAG = re.compile(r"[._-](?:I?Q\d+(?:_[0-9A-Z]+)*|F16|F32|BF16)$", re.IGNORECASE)
 # A staging directory this old belongs to a ship that died (a ship takes minutes at most).
 STALE_STAGING_S = 3600.0
 
@@ -117,7 +119,12 @@ def default_name(ws: Workspace, config: dict | None = None) -> str:
         # ".../smollm2-135m-instruct/model": the directory that says what the model is.
         if path.name.lower() in GENERIC_DIR_NAMES and path.parent.name:
             path = path.parent
-        return slug(path.name.removesuffix(".gguf"))
+        name = path.name
+        if name.lower().endswith(".gguf"):
+            # A GGUF is converted to safetensors on load: what ships is not its quantization, so
+            # its tag (SmolLM2-135M-Instruct.Q4_1) would name a precision the versions do not have.
+            name = GGUF_QUANT_TAG.sub("", name[: -len(".gguf")])
+        return slug(name)
     return slug(ws.root.name)
 
 

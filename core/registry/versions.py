@@ -38,6 +38,8 @@ def list_release_versions(ws: Workspace, name: str | None = None) -> dict:
             "created_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created)) if created else "-",
             "content_digest": release.get("content_digest"), "base": manifest.get("base", {}).get("repo"),
             "base_commit": manifest.get("base", {}).get("commit"),
+            "base_kind": manifest.get("base", {}).get("kind"),
+            "base_revision": manifest.get("base", {}).get("revision"),
             "evals": [{"set": e.get("set"), "score": e.get("score"), "passed": e.get("passed"),
                        "cases": e.get("cases"), "run": e.get("run")} for e in manifest.get("evals", [])],
             "merge": manifest.get("merge", {}).get("decision"),

@@ -44,6 +44,29 @@ class VersionsTable(FittedTable):
                 "created": Text(str(row.get("created_utc") or "-"))}
 
 
+MERGE_WORDS = {"merged": "adapter merged into the base", "separate": "adapter kept separate",
+               "refused": "adapter not merged (refused at this precision)"}
+
+
+def merge_words(decision: str | None) -> str:
+    """The manifest's merge decision as words; nothing for a version without an adapter."""
+    if not decision or decision in ("none", "-"):
+        return ""
+    return MERGE_WORDS.get(decision, f"merge: {decision}")
+
+
+def base_words(row: dict) -> str:
+    """The base model and what pins it: the hub commit, else the revision, else (a local
+    directory or a GGUF) the lock's checksums; never a bare "@ ?"."""
+    base = row.get("base") or "?"
+    if row.get("base_commit"):
+        return f"{base} @ {str(row['base_commit'])[:12]}"
+    if row.get("base_revision"):
+        return f"{base} @ {row['base_revision']}"
+    kind = row.get("base_kind")
+    return f"{base} ({kind + ', ' if kind else ''}pinned by the lock's checksums, no commit)"
+
+
 def detail_text(row: dict | None, report=None) -> Content:
     """The selected version: manifest facts, checksum state, health and latency, serve commands."""
     if row is None:
@@ -52,9 +75,10 @@ def detail_text(row: dict | None, report=None) -> Content:
                                  "SHA256SUMS, manifest.toml and a model card under registry/.", "$text-muted"))
     if "error" in row:
         return Content.assemble((f"{row['version']}: ", "bold"), (row["error"], "#e15759"))
-    lines = [Content.assemble((row.get("label", row["version"]), "bold"), f"  {row.get('relation')} · "
-                              f"{row.get('precision')} · merge {row.get('merge') or '-'}"),
-             Content(f"base      {row.get('base')} @ {str(row.get('base_commit') or '?')[:12]}"),
+    facts = " · ".join(part for part in (row.get("relation"), row.get("precision"), merge_words(row.get("merge")))
+                       if part)
+    lines = [Content.assemble((row.get("label", row["version"]), "bold"), f"  {facts}"),
+             Content(f"base      {base_words(row)}"),
              Content(f"content   {str(row.get('content_digest') or '?')[:23]}")]
     gates = row.get("gates")
     if isinstance(gates, dict):

@@ -89,6 +89,9 @@ async def test_versions_verify_health_and_rollback(shipped) -> None:
         await wait_for(pilot, lambda: "adapter" in str(detail.render()), what="v2 detail")
         text = str(detail.render())
         assert "vllm serve" in text and "--enable-lora" in text and "checksums ✓" in text
+        # The card's words: the merge decision said once, the local base pinned by the lock, no "@ ?".
+        assert "adapter · fp32 · adapter kept separate" in text and "merge separate" not in text
+        assert "@ ?" not in text and "(local, pinned by the lock's checksums, no commit)" in text
         # current cannot be rolled back to itself
         assert screen.active_bindings["b"].enabled is False
 
@@ -121,3 +124,17 @@ async def test_versions_verify_health_and_rollback(shipped) -> None:
         assert [m["to"] for m in read_history(ws, name) if m["alias"] == "current"][-1] == "v1"
         assert ws.config()["decisions"]["release"] == f"{name}@v1"
         await wait_for(pilot, lambda: "current" in str(table.get_row("v1")[1]), what="table follows")
+
+
+def test_the_version_card_words_merge_and_base_once_and_plainly() -> None:
+    from weightgate.screens.deployment.versions_panel import detail_text
+
+    row = {"version": "v3", "label": "dates:v3", "relation": "merged", "precision": "fp32", "merge": "merged",
+           "base": "/models/tiny", "base_commit": "", "base_kind": "local", "base_revision": "",
+           "checksum": ("pass", "12 files")}
+    first, base = str(detail_text(row)).split("\n")[:2]
+    assert first == "dates:v3  merged · fp32 · adapter merged into the base"   # not "merge merged"
+    assert base == "base      /models/tiny (local, pinned by the lock's checksums, no commit)"
+    hub = dict(row, relation="base", merge="none", base="org/tiny", base_commit="0123456789abcdef", base_kind="hub")
+    first, base = str(detail_text(hub)).split("\n")[:2]
+    assert first == "dates:v3  base · fp32" and base == "base      org/tiny @ 0123456789ab"

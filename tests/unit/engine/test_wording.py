@@ -59,3 +59,17 @@ def test_the_memory_error_says_which_way_the_estimate_is_off():
     rows["weights"] = {"estimate": 1010, "measured": 1000, "error": 0.01}
     assert verdict({"rows": rows, "device": "cpu", "warmed": True}) == (
         "pass", "weights: estimate 1.0% above measured, load: estimate 10.0% above measured")
+
+
+@pytest.mark.parametrize(("source", "name"), [
+    ("/data/gguf/SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m-instruct"),   # the demo's
+    ("/m/llama-3.2-1b-instruct-q4_k_m.gguf", "llama-3.2-1b-instruct"),
+    ("/m/phi-3-mini.F16.gguf", "phi-3-mini"),
+    ("/m/qwen2.5-0.5b/model", "qwen2.5-0.5b")])
+def test_the_release_name_does_not_carry_a_gguf_quantization_the_version_lacks(tmp_path, source, name):
+    from weightgate.core.engine.lock import ModelLock, write_lock
+    from weightgate.core.registry.store import default_name
+
+    ws = init_workspace(tmp_path / "w")
+    write_lock(ws, ModelLock(kind="gguf" if source.endswith(".gguf") else "local", source=source))
+    assert default_name(ws) == name
