@@ -53,3 +53,22 @@ def test_status_at_80_columns_folds_at_spaces_and_never_splits_an_id(tmp_path):
             assert holder["id"] in words
     held = next(i for i, line in enumerate(lines) if "held by:" in line and "Phase 2" in lines[i - 1])
     assert lines[held + 1].startswith(" " * len("    held by: ")) and "(todo)" in lines[held + 1]
+
+
+def test_attach_rings_the_bell_on_a_terminal_when_the_job_it_follows_ends(tmp_path):
+    ws = init_workspace(tmp_path / "w")
+
+    def selftest() -> str:
+        out = subprocess.run([sys.executable, "-m", "weightgate", "-w", str(ws.root), "jobs", "selftest",
+                              "--seconds", "1", "--interval", "0.1", "--json"], capture_output=True, text=True)
+        return json.loads(out.stdout)["job"]
+
+    job = selftest()
+    text = run_on_terminal("-w", ws.root, "attach", job)
+    assert text.rstrip("\n").endswith(f"job {job}: succeeded\a") and text.count("\a") == 1
+    # Replaying a job that had already ended rings nothing; neither does --no-bell, nor a pipe.
+    assert "\a" not in run_on_terminal("-w", ws.root, "attach", job)
+    assert "\a" not in run_on_terminal("-w", ws.root, "attach", selftest(), "--no-bell")
+    piped = subprocess.run([sys.executable, "-m", "weightgate", "-w", str(ws.root), "attach", selftest()],
+                           capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and "succeeded" in piped.stdout and "\a" not in piped.stdout

@@ -155,12 +155,14 @@ def status_line(status: Any) -> str:
     return f"{data['job_id']:<36} {data['kind']:<10} {data['state']:<10} {when}  {extra}".rstrip()
 
 
-def attach(job_dir: Path, as_json: bool, follow: bool = True, *, logs_only: bool = False) -> int:
+def attach(job_dir: Path, as_json: bool, follow: bool = True, *, logs_only: bool = False, bell: bool = False) -> int:
     """Print every event from the first, then live ones; exit code from the job's final state.
-    logs_only: print only `log` and `error` messages (commands that tell the story themselves)."""
-    from weightgate.tui.cli.job_view import EventPrinter  # lazy: only a human reader needs it
+    logs_only: print only `log` and `error` messages (commands that tell the story themselves).
+    bell: ring the terminal bell when a job followed live ends (someone is waiting on it)."""
+    from weightgate.tui.cli.job_view import BELL, EventPrinter  # lazy: only a human reader needs it
 
     printer = EventPrinter()
+    live_at_start = follow and not read_status(job_dir).is_terminal
     try:
         stop = None if follow else (lambda: True)
         for event in follow_job(job_dir, stop=stop):
@@ -176,7 +178,7 @@ def attach(job_dir: Path, as_json: bool, follow: bool = True, *, logs_only: bool
         return EXIT_OK
     state = read_status(job_dir).state
     if not as_json and not logs_only:
-        print(f"job {job_dir.name}: {state}")
+        print(f"job {job_dir.name}: {state}" + (BELL if bell and live_at_start else ""), flush=True)
     return EXIT_OK if state in ("succeeded", "running", "queued") else EXIT_FAILED
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -80,14 +81,17 @@ commands = typer.Typer(add_completion=False)   # top-level: attach, cancel
 @command(commands, "attach")
 def attach_job(job: JobArg,
                as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
-               no_follow: Annotated[bool, typer.Option("--no-follow", help="Replay and stop.")] = False) -> None:
+               no_follow: Annotated[bool, typer.Option("--no-follow", help="Replay and stop.")] = False,
+               no_bell: Annotated[bool, typer.Option(
+                   "--no-bell", help="No terminal bell when the job ends (it rings only on a terminal).")] = False
+               ) -> None:
     """Replay a job's whole history, then follow it live (Ctrl-C detaches)."""
     ws = workspace(as_json)
     try:
         job_dir = find_job(ws.jobs_dir, job)
     except WeightgateError as exc:
         fail(exc, as_json)
-    raise typer.Exit(attach(job_dir, as_json, follow=not no_follow))
+    raise typer.Exit(attach(job_dir, as_json, follow=not no_follow, bell=not no_bell and sys.stdout.isatty()))
 
 
 @command(commands)
