@@ -21,6 +21,7 @@ def runs_cli(ws, *args):
 
 
 @pytest.mark.timeout(150)
+@pytest.mark.slow
 def test_train_runs_shows_the_live_step_and_best_checkpoint_from_the_journal(tmp_path, tiny_model_dir):
     ws, split = make_workspace(tmp_path / "ws", tiny_model_dir)
     job = start_job(ws.jobs_dir, "train", params_for(split, 60, throttle_s=0.3), workspace=ws.root)
