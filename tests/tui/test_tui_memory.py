@@ -142,3 +142,4 @@ async def test_fit_records_the_choice_and_measured_rows_show(ws: Workspace) -> N
         await wait_for(pilot, lambda: "Measured vs estimated" in str(measured.render()), what="measured table")
         text = str(measured.render())
         assert "weights" in text and "+0.0%" in text and "-33.3%" in text
+        assert "+ means the estimate is above what was measured" in text   # the sign explained
