@@ -37,9 +37,9 @@ def human_value(key: str, value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.4g}"
         return f"{value:,}" if abs(value) >= 10000 else str(value)
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} {human_value(k, v)}" for k, v in list(value.items())[:4]) + (
-            ", ..." if len(value) > 4 else "") + "}"
+    if isinstance(value, dict):   # a nested record: its first few fields, in parentheses
+        return "(" + ", ".join(human_pair(str(k), v) for k, v in list(value.items())[:4]) + (
+            ", ..." if len(value) > 4 else "") + ")"
     if isinstance(value, list):
         return f"{len(value)} items" if len(value) > 3 else ", ".join(human_value(key, v) for v in value)
     return str(value)
