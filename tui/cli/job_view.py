@@ -110,8 +110,13 @@ class EventPrinter:
         if isinstance(total, (int, float)) and total and isinstance(done, (int, float)):
             text += f" ({100 * done / total:.0f}%)"
         if isinstance(done, (int, float)):
-            if self._last_progress and at > self._last_progress[0] and done > self._last_progress[1]:
+            eta = payload.get("eta_s")
+            rate = None
+            if isinstance(eta, (int, float)) and eta > 0 and isinstance(total, (int, float)) and total > done:
+                rate = (total - done) / eta   # the job's own pace: agrees with the ETA beside it
+            elif self._last_progress and at > self._last_progress[0] and done > self._last_progress[1]:
                 rate = (done - self._last_progress[1]) / (at - self._last_progress[0])
+            if rate:
                 text += f"  {rate_text(rate, unit or 'unit')}"
             self._last_progress = (at, done)
         if payload.get("eta_s") is not None:
