@@ -44,7 +44,7 @@ def test_attach_prints_human_units_and_json_keeps_the_raw_values(tmp_path):
     out = wg("-w", ws.root, "attach", "j1", "--no-follow")
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "40/168 step (24%)" in text and "eta 28 m 59 s" in text and "1739s" not in text
+    assert "40/168 step (24%)  14 s/step  eta 28 m 59 s  loss 1.1000" in text and "1739s" not in text
     assert "memory 1.5 GiB" in text and "1651122176" not in text
     assert "812 tok/s" in text
     result = next(line for line in text.splitlines() if " result " in line)
