@@ -285,7 +285,7 @@ def decide(report: DataReport, prepared: PreparedDataset | None) -> dict[str, tu
         kinds = ", ".join(f"{count} {name}" for name, count in sorted(report.formats.items()))
         out["tune.format"] = (PASS, values, f"{report.examples} examples ({kinds}) rendered with the model's "
                                             "chat template" if report.formats.get("chat", 0) + report.formats.get(
-                                                "alpaca", 0) + report.formats.get("sharegpt", 0) else
+                                                "alpaca", 0) + report.formats.get("sharegpt", 0) + report.formats.get("preference", 0) else
                               f"{report.examples} raw-text documents, {len(report.units)} chunks")
 
     duplicates = len(report.removed.get("duplicate", []))
