@@ -43,6 +43,7 @@ from weightgate.core.training.loop import LoopSetup, fork_devices, run_loop
 from weightgate.core.training.model import add_lora, detect_targets, load_base, method_for, trainable_parameters
 from weightgate.core.training.plan import plan_batches, total_steps, warmup_steps
 from weightgate.core.training.precision_plan import build_optimizer, make_scaler, training_precision_plan
+from weightgate.core.training.preference.run import dpo_identity, longest_pair, pair_count, preference_run_params
 from weightgate.core.weights.verify import verified_snapshot
 
 FINGERPRINTS = TRAINING_RUN_INPUTS
@@ -144,8 +145,6 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
     limit = int(cfg.max_seq) if cfg.max_seq != "auto" else meta.context_length
     preference = cfg.method == "dpo"
     if preference:
-        from weightgate.core.training.preference.run import longest_pair, pair_count
-
         seq, n_train = longest_pair([train_file, val_file], model_dir), pair_count(train_file)
     else:
         seq = longest_example([train_file, val_file], model_dir, limit)
@@ -190,8 +189,6 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
             "max_steps": params.get("steps"), "nproc": nproc, "device": device, "device_requested": requested,
             "fingerprints": prints, "objective": cfg.method}
     if preference:
-        from weightgate.core.training.preference.run import dpo_identity
-
         spec["dpo"] = dpo_identity(cfg)
     if nproc > 1:
         spec["backend"] = rank_device(device, 0)[1]
@@ -365,8 +362,6 @@ def new_run_params(ws, nproc: int, steps: int | None, device: str = "auto") -> d
         resolve_train_device(device, nproc)
     config = workspace_training_config(ws)
     if config.method == "dpo":
-        from weightgate.core.training.preference.run import preference_run_params
-
         return preference_run_params(ws, nproc, steps, device)
     if config.effective_batch % nproc:
         raise InputError(f"[training] effective_batch {config.effective_batch} is not divisible by --nproc {nproc}",

@@ -34,14 +34,11 @@ def prepare_preference_dataset(ws) -> PreparedDataset:
 
 
 def preference_run_params(ws, nproc: int, steps: int | None, device: str) -> dict:
-    from weightgate.core.training.session import check_device_spec, resolve_train_device
-
+    """The train job's params of a new DPO run (`device` already checked by
+    core.training.session.new_run_params)."""
     if nproc != 1:
         raise InputError(f"[training] method = \"dpo\" trains in one process; --nproc {nproc} is for SFT runs",
                          path=ws.config_path, hint="drop --nproc (DPO runs on one CPU or one GPU)")
-    device = check_device_spec(device)
-    if device.startswith("cuda"):
-        resolve_train_device(device, nproc)
     prepared = prepare_preference_dataset(ws)
     return {"train_file": str(prepared.train_path), "val_file": str(prepared.val_path),
             "dataset_digest": prepared.digest, "nproc": 1, "steps": steps, "device": device}

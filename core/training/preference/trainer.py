@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import psutil
+
 from weightgate.core.engine.atomic import write_atomic
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.workspace import open_workspace
@@ -42,6 +44,7 @@ from weightgate.core.training.checkpoint import _differences, recover_best, save
 from weightgate.core.training.checks import record_best, record_restore
 from weightgate.core.training.loop import DIVERGED, FINISHED, STOPPED, Outcome
 from weightgate.core.training.model import load_base
+from weightgate.core.training.preference.run import read_prepared_pairs
 from weightgate.core.training.session import run_plan
 
 LATEST = "latest.json"
@@ -60,15 +63,11 @@ def latest_checkpoint(checkpoints: Path) -> Path | None:
 
 
 def _records(path: Path) -> list[dict]:
-    from weightgate.core.training.preference.run import read_prepared_pairs
-
     return [{key: value for key, value in pair.record(scrubbed=False).items() if key != "id"}
             for pair in read_prepared_pairs(path)]
 
 
 def _memory_bytes(device: str) -> int:
-    import psutil
-
     if device.startswith("cuda"):
         import torch  # lazy: torch only where it runs, never at import
 

@@ -161,6 +161,7 @@ def reference(dpo_ws):
     return params, directory, outcome, events
 
 
+@pytest.mark.slow
 def test_uninterrupted_dpo_run_journals_rewards_keeps_the_best_and_records_its_identity(dpo_ws, reference):
     _, directory, outcome, events = reference
     assert outcome.status == "finished" and outcome.step == STEPS
@@ -185,6 +186,7 @@ def test_uninterrupted_dpo_run_journals_rewards_keeps_the_best_and_records_its_i
                if "lora_B" in name)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_dpo_job_sigkilled_and_resumed_ends_with_the_uninterrupted_adapter_and_the_gate_decides(dpo_ws, reference):
     from weightgate.core.evaluation.runner import run_eval
@@ -221,6 +223,24 @@ def test_dpo_job_sigkilled_and_resumed_ends_with_the_uninterrupted_adapter_and_t
     assert verdict["kept"] is expected and verdict["adapter"] == directory.name
     gate_item = latest_by_item(read_evidence(dpo_ws))["tune.gate"]
     assert gate_item.values["adapter"] == directory.name and gate_item.status == ("pass" if expected else "fail")
+
+
+@pytest.mark.slow
+def test_the_fine_tune_screen_charts_a_dpo_journal_with_its_margins(reference):
+    from weightgate.core.engine.events import Event
+    from weightgate.screens.finetuning.loss_chart import TrainingHistory, render_loss_chart
+    from weightgate.screens.finetuning.screen import stats_text
+
+    _, _, outcome, events = reference
+    history = TrainingHistory()
+    history.add([Event(seq=n, time=0.0, kind=kind, payload=payload) for n, (kind, payload) in enumerate(events)])
+    assert sorted(history.train) == list(range(1, STEPS + 1)) and sorted(history.val) == [3, 6, 9]
+    assert history.best_step == outcome.best_step
+    stats = stats_text(history, "succeeded", "job-1").plain
+    margin = history.latest["rewards/margins"]
+    assert f"step {STEPS}/{STEPS}" in stats and f"margin {margin:.4f}" in stats and "pref acc" in stats
+    chart = render_loss_chart(history, 40, 8).plain
+    assert any("\u2800" < ch <= "\u28ff" for ch in chart)   # the braille train-loss line is drawn
 
 
 def wait_for_run(job_dir: Path) -> str:
