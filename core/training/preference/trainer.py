@@ -42,7 +42,7 @@ from weightgate.core.memory.loading import flushed_subnormals, subnormals_flush_
 from weightgate.core.training import runs as runs_mod
 from weightgate.core.training.checkpoint import _differences, recover_best, save_best
 from weightgate.core.training.checks import record_best, record_restore
-from weightgate.core.training.loop import DIVERGED, FINISHED, STOPPED, Outcome
+from weightgate.core.training.loop import DIVERGED, FINISHED, RESTORE_FAILED, STOPPED, Outcome
 from weightgate.core.training.model import load_base
 from weightgate.core.training.preference.run import read_prepared_pairs
 from weightgate.core.training.session import run_plan
@@ -105,25 +105,29 @@ def journal_callback(spec: dict, directory: Path, emit: Callable[[str, dict], No
             self.diverged: str | None = None
             self.first_step: int | None = None
             self.began = time.perf_counter()
-            self.last_log = time.perf_counter()
             self.last_tokens: float | None = None
             self.last_progress = 0.0
             self.last_val: tuple[int, float] | None = None
             self.last_best = False
             self.restore_checked = False
+            self.restore_result: dict | None = None
             self.last_loss: float | None = None
+            self.step_began = time.perf_counter()
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.first_step = state.global_step
-            self.began = self.last_log = time.perf_counter()
+            self.began = time.perf_counter()
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if throttle_s and state.global_step > (self.first_step or 0):
+                time.sleep(throttle_s)   # the pause after the previous step (demos, the kill tests)
+            self.step_began = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
             if should_stop():
                 self.stopped = True
                 control.should_save = True
                 control.should_training_stop = True
-            elif throttle_s:
-                time.sleep(throttle_s)
             return control
 
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -139,7 +143,7 @@ def journal_callback(spec: dict, directory: Path, emit: Callable[[str, dict], No
                 step_tokens = (tokens - self.last_tokens) if tokens is not None and self.last_tokens is not None \
                     and tokens >= self.last_tokens else None
                 self.last_tokens = tokens
-                elapsed, self.last_log = now - self.last_log, now
+                elapsed = now - self.step_began   # this optimizer step alone (not the throttle, not an eval)
                 values = {"step": step, "epoch": round(float(logs.get("epoch", state.epoch or 0.0)), 4), "loss": loss,
                           "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"),
                           **{key: logs[key] for key in REWARD_KEYS if key in logs},
@@ -179,7 +183,10 @@ def journal_callback(spec: dict, directory: Path, emit: Callable[[str, dict], No
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if not self.restore_checked and optimizer is not None:
                 self.restore_checked = True
-                on_restore(_restore_check(checkpoint, model, optimizer))
+                self.restore_result = _restore_check(checkpoint, model, optimizer)
+                on_restore(self.restore_result)
+                if not self.restore_result["ok"]:
+                    control.should_training_stop = True   # a run that cannot be resumed exactly goes no further
             # Only now is the checkpoint complete: name it as the one to resume from.
             write_atomic(Path(args.output_dir) / LATEST, json.dumps({"checkpoint": checkpoint.name,
                                                                      "step": state.global_step}) + "\n")
@@ -273,6 +280,10 @@ def execute_dpo(ws_root: Path, directory: Path, *, resume: bool = False,
         if not result["ok"]:
             emit("log", {"message": "checkpoint restore check failed: " + "; ".join(result["differences"][:3]),
                          "level": "error"})
+        else:
+            emit("log", {"message": f"checkpoint restore verified at step {result['checkpoint'].rsplit('-', 1)[-1]}: "
+                                    f"{result['adapter_tensors']} adapter tensors and {result['optimizer_tensors']} "
+                                    "optimizer tensors bit-identical on disk"})
 
     callback = journal_callback(spec, directory, emit, should_stop, throttle_s, on_restore)
     trainer = build_trainer(spec, directory, callback)
@@ -300,6 +311,10 @@ def execute_dpo(ws_root: Path, directory: Path, *, resume: bool = False,
     last = latest_checkpoint(directory / "checkpoints")
     if callback.diverged:
         status, message = DIVERGED, callback.diverged
+    elif callback.restore_result is not None and not callback.restore_result["ok"]:
+        status, message = RESTORE_FAILED, ("checkpoint restore check failed: "
+                                           + "; ".join(callback.restore_result["differences"][:3])
+                                           + ". A run that cannot be resumed exactly is not continued")
     elif callback.stopped and step < state.max_steps:
         status, message = STOPPED, (f"stopped at step {step} of {state.max_steps}; checkpoint saved, resume with "
                                     "`weightgate train resume`")
@@ -307,7 +322,8 @@ def execute_dpo(ws_root: Path, directory: Path, *, resume: bool = False,
         status, message = FINISHED, (f"finished {step} steps; best val loss {best_val:.4f} at step {best_step}"
                                      if best_val is not None else f"finished {step} steps")
     outcome = Outcome(status, step, best_step, float(best_val) if best_val is not None else None,
-                      str(last) if last else None, message, last_train_loss=callback.last_loss)
+                      str(last) if last else None, message, last_train_loss=callback.last_loss,
+                      restore_check=callback.restore_result)
     runs_mod.update_run(directory, status=status, outcome=outcome.to_dict())
     if record and status in (FINISHED, DIVERGED):
         record_best(ws, spec["run_id"], outcome.to_dict(), str(directory / "best"))

@@ -19,7 +19,7 @@ from training_helpers import MONTHS, assert_bitwise, checkpoint_at_least, tensor
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.events import read_events
 from weightgate.core.engine.evidence import latest_by_item, read_evidence
-from weightgate.core.engine.jobs import events_path, read_status, start_job
+from weightgate.core.engine.jobs import cancel_job, events_path, read_status, start_job
 from weightgate.core.engine.training_config import read_training_config
 from weightgate.core.training import runs
 from weightgate.core.training.dataset import check_training_data
@@ -178,6 +178,11 @@ def test_uninterrupted_dpo_run_journals_rewards_keeps_the_best_and_records_its_i
     spec = runs.read_run(directory)
     assert spec["objective"] == "dpo" and spec["dpo"]["beta"] == 0.1 and spec["config"]["lr"] == 5e-6
     assert spec["dpo"]["trainer"] == "trl.DPOTrainer" and spec["dpo"]["trl"]
+    # The release manifest's [training] carries the objective and the DPO hyperparameters.
+    from weightgate.core.registry.manifest import training_block
+
+    block = training_block({}, directory / "best")["run"]
+    assert block["objective"] == "dpo" and block["dpo"]["beta"] == 0.1 and block["config"]["method"] == "dpo"
     latest = latest_by_item(read_evidence(dpo_ws))
     for item in ("tune.lora_config", "tune.effective_batch", "tune.checkpoint_restore", "tune.best_checkpoint"):
         assert latest[item].status == "pass", (item, latest[item].note)
@@ -188,27 +193,40 @@ def test_uninterrupted_dpo_run_journals_rewards_keeps_the_best_and_records_its_i
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_dpo_job_sigkilled_and_resumed_ends_with_the_uninterrupted_adapter_and_the_gate_decides(dpo_ws, reference):
+def test_dpo_job_cancelled_killed_and_resumed_ends_with_the_uninterrupted_adapter_and_the_gate_decides(dpo_ws,
+                                                                                                      reference):
     from weightgate.core.evaluation.runner import run_eval
     from weightgate.core.training.keep_or_reject import run_gate
 
     params, ref_dir, ref_outcome, _ = reference
+    # SIGTERM (`weightgate cancel`) after the step-3 checkpoint: a checkpoint at the next step end, job cancelled.
     first = start_job(dpo_ws.jobs_dir, "train", {**params, "throttle_s": 0.4}, workspace=dpo_ws.root)
     wait_for(first.job_dir, checkpoint_at_least(3), timeout=180)
-    os.killpg(read_status(first.job_dir).pid, signal.SIGKILL)
-    assert wait_terminal(first.job_dir).state == "crashed"
+    cancelled = cancel_job(first.job_dir, grace_s=60)
+    assert cancelled.status.state == "cancelled" and not cancelled.killed
     directory = Path(wait_for_run(first.job_dir))
+    stopped = runs.read_run(directory)
+    assert stopped["status"] == "stopped" and 3 <= stopped["outcome"]["step"] < STEPS
+    stop_step = stopped["outcome"]["step"]
+    assert json.loads((directory / "checkpoints" / "latest.json").read_text())["step"] == stop_step
+    # Resume, then SIGKILL the whole job (no chance to save) after its next checkpoint.
+    second = start_job(dpo_ws.jobs_dir, "train", {"resume": directory.name, "throttle_s": 0.4}, workspace=dpo_ws.root)
+    wait_for(second.job_dir, lambda e: e.kind == "log" and f"resumed from checkpoint-{stop_step} " in e.payload["message"],
+             timeout=180)
+    killed_after = wait_for(second.job_dir, checkpoint_at_least(stop_step + 1), timeout=180).payload["step"]
+    os.killpg(read_status(second.job_dir).pid, signal.SIGKILL)
+    assert wait_terminal(second.job_dir).state == "crashed"
     assert [r for r in runs.list_runs(dpo_ws) if r["run_id"] == directory.name][0]["status"] == "interrupted"
-    killed_at = json.loads((directory / "checkpoints" / "latest.json").read_text())["step"]
-    assert 3 <= killed_at < STEPS
-    second = start_job(dpo_ws.jobs_dir, "train", {"resume": directory.name}, workspace=dpo_ws.root)
-    assert wait_terminal(second.job_dir, timeout=180).state == "succeeded"
-    events, _ = read_events(events_path(second.job_dir), 0)
-    assert any(e.kind == "log" and f"resumed from checkpoint-{killed_at} " in e.payload["message"] for e in events)
+    assert killed_after < STEPS
+    # Resume again ("last": the newest resumable run) to the end.
+    third = start_job(dpo_ws.jobs_dir, "train", {"resume": "last"}, workspace=dpo_ws.root)
+    assert wait_terminal(third.job_dir, timeout=180).state == "succeeded"
+    events, _ = read_events(events_path(third.job_dir), 0)
     resumed_steps = [e.payload["values"]["step"] for e in events if e.kind == "metric" and "loss" in e.payload["values"]]
-    assert resumed_steps == list(range(killed_at + 1, STEPS + 1))
+    assert resumed_steps == list(range(killed_after + 1, STEPS + 1))
     final = runs.read_run(directory)
     assert final["status"] == "finished" and final["outcome"]["step"] == STEPS
+    assert final["job_ids"] == [first.job_id, second.job_id, third.job_id]
     # Bit for bit: the last checkpoint's adapter and the best adapter equal the uninterrupted run's.
     last = f"checkpoint-{STEPS}/adapter_model.safetensors"
     assert_bitwise(tensors(directory / "checkpoints" / last), tensors(ref_dir / "checkpoints" / last))
