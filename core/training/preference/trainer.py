@@ -89,6 +89,7 @@ def _restore_check(checkpoint: Path, model: Any, optimizer: Any) -> dict:
     _differences(state, torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location="cpu"), "optimizer",
                  problems)
     return {"ok": not problems, "checkpoint": str(checkpoint), "adapter_tensors": len(live),
+            "how": f"the first checkpoint ({checkpoint.name}) read back from disk against the live adapter and optimizer",
             "optimizer_tensors": sum(len(v) for v in state["state"].values()), "differences": problems[:20]}
 
 
