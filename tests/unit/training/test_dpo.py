@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 from pathlib import Path
 
 import pytest
-from helpers import tiny_workspace, wait_terminal
+from helpers import set_decision, tiny_workspace, wait_terminal
 from training_helpers import MONTHS, assert_bitwise, checkpoint_at_least, tensors, wait_for
 
 from weightgate.core.engine.errors import InputError
@@ -24,7 +25,7 @@ from weightgate.core.engine.training_config import read_training_config
 from weightgate.core.training import runs
 from weightgate.core.training.dataset import check_training_data
 from weightgate.core.training.preference.run import preference_run_params
-from weightgate.core.training.preference.trainer import execute_dpo
+from weightgate.core.training.preference.trainer import execute_dpo, latest_checkpoint
 from weightgate.core.training.session import new_run_params, prepare_run
 
 STEPS = 9
@@ -186,6 +187,13 @@ def test_uninterrupted_dpo_run_journals_rewards_keeps_the_best_and_records_its_i
     latest = latest_by_item(read_evidence(dpo_ws))
     for item in ("tune.lora_config", "tune.effective_batch", "tune.checkpoint_restore", "tune.best_checkpoint"):
         assert latest[item].status == "pass", (item, latest[item].note)
+    # Only a checkpoint named in latest.json is resumed from: a directory a SIGKILL left mid-save is not.
+    assert latest_checkpoint(directory / "checkpoints") == directory / "checkpoints" / f"checkpoint-{STEPS}"
+    partial = directory / "checkpoints" / f"checkpoint-{STEPS + 3}"
+    partial.mkdir()
+    (partial / "adapter_model.safetensors").write_bytes(b"half")
+    assert latest_checkpoint(directory / "checkpoints") == directory / "checkpoints" / f"checkpoint-{STEPS}"
+    shutil.rmtree(partial)
     # The adapter moved from its zero start (lora_B), so the comparison below means something.
     assert any(t.abs().max() > 0 for name, t in tensors(directory / "best" / "adapter_model.safetensors").items()
                if "lora_B" in name)
@@ -241,6 +249,22 @@ def test_dpo_job_cancelled_killed_and_resumed_ends_with_the_uninterrupted_adapte
     assert verdict["kept"] is expected and verdict["adapter"] == directory.name
     gate_item = latest_by_item(read_evidence(dpo_ws))["tune.gate"]
     assert gate_item.values["adapter"] == directory.name and gate_item.status == ("pass" if expected else "fail")
+
+
+@pytest.mark.slow
+def test_dpo_trains_a_qlora_adapter_on_an_nf4_base(tmp_path, tiny_model_dir):
+    ws = tiny_workspace(tmp_path / "ws", tiny_model_dir)
+    rng = random.Random(4)
+    write_pairs(ws, [pair(rng, f"q{i:02d}") for i in range(24)])
+    use_dpo(ws, effective_batch=4, eval_every=2)
+    set_decision(ws, "precision", "nf4")
+    directory = prepare_run(ws, preference_run_params(ws, 1, 3, "cpu"))
+    outcome = execute_dpo(ws.root, directory)
+    spec = runs.read_run(directory)
+    assert outcome.status == "finished" and outcome.step == 3 and outcome.restore_check["ok"]
+    assert (spec["method"], spec["precision"], spec["objective"]) == ("qlora", "nf4", "dpo")
+    config = json.loads((directory / "best" / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == 16
 
 
 @pytest.mark.slow
