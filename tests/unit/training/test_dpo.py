@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from helpers import set_decision, tiny_workspace, wait_terminal
-from training_helpers import MONTHS, assert_bitwise, checkpoint_at_least, tensors, wait_for
+from preference_helpers import dpo_workspace, pair, use_dpo, write_pairs
+from training_helpers import assert_bitwise, checkpoint_at_least, tensors, wait_for
 
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.events import read_events
@@ -31,29 +32,6 @@ from weightgate.core.training.session import new_run_params, prepare_run
 STEPS = 9
 
 
-def pair(rng: random.Random, rid: str) -> dict:
-    """A planted preference: the ISO date is chosen, the day-first date rejected."""
-    m, d, y = rng.randrange(12), rng.randrange(1, 28), rng.randrange(1950, 2020)
-    return {"id": rid, "prompt": f"Rewrite {MONTHS[m]} {d}, {y} as YYYY-MM-DD.",
-            "chosen": f"{y}-{m + 1:02d}-{d:02d}", "rejected": f"{d:02d}/{m + 1:02d}/{y}"}
-
-
-def write_pairs(ws, rows: list) -> Path:
-    path = ws.root / "data" / "train.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
-    return path
-
-
-def use_dpo(ws, **training) -> None:
-    def change(doc):
-        doc.setdefault("training", {})
-        doc["training"]["method"] = "dpo"
-        for key, value in training.items():
-            doc["training"][key] = value
-    ws.update_config(change)
-
-
 @pytest.fixture(scope="module")
 def dpo_ws(tmp_path_factory, tiny_model_dir):
     ws = tiny_workspace(tmp_path_factory.mktemp("dpo") / "ws", tiny_model_dir)
@@ -63,10 +41,7 @@ def dpo_ws(tmp_path_factory, tiny_model_dir):
             + "\n" for n, (question, answer) in enumerate([("What is the capital of Japan?", "Tokyo"),
                                                             ("What is 2 + 2?", "4"), ("What color is the sky?", "blue"),
                                                             ("How many days are in a week?", "7")])))
-    rng = random.Random(3)
-    write_pairs(ws, [pair(rng, f"p{i:02d}") for i in range(44)])
-    use_dpo(ws, effective_batch=4, eval_every=3)
-    return ws
+    return dpo_workspace(ws)
 
 
 # --- config and data ---------------------------------------------------------------------------
