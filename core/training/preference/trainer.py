@@ -210,7 +210,7 @@ def dpo_config(spec: dict, output_dir: Path):
         learning_rate=cfg["lr"], lr_scheduler_type="linear", warmup_steps=spec["warmup_steps"],
         max_steps=spec["total_steps"], per_device_train_batch_size=batch["micro_batch"],
         per_device_eval_batch_size=batch["micro_batch"], gradient_accumulation_steps=batch["accumulation"],
-        weight_decay=cfg["weight_decay"], max_grad_norm=cfg["max_grad_norm"] or 1e9,
+        weight_decay=cfg["weight_decay"], max_grad_norm=cfg["max_grad_norm"],   # 0: no clipping, as in the SFT loop
         optim=OPTIMIZERS[plan["optimizer"]], seed=cfg["seed"], data_seed=cfg["seed"],
         eval_strategy="steps", eval_steps=cfg["eval_every"], save_strategy="steps", save_steps=cfg["eval_every"],
         save_total_limit=2, metric_for_best_model="eval_loss", greater_is_better=False,
