@@ -41,7 +41,13 @@ DEFAULTS: dict[str, Any] = {
     "divergence_factor": DEFAULT_DIVERGENCE_FACTOR,
     "optimizer": "adamw",
     "attn_implementation": "auto",
+    "method": "sft",
+    "beta": 0.1,
 }
+# Seed 003's preference tuning: DPO with beta 0.1 and lr 5e-6 (a preference run starts from a
+# model that already answers; the SFT learning rate would overshoot it).
+DPO_DEFAULTS: dict[str, Any] = {"lr": 5e-6, "beta": 0.1}
+METHODS = ("sft", "dpo")
 OPTIMIZERS = ("adamw", "paged_adamw_8bit")
 ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
 # Keys of the table that are not training hyperparameters (the keep-or-reject gate reads them).
@@ -68,6 +74,8 @@ class TrainConfig:
     divergence_factor: float = DEFAULT_DIVERGENCE_FACTOR
     optimizer: str = "adamw"                 # "paged_adamw_8bit": bitsandbytes' PagedAdamW8bit (the QLoRA recipe)
     attn_implementation: str = "auto"        # auto: flash_attention_2 where installed and supported, else sdpa
+    method: str = "sft"                      # "sft": supervised (our loop); "dpo": preference pairs (TRL's DPOTrainer)
+    beta: float = 0.1                        # DPO only: how far the policy may move from the reference
     notes: list[str] = field(default_factory=list)   # what was defaulted, for the documented config
 
     def to_dict(self) -> dict:
@@ -97,7 +105,10 @@ def read_training_config(table: dict | None, *, config_path: Path | None = None,
 
     values: dict[str, Any] = {}
     notes = []
-    for key, default in DEFAULTS.items():
+    defaults = dict(DEFAULTS)
+    if table.get("method") == "dpo":
+        defaults.update(DPO_DEFAULTS)
+    for key, default in defaults.items():
         if key in table:
             values[key] = table[key]
         else:
@@ -149,6 +160,11 @@ def read_training_config(table: dict | None, *, config_path: Path | None = None,
     if values["attn_implementation"] not in ATTENTION:
         raise bad("attn_implementation", f"must be one of {', '.join(ATTENTION)}, got {values['attn_implementation']!r}",
                   'attn_implementation = "auto" (flash_attention_2 where installed and supported, else sdpa)')
+    if values["method"] not in METHODS:
+        raise bad("method", f"must be one of {', '.join(METHODS)}, got {values['method']!r}",
+                  'method = "sft" (prompt/answer examples) or "dpo" ({"prompt", "chosen", "rejected"} pairs)')
+    if not _number(values["beta"]) or not values["beta"] > 0:
+        raise bad("beta", f"must be a number > 0, got {values['beta']!r}", "e.g. beta = 0.1 (the seed's DPO default)")
     targets = values["target_modules"]
     if targets != "auto" and not (isinstance(targets, list) and targets
                                   and all(isinstance(t, str) and t for t in targets)):
@@ -157,7 +173,7 @@ def read_training_config(table: dict | None, *, config_path: Path | None = None,
     if "alpha" not in table:
         values["alpha"] = 2 * values["r"]   # alpha = 2r follows r when only r is set
     values["lr"] = float(values["lr"])
-    for key in ("dropout", "warmup_ratio", "weight_decay", "max_grad_norm", "divergence_factor"):
+    for key in ("dropout", "warmup_ratio", "weight_decay", "max_grad_norm", "divergence_factor", "beta"):
         values[key] = float(values[key])
     return TrainConfig(**values, notes=notes)
 

@@ -214,7 +214,8 @@ def training_block(config: dict, adapter_dir: Path | None = None) -> dict:
     if run is not None:
         block["source"] = f"training run {run.get('run_id')}"
         keep = ("run_id", "method", "precision", "targets", "dataset_digest", "train_examples", "total_steps",
-                "warmup_steps", "max_seq", "nproc", "device", "precision_plan", "status", "outcome")
+                "warmup_steps", "max_seq", "nproc", "device", "precision_plan", "status", "outcome",
+                "objective", "dpo")   # objective: sft or dpo; dpo: beta, loss, reference, TRL version
         block["run"] = json.loads(json.dumps({"config": run["config"], **{k: run[k] for k in keep if k in run}},
                                              default=str))
         block.setdefault("seed", run["config"].get("seed"))

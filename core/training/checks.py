@@ -285,7 +285,7 @@ def decide(report: DataReport, prepared: PreparedDataset | None) -> dict[str, tu
         kinds = ", ".join(f"{count} {name}" for name, count in sorted(report.formats.items()))
         out["tune.format"] = (PASS, values, f"{report.examples} examples ({kinds}) rendered with the model's "
                                             "chat template" if report.formats.get("chat", 0) + report.formats.get(
-                                                "alpaca", 0) + report.formats.get("sharegpt", 0) else
+                                                "alpaca", 0) + report.formats.get("sharegpt", 0) + report.formats.get("preference", 0) else
                               f"{report.examples} raw-text documents, {len(report.units)} chunks")
 
     duplicates = len(report.removed.get("duplicate", []))
@@ -386,7 +386,10 @@ def record_lora_config(ws, run_id: str, config: dict, targets: list[str], method
     problems = []
     if config["alpha"] != 2 * config["r"]:
         problems.append(f"alpha {config['alpha']} is not 2r ({2 * config['r']})")
-    if config["lr"] > 5e-4:
+    if config.get("method") == "dpo" and config["lr"] > 5e-5:
+        problems.append(f"lr {config['lr']:g} is over 10x the seed's DPO rate (5e-6): preference tuning drifts "
+                        "from the reference model fast")
+    elif config["lr"] > 5e-4:
         problems.append(f"lr {config['lr']:g} is above the conservative range (<= 2e-4 is the seeds' default)")
     values = {"run": run_id, "method": method, "precision": precision, "target_modules": targets,
               **{k: config[k] for k in ("r", "alpha", "dropout", "lr", "warmup_ratio", "epochs", "effective_batch",
@@ -394,6 +397,9 @@ def record_lora_config(ws, run_id: str, config: dict, targets: list[str], method
               "defaults": config.get("notes", []), "warnings": problems}
     note = (f"r {config['r']}, alpha {config['alpha']}, dropout {config['dropout']:g}, lr {config['lr']:g}, "
             f"warmup {config['warmup_ratio']:.0%}, {config['epochs']} epochs, {method} on {', '.join(targets)}")
+    if config.get("method") == "dpo":
+        values.update(objective="dpo", beta=config["beta"])
+        note = f"DPO (beta {config['beta']:g}) on preference pairs; " + note
     if problems:
         note += "; " + "; ".join(problems)
     # Documented = recorded with every value; unconventional values are shown, not refused.
@@ -414,7 +420,8 @@ def record_effective_batch(ws, run_id: str, plan: dict) -> None:
 
 
 def record_restore(ws, run_id: str, result: dict) -> None:
-    note = (f"step-1 checkpoint restored into a fresh model and optimizer: {result['adapter_tensors']} adapter and "
+    how = result.get("how") or "step-1 checkpoint restored into a fresh model and optimizer"
+    note = (f"{how}: {result['adapter_tensors']} adapter and "
             f"{result['optimizer_tensors']} optimizer tensors bit-identical" if result["ok"]
             else "restore differs: " + "; ".join(result["differences"][:3]))
     record_result(ws, "tune.checkpoint_restore", PASS if result["ok"] else FAIL, {"run": run_id, **result}, note=note)

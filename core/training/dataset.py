@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from weightgate.core.engine.fingerprints import plain
 from weightgate.core.engine.workspace import Workspace
 from weightgate.core.training.checks import record_data_evidence
 from weightgate.core.training.data.prepare import (
@@ -19,6 +20,7 @@ from weightgate.core.training.data.prepare import (
     save_latest_report,
     write_prepared,
 )
+from weightgate.core.training.preference.data import check_preference_dataset
 
 
 @dataclass
@@ -37,7 +39,12 @@ def check_training_data(ws: Workspace, *, fix: bool = False, tokenizer_dir: Path
                         report: DataReport | None = None) -> DataCheck:
     """Check the workspace's training data (or take a `report` already made), record its items and
     save the report; with `fix`, also write the prepared copy unless a problem blocks it."""
-    report = report or check_dataset(ws, tokenizer_dir=tokenizer_dir)
+    if report is None:
+        # [training] method = "dpo": the data file holds chosen/rejected pairs, checked as such.
+        # Read as written: a bad [training] value is train start's error to report, not the data check's.
+        training = plain(ws.config()).get("training")
+        preference = isinstance(training, dict) and training.get("method") == "dpo"
+        report = (check_preference_dataset if preference else check_dataset)(ws, tokenizer_dir=tokenizer_dir)
     prepared = write_prepared(ws, report) if fix and not report.blocking else None
     report_path = save_latest_report(ws, report, prepared)
     return DataCheck(report, prepared, record_data_evidence(ws, report, prepared), report_path)

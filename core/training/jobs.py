@@ -1,4 +1,4 @@
-"""Phase 5's job kinds: `train` (a LoRA / QLoRA run, detached, resumable), `data_check` (the
+"""Phase 5's job kinds: `train` (a LoRA / QLoRA run, SFT or DPO, detached, resumable), `data_check` (the
 training-data checks, for the TUI: the tokenizer load stays out of its process), `fewshot` (the
 few-shot variant of the task eval, for tune.prompting_first) and `tune_gate` (the keep-or-reject
 gate of an adapter, tune.gate).
@@ -22,7 +22,8 @@ The journal carries one `metric` event per step (step, epoch, loss, lr, grad_nor
 memory_bytes, eta_s), `metric` events with val_loss, `artifact` events for checkpoints
 (path, step, val_loss, is_best) and `progress` at most once a second. SIGTERM saves a
 checkpoint at the next step boundary and ends the job `cancelled`; `weightgate train resume`
-continues it.
+continues it. A DPO run ([training] method = "dpo", core.training.preference.trainer) journals
+the same events, its per-step metrics with rewards/margins and rewards/accuracies besides.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from weightgate.core.engine.job_process import JobCancelled, JobContext
 from weightgate.core.training import runs
 from weightgate.core.training.dataset import check_training_data
 from weightgate.core.training.keep_or_reject import run_gate as gate
+from weightgate.core.training.preference.trainer import execute_dpo
 from weightgate.core.training.prompting import DEFAULT_SHOTS
 from weightgate.core.training.prompting import run_fewshot as fewshot
 from weightgate.core.training.session import check_resumable, execute, prepare_run
@@ -98,8 +100,9 @@ def run_train(ctx: JobContext) -> dict:
             # Shielded: SIGTERM only sets the flag the loop polls between steps, so the
             # checkpoint is taken at a step boundary; the cancel is raised when the block ends.
             with ctx.shielded():
-                outcome = execute(ws.root, directory, resume=resume, emit=_StepTimer(ctx), should_stop=lambda: ctx.cancelled,
-                                  throttle_s=float(params.get("throttle_s") or 0.0)).to_dict()
+                train = execute_dpo if spec.get("objective") == "dpo" else execute
+                outcome = train(ws.root, directory, resume=resume, emit=_StepTimer(ctx), should_stop=lambda: ctx.cancelled,
+                                throttle_s=float(params.get("throttle_s") or 0.0)).to_dict()
     except BaseException as exc:
         if not isinstance(exc, JobCancelled):
             runs.update_run(directory, status="failed",

@@ -83,6 +83,7 @@ def list_runs(ws) -> list[dict]:
             outcome = {**outcome, **journal_outcome(ws.jobs_dir, data.get("job_ids") or [])}
         runs.append({"run_id": data.get("run_id", directory.name), "status": status, "created": data.get("created", 0),
                      "job": job_id, "method": data.get("method"), "precision": data.get("precision"),
+                     "objective": data.get("objective") or "sft",
                      "device": data.get("device"),
                      "steps": outcome.get("step"), "total_steps": data.get("total_steps"),
                      "best_step": outcome.get("best_step"), "best_val_loss": outcome.get("best_val_loss"),

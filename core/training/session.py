@@ -43,6 +43,7 @@ from weightgate.core.training.loop import LoopSetup, fork_devices, run_loop
 from weightgate.core.training.model import add_lora, detect_targets, load_base, method_for, trainable_parameters
 from weightgate.core.training.plan import plan_batches, total_steps, warmup_steps
 from weightgate.core.training.precision_plan import build_optimizer, make_scaler, training_precision_plan
+from weightgate.core.training.preference.run import dpo_identity, longest_pair, pair_count, preference_run_params
 from weightgate.core.weights.verify import verified_snapshot
 
 FINGERPRINTS = TRAINING_RUN_INPUTS
@@ -142,8 +143,12 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
     method = method_for(precision)
     targets = auto_targets(layout, cfg.target_modules)
     limit = int(cfg.max_seq) if cfg.max_seq != "auto" else meta.context_length
-    seq = longest_example([train_file, val_file], model_dir, limit)
-    n_train = len(read_records(train_file))
+    preference = cfg.method == "dpo"
+    if preference:
+        seq, n_train = longest_pair([train_file, val_file], model_dir), pair_count(train_file)
+    else:
+        seq = longest_example([train_file, val_file], model_dir, limit)
+        n_train = len(read_records(train_file))
     requested = check_device_spec(params.get("device"))
     device = resolve_train_device(requested, nproc)
     where, snap = resolve_device(device)
@@ -154,7 +159,8 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
     estimates: dict[int, Any] = {}
 
     def estimate_at(micro: int):
-        setup = TrainingSetup(method=method, r=cfg.r, targets=targets, batch=micro, seq=seq,
+        # DPO puts chosen and rejected through the model in one batch: twice the sequences.
+        setup = TrainingSetup(method=method, r=cfg.r, targets=targets, batch=micro * (2 if preference else 1), seq=seq,
                               gradient_checkpointing=cfg.gradient_checkpointing, dropout=cfg.dropout,
                               optimizer=compute["optimizer"], attn_implementation=compute["attn_implementation"])
         estimates[micro] = estimate(layout, precision, training=setup, device=where, budget=budget.bytes,
@@ -181,7 +187,9 @@ def prepare_run(ws, params: dict, *, job_id: str | None = None) -> Path:
             "max_seq": seq, "batch": batch.to_dict(), "precision_plan": compute,
             "train_examples": n_train, "total_steps": steps, "warmup_steps": warmup_steps(steps, cfg.warmup_ratio),
             "max_steps": params.get("steps"), "nproc": nproc, "device": device, "device_requested": requested,
-            "fingerprints": prints}
+            "fingerprints": prints, "objective": cfg.method}
+    if preference:
+        spec["dpo"] = dpo_identity(cfg)
     if nproc > 1:
         spec["backend"] = rank_device(device, 0)[1]
         spec["rank_devices"] = [rank_device(device, rank)[0] for rank in range(nproc)] if where == "cuda" \
@@ -353,6 +361,8 @@ def new_run_params(ws, nproc: int, steps: int | None, device: str = "auto") -> d
     if device.startswith("cuda"):
         resolve_train_device(device, nproc)
     config = workspace_training_config(ws)
+    if config.method == "dpo":
+        return preference_run_params(ws, nproc, steps, device)
     if config.effective_batch % nproc:
         raise InputError(f"[training] effective_batch {config.effective_batch} is not divisible by --nproc {nproc}",
                          path=ws.config_path, hint=f"use a multiple of {nproc}")

@@ -76,6 +76,10 @@ def stats_text(history, state: str, job_id: str | None) -> Content:
     if history.val:
         last = max(history.val)
         parts.append(f"  val {history.val[last]:.4f}")
+    if latest.get("rewards/margins") is not None:   # a DPO run: how far chosen leads rejected
+        parts.append(f"  margin {latest['rewards/margins']:.4f}")
+        if latest.get("rewards/accuracies") is not None:
+            parts.append(f"  pref acc {latest['rewards/accuracies']:.0%}")
     if latest.get("lr") is not None:
         parts.append(f"  lr {latest['lr']:.2e}")
     if latest.get("grad_norm") is not None:

@@ -1,5 +1,6 @@
 """`weightgate train`: phase 5, only when the baseline misses, and only if it wins: few-shot
-first, LoRA / QLoRA runs as detached jobs, resume, the keep-or-reject gate."""
+first, LoRA / QLoRA runs (SFT, or DPO on preference pairs with [training] method = "dpo") as
+detached jobs, resume, the keep-or-reject gate."""
 
 from __future__ import annotations
 
@@ -98,7 +99,8 @@ def runs(as_json: JsonOpt = False) -> None:
         loss = (f"{row['best_val_loss']:.4f} at step {row['best_step']}" if row.get("best_val_loss") is not None
                 else "- (no checkpoint evaluated yet)")
         steps = f"{row.get('steps') or 0}/{row.get('total_steps') or '?'}"
-        print(f"{row['run_id']:<24} {row['status']:<14} {str(row.get('method') or ''):<6} "
+        print(f"{row['run_id']:<24} {row['status']:<14} {row.get('objective') or 'sft':<4} "
+              f"{str(row.get('method') or ''):<6} "
               f"{str(row.get('precision') or ''):<5} {str(row.get('device') or ''):<7} {steps:<9} best {loss}")
 
 
