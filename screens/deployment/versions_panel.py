@@ -51,7 +51,7 @@ def detail_text(row: dict | None, report=None) -> Content:
                                 ("s ships the workspace's model (and adapter) as v1: weights, tokenizer, "
                                  "SHA256SUMS, manifest.toml and a model card under registry/.", "$text-muted"))
     if "error" in row:
-        return Content.assemble((f"{row['version']}: ", "bold"), (row["error"], "#e15759"))
+        return Content.assemble((f"{row['version']}: ", "bold"), (row["error"], "$error"))
     lines = [Content.assemble((row.get("label", row["version"]), "bold"), f"  {row.get('relation')} · "
                               f"{row.get('precision')} · merge {row.get('merge') or '-'}"),
              Content(f"base      {row.get('base')} @ {str(row.get('base_commit') or '?')[:12]}"),

@@ -21,7 +21,7 @@ from textual.widgets import DataTable, ProgressBar, RichLog, Sparkline, Static
 from weightgate.core.engine.events import read_events
 from weightgate.core.engine.views import JobProgress, JobRow
 from weightgate.tui.messages import JobEvents
-from weightgate.tui.widgets.status import job_look, rich_style
+from weightgate.tui.widgets.status import job_look, on_theme_change, rich_style
 
 if TYPE_CHECKING:
     from weightgate.core.engine.events import Event
@@ -77,7 +77,7 @@ class JobTable(DataTable):
     def on_mount(self) -> None:
         for key, label, width in JOB_COLUMNS:
             self.add_column(label, key=key, width=width)
-        self.watch(self.app, "theme", lambda _: self._repaint(), init=False)
+        on_theme_change(self, self._repaint)
 
     def _repaint(self) -> None:
         self._cells = {}  # forces a rebuild with the new theme's colours
