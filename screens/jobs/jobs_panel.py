@@ -203,7 +203,9 @@ class JobMonitor(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(Content.styled("No job selected. Press s to start a selftest job, or pick a job above.",
                                     "$text-muted"), id="job-title")
-        yield ProgressBar(total=None, show_eta=False, id="job-progress")
+        progress = ProgressBar(total=None, show_eta=False, id="job-progress")
+        progress.display = False  # shown once a job is attached: with none there is nothing to pulse for
+        yield progress
         yield Static("", id="job-metrics")
         with Horizontal(id="job-curve"):
             yield Static("", id="job-curve-label")
@@ -227,7 +229,9 @@ class JobMonitor(Vertical):
         self.query_one("#job-curve").set_class(False, "-visible")
         self.query_one(RichLog).clear()
         self.query_one("#job-metrics", Static).update("")
-        self.query_one(ProgressBar).update(total=None, progress=0)
+        bar = self.query_one(ProgressBar)
+        bar.update(total=None, progress=0)
+        bar.display = True
         self._show_title()
         self._timer.resume()
         self._tail()

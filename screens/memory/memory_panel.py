@@ -23,7 +23,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Static
 
 from weightgate.core.memory.views import MemoryInputs, memory_report
-from weightgate.tui.widgets.units import human_bytes
+from weightgate.tui.widgets.units import home_relative, human_bytes
 
 if TYPE_CHECKING:
     from weightgate.core.memory.precision import MemoryReport
@@ -176,7 +176,7 @@ class MemoryPanel(Vertical):
         first = self.inputs is None
         self.inputs = inputs
         if inputs.error:
-            self.query_one("#mem-bars", Static).update(Content(inputs.error))
+            self.query_one("#mem-bars", Static).update(Content(home_relative(inputs.error)))
             return
         self.border_subtitle = f"{inputs.source} · {inputs.device}"
         if first:
