@@ -27,8 +27,6 @@ from pathlib import Path
 import pytest
 from helpers import phase1_ready
 
-pytestmark = [pytest.mark.slow]
-
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
