@@ -149,7 +149,7 @@ def build_app():
             public_url: Annotated[Optional[str], typer.Option(
                 help="With --serve: the URL browsers reach it by, behind a proxy or tunnel "
                      "(default http://HOST:PORT).")] = None) -> None:
-        """Open the terminal UI (the default when no command is given), or serve it to a browser."""
+        """Open the terminal UI (the default with no command), or serve it to a browser."""
         workspace = str(STATE["workspace"]) if STATE["workspace"] else None
         if not serve:
             raise typer.Exit(launch_tui(workspace))
