@@ -29,7 +29,7 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen
 
 from weightgate.screens import SCREENS
-from weightgate.themes import DEFAULT_THEME, STYLESHEET, THEMES, other_theme
+from weightgate.themes import DEFAULT_THEME, STYLESHEET, THEMES, THEMES_BY_NAME, other_theme
 from weightgate.tui.messages import DevicesPolled, JobsListed, JobStarted, ReportReady, WorkspaceProblem
 from weightgate.tui.widgets.base_screen import PhaseScreen, WorkspaceScreen
 from weightgate.tui.widgets.sidebar import OVERVIEW
@@ -88,6 +88,10 @@ class WeightgateApp(App[int]):
         for theme in THEMES:
             self.register_theme(theme)
         self.theme = DEFAULT_THEME
+        # Only our two themes are offered (palette "Theme", `t`): their status colours are checked
+        # for contrast (tests/tui/test_contrast.py); Textual's built-in ones were not.
+        for name in [name for name in self.available_themes if name not in THEMES_BY_NAME]:
+            self.unregister_theme(name)
         root = workspace_path or os.environ.get("WEIGHTGATE_WORKSPACE") or Path.cwd()
         self.workspace_root = Path(root).expanduser().resolve()
         self.workspace_label = _short_path(self.workspace_root)

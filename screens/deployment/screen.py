@@ -125,7 +125,7 @@ class DeploymentScreen(PhaseScreen):
         except NoMatches:
             return
         if self.view is not None and self.view.error:
-            detail.update(Content.assemble(("Cannot read the registry: ", "bold #e15759"), self.view.error))
+            detail.update(Content.assemble(("Cannot read the registry: ", "bold $error"), self.view.error))
             return
         detail.update(detail_text(self.selected_version(), self.report))
 

@@ -74,7 +74,7 @@ def detail_text(row: dict | None, report=None) -> Content:
                                 ("s ships the workspace's model (and adapter) as v1: weights, tokenizer, "
                                  "SHA256SUMS, manifest.toml and a model card under registry/.", "$text-muted"))
     if "error" in row:
-        return Content.assemble((f"{row['version']}: ", "bold"), (row["error"], "#e15759"))
+        return Content.assemble((f"{row['version']}: ", "bold"), (row["error"], "$error"))
     facts = " · ".join(part for part in (row.get("relation"), row.get("precision"), merge_words(row.get("merge")))
                        if part)
     lines = [Content.assemble((row.get("label", row["version"]), "bold"), f"  {facts}"),

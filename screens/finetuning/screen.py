@@ -95,7 +95,7 @@ def stats_text(history, state: str, job_id: str | None) -> Content:
         message = history.result.get("message") or history.result.get("status") or ""
         lines.append(Content.assemble(("result: ", "bold"), str(message)))
     if history.error:
-        lines.append(Content.assemble(("error: ", "bold #e15759"), history.error))
+        lines.append(Content.assemble(("error: ", "bold $error"), history.error))
     return Content("\n").join(lines)
 
 
@@ -106,15 +106,15 @@ def checkpoints_text(history) -> Content:
     lines = [Content.assemble(("Checkpoints", "bold"))]
     for step, val, best in rows[:8]:
         val_text = f"val {val:.4f}" if isinstance(val, (int, float)) else ""
-        lines.append(Content.assemble(("★ " if best else "  ", "bold #59a14f"), f"step {step:>5}  {val_text}",
-                                      (" best" if best else "", "#59a14f")))
+        lines.append(Content.assemble(("★ " if best else "  ", "bold $success"), f"step {step:>5}  {val_text}",
+                                      (" best" if best else "", "$success")))
     return Content("\n").join(lines)
 
 
 def logs_text(history, count: int = 6) -> Content:
     lines = [Content.assemble(("Log", "bold"))]
     for level, message in history.logs[-count:]:
-        style = "#e15759" if level == "error" else ("#edc948" if level == "warning" else "")
+        style = "$error" if level == "error" else ("$warning" if level == "warning" else "")
         lines.append(Content.assemble((message[:160], style)))
     return Content("\n").join(lines)
 
@@ -128,7 +128,7 @@ def gate_text(result: dict | None) -> Content:
         return Content.styled("Gate comparisons: none yet (g runs the gate on the newest adapter)", "$text-muted")
     verdict = "kept" if result.get("kept") else "rejected"
     lines = [Content.assemble(("Gate comparisons ", "bold"), f"adapter {result.get('adapter', '?')}: ",
-                              (verdict, "bold #59a14f" if result.get("kept") else "bold #e15759"))]
+                              (verdict, "bold $success" if result.get("kept") else "bold $error"))]
     for set_name, key in (("task", "c"), ("general", "v")):
         if set_name not in pairs:
             continue
@@ -157,7 +157,7 @@ def _where(row: dict) -> str:
 def data_report_text(data: dict) -> Content:
     """Every finding of a data-check report, by section. PII is shown as counts, lines and the
     masked sample the report keeps (its first characters and an ellipsis), never the text."""
-    bold, muted, bad, good = "bold", "$text-muted", "#e15759", "#59a14f"
+    bold, muted, bad, good = "bold", "$text-muted", "$error", "$success"
     formats = ", ".join(f"{name} {count}" for name, count in sorted((data.get("formats") or {}).items())) or "none"
     lines = [Content.assemble((str(data.get("path", "?")), bold),
                               f": {data.get('examples', 0)} examples ({formats}) -> {data.get('units', 0)} records; "

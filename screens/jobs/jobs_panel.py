@@ -21,7 +21,7 @@ from textual.widgets import DataTable, ProgressBar, RichLog, Sparkline, Static
 from weightgate.core.engine.events import read_events
 from weightgate.core.engine.views import JobProgress, JobRow
 from weightgate.tui.messages import JobEvents
-from weightgate.tui.widgets.status import job_look, rich_style
+from weightgate.tui.widgets.status import job_look, on_theme_change, rich_style
 
 if TYPE_CHECKING:
     from weightgate.core.engine.events import Event
@@ -77,7 +77,7 @@ class JobTable(DataTable):
     def on_mount(self) -> None:
         for key, label, width in JOB_COLUMNS:
             self.add_column(label, key=key, width=width)
-        self.watch(self.app, "theme", lambda _: self._repaint(), init=False)
+        on_theme_change(self, self._repaint)
 
     def _repaint(self) -> None:
         self._cells = {}  # forces a rebuild with the new theme's colours
@@ -203,7 +203,9 @@ class JobMonitor(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(Content.styled("No job selected. Press s to start a selftest job, or pick a job above.",
                                     "$text-muted"), id="job-title")
-        yield ProgressBar(total=None, show_eta=False, id="job-progress")
+        progress = ProgressBar(total=None, show_eta=False, id="job-progress")
+        progress.display = False  # shown once a job is attached: with none there is nothing to pulse for
+        yield progress
         yield Static("", id="job-metrics")
         with Horizontal(id="job-curve"):
             yield Static("", id="job-curve-label")
@@ -227,7 +229,9 @@ class JobMonitor(Vertical):
         self.query_one("#job-curve").set_class(False, "-visible")
         self.query_one(RichLog).clear()
         self.query_one("#job-metrics", Static).update("")
-        self.query_one(ProgressBar).update(total=None, progress=0)
+        bar = self.query_one(ProgressBar)
+        bar.update(total=None, progress=0)
+        bar.display = True
         self._show_title()
         self._timer.resume()
         self._tail()

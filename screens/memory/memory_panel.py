@@ -13,6 +13,7 @@ that `core.memory.precision.estimate_report` is pure arithmetic, so an edit re-d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
@@ -23,15 +24,28 @@ from textual.widgets import Input, Label, Static
 
 from weightgate.core.memory.checks import ERROR_SIGN
 from weightgate.core.memory.views import MemoryInputs, memory_report
-from weightgate.tui.widgets.units import human_bytes
+from weightgate.tui.widgets.units import home_relative, human_bytes
 
 if TYPE_CHECKING:
     from weightgate.core.memory.precision import MemoryReport
 
-PARTS = (("weights", "weights", "#4e79a7"), ("kv_cache", "KV cache", "#b07aa1"),
-         ("activations", "activations", "#edc948"), ("adapter", "adapter+grads", "#59a14f"),
-         ("optimizer", "AdamW", "#76b7b2"), ("overhead", "overhead", "#9c9c9c"))
-HEADROOM_STYLE = "#6b6b6b"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One segment kind of a stacked bar. Each has its own glyph as well as its own colour, so
+    the bar and its legend still tell the parts apart under NO_COLOR (Textual greys every colour)."""
+
+    key: str     # core.memory.precision's breakdown key ("" for the headroom)
+    name: str    # the legend's word
+    glyph: str
+    color: str
+
+
+PARTS = (Part("weights", "weights", "█", "#4e79a7"), Part("kv_cache", "KV cache", "▓", "#b07aa1"),
+         Part("activations", "activations", "▒", "#edc948"), Part("adapter", "adapter+grads", "▄", "#59a14f"),
+         Part("optimizer", "AdamW", "▚", "#76b7b2"), Part("overhead", "overhead", "▪", "#9c9c9c"))
+HEADROOM = Part("", "headroom", "░", "#6b6b6b")
 BAR_WIDTH = 44
 ROW_TEXT = 57          # mark, label, the totals and the verdict around a bar
 TRAIN_MODES = (None, "lora", "qlora")
@@ -39,22 +53,20 @@ TRAIN_MODES = (None, "lora", "qlora")
 
 def _bar(estimate, scale: float, width: int) -> list[tuple[str, str]]:
     """Segments of one stacked bar: each part, the headroom, the budget marker."""
-    cells: list[str] = []
+    cells: list[Part | None] = []
     used = 0.0
-    for key, _, color in PARTS:
-        used += estimate.breakdown.get(key, 0)
-        cells += [color] * (round(used / scale) - len(cells))
-    cells += [HEADROOM_STYLE] * max(0, round(estimate.required / scale) - len(cells))
-    cells = cells[:width] + [""] * (width - len(cells[:width]))
+    for part in PARTS:
+        used += estimate.breakdown.get(part.key, 0)
+        cells += [part] * (round(used / scale) - len(cells))
+    cells += [HEADROOM] * max(0, round(estimate.required / scale) - len(cells))
+    cells = cells[:width] + [None] * (width - len(cells[:width]))
     marker = round(estimate.budget / scale) if estimate.budget else None
     segments = []
-    for index, color in enumerate(cells):
+    for index, part in enumerate(cells):
         if marker is not None and index == min(marker, width - 1):
-            segments.append(("┃", "bold #e15759" if not estimate.fits else "bold #59a14f"))
-        elif color == HEADROOM_STYLE:
-            segments.append(("░", color))
-        elif color:
-            segments.append(("█", color))
+            segments.append(("┃", "bold $error" if not estimate.fits else "bold $success"))
+        elif part is not None:
+            segments.append((part.glyph, part.color))
         else:
             segments.append((" ", ""))
     return segments
@@ -78,15 +90,15 @@ def render_bars(report: MemoryReport, width: int = BAR_WIDTH) -> Content:
             suffix = " upcast"       # fp32 above a 16-bit native dtype: shown, never chosen
         label = f"{prefix}{est.precision}{suffix}"
         fits = "fits" if est.fits else ("does not fit" if est.budget else "budget unknown")
-        look = "#59a14f" if est.fits else ("#e15759" if est.budget else "$text-muted")
+        look = "$success" if est.fits else ("$error" if est.budget else "$text-muted")
         chosen = (report.training_choice if prefix else report.choice)
         mark = "▶ " if chosen is not None and chosen.precision == est.precision else "  "
         lines.append(Content.assemble((mark, "bold"), (f"{label:<13}", "bold"), *_bar(est, scale, width),
                                       f" {human_bytes(est.total):>9} +{report.headroom:.0%} = "
                                       f"{human_bytes(est.required):>9} ", (fits, look)))
-    legend = [Content.assemble(("█", color), f" {name}  ") for key, name, color in PARTS
-              if any(e.breakdown.get(key) for _, e in rows)]
-    legend.append(Content.assemble(("░", HEADROOM_STYLE), " headroom  "))
+    legend = [Content.assemble((part.glyph * 2, part.color), f" {part.name}  ") for part in PARTS
+              if any(e.breakdown.get(part.key) for _, e in rows)]
+    legend.append(Content.assemble((HEADROOM.glyph * 2, HEADROOM.color), f" {HEADROOM.name}  "))
     if report.budget.bytes:
         legend.append(Content.assemble(("┃", "bold"), f" budget {human_bytes(report.budget.bytes)} "
                                                       f"({report.budget.source})"))
@@ -115,7 +127,7 @@ def render_measured(values: dict | None, detail: str = "") -> Content:
              Content(f"  {'':<8} {'estimate':>10} {'measured':>10} {'error':>8}")]
     for name, row in rows.items():
         error = row.get("error")
-        style = "#59a14f" if error is not None and abs(error) <= 0.2 else "#e15759"
+        style = "$success" if error is not None and abs(error) <= 0.2 else "$error"
         lines.append(Content.assemble(f"  {name:<8} {human_bytes(row['estimate']):>10} "
                                       f"{human_bytes(row['measured']):>10} ",
                                       (f"{error:>+8.1%}" if error is not None else f"{'?':>8}", style)))
@@ -166,7 +178,7 @@ class MemoryPanel(Vertical):
         first = self.inputs is None
         self.inputs = inputs
         if inputs.error:
-            self.query_one("#mem-bars", Static).update(Content(inputs.error))
+            self.query_one("#mem-bars", Static).update(Content(home_relative(inputs.error)))
             return
         self.border_subtitle = f"{inputs.source} · {inputs.device}"
         if first:
@@ -187,7 +199,7 @@ class MemoryPanel(Vertical):
         context, batch = self.targets()
         bars = self.query_one("#mem-bars", Static)
         if context is None or batch is None:
-            bars.update(Content.assemble(("context and batch are positive whole numbers", "#e15759")))
+            bars.update(Content.assemble(("context and batch are positive whole numbers", "$error")))
             return
         self.report = memory_report(self.inputs, context, batch, self.train, self.all_precisions)
         width = self.content_size.width or (BAR_WIDTH + ROW_TEXT)

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 from pilot import started, wait_for
+from textual.color import Color
 
 from weightgate.core.engine.evidence import latest_by_item, read_evidence, record_result
 from weightgate.core.engine.workspace import Workspace, init_workspace
+from weightgate.screens.memory.memory_panel import HEADROOM, PARTS
 from weightgate.tui.app import WeightgateApp
 
 SIZE = (130, 46)
@@ -143,3 +145,51 @@ async def test_fit_records_the_choice_and_measured_rows_show(ws: Workspace) -> N
         text = str(measured.render())
         assert "weights" in text and "+0.0%" in text and "-33.3%" in text
         assert "+ means the estimate is above what was measured" in text   # the sign explained
+
+
+def painted_lines(app: WeightgateApp, widget) -> list[list[tuple[str, Color]]]:
+    """(character, foreground) per cell of `widget` as the terminal receives it: the compositor's
+    strips through the app's filters (under NO_COLOR, Textual's Monochrome greys every colour)."""
+    region = widget.content_region
+    lines = []
+    for strip in app.screen._compositor.render_strips()[region.y:region.bottom]:
+        for line_filter in app._filters:
+            strip = strip.apply_filter(line_filter, app.background_colors[1])
+        cells = []
+        for segment in strip.crop(region.x, region.right):
+            color = Color.from_rich_color(segment.style.color) if segment.style and segment.style.color else None
+            cells += [(char, color) for char in segment.text]
+        lines.append(cells)
+    return lines
+
+
+async def test_under_no_color_the_bar_parts_differ_by_glyph_and_the_legend_names_them(
+        ws: Workspace, monkeypatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = WeightgateApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        app, screen = await open_memory(pilot)
+        panel = screen.panel
+        await pilot.press("l")                      # LoRA: adds the adapter and optimizer parts
+        panel.query_one("#mem-context").focus()
+        # 64k tokens, batch 4: the KV cache and activations get cells next to the weights and overhead
+        await pilot.press("end", *["backspace"] * 3, *"65536", "tab", "end", "backspace", "4")
+        await wait_for(pilot, lambda: panel.report.training and panel.report.context == 65536
+                       and panel.report.batch == 4, what="the training estimate at 64k x 4")
+        await pilot.pause(0.1)
+        assert app.no_color
+        lines = painted_lines(app, screen.panel.query_one("#mem-bars"))
+        texts = ["".join(char for char, _ in cells) for cells in lines]
+        row = next(i for i, text in enumerate(texts) if text.lstrip("▶ ").startswith("LoRA "))
+        bar = [(char, color) for char, color in lines[row] if char in {p.glyph for p in (*PARTS, HEADROOM)}]
+        colours = {color for _, color in bar if color is not None}
+        assert all(c.r == c.g == c.b for c in colours), f"NO_COLOR still paints colours: {colours}"
+        assert len({part.glyph for part in (*PARTS, HEADROOM)}) == len(PARTS) + 1, "two parts share a glyph"
+        glyphs = "".join(char for char, _ in bar)
+        shown_parts = [part for part in (*PARTS, HEADROOM) if part.glyph in glyphs]
+        estimate = screen.panel.report.training[0]
+        assert all(estimate.breakdown.get(part.key) for part in shown_parts if part is not HEADROOM)
+        assert len(shown_parts) >= 3, f"too few parts to tell apart in {texts[row]!r}"
+        legend = next(text for text in texts if "headroom" in text)
+        for part in shown_parts:
+            assert f"{part.glyph * 2} {part.name}" in legend, f"{part.name} missing from the legend: {legend!r}"

@@ -86,6 +86,24 @@ def launch_tui(workspace: str | None) -> int:
     return run_tui(root) or 0
 
 
+def launch_served_tui(workspace: str | None, host: str, port: int, public_url: str | None) -> int:
+    """`weightgate tui --serve`: the same workspace check as the terminal UI, then textual-serve."""
+    root = Path(workspace or os.environ.get("WEIGHTGATE_WORKSPACE") or Path.cwd()).resolve()
+    from weightgate.core.engine.errors import InputError, NotAWorkspace  # lazy: only the served UI checks here
+    from weightgate.core.engine.workspace import open_workspace  # lazy: as above
+
+    try:
+        open_workspace(root)
+    except NotAWorkspace as exc:
+        print(f"weightgate: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except InputError:
+        pass  # a broken weightgate.toml: the UI shows it and recovers, as in a terminal
+    from weightgate.tui.serve import serve_tui  # lazy: textual-serve only for --serve
+
+    return serve_tui(root, host, port, public_url)
+
+
 # The root's entries and the module each comes from, loaded only when a command is run (or the
 # root's help lists them): `weightgate status` never imports the release or training machinery.
 ENTRIES: dict[str, str] = {
@@ -124,9 +142,18 @@ def build_app():
             raise typer.Exit(launch_tui(str(workspace_dir) if workspace_dir else None))
 
     @command(app)
-    def tui() -> None:
-        """Open the terminal UI (the default when no command is given)."""
-        raise typer.Exit(launch_tui(str(STATE["workspace"]) if STATE["workspace"] else None))
+    def tui(serve: Annotated[bool, typer.Option(
+                "--serve", help="Serve the UI to a web browser (textual-serve) instead of this terminal.")] = False,
+            host: Annotated[str, typer.Option(help="With --serve: the address to listen on.")] = "localhost",
+            port: Annotated[int, typer.Option(help="With --serve: the port to listen on.")] = 8000,
+            public_url: Annotated[Optional[str], typer.Option(
+                help="With --serve: the URL browsers reach it by, behind a proxy or tunnel "
+                     "(default http://HOST:PORT).")] = None) -> None:
+        """Open the terminal UI (the default with no command), or serve it to a browser."""
+        workspace = str(STATE["workspace"]) if STATE["workspace"] else None
+        if not serve:
+            raise typer.Exit(launch_tui(workspace))
+        raise typer.Exit(launch_served_tui(workspace, host, port, public_url))
 
     return app
 

@@ -27,7 +27,7 @@ from weightgate.core.evaluation.compare import (
     format_p,
 )
 from weightgate.core.evaluation.word_diff import DELETE, INSERT, side, visible
-from weightgate.tui.widgets.status import rich_style
+from weightgate.tui.widgets.status import on_theme_change, rich_style
 
 if TYPE_CHECKING:
     from weightgate.core.evaluation.compare import CaseDiff, Comparison, GroupSummary
@@ -137,7 +137,7 @@ class CompareCaseTable(DataTable):
     def on_mount(self) -> None:
         for key, label, width in self.COLUMNS:
             self.add_column(label, key=key, width=width)
-        self.watch(self.app, "theme", lambda _: self.show(self.cases, keep=True), init=False)
+        on_theme_change(self, lambda: self.show(self.cases, keep=True))
 
     def _status_cell(self, case: CaseDiff) -> Text:
         variables = self.app.theme_variables if self.is_mounted else {}

@@ -15,6 +15,8 @@ from typing import Any, ClassVar, Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
+from weightgate.tui.widgets.status import on_theme_change
+
 
 @dataclass(frozen=True)
 class Column:
@@ -49,7 +51,7 @@ class FittedTable(DataTable):
 
     def on_mount(self) -> None:
         self._relayout()
-        self.watch(self.app, "theme", lambda _: self._repaint(), init=False)
+        on_theme_change(self, self._repaint)
 
     def on_resize(self) -> None:
         self._relayout()

@@ -15,7 +15,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from weightgate.tui.widgets.status import item_look, rich_style, severity_look
+from weightgate.tui.widgets.status import item_look, on_theme_change, rich_style, severity_look
 
 if TYPE_CHECKING:
     from weightgate.core.engine.status import ItemStatus
@@ -47,7 +47,7 @@ class ItemTable(DataTable):
 
     def on_mount(self) -> None:
         self._add_columns()
-        self.watch(self.app, "theme", lambda _: self._repaint(), init=False)
+        on_theme_change(self, self._repaint)
 
     def _add_columns(self) -> None:
         # The detail column takes the rest of the width, so the table never scrolls sideways.

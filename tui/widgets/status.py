@@ -7,10 +7,18 @@ terminals, colour-blind users). Colours are theme variable names, resolved at re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 from rich.style import Style
 from rich.text import Text
 from textual.content import Content
+
+if TYPE_CHECKING:
+    from textual.widget import Widget
+
+# The theme variable (themes/__init__.py) for muted words, "not needed" and the like: a solid
+# colour chosen for >= 4.5:1 on every background, where Rich's dim left the contrast to the terminal.
+MUTED_VARIABLE = "status-muted"
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,7 @@ class Look:
 
     def content(self, *, bold: bool = False) -> Content:
         """For Static / OptionList: the colour is a theme variable, so a theme switch applies."""
-        color = "$text-muted" if self.color == "muted" else f"${self.color}"
+        color = f"${MUTED_VARIABLE}" if self.color == "muted" else f"${self.color}"
         style = f"{'bold ' if bold else ''}{color}"
         return Content.styled(self.label, style)
 
@@ -36,9 +44,17 @@ class Look:
 
 def rich_style(color: str, variables: dict[str, str], *, bold: bool = False) -> Style:
     if color == "muted":
-        return Style(dim=True, bold=bold)
+        value = variables.get(MUTED_VARIABLE)
+        return Style(color=value, bold=bold) if value else Style(dim=True, bold=bold)
     value = variables.get(color)
     return Style(color=value, bold=bold) if value else Style(bold=bold)
+
+
+def on_theme_change(widget: Widget, repaint: Callable[[], object]) -> None:
+    """Call `repaint` after the app switches theme, once `app.theme_variables` hold the new
+    theme's colours. (A watch on `app.theme` runs before Textual recomputes them, so Rich cells
+    rebuilt there kept the old theme's colours: dark-theme greens on the light background.)"""
+    widget.app.theme_changed_signal.subscribe(widget, lambda _theme: repaint())
 
 
 # Item statuses (core.engine.status / core.engine.evidence): pass, fail, stale, todo, waived, not-needed.

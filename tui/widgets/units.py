@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 
@@ -59,3 +61,10 @@ def when(epoch: float | None) -> str:
     if time.time() - epoch < 20 * 3600:
         return time.strftime("%H:%M:%S", time.localtime(epoch))
     return time.strftime("%m-%d %H:%M", time.localtime(epoch))
+
+
+def home_relative(text: str) -> str:
+    """`text` with every path under the home directory written from ~, as the header writes the
+    workspace: shorter, and the same wherever the workspace lives (the snapshot tests rely on it)."""
+    home = str(Path.home())
+    return text.replace(home + os.sep, "~" + os.sep) if home not in ("", os.sep) else text
