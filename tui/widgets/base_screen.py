@@ -17,10 +17,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from weightgate.core.engine.checklist import PHASES
 from weightgate.tui.widgets.error_banner import WorkspaceErrorBanner
+from weightgate.tui.widgets.footer import WrappingFooter
 from weightgate.tui.widgets.header import AppHeader
 from weightgate.tui.widgets.items import ItemTable
 from weightgate.tui.widgets.phase_view import PhaseView
@@ -63,7 +63,7 @@ class WorkspaceScreen(Screen):
             with Vertical(id="main"):
                 yield WorkspaceErrorBanner()
                 yield from self.compose_main()
-        yield Footer()
+        yield WrappingFooter()
 
     def compose_main(self) -> ComposeResult:
         yield from ()

@@ -1,0 +1,60 @@
+"""Keys a user on a small terminal over SSH relies on, driven with Pilot on real workspaces: the
+footer shows every key of the screen at 160 and 80 columns (wrapped when one row is not enough),
+Esc leaves an input and gives the digits back to the app, Compare has a way back, and `n` toward
+a locked phase says why instead of doing nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pilot import started, wait_for
+from textual.widgets import Footer
+
+from weightgate.core.engine.workspace import Workspace, init_workspace
+from weightgate.tui.app import WeightgateApp
+from weightgate.tui.widgets.footer import WrappingFooter
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return init_workspace(tmp_path / "ws")
+
+
+async def open_phase(pilot, number: int):
+    app = await started(pilot)
+    await pilot.press(str(number))
+    await wait_for(pilot, lambda: getattr(app.screen, "TARGET", "") == f"phase-{number}", what=f"phase {number}")
+    return app.screen
+
+
+def keys_cut_off(screen) -> list[str]:
+    """The screen's shown actions whose footer key is missing or not wholly on the screen."""
+    footer = screen.query_one(Footer)
+    on_screen = {key.action: key for key in footer.query("FooterKey")}
+    width, height = screen.app.size
+    missing = []
+    for _node, binding, _enabled, _tooltip in screen.active_bindings.values():
+        if not binding.show:
+            continue
+        key = on_screen.get(binding.action)
+        region = key.region if key is not None else None
+        if region is None or region.width == 0 or region.right > width or region.bottom > height:
+            missing.append(binding.action)
+    return missing
+
+
+@pytest.mark.parametrize("size", [(160, 48), (80, 24)], ids=["160x48", "80x24"])
+async def test_the_footer_shows_every_key_of_the_screen_wrapping_when_one_row_is_not_enough(ws, size) -> None:
+    app = WeightgateApp(ws.root)
+    async with app.run_test(size=size) as pilot:
+        for number in (3, 4, 5):
+            screen = await open_phase(pilot, number)
+            await wait_for(pilot, lambda: screen.query(Footer) and screen.query("FooterKey"),
+                           what="the footer's keys")
+            await pilot.pause()
+            assert keys_cut_off(screen) == [], f"phase {number} at {size}"
+            for label in ("Help", "Theme", "Quit"):
+                assert any(key.description == label for key in screen.query("FooterKey")), label
+        if size == (80, 24):
+            assert app.screen.query_one(WrappingFooter).rows_shown >= 2                      # Fine-tuning's keys need more than a row
