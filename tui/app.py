@@ -94,6 +94,7 @@ class WeightgateApp(App[int]):
         self.workspace: Workspace | None = None
         self.follow_job_id: str | None = None  # the jobs screen selects it when it appears
         self.compare_request: tuple[str, str] | None = None  # the Compare screen opens this pair next
+        self.previous_target = OVERVIEW         # where Esc goes back to from Compare or Review
         self._stay_on_screen = 0                # started jobs whose screen shows them itself
         self._started_kinds: dict[str, str] = {}   # job id -> kind, until its start is announced
         self._busy: set[str] = set()            # which periodic reads are in flight
@@ -128,6 +129,7 @@ class WeightgateApp(App[int]):
             return
         if self.is_screen_installed(target) and self.get_screen(target) is self.screen:
             return
+        self.previous_target = getattr(self.screen, "TARGET", "") or self.previous_target
         self.switch_screen(target)
         reopened = getattr(self.get_screen(target), "reopened", None)
         if reopened is not None:
@@ -135,6 +137,10 @@ class WeightgateApp(App[int]):
 
     def action_show_screen(self, target: str) -> None:
         self.goto(target)
+
+    def go_back(self) -> None:
+        """Back to the screen shown before this one (Esc on Compare and Review)."""
+        self.goto(self.previous_target if self.previous_target in self.SCREENS else OVERVIEW)
 
     def action_help(self) -> None:
         self.show_help()

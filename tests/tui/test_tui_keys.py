@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from compare_helpers import two_runs
 from pilot import started, wait_for
-from textual.widgets import Footer
+from textual.widgets import Footer, Input
 
 from weightgate.core.engine.workspace import Workspace, init_workspace
 from weightgate.tui.app import WeightgateApp
@@ -58,3 +59,34 @@ async def test_the_footer_shows_every_key_of_the_screen_wrapping_when_one_row_is
                 assert any(key.description == label for key in screen.query("FooterKey")), label
         if size == (80, 24):
             assert app.screen.query_one(WrappingFooter).rows_shown >= 2                      # Fine-tuning's keys need more than a row
+
+
+async def test_digits_typed_in_the_context_field_stay_in_it_and_esc_gives_them_back_to_the_app(ws) -> None:
+    app = WeightgateApp(ws.root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_phase(pilot, 3)
+        context = screen.query_one("#mem-context", Input)
+        context.focus()
+        await pilot.press("end", *["backspace"] * 8, "5", "6")
+        assert context.value == "56" and app.screen is screen     # typed, not phase 5 then 6
+        await pilot.press("escape")
+        assert not isinstance(screen.focused, Input)
+        await pilot.press("5")
+        await wait_for(pilot, lambda: getattr(app.screen, "TARGET", "") == "phase-5", what="5 opens phase 5")
+
+
+async def test_compare_goes_back_with_esc_and_shows_the_back_key(ws) -> None:
+    two_runs(ws)
+    app = WeightgateApp(ws.root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_phase(pilot, 4)
+        await pilot.press("C")
+        await wait_for(pilot, lambda: getattr(app.screen, "TARGET", "") == "compare", what="compare")
+        compare = app.screen
+        await wait_for(pilot, lambda: any(key.description == "Back" and key.key == "escape"
+                                          for key in compare.query("FooterKey")), what="esc Back in the footer")
+        compare.query_one("#run-a").focus()                       # Esc first leaves the picker…
+        await pilot.press("escape")
+        assert app.screen is compare and compare.focused is not compare.query_one("#run-a")
+        await pilot.press("escape")                               # …then goes back where we came from
+        await wait_for(pilot, lambda: getattr(app.screen, "TARGET", "") == "phase-4", what="back to phase 4")

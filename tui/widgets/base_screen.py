@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.widgets import Input, Select, TextArea
 
 from weightgate.core.engine.checklist import PHASES
 from weightgate.tui.widgets.error_banner import WorkspaceErrorBanner
@@ -39,6 +40,9 @@ class WorkspaceScreen(Screen):
 
     TARGET: ClassVar[str] = ""  # this screen's name for the sidebar and App.goto
     HELP: ClassVar[str] = ""    # one line for the help screen
+    # Esc outside an input goes back to the screen shown before (Compare, Review); phase screens
+    # have nowhere "back" to go, so there Esc only leaves an input.
+    ESCAPE_GOES_BACK: ClassVar[bool] = False
     # Actions whose availability depends on state; the footer is refreshed when one changes.
     STATEFUL_ACTIONS: ClassVar[tuple[str, ...]] = ("next_phase", "previous_phase")
 
@@ -47,8 +51,9 @@ class WorkspaceScreen(Screen):
           for phase in PHASES],
         Binding("o", "goto('overview')", "Overview"),
         Binding("j", "goto('jobs')", "Jobs"),
-        Binding("n,ctrl+right", "next_phase", "Next phase", tooltip="Go to the next phase (needs its gate open)"),
+        Binding("n,ctrl+right", "next_phase", "Next phase", tooltip="Go to the next phase (a locked one opens too, with what locks it)"),
         Binding("p,ctrl+left", "previous_phase", "Previous phase", show=False),
+        Binding("escape", "leave", "Leave field / back", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -103,16 +108,27 @@ class WorkspaceScreen(Screen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next_phase":
-            target = self._neighbour(+1)
-            if target is None:
-                return False  # hidden: nothing after this
-            report = self.report
-            if report is None or report.phase(target).locked:
-                return None  # shown dimmed: the gate is closed
-            return True
+            # Hidden after the last phase; a locked next phase still opens (as its digit does) and
+            # says what locks it.
+            return self._neighbour(+1) is not None
         if action == "previous_phase":
             return self._neighbour(-1) is not None
         return True
+
+    def action_leave(self) -> None:
+        """Esc: out of a text field (its keys go back to the app: 5 opens phase 5 again), else back."""
+        if isinstance(self.focused, (Input, TextArea, Select)):
+            self._focus_main()
+        elif self.ESCAPE_GOES_BACK:
+            self.app.go_back()
+
+    def _focus_main(self) -> None:
+        auto_focus = self.AUTO_FOCUS
+        targets = self.query(auto_focus) if auto_focus else None
+        if targets:
+            targets.first().focus()
+        else:
+            self.set_focus(None)
 
     def action_goto_phase(self, number: int) -> None:
         self.app.goto(phase_target(number))
@@ -122,8 +138,17 @@ class WorkspaceScreen(Screen):
 
     def action_next_phase(self) -> None:
         target = self._neighbour(+1)
-        if target is not None:
-            self.app.goto(phase_target(target))
+        if target is None:
+            return
+        report = self.report
+        if report is not None and report.phase(target).locked:
+            # Opening a locked phase is allowed (its digit does it too); say what locks it.
+            held = [held.item.id for held in report.phase(target).held_by]
+            shown = ", ".join(held[:3]) + (f" +{len(held) - 3} more" if len(held) > 3 else "")
+            self.notify(f"Its gate opens when phase {target - 1} passes"
+                        + (f" (held by {shown})" if shown else "") + ". You can look ahead meanwhile.",
+                        title=f"Phase {target} is locked", severity="warning", timeout=8)
+        self.app.goto(phase_target(target))
 
     def action_previous_phase(self) -> None:
         target = self._neighbour(-1)
