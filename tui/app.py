@@ -82,6 +82,7 @@ class WeightgateApp(App[int]):
     workspace_error: reactive[InputError | None] = reactive(None, init=False)
     devices: reactive[DeviceSnapshot | None] = reactive(None, init=False)
     job_rows: reactive[list[JobRow] | None] = reactive(None, init=False)
+    sidebar_shown: reactive[bool | None] = reactive(None, init=False)  # None: shown when the terminal is wide
 
     def __init__(self, workspace_path: Path | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -5,14 +5,16 @@ a locked phase says why instead of doing nothing."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
-from compare_helpers import two_runs
+from compare_helpers import case, make_run, two_runs
 from pilot import started, wait_for
 from textual.widgets import Footer, Input
 
 from weightgate.core.engine.workspace import Workspace, init_workspace
+from weightgate.core.evaluation.runs import list_runs
 from weightgate.tui.app import WeightgateApp
 from weightgate.tui.widgets.footer import WrappingFooter
 
@@ -90,3 +92,29 @@ async def test_compare_goes_back_with_esc_and_shows_the_back_key(ws) -> None:
         assert app.screen is compare and compare.focused is not compare.query_one("#run-a")
         await pilot.press("escape")                               # …then goes back where we came from
         await wait_for(pilot, lambda: getattr(app.screen, "TARGET", "") == "phase-4", what="back to phase 4")
+
+
+async def test_a_run_arriving_above_keeps_the_cursor_and_the_pick_on_the_same_run_and_baseline_reads_as_a_word(
+        ws) -> None:
+    baseline, lora = two_runs(ws)
+    app = WeightgateApp(ws.root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_phase(pilot, 4)
+        table = screen.runs
+        await wait_for(pilot, lambda: table.row_count == 2, what="two runs")
+        table.focus()
+        assert table.selected_key == lora.id                        # newest first
+        make_run(ws, "20240103-000000-canary-cccc", [case("c1", "x", False)], name="canary",
+                 created=time.time() + 10)
+        await wait_for(pilot, lambda: table.row_count == 3, what="the canary run listed")
+        assert table.cursor_row == 1 and table.selected_key == lora.id   # the rows moved, the cursor did too
+        await pilot.press("space")
+        assert table.marked == [lora.id]
+        await pilot.press("b")
+        await wait_for(pilot, lambda: next(r for r in list_runs(ws, "task") if r.id == lora.id).baseline,
+                       what="the picked run is the baseline")
+        await wait_for(pilot, lambda: table.row_text(lora.id).startswith("[A]  baseline · lora"),
+                       what="pick and baseline told apart")
+        # The other baseline (another adapter) is named as one, and its pick cell stays empty.
+        assert table.get_row(baseline.id)[0].plain == ""
+        assert table.row_text(baseline.id).lstrip().startswith("baseline · basel")

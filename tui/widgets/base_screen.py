@@ -24,6 +24,7 @@ from weightgate.tui.widgets.error_banner import WorkspaceErrorBanner
 from weightgate.tui.widgets.footer import WrappingFooter
 from weightgate.tui.widgets.header import AppHeader
 from weightgate.tui.widgets.items import ItemTable
+from weightgate.tui.widgets.main_area import MainArea
 from weightgate.tui.widgets.phase_view import PhaseView
 from weightgate.tui.widgets.sidebar import PhaseSidebar, phase_target
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from weightgate.core.engine.status import ItemStatus, Report
 
 PHASE_KEYS = Binding.Group("Phase", compact=True)
+SIDEBAR_MIN_WIDTH = 100  # narrower terminals start with the sidebar hidden (backslash shows it)
+SHORT_HEIGHT = 30        # shorter terminals lay the main area out at its natural height, scrolling
 
 
 class WorkspaceScreen(Screen):
@@ -54,6 +57,7 @@ class WorkspaceScreen(Screen):
         Binding("n,ctrl+right", "next_phase", "Next phase", tooltip="Go to the next phase (a locked one opens too, with what locks it)"),
         Binding("p,ctrl+left", "previous_phase", "Previous phase", show=False),
         Binding("escape", "leave", "Leave field / back", show=False),
+        Binding("backslash", "toggle_sidebar", "Sidebar", tooltip="Hide or show the phase sidebar"),
     ]
 
     DEFAULT_CSS = """
@@ -65,7 +69,7 @@ class WorkspaceScreen(Screen):
         yield AppHeader()
         with Horizontal(id="body"):
             yield PhaseSidebar(self.TARGET)
-            with Vertical(id="main"):
+            with MainArea(id="main"):
                 yield WorkspaceErrorBanner()
                 yield from self.compose_main()
         yield WrappingFooter()
@@ -76,6 +80,39 @@ class WorkspaceScreen(Screen):
     def on_mount(self) -> None:
         self._binding_state: tuple = ()
         self.watch(self.app, "report", lambda _: self.update_bindings(), init=False)
+        if hasattr(self.app, "sidebar_shown"):
+            self.watch(self.app, "sidebar_shown", lambda _: self._apply_sidebar())
+
+    def on_resize(self) -> None:
+        self._fit_terminal()
+
+    def on_screen_resume(self) -> None:
+        self._fit_terminal()
+
+    def _fit_terminal(self) -> None:
+        self.set_class(self.app.size.height < SHORT_HEIGHT, "-short")
+        self._apply_sidebar()
+
+    # --- the sidebar --------------------------------------------------------------------
+
+    def sidebar_wanted(self) -> bool:
+        """The user's choice (backslash) if made, else shown when there is room for it."""
+        chosen = getattr(self.app, "sidebar_shown", None)
+        return chosen if chosen is not None else self.app.size.width >= SIDEBAR_MIN_WIDTH
+
+    def _apply_sidebar(self) -> None:
+        sidebars = self.query(PhaseSidebar)
+        if not sidebars:
+            return
+        sidebar = sidebars.first()
+        shown = self.sidebar_wanted()
+        if sidebar.display != shown:
+            if not shown and sidebar.has_focus:
+                self._focus_main()
+            sidebar.display = shown
+
+    def action_toggle_sidebar(self) -> None:
+        self.app.sidebar_shown = not self.sidebar_wanted()
 
     def update_bindings(self) -> None:
         """Refresh the footer only when a stateful action became (un)available.

@@ -69,7 +69,7 @@ class WrappingFooter(Footer):
     WrappingFooter.-compact FooterKey { margin: 0 1 0 0; }
     WrappingFooter FooterKey.-grouped { margin: 0 1 0 0; }
     WrappingFooter KeyGroup { margin: 0; padding-left: 1; }
-    WrappingFooter FooterLabel { margin: 0 1 0 0; }
+    WrappingFooter FooterLabel, WrappingFooter.-compact FooterLabel { margin: 0 1 0 0; }
     """
 
     def __init__(self, **kwargs) -> None:
