@@ -161,7 +161,7 @@ class WeightgateApp(App[int]):
         here = getattr(self.screen, "HELP", "")
         return [
             HelpSection("Everywhere", "", (*WorkspaceScreen.BINDINGS, *self.BINDINGS), (
-                ("ctrl+p", "Command palette (phases, items, jobs, theme)"),
+                ("ctrl+p", "Command palette: phases, every screen's keys, items, runs and jobs by name"),
                 ("tab, shift+tab", "Focus the sidebar / the table"),
                 ("enter (sidebar)", "Go to the highlighted screen"),
                 ("ctrl+q", "Quit"),
