@@ -96,6 +96,7 @@ class WeightgateApp(App[int]):
         self.follow_job_id: str | None = None  # the jobs screen selects it when it appears
         self.compare_request: tuple[str, str] | None = None  # the Compare screen opens this pair next
         self.previous_target = OVERVIEW         # where Esc goes back to from Compare or Review
+        self.exit_note = ""                     # printed after the TUI exits (jobs left running)
         self._stay_on_screen = 0                # started jobs whose screen shows them itself
         self._started_kinds: dict[str, str] = {}   # job id -> kind, until its start is announced
         self._busy: set[str] = set()            # which periodic reads are in flight
@@ -179,6 +180,26 @@ class WeightgateApp(App[int]):
         """The keys a phase screen adds to the shared phase keys (its own BINDINGS)."""
         screen = self.screen
         return tuple(type(screen).__dict__.get("BINDINGS", ())) if isinstance(screen, PhaseScreen) else ()
+
+    async def action_quit(self) -> None:
+        """Quit; with jobs running, first say they keep running detached and how to re-attach."""
+        from weightgate.tui.widgets.quit_note import (  # lazy: loads when first used, not for the first frame
+            QuitWithJobsModal,
+            running_jobs_note,
+        )
+
+        note = running_jobs_note(self.job_rows)
+        if not note:
+            self.exit()
+            return
+        if isinstance(self.screen, QuitWithJobsModal):
+            return
+
+        def answered(quit_now: bool | None) -> None:
+            if quit_now:
+                self.exit_note = note
+                self.exit()
+        self.push_screen(QuitWithJobsModal(note), answered)
 
     def action_toggle_theme(self) -> None:
         self.toggle_theme()
@@ -408,6 +429,8 @@ def run_tui(workspace_path: Path | None = None) -> int:
     """Run the workbench on `workspace_path` (default: $WEIGHTGATE_WORKSPACE or the cwd)."""
     app = WeightgateApp(workspace_path)
     result = app.run()
+    if app.exit_note:
+        print(app.exit_note)
     return int(result or app.return_code or 0)
 
 
