@@ -181,6 +181,45 @@ class WeightgateApp(App[int]):
         screen = self.screen
         return tuple(type(screen).__dict__.get("BINDINGS", ())) if isinstance(screen, PhaseScreen) else ()
 
+    # --- editing files in $EDITOR -------------------------------------------------------------
+
+    def edit_file(self, target: Path) -> None:
+        """Suspend the TUI, edit a draft of `target` in $EDITOR, then save it if it reads cleanly
+        (and re-check the workspace) or keep it and say file:line what is wrong (tui.widgets.edit_file)."""
+        from textual.app import SuspendNotSupported  # lazy: loads when first used, not for the first frame
+
+        from weightgate.core.engine.workspace import Workspace  # lazy: core loads after the first frame
+        from weightgate.tui.widgets.edit_file import finish_edit, open_draft, run_editor  # lazy: as above
+
+        if not target.is_file():
+            self.notify(f"{target} does not exist yet.", title="Edit", severity="warning")
+            return
+        shown_as = os.path.relpath(target, self.workspace_root)
+        draft = open_draft(Workspace(self.workspace_root).state_dir, target)
+        try:
+            if self.is_headless:       # tests: the "editor" is a script, there is no terminal to hand over
+                code = run_editor(draft)
+            else:
+                with self.suspend():
+                    code = run_editor(draft)
+        except SuspendNotSupported:
+            self.notify("This terminal (a browser?) cannot hand the screen to an editor; edit "
+                        f"{shown_as} by hand, the checklist re-reads it within 2 s.", title="Edit", severity="warning")
+            return
+        if code == 127:
+            self.notify(f"No editor found: set $EDITOR (e.g. export EDITOR=nano). Your draft: {draft}",
+                        title="Edit", severity="error", timeout=10)
+            return
+        outcome = finish_edit(draft, target, shown_as)
+        if outcome.problem:
+            self.notify(f"{outcome.problem}\n{shown_as} is unchanged; your edit is kept: E opens it again.",
+                        title="Not saved", severity="error", timeout=15, markup=False)
+        elif outcome.changed:
+            self.notify(f"{shown_as} saved; re-checking the checklist.", title="Edit")
+            self.refresh_report()
+        else:
+            self.notify(f"{shown_as} unchanged.", title="Edit")
+
     async def action_quit(self) -> None:
         """Quit; with jobs running, first say they keep running detached and how to re-attach."""
         from weightgate.tui.widgets.quit_note import (  # lazy: loads when first used, not for the first frame

@@ -126,6 +126,17 @@ class EvaluationScreen(PhaseScreen):
 
     # --- keys -----------------------------------------------------------------------------------
 
+    def edit_target(self):
+        """E opens the task eval set this screen is about (settings.eval_set)."""
+        from weightgate.core.engine.workspace import Workspace, setting_path  # lazy: only when E is pressed
+
+        workspace = getattr(self.app, "workspace", None) or Workspace(self.app.workspace_root)
+        try:
+            config = workspace.config()
+        except Exception:  # noqa: BLE001 - a broken weightgate.toml: the default set
+            config = {}
+        return setting_path(workspace, config, "eval_set", "evals/task.jsonl")
+
     def _selected_run(self):
         try:
             key = self.runs.selected_key

@@ -11,6 +11,7 @@ App's reactive state (report, workspace_error, devices, job_rows).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
@@ -58,6 +59,7 @@ class WorkspaceScreen(Screen):
         Binding("p,ctrl+left", "previous_phase", "Previous phase", show=False),
         Binding("escape", "leave", "Leave field / back", show=False),
         Binding("backslash", "toggle_sidebar", "Sidebar", tooltip="Hide or show the phase sidebar"),
+        Binding("E", "edit", "Edit", tooltip="Open weightgate.toml (on Evaluation: the eval set) in $EDITOR"),
     ]
 
     DEFAULT_CSS = """
@@ -166,6 +168,13 @@ class WorkspaceScreen(Screen):
             targets.first().focus()
         else:
             self.set_focus(None)
+
+    def edit_target(self) -> Path:
+        """The file E opens: weightgate.toml (a screen about another file names it instead)."""
+        return Path(self.app.workspace_root) / "weightgate.toml"
+
+    def action_edit(self) -> None:
+        self.app.edit_file(self.edit_target())
 
     def action_goto_phase(self, number: int) -> None:
         self.app.goto(phase_target(number))
