@@ -92,8 +92,16 @@ class WorkspaceScreen(Screen):
         self._fit_terminal()
 
     def _fit_terminal(self) -> None:
-        self.set_class(self.app.size.height < SHORT_HEIGHT, "-short")
+        short = self.app.size.height < SHORT_HEIGHT
+        if short != self.has_class("-short"):
+            self.set_class(short, "-short")
+            # The layout changed under the focused widget (it took the focus before): bring it back into view.
+            self.call_after_refresh(self._show_focused)
         self._apply_sidebar()
+
+    def _show_focused(self) -> None:
+        if self.focused is not None:
+            self.focused.scroll_visible(animate=False)
 
     # --- the sidebar --------------------------------------------------------------------
 
