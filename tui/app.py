@@ -228,6 +228,14 @@ class WeightgateApp(App[int]):
         )
 
         note = running_jobs_note(self.job_rows)
+        if note and self.workspace is not None:
+            # The polled list can be a second old: a job that just ended must not hold the quit up.
+            from weightgate.core.engine.views import JobRowReader  # lazy: core loads after the first frame
+
+            try:
+                note = running_jobs_note(JobRowReader().read(self.workspace.jobs_dir))
+            except Exception:  # noqa: BLE001 - unreadable now: keep the polled note
+                pass
         if not note:
             self.exit()
             return
