@@ -34,7 +34,9 @@ class CompareScreen(WorkspaceScreen):
             "with the word diff: removed words struck through in A, added words in bold in B, and with m (or "
             "NO_COLOR) as [-removed-] {+added+}. x swaps A and B; R starts a blind review of these two runs.")
 
+    ESCAPE_GOES_BACK = True
     BINDINGS = [
+        Binding("escape", "leave", "Back", tooltip="Back to the screen you came from"),
         Binding("x", "swap", "Swap A/B", tooltip="Compare B against A instead"),
         Binding("m", "toggle_markers", "Diff markers", tooltip="Show [-removed-] {+added+} markers (no colour needed)"),
         Binding("R", "review_these", "Blind review", tooltip="Start a blind A/B review of these two runs"),

@@ -82,6 +82,7 @@ class WeightgateApp(App[int]):
     workspace_error: reactive[InputError | None] = reactive(None, init=False)
     devices: reactive[DeviceSnapshot | None] = reactive(None, init=False)
     job_rows: reactive[list[JobRow] | None] = reactive(None, init=False)
+    sidebar_shown: reactive[bool | None] = reactive(None, init=False)  # None: shown when the terminal is wide
 
     def __init__(self, workspace_path: Path | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -98,6 +99,8 @@ class WeightgateApp(App[int]):
         self.workspace: Workspace | None = None
         self.follow_job_id: str | None = None  # the jobs screen selects it when it appears
         self.compare_request: tuple[str, str] | None = None  # the Compare screen opens this pair next
+        self.previous_target = OVERVIEW         # where Esc goes back to from Compare or Review
+        self.exit_note = ""                     # printed after the TUI exits (jobs left running)
         self._stay_on_screen = 0                # started jobs whose screen shows them itself
         self._started_kinds: dict[str, str] = {}   # job id -> kind, until its start is announced
         self._busy: set[str] = set()            # which periodic reads are in flight
@@ -132,6 +135,7 @@ class WeightgateApp(App[int]):
             return
         if self.is_screen_installed(target) and self.get_screen(target) is self.screen:
             return
+        self.previous_target = getattr(self.screen, "TARGET", "") or self.previous_target
         self.switch_screen(target)
         reopened = getattr(self.get_screen(target), "reopened", None)
         if reopened is not None:
@@ -139,6 +143,10 @@ class WeightgateApp(App[int]):
 
     def action_show_screen(self, target: str) -> None:
         self.goto(target)
+
+    def go_back(self) -> None:
+        """Back to the screen shown before this one (Esc on Compare and Review)."""
+        self.goto(self.previous_target if self.previous_target in self.SCREENS else OVERVIEW)
 
     def action_help(self) -> None:
         self.show_help()
@@ -158,7 +166,7 @@ class WeightgateApp(App[int]):
         here = getattr(self.screen, "HELP", "")
         return [
             HelpSection("Everywhere", "", (*WorkspaceScreen.BINDINGS, *self.BINDINGS), (
-                ("ctrl+p", "Command palette (phases, items, jobs, theme)"),
+                ("ctrl+p", "Command palette: phases, every screen's keys, items, runs and jobs by name"),
                 ("tab, shift+tab", "Focus the sidebar / the table"),
                 ("enter (sidebar)", "Go to the highlighted screen"),
                 ("ctrl+q", "Quit"),
@@ -176,6 +184,73 @@ class WeightgateApp(App[int]):
         """The keys a phase screen adds to the shared phase keys (its own BINDINGS)."""
         screen = self.screen
         return tuple(type(screen).__dict__.get("BINDINGS", ())) if isinstance(screen, PhaseScreen) else ()
+
+    # --- editing files in $EDITOR -------------------------------------------------------------
+
+    def edit_file(self, target: Path) -> None:
+        """Suspend the TUI, edit a draft of `target` in $EDITOR, then save it if it reads cleanly
+        (and re-check the workspace) or keep it and say file:line what is wrong (tui.widgets.edit_file)."""
+        from textual.app import SuspendNotSupported  # lazy: loads when first used, not for the first frame
+
+        from weightgate.core.engine.workspace import Workspace  # lazy: core loads after the first frame
+        from weightgate.tui.widgets.edit_file import finish_edit, open_draft, run_editor  # lazy: as above
+
+        if not target.is_file():
+            self.notify(f"{target} does not exist yet.", title="Edit", severity="warning")
+            return
+        shown_as = os.path.relpath(target, self.workspace_root)
+        draft = open_draft(Workspace(self.workspace_root).state_dir, target)
+        try:
+            if self.is_headless:       # tests: the "editor" is a script, there is no terminal to hand over
+                code = run_editor(draft)
+            else:
+                with self.suspend():
+                    code = run_editor(draft)
+        except SuspendNotSupported:
+            self.notify("This terminal (a browser?) cannot hand the screen to an editor; edit "
+                        f"{shown_as} by hand, the checklist re-reads it within 2 s.", title="Edit", severity="warning")
+            return
+        if code == 127:
+            self.notify(f"No editor found: set $EDITOR (e.g. export EDITOR=nano). Your draft: {draft}",
+                        title="Edit", severity="error", timeout=10)
+            return
+        outcome = finish_edit(draft, target, shown_as)
+        if outcome.problem:
+            self.notify(f"{outcome.problem}\n{shown_as} is unchanged; your edit is kept: E opens it again.",
+                        title="Not saved", severity="error", timeout=15, markup=False)
+        elif outcome.changed:
+            self.notify(f"{shown_as} saved; re-checking the checklist.", title="Edit")
+            self.refresh_report()
+        else:
+            self.notify(f"{shown_as} unchanged.", title="Edit")
+
+    async def action_quit(self) -> None:
+        """Quit; with jobs running, first say they keep running detached and how to re-attach."""
+        from weightgate.tui.widgets.quit_note import (  # lazy: loads when first used, not for the first frame
+            QuitWithJobsModal,
+            running_jobs_note,
+        )
+
+        note = running_jobs_note(self.job_rows)
+        if note and self.workspace is not None:
+            # The polled list can be a second old: a job that just ended must not hold the quit up.
+            from weightgate.core.engine.views import JobRowReader  # lazy: core loads after the first frame
+
+            try:
+                note = running_jobs_note(JobRowReader().read(self.workspace.jobs_dir))
+            except Exception:  # noqa: BLE001 - unreadable now: keep the polled note
+                pass
+        if not note:
+            self.exit()
+            return
+        if isinstance(self.screen, QuitWithJobsModal):
+            return
+
+        def answered(quit_now: bool | None) -> None:
+            if quit_now:
+                self.exit_note = note
+                self.exit()
+        self.push_screen(QuitWithJobsModal(note), answered)
 
     def action_toggle_theme(self) -> None:
         self.toggle_theme()
@@ -405,6 +480,8 @@ def run_tui(workspace_path: Path | None = None) -> int:
     """Run the workbench on `workspace_path` (default: $WEIGHTGATE_WORKSPACE or the cwd)."""
     app = WeightgateApp(workspace_path)
     result = app.run()
+    if app.exit_note:
+        print(app.exit_note)
     return int(result or app.return_code or 0)
 
 

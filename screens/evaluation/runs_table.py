@@ -1,8 +1,11 @@
-"""The Evaluation screen's runs: newest first, B for a baseline, a live row for a running eval.
+"""The Evaluation screen's runs: newest first, the baseline named as such, a live row for a running eval.
 
 Rows come from core.evaluation.runs.list_runs (run.json files, read in a thread worker); a running `eval`
 job's row shows its cases done and ETA from the jobs list the App already polls. Selecting two
-rows with space and pressing C opens them in the Compare screen.
+rows with space and pressing c opens them in the Compare screen. The Pick column says "A" / "B"
+for the picked runs only; the baseline is the word "baseline" before the run's name, so the two
+never share a letter. The cursor and the picks are kept by run id (FittedTable), so a run that
+arrives above them (a canary, a finished eval job) does not move them to another run.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from weightgate.tui.widgets.fitted_table import Column, FittedTable, middle_elli
 
 
 class RunsTable(FittedTable):
+    # At 80 columns (or with the sidebar shown) the kind, then the set, go before the state does.
     COLUMNS = (
-        Column("mark", "", 2),
+        Column("mark", "Pick", 4),
         Column("name", "Run"),
-        Column("set", "Set", 7),
+        Column("set", "Set", 7, drop=1),
         Column("kind", "Kind", 11, drop=2),
-        Column("score", "Score", 14),
-        Column("state", "State", 22, drop=1),
+        Column("score", "Score", 13),
+        Column("state", "State", 18),
     )
     DEFAULT_CSS = """
     RunsTable { height: auto; max-height: 9; min-height: 2; overflow-x: hidden; }
@@ -31,9 +35,7 @@ class RunsTable(FittedTable):
         self.marked: list[str] = []       # up to two runs picked for Compare
 
     def cells(self, row: RunRow) -> dict[str, Text]:
-        mark = "B" if row.baseline else ""
-        if row.id in self.marked:
-            mark = "AB"[self.marked.index(row.id)]
+        mark = f"[{'AB'[self.marked.index(row.id)]}]" if row.id in self.marked else ""
         score = Text("-") if row.score is None else Text(f"{row.score:.3f} {row.passed}/{row.cases}")
         state = row.progress or row.status
         if row.progress:
@@ -44,7 +46,10 @@ class RunsTable(FittedTable):
             state_text = Text(state)
         label = row.name if row.name and row.name != row.id else row.id
         name = f"{label}  {row.id}" if label != row.id else row.id
-        return {"mark": Text(mark, style="bold"), "name": Text(middle_ellipsis(name, self.width_of("name"))),
+        baseline = "baseline · " if row.baseline else ""
+        name_text = Text(baseline, style="bold")
+        name_text.append(middle_ellipsis(name, self.width_of("name") - len(baseline)))
+        return {"mark": Text(mark, style="bold"), "name": name_text,
                 "set": Text(row.set), "kind": Text(row.kind), "score": score, "state": state_text}
 
     def toggle_mark(self) -> list[str]:

@@ -9,6 +9,8 @@ picks runs A and B, c opens them side by side in Compare.
 
 from __future__ import annotations
 
+import time
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -28,6 +30,16 @@ EVAL_SETS = [
     ("general set", "eval.general_set"),
 ]
 RUNS_INTERVAL_S = 3.0
+
+
+def first_batch_text(status) -> str:
+    """What a running eval job without progress yet is doing: cases are counted a batch at a
+    time, so before the first batch the row says so, with the time it has taken so far."""
+    if status.state == "queued":
+        return "queued"
+    started = status.started or status.created
+    elapsed = f" · {human_eta(time.time() - started)}" if started else ""
+    return f"loading, first batch{elapsed}"
 
 
 class RunsRead(Message):
@@ -98,9 +110,9 @@ class EvaluationScreen(PhaseScreen):
         for job in getattr(self.app, "job_rows", None) or []:
             if job.status.kind == "eval" and job.status.state in ("queued", "running"):
                 progress = job.progress
-                done = progress.label() if progress else "starting"
                 eta_s = getattr(progress, "eta_s", None)
                 eta = f" · ETA {human_eta(eta_s)}" if eta_s else ""
+                done = progress.label() if progress else first_batch_text(job.status)
                 live.append((f"job:{job.job_id}", RunRow(job.job_id, job.job_id, "", "eval job", "running",
                                                          None, None, None, False, None, f"{done}{eta}")))
         by_id = {row.id: row for row in self._rows}
@@ -113,6 +125,17 @@ class EvaluationScreen(PhaseScreen):
         self.update_bindings()
 
     # --- keys -----------------------------------------------------------------------------------
+
+    def edit_target(self):
+        """E opens the task eval set this screen is about (settings.eval_set)."""
+        from weightgate.core.engine.workspace import Workspace, setting_path  # lazy: only when E is pressed
+
+        workspace = getattr(self.app, "workspace", None) or Workspace(self.app.workspace_root)
+        try:
+            config = workspace.config()
+        except Exception:  # noqa: BLE001 - a broken weightgate.toml: the default set
+            config = {}
+        return setting_path(workspace, config, "eval_set", "evals/task.jsonl")
 
     def _selected_run(self):
         try:

@@ -6,8 +6,9 @@ norm, tokens/s, memory, ETA), validation losses, checkpoints (the best one marke
 the result. A step seen twice (a run killed and resumed re-runs the steps after its last
 checkpoint) keeps its latest value. Pure Python: unit-tested without a terminal.
 
-`render_loss_chart` plots train loss (optionally smoothed: the same exponential moving average
-TensorBoard uses) as a braille line, 2 x 4 dots per cell, and validation loss as diamonds.
+`render_loss_chart` plots train loss as a braille line, 2 x 4 dots per cell (smoothed by default:
+the exponential moving average TensorBoard uses, with the raw loss faint behind it), validation
+loss as diamonds, and optionally a second run's loss overlaid in its own colour.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from textual.content import Content
 TRAIN_STYLE = "#4e79a7"
 VAL_STYLE = "bold #f28e2b"
 BEST_STYLE = "bold #59a14f"
+OVERLAY_STYLE = "#b07aa1"
+RAW_STYLE = "dim $text-muted"   # the raw per-step loss, faint behind the smoothed line
 SMOOTHING = 0.8
 # Braille dot bits by [row][column] inside one cell (Unicode's 2 x 4 layout).
 DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
@@ -96,20 +99,35 @@ def _label(value: float) -> str:
     return f"{value:7.3f}" if abs(value) < 1000 else f"{value:7.1e}"
 
 
+def value_range(values: list[float]) -> tuple[float, float]:
+    """The y axis: the values with 5 % room, never below 0 when no loss is negative (a loss
+    axis running to -0.1 suggests a loss that cannot happen)."""
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.05 or max(abs(hi) * 0.05, 1e-3)
+    floor = lo - pad
+    return (max(0.0, floor) if lo >= 0 else floor), hi + pad
+
+
 def render_loss_chart(history: TrainingHistory, width: int = 60, height: int = 10, *,
-                      smooth: bool = False) -> Content:
-    """Train loss (braille line) and validation loss (diamonds) against the step."""
+                      smooth: bool = True, overlay: TrainingHistory | None = None,
+                      overlay_label: str = "other run") -> Content:
+    """Train loss (braille line) and validation loss (diamonds) against the step.
+
+    smooth: the moving average in colour with the raw per-step loss faint behind it (raw only
+    when off). overlay: a second run's train loss (smoothed the same way) in its own colour,
+    on the same axes.
+    """
     train = sorted(history.train.items())
     val = sorted(history.val.items())
     if not train and not val:
         return Content.assemble(("no loss yet: the chart fills in as the run reports its steps", "$text-muted"))
-    series = smoothed(train) if smooth else train
-    steps = [s for s, _ in series] + [s for s, _ in val]
-    values = [v for _, v in series] + [v for _, v in val]
+    main = smoothed(train) if smooth else train
+    other_raw = sorted(overlay.train.items()) if overlay is not None else []
+    other = smoothed(other_raw) if smooth else other_raw
+    drawn = [*train, *main, *other, *val]
+    steps = [s for s, _ in drawn]
     x0, x1 = min(steps), max(steps)
-    lo, hi = min(values), max(values)
-    pad = (hi - lo) * 0.05 or max(abs(hi) * 0.05, 1e-3)
-    lo, hi = lo - pad, hi + pad
+    lo, hi = value_range([v for _, v in drawn])
     plot_w = max(8, width - 9)
     px_w, px_h = plot_w * 2, height * 4
 
@@ -118,28 +136,36 @@ def render_loss_chart(history: TrainingHistory, width: int = 60, height: int = 1
         y = round((hi - loss) / (hi - lo) * (px_h - 1))
         return x, min(max(y, 0), px_h - 1)
 
-    cells = [[0] * plot_w for _ in range(height)]
+    def line(series: list[tuple[int, float]]) -> list[list[int]]:
+        """Braille cells of `series` drawn as a line (each step joined to the previous one)."""
+        cells = [[0] * plot_w for _ in range(height)]
 
-    def dot(x: int, y: int) -> None:
-        cells[y // 4][x // 2] |= DOTS[y % 4][x % 2]
+        def dot(x: int, y: int) -> None:
+            cells[y // 4][x // 2] |= DOTS[y % 4][x % 2]
 
-    columns: dict[int, list[int]] = {}
-    for step, loss in series:
-        x, y = pixel(step, loss)
-        columns.setdefault(x, []).append(y)
-    previous = None
-    for x in sorted(columns):
-        y = round(sum(columns[x]) / len(columns[x]))
-        if previous is None:
-            dot(x, y)
-        else:                                   # a line to the previous point, not a scatter
-            (px, py), last_y = previous, previous[1]
-            for xi in range(px + 1, x + 1):
-                yi = round(py + (y - py) * (xi - px) / (x - px))
-                for fill in range(min(last_y, yi), max(last_y, yi) + 1):
-                    dot(xi, fill)
-                last_y = yi
-        previous = (x, y)
+        columns: dict[int, list[int]] = {}
+        for step, loss in series:
+            x, y = pixel(step, loss)
+            columns.setdefault(x, []).append(y)
+        previous = None
+        for x in sorted(columns):
+            y = round(sum(columns[x]) / len(columns[x]))
+            if previous is None:
+                dot(x, y)
+            else:
+                (px, py), last_y = previous, previous[1]
+                for xi in range(px + 1, x + 1):
+                    yi = round(py + (y - py) * (xi - px) / (x - px))
+                    for fill in range(min(last_y, yi), max(last_y, yi) + 1):
+                        dot(xi, fill)
+                    last_y = yi
+            previous = (x, y)
+        return cells
+
+    # Front to back (a cell shows the first layer with a dot in it): this run, the overlaid run, the raw loss.
+    layers = [(line(main), TRAIN_STYLE), (line(other), OVERLAY_STYLE)] if other else [(line(main), TRAIN_STYLE)]
+    if smooth and train:
+        layers.append((line(train), RAW_STYLE))
     markers: dict[tuple[int, int], str] = {}
     best = history.best_step
     for step, loss in val:
@@ -161,16 +187,21 @@ def render_loss_chart(history: TrainingHistory, width: int = 60, height: int = 1
             style = markers.get((row, col))
             if style is not None:
                 parts.append(("◆", style))
-            elif cells[row][col]:
-                parts.append((chr(0x2800 + cells[row][col]), TRAIN_STYLE))
+                continue
+            for cells, layer_style in layers:
+                if cells[row][col]:
+                    parts.append((chr(0x2800 + cells[row][col]), layer_style))
+                    break
             else:
                 parts.append(" ")
         lines.append(Content.assemble(*parts))
     left, right = f"step {x0}", f"{x1}"
     lines.append(Content.assemble((" " * 9 + left + " " * max(1, plot_w - len(left) - len(right)) + right,
                                    "$text-muted")))
-    legend = [("⣀ ", TRAIN_STYLE), ("train loss" + (" (smoothed)" if smooth else ""), ""), ("   ◆ ", VAL_STYLE),
-              ("validation loss", "")]
+    legend = [("⣀ ", TRAIN_STYLE), ("train loss" + (" (smoothed; raw faint)" if smooth else ""), "")]
+    if other:
+        legend += [("   ⣀ ", OVERLAY_STYLE), (overlay_label, "")]
+    legend += [("   ◆ ", VAL_STYLE), ("validation loss", "")]
     if best is not None:
         legend += [("   ◆ ", BEST_STYLE), (f"best: step {best}, {history.val[best]:.4f}", "")]
     lines.append(Content.assemble(" " * 9, *legend))

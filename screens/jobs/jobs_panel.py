@@ -60,6 +60,23 @@ def duration(status: JobStatus) -> str:
 
 JOB_COLUMNS = (("id", "Job", 30), ("kind", "Kind", 10), ("state", "State", 12), ("progress", "Progress", 12),
                ("started", "Started", 9), ("duration", "Took", 8))
+NARROW_DROPS = ("started", "duration", "kind")   # dropped in this order before the id gets narrower than ID_MIN
+ID_MIN = 14
+
+
+def job_columns(width: int) -> tuple[tuple[str, str, int], ...]:
+    """The columns shown at `width` cells: id, state and progress always; on a narrow terminal the
+    start time, the duration and the kind go first (today's ids name their kind), then the id is
+    shortened (with an ellipsis)."""
+    columns = list(JOB_COLUMNS)
+    while True:
+        others = sum(w for key, _, w in columns if key != "id") + 2 * len(columns) + 1
+        room = width - others
+        if room >= ID_MIN or not any(key in NARROW_DROPS for key, _, _ in columns):
+            break
+        drop = next(name for name in NARROW_DROPS if any(key == name for key, _, _ in columns))
+        columns = [c for c in columns if c[0] != drop]
+    return tuple((key, label, max(ID_MIN, min(w, room)) if key == "id" else w) for key, label, w in columns)
 
 
 class JobTable(DataTable):
@@ -75,9 +92,30 @@ class JobTable(DataTable):
         self.rows_by_id: dict[str, JobRow] = {}
 
     def on_mount(self) -> None:
-        for key, label, width in JOB_COLUMNS:
-            self.add_column(label, key=key, width=width)
+        self._columns: tuple[tuple[str, str, int], ...] = ()
+        self._relayout()
         on_theme_change(self, self._repaint)
+
+    def on_resize(self) -> None:
+        self._relayout()
+
+    def _relayout(self) -> None:
+        columns = job_columns(self.size.width or self.app.size.width)
+        if columns == self._columns:
+            return
+        keep = self.selected_id
+        self._columns = columns
+        self.clear(columns=True)
+        for key, label, width in columns:
+            self.add_column(label, key=key, width=width)
+        self._cells = {}
+        self.show(list(self.rows_by_id.values()))
+        if keep is not None:
+            self.select_job(keep)
+
+    @property
+    def shown_columns(self) -> list[str]:
+        return [key for key, _, _ in self._columns]
 
     def _repaint(self) -> None:
         self._cells = {}  # forces a rebuild with the new theme's colours
@@ -113,21 +151,22 @@ class JobTable(DataTable):
             bar = Text(progress.label(), no_wrap=True)
         else:
             bar = Text("—", style=rich_style("muted", variables))
-        return (
-            Text(status.job_id, no_wrap=True, overflow="ellipsis"),
-            Text(status.kind, no_wrap=True, overflow="ellipsis"),
-            job_look(status.state).text(variables),
-            bar,
-            Text(_when(status.started or status.created)),
-            Text(duration(status)),
-        )
+        cells = {
+            "id": Text(status.job_id, no_wrap=True, overflow="ellipsis"),
+            "kind": Text(status.kind, no_wrap=True, overflow="ellipsis"),
+            "state": job_look(status.state).text(variables),
+            "progress": bar,
+            "started": Text(_when(status.started or status.created)),
+            "duration": Text(duration(status)),
+        }
+        return tuple(cells[key] for key in self.shown_columns)
 
     def show(self, rows: list[JobRow]) -> None:
         keep = self.selected_id
         self.rows_by_id = {row.job_id: row for row in rows}
         ids = [row.job_id for row in rows]
         if ids == list(self._cells):
-            columns = [key for key, _, _ in JOB_COLUMNS]
+            columns = self.shown_columns
             for row in rows:
                 cells = self._row(row)
                 old = self._cells[row.job_id]

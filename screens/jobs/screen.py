@@ -72,8 +72,16 @@ class JobsScreen(WorkspaceScreen):
             self.app.follow_job_id = None
             self.follow(wanted)
         elif self.monitor.job_id is None and rows:
-            self.follow(self.table.selected_id or rows[0].job_id)
+            running = self.newest_running()
+            self.follow(running or self.table.selected_id or rows[0].job_id)
         self.update_bindings()
+
+    def newest_running(self) -> str | None:
+        """The newest job still queued or running (the rows are newest first), if any."""
+        for row in getattr(self.app, "job_rows", None) or []:
+            if not row.status.is_terminal:
+                return row.job_id
+        return None
 
     def follow(self, job_id: str) -> None:
         self.table.select_job(job_id)
@@ -94,8 +102,15 @@ class JobsScreen(WorkspaceScreen):
             self.update_bindings()
 
     def reopened(self) -> None:
-        """Called by App.goto: re-opening the panel replays the followed job from its journal."""
+        """Called by App.goto: re-opening the panel replays the followed job from its journal,
+        unless that job has ended and another one runs now: then the running one is shown."""
         job_id = self.monitor.job_id
+        followed = self.table.rows_by_id.get(job_id) if job_id else None
+        running = self.newest_running()
+        if running is not None and running != job_id and (followed is None or followed.status.is_terminal):
+            self.monitor.job_id = None
+            self.follow(running)
+            return
         if job_id is not None:
             self.monitor.job_id = None
             self._follow_row(job_id)

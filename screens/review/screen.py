@@ -64,7 +64,9 @@ class ReviewScreen(WorkspaceScreen, inherit_bindings=False):
         Binding("N", "new_review", "New review", tooltip="Start another review (this one stays resumable)"),
         Binding("o", "goto('overview')", "Overview"),
         Binding("j", "goto('jobs')", "Jobs"),
+        Binding("escape", "leave", "Leave", tooltip="Out of a text field, else back to the screen before"),
     ]
+    ESCAPE_GOES_BACK = True
     STATEFUL_ACTIONS = ("answer", "previous", "new_review")
 
     DEFAULT_CSS = """

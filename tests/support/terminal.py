@@ -18,11 +18,12 @@ import pytest
 class Terminal:
     """One tmux server with one session of a fixed size running one command."""
 
-    def __init__(self, command: str, *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, command: str, *, env: dict[str, str] | None = None, width: int = WIDTH,
+                 height: int = HEIGHT) -> None:
         self.socket = f"weightgate-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.env = dict(os.environ, **(env or {}))
         self.env.pop("TMUX", None)  # we may run inside someone's tmux: start our own server
-        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", str(WIDTH), "-y", str(HEIGHT),
+        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", str(width), "-y", str(height),
                   command)
 
     def tmux(self, *args: str) -> subprocess.CompletedProcess:

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from weightgate.core.engine.events import Event
-from weightgate.screens.finetuning.loss_chart import TrainingHistory, render_loss_chart, smoothed
+from weightgate.screens.finetuning.loss_chart import (
+    OVERLAY_STYLE,
+    RAW_STYLE,
+    TRAIN_STYLE,
+    TrainingHistory,
+    render_loss_chart,
+    smoothed,
+)
 
 
 def event(kind: str, payload: dict, seq: int = 0) -> Event:
@@ -51,5 +58,29 @@ def test_chart_draws_train_line_val_diamonds_and_axis():
     assert "step 1" in lines[6] and lines[6].rstrip().endswith("20")
     assert "best: step 10, 2.2000" in lines[7]
     # the top-left dot is the highest loss (step 1), the last column the lowest
-    assert render_loss_chart(history, 50, 6, smooth=True).plain != text
+    assert render_loss_chart(history, 50, 6, smooth=False).plain != text   # smoothing is the default
     assert "no loss yet" in render_loss_chart(TrainingHistory()).plain
+
+
+def test_the_loss_axis_stops_at_zero_when_no_loss_is_negative():
+    history = TrainingHistory()
+    history.add([step(n, 0.4 / n) for n in range(1, 31)])
+    lines = render_loss_chart(history, width=50, height=6).plain.splitlines()
+    assert float(lines[5].split("┤")[0]) == 0.0                  # not -0.019: a loss cannot be negative
+    negative = TrainingHistory()
+    negative.add([step(n, 0.5 - n * 0.1) for n in range(1, 11)])  # a reward-like signal may go below zero
+    assert float(render_loss_chart(negative, 50, 6).plain.splitlines()[5].split("┤")[0]) < -0.5
+
+
+def test_smoothing_shows_the_raw_loss_faint_behind_and_a_second_run_overlays():
+    history = TrainingHistory()
+    history.add([step(n, 2.0 + (0.5 if n % 2 else -0.5) - n * 0.02) for n in range(1, 41)])   # a noisy loss
+    styles = {str(span.style) for span in render_loss_chart(history, 60, 8).spans}
+    assert RAW_STYLE in styles and TRAIN_STYLE in styles             # the average over the faint raw loss
+    assert RAW_STYLE not in {str(span.style) for span in render_loss_chart(history, 60, 8, smooth=False).spans}
+    other = TrainingHistory()
+    other.add([step(n, 3.0 - n * 0.05) for n in range(1, 41)])
+    chart = render_loss_chart(history, 60, 8, overlay=other, overlay_label="run 20261207-ab12")
+    assert OVERLAY_STYLE in {str(span.style) for span in chart.spans}
+    assert "run 20261207-ab12" in chart.plain.splitlines()[-1]
+    assert float(chart.plain.splitlines()[0].split("┤")[0]) > 2.9    # the axes take both runs

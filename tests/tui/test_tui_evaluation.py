@@ -39,7 +39,7 @@ async def test_runs_live_eval_baseline_and_compare(ws) -> None:
         screen = app.screen
         table = screen.runs
         await wait_for(pilot, lambda: table.row_count == 2, what="two runs")
-        assert "B" in str(table.get_row(first.id)[0])
+        assert table.row_text(first.id).lstrip().startswith("baseline · ")
 
         table.focus()
         assert app.report.phase(4).locked                          # this workspace walks no phase 2 or 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -108,5 +109,44 @@ def test_tui_in_tmux_shows_a_bad_weightgate_toml(tmp_path: Path) -> None:
     try:
         screen = term.wait_for("Cannot read the workspace", "weightgate.toml:3:", "hint:")
         assert "invalid TOML" in screen
+    finally:
+        term.close()
+
+
+def test_tui_in_tmux_at_80x24_reaches_the_whole_selection_screen_by_keyboard(tmp_path: Path) -> None:
+    """A small terminal over SSH: every part of the Selection screen (the tabs, each tab's panel,
+    the gate, every item, the item's detail) comes into view by keyboard alone, the footer keeps
+    its keys, and the sidebar hides and shows with backslash."""
+    from weightgate.core.gates import compute_report
+
+    ws = init_workspace(tmp_path / "ws")
+    items = [status.item for status in compute_report(ws).phase(1).items]
+    term = Terminal(tui_command(ws.root), width=80, height=24)
+    try:
+        term.wait_for("Overview", "Quit")
+        term.send("1")
+        seen = [term.wait_for(items[0].title[:20], "Help", "Quit")]   # the focused items, the footer's keys
+        assert "2 Verification" not in seen[0]                        # no room for the sidebar at 80 columns
+        term.send(*["Down"] * len(items))                             # to the last item, in the item table
+        seen.append(term.wait_for(items[-1].title[:20]))
+        term.send("Tab", "End")                                       # the main area scrolls: the item's detail
+        seen.append(term.wait_for(items[-1].id, "Why"))
+        for _ in range(8):                                            # back through everything focusable
+            term.send("BTab")
+            time.sleep(0.3)
+            seen.append(term.screen())
+        term.send("s")                                                # the other tab of the panel
+        time.sleep(0.5)
+        seen.append(term.screen())
+        everything = "\n".join(seen)
+        for text in ("Candidates (", "Requirements (", "Phase 1 · Selection", "No candidates", "quality",
+                     *(item.title[:20] for item in items)):
+            assert text in everything, f"{text!r} never came into view"
+        term.send("\\")
+        term.wait_for("2 Verification", "6 Deployment")
+        term.send("\\")
+        term.wait_for("2 Verification", absent=True)
+        term.send("q")
+        term.wait_for("tui exited with 0", timeout=20)
     finally:
         term.close()

@@ -11,18 +11,21 @@ App's reactive state (report, workspace_error, devices, job_rows).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Input, Select, TextArea
 
 from weightgate.core.engine.checklist import PHASES
 from weightgate.tui.widgets.error_banner import WorkspaceErrorBanner
+from weightgate.tui.widgets.footer import WrappingFooter
 from weightgate.tui.widgets.header import AppHeader
 from weightgate.tui.widgets.items import ItemTable
+from weightgate.tui.widgets.main_area import MainArea
 from weightgate.tui.widgets.phase_view import PhaseView
 from weightgate.tui.widgets.sidebar import PhaseSidebar, phase_target
 
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
     from weightgate.core.engine.status import ItemStatus, Report
 
 PHASE_KEYS = Binding.Group("Phase", compact=True)
+SIDEBAR_MIN_WIDTH = 100  # narrower terminals start with the sidebar hidden (backslash shows it)
+SHORT_HEIGHT = 30        # shorter terminals lay the main area out at its natural height, scrolling
 
 
 class WorkspaceScreen(Screen):
@@ -39,6 +44,9 @@ class WorkspaceScreen(Screen):
 
     TARGET: ClassVar[str] = ""  # this screen's name for the sidebar and App.goto
     HELP: ClassVar[str] = ""    # one line for the help screen
+    # Esc outside an input goes back to the screen shown before (Compare, Review); phase screens
+    # have nowhere "back" to go, so there Esc only leaves an input.
+    ESCAPE_GOES_BACK: ClassVar[bool] = False
     # Actions whose availability depends on state; the footer is refreshed when one changes.
     STATEFUL_ACTIONS: ClassVar[tuple[str, ...]] = ("next_phase", "previous_phase")
 
@@ -47,8 +55,11 @@ class WorkspaceScreen(Screen):
           for phase in PHASES],
         Binding("o", "goto('overview')", "Overview"),
         Binding("j", "goto('jobs')", "Jobs"),
-        Binding("n,ctrl+right", "next_phase", "Next phase", tooltip="Go to the next phase (needs its gate open)"),
+        Binding("n,ctrl+right", "next_phase", "Next phase", tooltip="Go to the next phase (a locked one opens too, with what locks it)"),
         Binding("p,ctrl+left", "previous_phase", "Previous phase", show=False),
+        Binding("escape", "leave", "Leave field / back", show=False),
+        Binding("backslash", "toggle_sidebar", "Sidebar", tooltip="Hide or show the phase sidebar"),
+        Binding("E", "edit", "Edit", tooltip="Open weightgate.toml (on Evaluation: the eval set) in $EDITOR"),
     ]
 
     DEFAULT_CSS = """
@@ -60,10 +71,10 @@ class WorkspaceScreen(Screen):
         yield AppHeader()
         with Horizontal(id="body"):
             yield PhaseSidebar(self.TARGET)
-            with Vertical(id="main"):
+            with MainArea(id="main"):
                 yield WorkspaceErrorBanner()
                 yield from self.compose_main()
-        yield Footer()
+        yield WrappingFooter()
 
     def compose_main(self) -> ComposeResult:
         yield from ()
@@ -71,6 +82,47 @@ class WorkspaceScreen(Screen):
     def on_mount(self) -> None:
         self._binding_state: tuple = ()
         self.watch(self.app, "report", lambda _: self.update_bindings(), init=False)
+        if hasattr(self.app, "sidebar_shown"):
+            self.watch(self.app, "sidebar_shown", lambda _: self._apply_sidebar())
+
+    def on_resize(self) -> None:
+        self._fit_terminal()
+
+    def on_screen_resume(self) -> None:
+        self._fit_terminal()
+
+    def _fit_terminal(self) -> None:
+        short = self.app.size.height < SHORT_HEIGHT
+        if short != self.has_class("-short"):
+            self.set_class(short, "-short")
+            # The layout changed under the focused widget (it took the focus before): bring it back into view.
+            self.call_after_refresh(self._show_focused)
+        self._apply_sidebar()
+
+    def _show_focused(self) -> None:
+        if self.focused is not None:
+            self.focused.scroll_visible(animate=False)
+
+    # --- the sidebar --------------------------------------------------------------------
+
+    def sidebar_wanted(self) -> bool:
+        """The user's choice (backslash) if made, else shown when there is room for it."""
+        chosen = getattr(self.app, "sidebar_shown", None)
+        return chosen if chosen is not None else self.app.size.width >= SIDEBAR_MIN_WIDTH
+
+    def _apply_sidebar(self) -> None:
+        sidebars = self.query(PhaseSidebar)
+        if not sidebars:
+            return
+        sidebar = sidebars.first()
+        shown = self.sidebar_wanted()
+        if sidebar.display != shown:
+            if not shown and sidebar.has_focus:
+                self._focus_main()
+            sidebar.display = shown
+
+    def action_toggle_sidebar(self) -> None:
+        self.app.sidebar_shown = not self.sidebar_wanted()
 
     def update_bindings(self) -> None:
         """Refresh the footer only when a stateful action became (un)available.
@@ -103,16 +155,34 @@ class WorkspaceScreen(Screen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next_phase":
-            target = self._neighbour(+1)
-            if target is None:
-                return False  # hidden: nothing after this
-            report = self.report
-            if report is None or report.phase(target).locked:
-                return None  # shown dimmed: the gate is closed
-            return True
+            # Hidden after the last phase; a locked next phase still opens (as its digit does) and
+            # says what locks it.
+            return self._neighbour(+1) is not None
         if action == "previous_phase":
             return self._neighbour(-1) is not None
         return True
+
+    def action_leave(self) -> None:
+        """Esc: out of a text field (its keys go back to the app: 5 opens phase 5 again), else back."""
+        if isinstance(self.focused, (Input, TextArea, Select)):
+            self._focus_main()
+        elif self.ESCAPE_GOES_BACK:
+            self.app.go_back()
+
+    def _focus_main(self) -> None:
+        auto_focus = self.AUTO_FOCUS
+        targets = self.query(auto_focus) if auto_focus else None
+        if targets:
+            targets.first().focus()
+        else:
+            self.set_focus(None)
+
+    def edit_target(self) -> Path:
+        """The file E opens: weightgate.toml (a screen about another file names it instead)."""
+        return Path(self.app.workspace_root) / "weightgate.toml"
+
+    def action_edit(self) -> None:
+        self.app.edit_file(self.edit_target())
 
     def action_goto_phase(self, number: int) -> None:
         self.app.goto(phase_target(number))
@@ -122,8 +192,17 @@ class WorkspaceScreen(Screen):
 
     def action_next_phase(self) -> None:
         target = self._neighbour(+1)
-        if target is not None:
-            self.app.goto(phase_target(target))
+        if target is None:
+            return
+        report = self.report
+        if report is not None and report.phase(target).locked:
+            # Opening a locked phase is allowed (its digit does it too); say what locks it.
+            held = [held.item.id for held in report.phase(target).held_by]
+            shown = ", ".join(held[:3]) + (f" +{len(held) - 3} more" if len(held) > 3 else "")
+            self.notify(f"Its gate opens when phase {target - 1} passes"
+                        + (f" (held by {shown})" if shown else "") + ". You can look ahead meanwhile.",
+                        title=f"Phase {target} is locked", severity="warning", timeout=8)
+        self.app.goto(phase_target(target))
 
     def action_previous_phase(self) -> None:
         target = self._neighbour(-1)

@@ -97,8 +97,14 @@ class GateBanner(Static):
 class PhaseView(Vertical):
     """Gate banner, item table and detail pane for phase `number` (None: the current phase)."""
 
+    SCOPED_CSS = False  # the short-terminal rules below start at the screen (.-short)
     DEFAULT_CSS = """
     PhaseView { height: 1fr; }
+    /* On a short terminal (the screen's -short class) the view takes the height it needs and the
+       main area scrolls, rather than squeezing the items and their detail out of sight. */
+    .-short PhaseView { height: auto; }
+    .-short PhaseView ItemTable { max-height: 12; }
+    .-short PhaseView ItemDetail { height: auto; }
     """
 
     def __init__(self, number: int | None, **kwargs) -> None:
