@@ -136,8 +136,7 @@ def test_tui_in_tmux_at_80x24_reaches_the_whole_selection_screen_by_keyboard(tmp
             time.sleep(0.3)
             seen.append(term.screen())
         term.send("s")                                                # the other tab of the panel
-        time.sleep(0.5)
-        seen.append(term.screen())
+        seen.append(term.wait_for("No candidates"))                   # (a loaded machine takes a second)
         everything = "\n".join(seen)
         for text in ("Candidates (", "Requirements (", "Phase 1 · Selection", "No candidates", "quality",
                      *(item.title[:20] for item in items)):
