@@ -94,3 +94,22 @@ async def test_a_running_eval_job_shows_cases_done_and_eta_live(ws) -> None:
         await wait_for(pilot, lambda: key not in row_keys(table) and handle.job_id not in live_text(),
                        timeout=120, what="the job's row turned into a run")
         assert list_runs(ws, "task")[0].status == "complete"
+
+
+def test_a_running_eval_before_its_first_batch_says_what_it_is_doing_not_starting() -> None:
+    """#17.5: cases are counted a batch at a time, so a running eval showed "starting" until its
+    first (often only) batch ended; the row now says it is loading / on its first batch, and for how long."""
+    import dataclasses
+    import time as clock
+
+    from weightgate.core.engine.jobs import JobStatus
+    from weightgate.screens.evaluation.screen import first_batch_text
+
+    fields = {f.name for f in dataclasses.fields(JobStatus)}
+    base = {name: None for name in fields}
+    base.update(job_id="j3", kind="eval", state="queued", created=clock.time() - 5)
+    queued = JobStatus(**{k: v for k, v in base.items() if k in fields})
+    assert first_batch_text(queued) == "queued"
+    running = dataclasses.replace(queued, state="running", started=clock.time() - 35)
+    text = first_batch_text(running)
+    assert text.startswith("loading, first batch") and "35 s" in text and "starting" not in text
