@@ -30,12 +30,10 @@ from weightgate.core.demo.evalsets import DATE_CASES, INSTRUCTION, TASK_MAX_NEW_
 from weightgate.core.engine.workspace import template_text
 
 SEED = 20240315
-# 200 regular examples (dates and general replay), before the planted ones: after the data check
-# (the over-long one removed, 4 duplicates dropped, a 19-example validation split) 185 train
-# examples, one epoch in steps of 4 (47 steps, 13k tokens; see [training] of the demo's
-# weightgate.toml for what that budget reaches). 480 examples for three epochs trained 8x longer.
-COUNT = 200
-GENERAL_EVERY = 6      # one regular example in six is general replay (34 of the 57 questions at COUNT 200)
+# 480 regular examples (dates and general replay), before the planted ones. Smaller budgets were
+# measured and miss the task threshold: see [training] in the demo's weightgate.toml.
+COUNT = 480
+GENERAL_EVERY = 6      # one regular example in six is general replay (all 57 questions at COUNT 480)
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
 SHORT = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -322,8 +320,7 @@ def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -
     filler = " ".join(f"entry {n}: backup finished without errors." for n in range(2500))
     planted.append(_example("demo-long", f"Here is the whole server log. {filler} Rewrite the date of the last "
                                          "entry, April 2, 2031, as YYYY-MM-DD.", "2031-04-02", ["edge"]))
-    # Planted examples go among the regular ones (the first three; at COUNT 200 the rest follow
-    # the last regular example), so the checks must find them anywhere in the file.
+    # Planted examples are spread through the file (up to position 375), not appended at its end.
     result = list(examples)
     for position, example in zip((50, 120, 180, 240, 260, 290, 320, 350, 375), planted):
         result.insert(position, example)
