@@ -26,12 +26,14 @@ import datetime as dt
 import json
 import random
 
-from weightgate.core.demo.evalsets import DATE_CASES, INSTRUCTION
+from weightgate.core.demo.evalsets import DATE_CASES, INSTRUCTION, TASK_MAX_NEW_TOKENS
 from weightgate.core.engine.workspace import template_text
 
 SEED = 20240315
-COUNT = 480            # regular examples (dates and general replay), before the planted ones
-GENERAL_EVERY = 6      # one regular example in six is general replay, while the list lasts
+# 480 regular examples (dates and general replay), before the planted ones. Smaller budgets were
+# measured and miss the task threshold: see [training] in the demo's weightgate.toml.
+COUNT = 480
+GENERAL_EVERY = 6      # one regular example in six is general replay (all 57 questions at COUNT 480)
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
 SHORT = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -220,8 +222,9 @@ def _request(rng: random.Random, written: str) -> str:
     return template.format(date=written)
 
 
-def _date_examples(count: int, rng: random.Random) -> list[tuple[str, str, str]]:
-    """`count` (request, answer, tag) with distinct written dates, none on an eval set's date."""
+def _date_examples(count: int, rng: random.Random) -> list[tuple[str, str, str, str]]:
+    """`count` (request, answer, tag, format name) with distinct written dates, none on an eval
+    set's date. Named days have the format name "named_day"."""
     avoid = _eval_dates()
     first = dt.date(FIRST_YEAR, 1, 1)
     span = (dt.date(LAST_YEAR, 12, 31) - first).days
@@ -231,10 +234,10 @@ def _date_examples(count: int, rng: random.Random) -> list[tuple[str, str, str]]
         if rng.random() < NAMED_SHARE:
             pattern, month, day = NAMED_DAYS[rng.randrange(len(NAMED_DAYS))]
             date = dt.date(rng.randrange(FIRST_YEAR, LAST_YEAR + 1), month, day)
-            written, tag = pattern.format(year=date.year), "hard"
+            written, tag, name = pattern.format(year=date.year), "hard", "named_day"
         else:
             date = first + dt.timedelta(days=rng.randrange(span + 1))
-            _, tag, write, can_write = FORMATS[rng.randrange(len(FORMATS))]
+            name, tag, write, can_write = FORMATS[rng.randrange(len(FORMATS))]
             if not can_write(date):
                 continue
             written = write(date)
@@ -242,8 +245,25 @@ def _date_examples(count: int, rng: random.Random) -> list[tuple[str, str, str]]
         if date in avoid or written in seen:
             continue
         seen.add(written)
-        out.append((_request(rng, written), date.isoformat(), tag))
+        out.append((_request(rng, written), date.isoformat(), tag, name))
     return out
+
+
+def _draw(count: int, seed: int) -> tuple[list[tuple[str, str]], list[int], list[tuple[str, str, str, str]]]:
+    """The seeded draws behind demo_examples: the replay in its order, the replay slots, the dates."""
+    rng = random.Random(seed)
+    general = general_replay()
+    rng.shuffle(general)
+    slots = [index for index in range(count) if index % GENERAL_EVERY == 2][:len(general)]
+    return general, slots, _date_examples(count - len(slots), rng)
+
+
+def date_format_counts(count: int = COUNT, seed: int = SEED) -> dict[str, int]:
+    """How many of demo_examples' date examples are written in each format (named days together)."""
+    counts: dict[str, int] = {}
+    for *_, name in _draw(count, seed)[2]:
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -> list[dict]:
@@ -252,11 +272,8 @@ def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -
     Every GENERAL_EVERY-th regular example (the 3rd, 9th, ...) is general replay while the list
     lasts; the others are dates, so demo-0010 ... demo-0040 (copied by the planted ones) are dates.
     """
-    rng = random.Random(seed)
-    general = general_replay()
-    rng.shuffle(general)
-    slots = [index for index in range(count) if index % GENERAL_EVERY == 2][:len(general)]
-    dates = iter(_date_examples(count - len(slots), rng))
+    general, slots, dates = _draw(count, seed)
+    dates = iter(dates)
     replay = iter(general)
     examples = []
     for index in range(count):
@@ -265,7 +282,7 @@ def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -
             question, answer = next(replay)
             examples.append(_example(example_id, question, answer, ["general"]))
         else:
-            request, answer, tag = next(dates)
+            request, answer, tag, _ = next(dates)
             examples.append(_example(example_id, request, answer, [tag]))
     if not plant:
         return examples
@@ -303,7 +320,7 @@ def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -
     filler = " ".join(f"entry {n}: backup finished without errors." for n in range(2500))
     planted.append(_example("demo-long", f"Here is the whole server log. {filler} Rewrite the date of the last "
                                          "entry, April 2, 2031, as YYYY-MM-DD.", "2031-04-02", ["edge"]))
-    # Planted examples are spread through the file, not appended at its end.
+    # Planted examples are spread through the file (up to position 375), not appended at its end.
     result = list(examples)
     for position, example in zip((50, 120, 180, 240, 260, 290, 320, 350, 375), planted):
         result.insert(position, example)
@@ -312,3 +329,68 @@ def demo_examples(count: int = COUNT, seed: int = SEED, *, plant: bool = True) -
 
 def demo_train_lines(count: int = COUNT, seed: int = SEED) -> list[str]:
     return [json.dumps(example, ensure_ascii=False) for example in demo_examples(count, seed)]
+
+
+# Held out: date formats the training data never contains, to check that the adapter learned to
+# read dates rather than the demo's formats (tune for the task, not for the 30 cases of
+# evals/task.jsonl). Each has a pattern that finds it in a request; no training request matches
+# any of them (tests/unit/demo/test_demo_data.py). scripts/demo_heldout.py scores an adapter on
+# the set (scripts/demo_heldout.jsonl, written by heldout_lines()).
+ORDINAL_WORDS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+                 "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth",
+                 "eighteenth", "nineteenth", "twentieth", "twenty-first", "twenty-second", "twenty-third",
+                 "twenty-fourth", "twenty-fifth", "twenty-sixth", "twenty-seventh", "twenty-eighth",
+                 "twenty-ninth", "thirtieth", "thirty-first"]
+_FULL = "|".join(MONTHS)
+_ABBREVIATED = "|".join(SHORT)
+# (name, how a date is written, the pattern that finds the format in a request).
+HELDOUT_FORMATS = [
+    ("year_slash", lambda d: f"{d.year}/{d.month:02d}/{d.day:02d}", r"\b\d{4}/\d{1,2}/\d{1,2}\b"),
+    ("year_dotted", lambda d: f"{d.year}.{d.month:02d}.{d.day:02d}", r"\b\d{4}\.\d{1,2}\.\d{1,2}\b"),
+    ("ordinal_day_of", lambda d: f"the {ordinal(d.day)} day of {MONTHS[d.month - 1]}, {d.year}",
+     r"\b\d{1,2}(st|nd|rd|th) day of\b"),
+    ("ordinal_words", lambda d: f"the {ORDINAL_WORDS[d.day - 1]} of {MONTHS[d.month - 1]}, {d.year}",
+     rf"\b({'|'.join(ORDINAL_WORDS)}) of ({_FULL})\b"),
+    ("lowercase_month", lambda d: f"{MONTHS[d.month - 1].lower()} {d.day}, {d.year}",
+     rf"\b({_FULL.lower()}) \d{{1,2}}\b"),
+    ("uppercase_month", lambda d: f"{d.day} {MONTHS[d.month - 1].upper()} {d.year}", rf"\b({_FULL.upper()})\b"),
+    ("day_dash_short_month", lambda d: f"{d.day:02d}-{SHORT[d.month - 1]}-{d.year}",
+     rf"\b\d{{1,2}}-({_ABBREVIATED})-\d{{2,4}}\b"),
+    ("no_comma", lambda d: f"{MONTHS[d.month - 1]} {d.day} {d.year}", rf"\b({_FULL}) \d{{1,2}} \d{{4}}\b"),
+    ("short_weekday", lambda d: f"{d.strftime('%a')}, {SHORT[d.month - 1]} {d.day}, {d.year}",
+     r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun), "),
+    ("month_the_ordinal_word", lambda d: f"{MONTHS[d.month - 1]} the {ORDINAL_WORDS[d.day - 1]}, {d.year}",
+     rf"\b({_FULL}) the ({'|'.join(ORDINAL_WORDS)})\b"),
+]
+HELDOUT_SEED = 19990503
+HELDOUT_PER_FORMAT = 6
+HELDOUT_AVOID_COUNT = 480
+
+
+def heldout_cases(per_format: int = HELDOUT_PER_FORMAT, seed: int = HELDOUT_SEED) -> list[tuple[str, str, str, str]]:
+    """(id, format name, date as written, ISO answer): `per_format` dates in each held-out format,
+    none on a date of the eval set or of the training data at any COUNT up to HELDOUT_AVOID_COUNT
+    (the dates are drawn in sequence, so a smaller COUNT draws a prefix of them): the set stays
+    the same while the training data's size is tuned."""
+    rng = random.Random(seed)
+    avoid = _eval_dates() | {dt.date.fromisoformat(answer) for _, answer, _, _ in _draw(HELDOUT_AVOID_COUNT, SEED)[2]}
+    first = dt.date(FIRST_YEAR, 1, 1)
+    span = (dt.date(LAST_YEAR, 12, 31) - first).days
+    cases = []
+    for name, write, _ in HELDOUT_FORMATS:
+        chosen: list[dt.date] = []
+        while len(chosen) < per_format:
+            date = first + dt.timedelta(days=rng.randrange(span + 1))
+            if date not in avoid and date not in chosen:
+                chosen.append(date)
+        cases += [(f"heldout-{name}-{n + 1}", name, write(date), date.isoformat()) for n, date in enumerate(chosen)]
+    return cases
+
+
+def heldout_lines() -> list[str]:
+    """The held-out set as an eval set (the task's prompt and scoring, the format as the tag)."""
+    lines = [json.dumps({"_set": {"max_new_tokens": TASK_MAX_NEW_TOKENS}})]
+    for case_id, name, written, answer in heldout_cases():
+        lines.append(json.dumps({"id": case_id, "input": INSTRUCTION + written, "expected": answer,
+                                 "scorer": "exact", "tags": [name]}))
+    return lines

@@ -7,7 +7,14 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from weightgate.core.demo.data import PLANTED, REPLAY_QUESTIONS, demo_examples, general_replay
+from weightgate.core.demo.data import (
+    COUNT,
+    GENERAL_EVERY,
+    PLANTED,
+    REPLAY_QUESTIONS,
+    demo_examples,
+    general_replay,
+)
 from weightgate.core.demo.evalsets import DATE_CASES, GENERAL_CASES
 from weightgate.core.demo.replay import states_fact, whole_sentences
 from weightgate.core.demo.workspace import create_demo_workspace
@@ -38,13 +45,15 @@ def test_demo_task_cases_pass_only_on_the_exact_iso_date(tmp_path: Path) -> None
 
 def test_demo_training_data_sizes_mix_and_no_eval_dates() -> None:
     examples = demo_examples()
-    assert 300 <= len(examples) <= 500
+    assert 150 <= len(examples) <= 500
     eval_dates = {answer for _, _, answer, _ in DATE_CASES}
     answers = [e["messages"][1]["content"] for e in examples]
     assert not eval_dates & set(answers)
     tags = [tag for e in examples for tag in e["tags"]]
     replay = general_replay()
-    assert tags.count("general") == len(replay) and len(replay) >= 0.1 * len(examples)
+    # One regular example in six is replay, while the replay lasts.
+    assert tags.count("general") == min(len(replay), len(range(2, COUNT, GENERAL_EVERY)))
+    assert tags.count("general") >= 0.1 * len(examples)
     assert {"common", "edge", "hard"} <= set(tags)
     ids = {e["id"] for e in examples}
     planted = PLANTED["exact_duplicates"] + PLANTED["near_duplicates"] + list(PLANTED["pii"]) + PLANTED["over_long"]
@@ -64,7 +73,7 @@ def test_replay_is_the_base_models_answers_that_state_their_fact() -> None:
     assert not {q for q, _ in replay} & {prompt for _, prompt, _ in GENERAL_CASES}
     examples = {e["messages"][0]["content"]: e["messages"][1]["content"] for e in demo_examples()
                 if e["tags"] == ["general"]}
-    assert examples == dict(replay)
+    assert examples.items() <= dict(replay).items() and len(examples) >= 30
 
 
 def test_states_fact_and_whole_sentences() -> None:
