@@ -236,5 +236,6 @@ def render_table(report: dict) -> str:
         cost = "-" if row.get("cost_per_1k_tasks") is None else f"{row['cost_per_1k_tasks']:.4g}"
         verdict = "clears all" if not row.get("failures") else "; ".join(row["failures"])
         lines.append(f"{name:<40} {row['score']:>6.3f} {row['p50_latency_ms']:>8.0f} {row['p95_latency_ms']:>8.0f} "
-                     f"{row['tokens_per_s']:>7.1f} {row['memory_gib']:>6.2f} {cost:>9}  {verdict}")
+                     f"{row['tokens_per_s']:>7.1f} {row['memory_gib']:>6.2f} {cost:>9}  {verdict}"
+                     + (f" (reused run {row['reused']})" if row.get("reused") else ""))
     return "\n".join(lines)
