@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from weightgate.core.demo import timing
 from weightgate.core.demo.workspace import create_demo_workspace
+from weightgate.core.engine import timers
 from weightgate.core.engine.atomic import write_atomic
 from weightgate.core.engine.errors import WeightgateError
 from weightgate.core.engine.evidence import attest, waive
@@ -67,10 +69,11 @@ class PhaseResult:
     state: str                     # the phase's gate state after its steps
     seconds: float
     lines: list[str] = field(default_factory=list)
+    timing: dict = field(default_factory=dict)   # core.demo.timing.phase_timing
 
     def to_dict(self) -> dict:
         return {"phase": self.phase, "title": self.title, "state": self.state, "seconds": round(self.seconds, 1),
-                "results": self.lines}
+                "results": self.lines, "timing": self.timing}
 
 
 def _score(value) -> str:
@@ -150,6 +153,7 @@ def _marked(line: str) -> str:
 def _phase(ws: Workspace, number: int, title: str, steps: Callable[[list[str]], None], say: Say) -> PhaseResult:
     say(f"\nPhase {number} · {title}")
     began = time.perf_counter()
+    jobs_before, timers_before = timing.job_ids(ws), timers.totals()
     lines: list[str] = []
     try:
         steps(lines)
@@ -158,7 +162,9 @@ def _phase(ws: Workspace, number: int, title: str, steps: Callable[[list[str]], 
             say_phase_line(say, line)
         raise
     state, held = phase_state(ws, number)
-    result = PhaseResult(number, title, state, time.perf_counter() - began, lines)
+    seconds = time.perf_counter() - began
+    result = PhaseResult(number, title, state, seconds, lines,
+                         timing.phase_timing(ws, jobs_before, timers.since(timers_before), seconds))
     for line in lines:
         say_phase_line(say, line)
     say(f"  phase {number}: {state}" + (f" (held by {', '.join(held[:6])})" if held else "")
@@ -324,6 +330,8 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
     results.append(_phase(ws, 6, "Deployment", deployment, say))
     total = sum(r.seconds for r in results)
     say(f"\nDone in {total / 60:.1f} min: " + ", ".join(f"{r.phase} {r.state}" for r in results))
+    say("\nWhere the time went (measured by each job and by this process):\n"
+        + timing.timing_table([(r.phase, r.title, r.timing) for r in results]))
     return results
 
 

@@ -18,6 +18,8 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import BinaryIO, Callable, Hashable, Iterable, TypeVar
 
+from weightgate.core.engine.timers import HASHING, timed
+
 # 1 MiB: the buffer stays in a core's L2, so sha256 reads back what readinto just wrote from
 # cache, not DRAM (measured here: 1 MiB ~5% faster than 8 MiB per core); 1000 syscalls a second
 # per core at 1 GB/s is nothing.
@@ -37,6 +39,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+@timed(HASHING)
 def sha256_file(path: str | os.PathLike, chunk: int = DEFAULT_CHUNK, *,
                 on_bytes: Callable[[int], None] | None = None) -> str:
     """Hex sha256 of one file, reading `chunk` bytes at a time into one reused buffer."""
@@ -64,6 +67,7 @@ def sha256_handle(handle: BinaryIO, chunk: int = DEFAULT_CHUNK, *,
     return digest.hexdigest()
 
 
+@timed(HASHING)
 def hash_files(paths: Iterable[P], workers: int | None = None, progress: ProgressFn | None = None, *,
                chunk: int = DEFAULT_CHUNK, errors: dict[P, OSError] | None = None,
                interval: float = PROGRESS_INTERVAL,

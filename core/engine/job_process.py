@@ -25,6 +25,7 @@ from typing import Any, Iterator
 import psutil
 
 from weightgate.core.engine import job_kinds as jobkinds
+from weightgate.core.engine import timers
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.events import Artifact, Error, Event, JournalWriter, Log, Metric, Payload, Progress, Result
 from weightgate.core.engine.jobs import (
@@ -189,7 +190,9 @@ def run_job(job_dir: str | os.PathLike) -> int:
         journal.emit(Error(message=error, traceback=trace))
         state = CANCELLED if switch.requested else FAILED
     _mirror_to_trackers(ctx, spec.kind, state)
-    journal.emit(Result(status=state, data=_as_result_data(data)))
+    result = _as_result_data(data)
+    result.setdefault("timing", job_timing(time.time() - now))
+    journal.emit(Result(status=state, data=result))
     now = time.time()
     write_status(job_dir, replace(status, state=state, updated=now, ended=now, exit_code=EXIT_CODES[state],
                                    error=error))
@@ -221,6 +224,13 @@ def _mirror_to_trackers(ctx: JobContext, kind: str, state: str) -> None:
         ctx.journal.emit(Log(message=f"tracking: not mirrored ({type(exc).__name__}: {reason}); "
                                      "the journal keeps everything: run `weightgate track sync` later",
                              level="warning"))
+
+
+def job_timing(wall_s: float) -> dict:
+    """The job's wall time and the seconds it spent generating, training, hashing and loading
+    (core.engine.timers): what the headless demo's timing table adds up per phase."""
+    return {"wall_s": round(wall_s, 3), **{f"{category}_s": round(seconds, 3)
+                                           for category, seconds in timers.totals().items()}}
 
 
 def _as_result_data(data: Any) -> dict:

@@ -23,6 +23,7 @@ from typing import Callable
 
 from weightgate.core.engine.environment import versions
 from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.timers import GENERATING, timed
 from weightgate.core.memory.loading import CALLS, LoadedModel, flushed_subnormals, read_json
 
 # Keys of generation_config.json that say nothing about the output.
@@ -149,6 +150,7 @@ def stop_ids(settings: dict, tokenizer) -> set[int]:
     return ids
 
 
+@timed(GENERATING)
 def generate_batch(loaded: LoadedModel, prompts: list[str], settings: dict) -> list[Generated]:
     """One generate call over `prompts` (left-padded). `settings` from generation_settings()."""
     import torch  # lazy: torch only where it runs, never at import

@@ -7,8 +7,11 @@ params:
                  name, reuse (true: re-score instead of generating when only scorers changed),
                  throttle_s (pause after each batch: demos, and tests that watch a run live)
     determinism  repeats (3), set, batch_size, limit
-    latency      batch_sizes ([1, 2, 4, 8]), set, requests
-    benchmark    batch_size, limit, latency_requests
+    latency      batch_sizes ([1, 2, 4, 8]), set, requests (exactly N; default: the sampling rule's
+                 min_requests, max_requests, ci_pct, time_cap_s: core/evaluation/latency.py)
+    benchmark    batch_size, limit, latency_requests (default: the sampling rule)
+    every kind   rerun (false): generate / measure again even when a complete run or report with
+                 the same identity exists (otherwise it is reused: "reused run X")
 """
 
 from __future__ import annotations
@@ -17,10 +20,9 @@ import time
 
 from weightgate.core.engine.job_process import JobContext
 from weightgate.core.evaluation import runner
-from weightgate.core.evaluation.benchmark import LATENCY_REQUESTS
 from weightgate.core.evaluation.benchmark import run_benchmark as benchmark
 from weightgate.core.evaluation.determinism import DEFAULT_REPEATS, check_determinism
-from weightgate.core.evaluation.latency import DEFAULT_BATCH_SIZES, measure_latency
+from weightgate.core.evaluation.latency import DEFAULT_BATCH_SIZES, SamplingRule, measure_latency, row_summary
 from weightgate.core.evaluation.quant_quality import check_quant_quality
 
 
@@ -39,7 +41,8 @@ def run_eval(ctx: JobContext) -> dict:
 
     outcome = runner.run_eval(ws, params.get("set", "task"), batch_size=params.get("batch_size"), limit=params.get("limit"),
                        baseline=params.get("baseline"), name=params.get("name", ""),
-                       reuse=params.get("reuse", True), job_id=ctx.job_id, progress=progress, log=ctx.log)
+                       reuse=params.get("reuse", True), rerun=bool(params.get("rerun")), job_id=ctx.job_id,
+                       progress=progress, log=ctx.log)
     summary = outcome["summary"]
     ctx.log(f"run {outcome['run']}: score {summary.get('score', 0):.3f} ({summary.get('passed')}/{summary.get('cases')}),"
             f" {summary.get('tokens_per_s', 0):.1f} tokens/s")
@@ -61,7 +64,10 @@ def run_determinism(ctx: JobContext) -> dict:
         ctx.check_cancel()
 
     result = check_determinism(ws, repeats=int(params.get("repeats", DEFAULT_REPEATS)), set_name=params.get("set", "task"),
-                               batch_size=params.get("batch_size"), limit=params.get("limit"), progress=progress)
+                               batch_size=params.get("batch_size"), limit=params.get("limit"), progress=progress,
+                               rerun=bool(params.get("rerun")))
+    if result["reused"]:
+        ctx.log(f"reused run {result['reused']}: a saved check with this identity and environment; rerun to repeat it")
     if result["identical"]:
         ctx.log(f"{result['repeats']} repeats identical over {result['cases']} cases")
     else:
@@ -81,7 +87,13 @@ def run_latency(ctx: JobContext) -> dict:
         ctx.check_cancel()
 
     result = measure_latency(ws, batch_sizes=params.get("batch_sizes") or DEFAULT_BATCH_SIZES,
-                             set_name=params.get("set", "task"), requests=params.get("requests"), progress=progress)
+                             set_name=params.get("set", "task"), requests=params.get("requests"),
+                             rule=SamplingRule.from_params(params), progress=progress, rerun=bool(params.get("rerun")))
+    if result["reused"]:
+        ctx.log(f"reused run {result['reused']}: a saved measurement with this identity and environment; "
+                "rerun to measure again")
+    for row in result["batch_sizes"]:
+        ctx.log(f"{row_summary(row)}; p95 interval ±{row.get('p95_ci_pct', 0):.1f} % ({row.get('stop', 'fixed')})")
     for violation in result["violations"]:
         ctx.log(violation, level="warning")
     return result
@@ -97,9 +109,10 @@ def run_benchmark(ctx: JobContext) -> dict:
         ctx.metric({"score": round(event["score"], 6), "cases_done": event["done"]}, step=event["done"])
         ctx.check_cancel()
 
+    requests = params.get("latency_requests")
     return benchmark(ws, batch_size=params.get("batch_size"), limit=params.get("limit"),
-                     latency_requests=int(params.get("latency_requests", LATENCY_REQUESTS)),
-                     progress=progress, log=ctx.log)
+                     latency_requests=int(requests) if requests else None, rule=SamplingRule.from_params(params),
+                     rerun=bool(params.get("rerun")), progress=progress, log=ctx.log)
 
 
 def run_quant_quality(ctx: JobContext) -> dict:

@@ -41,3 +41,20 @@ def latest_report(ws: Workspace, kind: str) -> dict | None:
             data["report"] = str(path.relative_to(ws.root))
             return data
     return None
+
+
+def find_report(ws: Workspace, kind: str, reuse_key: str) -> dict | None:
+    """The newest readable report of a kind made with this reuse key (what would be measured
+    again), with its path as "report"; None when there is none."""
+    directory = reports_dir(ws)
+    if not directory.is_dir():
+        return None
+    for path in sorted(directory.glob(f"{kind}-*.json"), reverse=True):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("reuse_key") == reuse_key:
+            data["report"] = str(path.relative_to(ws.root))
+            return data
+    return None

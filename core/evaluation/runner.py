@@ -42,6 +42,8 @@ from weightgate.core.evaluation.runs import (
     list_runs,
     new_run_id,
     read_run,
+    record_reuse,
+    run_with_identity,
     write_run,
 )
 from weightgate.core.evaluation.scoring import score_output
@@ -269,17 +271,24 @@ def should_auto_baseline(ws: Workspace, run: Run) -> bool:
 
 def run_eval(ws: Workspace, set_name: str = "task", *, batch_size: int | None = None, limit: int | None = None,
              device: str | None = None, baseline: bool | None = None, name: str = "", reuse: bool = True,
-             job_id: str | None = None, progress: ProgressFn | None = None, log: Callable[[str], None] | None = None,
-             loaded=None) -> dict:
-    """The eval job's body: plan, re-score or generate, then baseline and evidence.
+             rerun: bool = False, job_id: str | None = None, progress: ProgressFn | None = None,
+             log: Callable[[str], None] | None = None, loaded=None) -> dict:
+    """The eval job's body: plan, reuse, re-score or generate, then baseline and evidence.
 
-    baseline: True marks the run as baseline, False never, None the first full run of its model,
-    precision and adapter. reuse: re-score a saved run when only the scoring changed."""
+    A complete eval run with exactly this identity is reused ("reused run X": nothing is loaded
+    or generated) unless `rerun`. baseline: True marks the run as baseline, False never, None the
+    first full run of its model, precision and adapter. reuse: re-score a saved run when only the
+    scoring changed."""
 
     log = log or (lambda message: None)
     plan = plan_eval(ws, set_name, batch_size=batch_size, limit=limit, device=device or default_device())
-    previous = reusable_run(ws, plan) if reuse else None
-    if previous is not None:
+    same = None if rerun else run_with_identity(ws, set_name, plan.identity["digest"], EVAL_KINDS)
+    previous = reusable_run(ws, plan) if reuse and not rerun and same is None else None
+    if same is not None:
+        log(f"reused run {same.id}: it is complete and has this run's identity {plan.identity['digest'][7:19]} "
+            "(model, precision, adapter, eval set, prompt, generation, batch size); rerun to generate again")
+        run = record_reuse(ws, same, kind=plan.kind, job=job_id)
+    elif previous is not None:
         log(f"only expected answers or scorers changed since run {previous.id}: re-scoring its outputs, "
             "no generation")
         run = rescore(ws, previous.id, name=name)
@@ -288,7 +297,8 @@ def run_eval(ws: Workspace, set_name: str = "task", *, batch_size: int | None = 
             f"identity {plan.identity['digest'][7:19]}")
         run = execute(plan, loaded=loaded, name=name, job_id=job_id, progress=progress)
     outcome = {"run": run.id, "status": run.status, "summary": run.summary, "identity": run.digest,
-               "rescored_from": run.config.get("rescored_from"), "baseline": None}
+               "rescored_from": run.config.get("rescored_from"), "reused": run.id if same is not None else None,
+               "baseline": None}
     if baseline or (baseline is None and should_auto_baseline(ws, run)):
         outcome["baseline"] = mark_baseline(ws, run.id)
     return outcome

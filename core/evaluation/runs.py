@@ -11,7 +11,8 @@ run.json
      "environment": {"torch", "transformers", "peft", "bitsandbytes", "python", "device", "weightgate"},
      "config": {...}, "summary": {"cases", "passed", "score", "by_tag": {tag: {...}}, "tokens_in",
      "tokens_out", "seconds", "tokens_per_s"}, "status": "complete"|"partial"|"failed",
-     "baseline": bool}
+     "baseline": bool,
+     "reused": [{"time", "kind", "job"}]}   # requests answered with this run (optional)
 cases.jsonl
     one line per case: {"id", "prompt", "output", "expected", "scorer", "score", "passed", "tags",
     "tokens_in", "tokens_out", "seconds"} (+ "detail", "options" where known)
@@ -101,6 +102,13 @@ class Run:
         return dict(self.identity.get("components") or {})
 
     @property
+    def last_used(self) -> float:
+        """When the run was made or last reused (a reused run counts as just made: "latest" means it)."""
+        reuses = self.extra.get("reused")
+        times = [float(r.get("time") or 0.0) for r in reuses if isinstance(r, dict)] if isinstance(reuses, list) else []
+        return max([self.created, *times])
+
+    @property
     def score(self) -> float | None:
         return self.summary.get("score")
 
@@ -162,6 +170,18 @@ def append_case(ws: Workspace, run_id: str, case: CaseResult) -> None:
     append_line(run_dir(ws, run_id) / CASES_FILE, json.dumps(case.to_dict(), ensure_ascii=False))
 
 
+MAX_REUSES_KEPT = 50
+
+
+def record_reuse(ws: Workspace, run: Run, *, kind: str, job: str | None = None) -> Run:
+    """Note in run.json that a request was answered with this run instead of generating again
+    (the newest MAX_REUSES_KEPT); from now on it sorts as the newest run."""
+    reuses = run.extra.get("reused") if isinstance(run.extra.get("reused"), list) else []
+    run.extra["reused"] = [*reuses, {"time": time.time(), "kind": kind, "job": job}][-MAX_REUSES_KEPT:]
+    write_run(ws, run)
+    return run
+
+
 def set_baseline(ws: Workspace, run_id: str, value: bool = True) -> Run:
     run = read_run(ws, run_id)
     run.baseline = value
@@ -210,7 +230,8 @@ def read_run(ws: Workspace, run_id: str) -> Run:
 
 
 def list_runs(ws: Workspace, set_name: str | None = None) -> list[Run]:
-    """Every readable run, newest first (cases not loaded until `.cases` is used)."""
+    """Every readable run, newest first: by when it was made or last reused (cases not loaded
+    until `.cases` is used)."""
     if not ws.runs_dir.is_dir():
         return []
     runs = []
@@ -223,7 +244,7 @@ def list_runs(ws: Workspace, set_name: str | None = None) -> list[Run]:
             continue   # a damaged run does not hide the others; `weightgate eval runs` shows the rest
         if set_name is None or run.set == set_name:
             runs.append(run)
-    runs.sort(key=lambda r: (r.created, r.id), reverse=True)
+    runs.sort(key=lambda r: (r.last_used, r.id), reverse=True)
     return runs
 
 
@@ -260,10 +281,13 @@ def baseline_run(ws: Workspace, set_name: str = "task", **components) -> Run | N
     return None
 
 
-def run_with_identity(ws: Workspace, set_name: str, digest: str) -> Run | None:
-    """A complete run of the set whose identity is `digest`: what would be generated again."""
+def run_with_identity(ws: Workspace, set_name: str, digest: str, kinds: Iterable[str] | None = None) -> Run | None:
+    """A complete run of the set whose identity is `digest`: what would be generated again.
+    kinds: only runs made for one of these purposes (config.kind); None: any."""
+    wanted = set(kinds) if kinds is not None else None
     for run in list_runs(ws, set_name):
-        if run.status == COMPLETE and run.digest == digest:
+        if (run.status == COMPLETE and run.digest == digest
+                and (wanted is None or run.config.get("kind", "eval") in wanted)):
             return run
     return None
 

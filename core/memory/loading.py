@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.timers import LOADING, timed
 from weightgate.core.memory.capability import capability_for, half_choice, refuse_bf16
 
 # Counts model.generate calls in this process: tests prove that re-scoring generates nothing.
@@ -141,6 +142,7 @@ def bnb_config(quant: dict) -> Any:
                               bnb_4bit_compute_dtype=getattr(torch, quant.get("compute_dtype") or "float32"))
 
 
+@timed(LOADING)
 def load_model(model_dir: str | Path, precision: Any = "native", adapter: str | Path | None = None,
                device: str | None = None, attn_implementation: str = "sdpa") -> LoadedModel:
     """The model at `precision` (fp32/bf16/fp16, or int8/nf4/fp4 through bitsandbytes, which

@@ -35,6 +35,7 @@ import time
 
 from weightgate.core.engine.errors import WeightgateError
 from weightgate.core.engine.job_process import JobCancelled, JobContext
+from weightgate.core.engine.timers import TRAINING, timed
 from weightgate.core.training import runs
 from weightgate.core.training.dataset import check_training_data
 from weightgate.core.training.keep_or_reject import run_gate as gate
@@ -120,6 +121,7 @@ def run_train(ctx: JobContext) -> dict:
     return summary
 
 
+@timed(TRAINING)
 def _torchrun(ctx: JobContext, ws_root, directory, resume: bool, nproc: int, throttle_s: float) -> dict:
     """Run the workers under torchrun and wait; rank 0 writes the journal meanwhile."""
 

@@ -49,6 +49,7 @@ from typing import Any, Callable
 
 import psutil
 
+from weightgate.core.engine.timers import TRAINING, timed
 from weightgate.core.training.batches import Example, collate
 from weightgate.core.training.checkpoint import (
     check_restore,
@@ -258,6 +259,7 @@ def _kept(state: dict) -> str:
     return f"The best checkpoint (step {state['best_step']}, val loss {state['best_val_loss']:.4g}) is kept."
 
 
+@timed(TRAINING)
 def run_loop(setup: LoopSetup, *, resume_from: Path | None = None) -> Outcome:
     import torch  # lazy: torch only where it runs, never at import
 

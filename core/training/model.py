@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from weightgate.core.engine.errors import InputError
+from weightgate.core.engine.timers import LOADING, timed
 from weightgate.core.memory.layout import ATTENTION_ROLES, MLP_ROLES
 from weightgate.core.memory.loading import bnb_config, precision_spec
 
@@ -55,6 +56,7 @@ def detect_targets(model: Any, wanted: str | list[str] = "auto") -> list[str]:
     return list(wanted)
 
 
+@timed(LOADING)
 def load_base(model_dir: Path, precision: str, device: str = "cpu", attn_implementation: str = "sdpa") -> Any:
     """The frozen base model at `precision` (safetensors only, no remote code), with the
     attention implementation the run's plan chose (core.training.precision_plan)."""

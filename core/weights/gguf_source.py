@@ -26,6 +26,7 @@ from typing import Callable
 from weightgate.core.engine.errors import InputError
 from weightgate.core.engine.hashing import hash_files
 from weightgate.core.engine.lock import HASH_COMPUTED, HASH_PUBLISHED, LockedFile, ModelLock, write_lock
+from weightgate.core.engine.timers import LOADING, timed
 from weightgate.core.engine.workspace import Workspace, default_cache_root
 from weightgate.core.weights.checks import record_local_lock
 from weightgate.core.weights.gguf_format import validate_gguf
@@ -191,8 +192,10 @@ def convert_gguf_to_safetensors(gguf_path: str | os.PathLike, out_dir: str | os.
     torch_dtype = getattr(torch, dtype)
     seconds: dict[str, float] = {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch_dtype)
+        with timed(LOADING):
+            tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+            loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name,
+                                                          dtype=torch_dtype)
     except Exception as exc:  # noqa: BLE001 - any load failure is the same advice
         raise ConversionError(f"transformers could not load the GGUF: {type(exc).__name__}: {exc}", path=gguf_path,
                               hint="check the file's sha256; upgrade transformers and gguf") from exc

@@ -68,6 +68,13 @@ def test_headless_journey_on_the_tiny_model(journey: Journey) -> None:
     text = "\n".join(said)
     assert [r.phase for r in results] == [1, 2, 3, 4, 5, 6]
     assert all(r.seconds > 0 and r.lines for r in results)
+    # The timing table: measured per phase from its jobs and the walkthrough's own timers.
+    assert "Where the time went" in text and all(r.timing["wall_s"] == round(r.seconds, 1) for r in results)
+    assert results[0].timing["hashing_s"] > 0 and results[1].timing["hashing_s"] > 0      # lock, verify
+    assert results[3].timing["generating_s"] > 0 and results[3].timing["loading_s"] > 0  # the evals
+    assert results[4].timing["training_s"] > 0                                          # the LoRA run
+    assert all(sum(r.timing[f"{c}_pct"] for c in ("generating", "training", "hashing", "loading")) <= 100.5
+               for r in results)
     assert "recorded a conscious relaxation" in text
     phase5 = "\n".join(results[4].lines)
     assert "data check found:" in phase5 and "duplicates" in phase5 and "PII" in phase5

@@ -43,6 +43,8 @@ async def test_runs_live_eval_baseline_and_compare(ws) -> None:
 
         table.focus()
         assert app.report.phase(4).locked                          # this workspace walks no phase 2 or 3
+        # Another batch size, another run identity: `e` generates (the same identity would reuse run 1).
+        ws.update_config(lambda doc: doc.setdefault("settings", {}).__setitem__("eval_batch_size", 4))
         await pilot.press("e")                                     # a real eval job, this screen stays
         await wait_for(pilot, lambda: any("phase 4 is locked by" in n and n.endswith(
             "this eval job is recorded, the gate stays closed") for n in notifications(app)), what="locked note")

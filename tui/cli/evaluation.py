@@ -42,6 +42,15 @@ Runs are detached jobs (batched greedy generation at the decided precision, with
 chat template); each run's identity fingerprints everything that changes an output.""")
 
 
+RerunOpt = Annotated[bool, typer.Option(
+    "--rerun", help="Run again even when a complete run with the same identity exists (default: reuse it).")]
+
+
+def _interval(row: dict) -> str:
+    low, high = row.get("p95_ci_ms") or (None, None)
+    return "n/a" if low is None else f"{low:.0f}-{high:.0f} ms"
+
+
 def _check_plan(set_name: str, batch_size, limit, as_json: bool) -> None:
     """A bad eval set or a missing lock is reported here (exit 2), not in a job's log."""
     try:
@@ -60,17 +69,18 @@ def run(set_name: Annotated[str, typer.Option("--set", help="task or general")] 
                                              "precision + adapter).")] = None,
         name: Annotated[str, typer.Option("--name", help="A name for the run.")] = "",
         fresh: Annotated[bool, typer.Option("--fresh", help="Generate even if only scorers changed.")] = False,
-        follow: AttachOpt = False, as_json: JsonOpt = False) -> None:
+        rerun: RerunOpt = False, follow: AttachOpt = False, as_json: JsonOpt = False) -> None:
     """Run an eval set on the workspace's model (a detached job).
 
     Batched greedy generation, scores, and a run under .weightgate/runs/."""
     _check_plan(set_name, batch_size, limit, as_json)
     params = {"set": set_name, "batch_size": batch_size, "limit": limit, "baseline": baseline, "name": name,
-              "reuse": not fresh}
+              "reuse": not fresh, "rerun": rerun}
 
     def verdict(result: dict):
         summary = result.get("summary") or {}
         how = f" (re-scored {result['rescored_from']}, nothing generated)" if result.get("rescored_from") else ""
+        how = f" (reused run {result['reused']}: same identity, nothing generated; --rerun)" if result.get("reused") else how
         return (f"run {result.get('run')}: score {summary.get('score', 0):.3f} "
                 f"({summary.get('passed')}/{summary.get('cases')}){how}", result.get("status") == "complete")
     run_job("eval", params, as_json=as_json, follow=follow, verdict=verdict)
@@ -161,26 +171,28 @@ def reviews() -> None:
 
 @command(app)
 def determinism(repeats: Annotated[int, typer.Option("--repeats", min=2, help="How many runs.")] = 3,
-                batch_size: BatchSizeOpt = None, limit: LimitOpt = None,
+                batch_size: BatchSizeOpt = None, limit: LimitOpt = None, rerun: RerunOpt = False,
                 follow: AttachOpt = False, as_json: JsonOpt = False) -> None:
     """Repeat the task set at temperature 0 (a job): identical, or where it diverges."""
     _check_plan("task", batch_size, limit, as_json)
 
     def verdict(result: dict):
+        reused = f" (reused run {result['reused']}; --rerun)" if result.get("reused") else ""
         if result.get("identical"):
-            return f"{result['repeats']} repeats identical over {result['cases']} cases", True
+            return f"{result['repeats']} repeats identical over {result['cases']} cases{reused}", True
         d = result.get("divergence") or {}
         return (f"repeat {d.get('repeat')} diverges at case {d.get('case')}, token {d.get('position')}: "
                 f"{d.get('output_first')!r} vs {d.get('output_other')!r}"), False
-    run_job("determinism", {"repeats": repeats, "batch_size": batch_size, "limit": limit}, as_json=as_json,
+    run_job("determinism", {"repeats": repeats, "batch_size": batch_size, "limit": limit, "rerun": rerun}, as_json=as_json,
             follow=follow, verdict=verdict)
 
 
 @command(app)
 def latency(batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated.")] = "1,2,4,8",
             requests: Annotated[Optional[int], typer.Option(
-                "--requests", min=1, help="Requests per batch size (default 8, at least 2 batches).")] = None,
-            follow: AttachOpt = False, as_json: JsonOpt = False) -> None:
+                "--requests", min=1, help="Exactly N requests per batch size (at least 2 batches); default: "
+                                          "at least 20, until the p95's 95% interval is within 5% (30 s cap).")] = None,
+            rerun: RerunOpt = False, follow: AttachOpt = False, as_json: JsonOpt = False) -> None:
     """TTFT and tokens/s at several batch sizes (a job), against the ceilings."""
     try:
         sizes = [int(part) for part in batch_sizes.split(",") if part.strip()]
@@ -191,8 +203,11 @@ def latency(batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comm
     _check_plan("task", 1, None, as_json)
 
     def verdict(result: dict):
-        lines = [f"batch {r['batch_size']:>2}: ttft p50 {r['ttft_ms']['p50']:.0f} ms  latency p50 "
-                 f"{r['latency_ms']['p50']:.0f} / p95 {r['latency_ms']['p95']:.0f} ms  "
+        lines = [f"reused run {result['reused']}: same identity and environment, nothing measured (--rerun)"] \
+            if result.get("reused") else []
+        lines += [f"batch {r['batch_size']:>2}: ttft p50 {r['ttft_ms']['p50']:.0f} ms  latency p50 "
+                 f"{r['latency_ms']['p50']:.0f} / p95 {r['latency_ms']['p95']:.0f} ms "
+                 f"(95% CI {_interval(r)}, n={r['requests']})  "
                  f"{r['tokens_per_s']['p50']:.1f} tok/s per request  {r['throughput_tokens_per_s']:.1f} tok/s total"
                  for r in result.get("batch_sizes", [])]
         lines += [f"  over a ceiling: {v}" for v in result.get("violations", [])]
@@ -201,7 +216,7 @@ def latency(batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comm
 
             lines.append("  next: " + next_step(result.get("violations", []), result.get("missing_ceilings", [])))
         return "\n".join(lines), bool(result.get("within"))
-    run_job("latency", {"batch_sizes": sizes, "requests": requests}, as_json=as_json, follow=follow, verdict=verdict)
+    run_job("latency", {"batch_sizes": sizes, "requests": requests, "rerun": rerun}, as_json=as_json, follow=follow, verdict=verdict)
 
 
 @command(app)
@@ -209,7 +224,7 @@ def benchmark(limit: Annotated[Optional[int], typer.Option(
                   "--limit", min=1, help="Only the first N cases (not recorded as evidence).")] = None,
               batch_size: BatchSizeOpt = None,
               show: Annotated[bool, typer.Option("--show", help="Print the latest table; run nothing.")] = False,
-              follow: AttachOpt = False, as_json: JsonOpt = False) -> None:
+              rerun: RerunOpt = False, follow: AttachOpt = False, as_json: JsonOpt = False) -> None:
     """Phase 1: every shortlisted candidate on the task set (a job).
 
     Score, latency, tokens/s, memory and cost per task (\\[settings] price_per_hour), against
@@ -225,7 +240,7 @@ def benchmark(limit: Annotated[Optional[int], typer.Option(
 
     def verdict(result: dict):
         return render_table(result), not any(row.get("error") for row in result.get("rows", []))
-    run_job("benchmark", {"limit": limit, "batch_size": batch_size}, as_json=as_json, follow=follow, verdict=verdict)
+    run_job("benchmark", {"limit": limit, "batch_size": batch_size, "rerun": rerun}, as_json=as_json, follow=follow, verdict=verdict)
 
 
 @command(app)
