@@ -180,6 +180,28 @@ class WeightgateApp(App[int]):
             HelpSection("Dialogs", "", tuple(NoteModal.BINDINGS), (("enter", "Submit"),)),
         ]
 
+    def screen_keys(self) -> list[tuple[str, str, object]]:
+        """(target, title, binding) for the shown keys each screen adds, for the command palette
+        (the app, not the palette widget, knows the screens: it imports their modules here, when the
+        palette is first opened, long after the first frame)."""
+        import importlib  # lazy: only the palette needs it, after the first frame
+
+        from weightgate.screens import PHASE_MODULES  # lazy: the palette loads after the first frame
+        from weightgate.screens.compare import CompareScreen  # lazy: as above
+        from weightgate.screens.jobs.screen import JobsScreen  # lazy: as above
+
+        classes = [(target, getattr(importlib.import_module(module), name)) for target, (module, name)
+                   in PHASE_MODULES.items()] + [("jobs", JobsScreen), ("compare", CompareScreen)]
+        keys = []
+        for target, screen_class in classes:
+            # "Phase 5 · Fine-tuning: the data checks, …" -> "Phase 5 · Fine-tuning"
+            doc = importlib.import_module(screen_class.__module__).__doc__ or target
+            title = doc.splitlines()[0].split(":")[0]
+            for binding in screen_class.__dict__.get("BINDINGS", ()):
+                if getattr(binding, "show", False) and binding.description:
+                    keys.append((target, title, binding))
+        return keys
+
     def _screen_bindings(self) -> tuple:
         """The keys a phase screen adds to the shared phase keys (its own BINDINGS)."""
         screen = self.screen

@@ -40,7 +40,7 @@ def phase_timing(ws: Workspace, jobs_before: set[str], in_process: dict, wall_s:
         for category in timers.CATEGORIES:
             seconds[category] += float(timing.get(f"{category}_s") or 0.0)
     return {"wall_s": round(wall_s, 1), "jobs": len(jobs),
-            **{f"{category}_s": round(value, 1) for category, value in seconds.items()},
+            **{f"{category}_s": round(value, 6) for category, value in seconds.items()},
             **{f"{category}_pct": round(100 * value / wall_s, 1) if wall_s > 0 else 0.0
                for category, value in seconds.items()}}
 

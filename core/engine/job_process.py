@@ -229,7 +229,8 @@ def _mirror_to_trackers(ctx: JobContext, kind: str, state: str) -> None:
 def job_timing(wall_s: float) -> dict:
     """The job's wall time and the seconds it spent generating, training, hashing and loading
     (core.engine.timers): what the headless demo's timing table adds up per phase."""
-    return {"wall_s": round(wall_s, 3), **{f"{category}_s": round(seconds, 3)
+    # microseconds: a tiny file hashes in well under a millisecond, and 0.0 would read as "not timed"
+    return {"wall_s": round(wall_s, 3), **{f"{category}_s": round(seconds, 6)
                                            for category, seconds in timers.totals().items()}}
 
 

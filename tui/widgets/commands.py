@@ -11,7 +11,6 @@ screen, then runs its action there. The runs are read once per palette opening, 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Iterator
@@ -29,32 +28,12 @@ class PaletteCommand:
     run: Callable[[], object]
 
 
-def screen_keys() -> list[tuple[str, str, object]]:
-    """(target, title, binding) for the shown keys each screen adds (imports the screens' modules:
-    the palette is opened by hand, long after the first frame)."""
-    from weightgate.screens import PHASE_MODULES  # lazy: the palette loads after the first frame
-    from weightgate.screens.compare import CompareScreen  # lazy: as above
-    from weightgate.screens.jobs.screen import JobsScreen  # lazy: as above
-
-    classes = [(target, getattr(importlib.import_module(module), name)) for target, (module, name)
-               in PHASE_MODULES.items()] + [("jobs", JobsScreen), ("compare", CompareScreen)]
-    keys = []
-    for target, screen_class in classes:
-        # "Phase 5 · Fine-tuning: the data checks, …" -> "Phase 5 · Fine-tuning"
-        doc = importlib.import_module(screen_class.__module__).__doc__ or target
-        title = doc.splitlines()[0].split(":")[0]
-        for binding in screen_class.__dict__.get("BINDINGS", ()):
-            if getattr(binding, "show", False) and binding.description:
-                keys.append((target, title, binding))
-    return keys
-
-
 class WeightgateCommands(Provider):
     async def startup(self) -> None:
         """Read what the palette lists by name (the runs on disk, every screen's keys), off the UI thread."""
         workspace = getattr(self.app, "workspace", None)
         self._runs = await asyncio.to_thread(self._read_runs, workspace)
-        self._screen_keys = await asyncio.to_thread(screen_keys)
+        self._screen_keys = await asyncio.to_thread(self.app.screen_keys)
 
     @staticmethod
     def _read_runs(workspace) -> list:

@@ -247,7 +247,7 @@ def test_dpo_trains_a_qlora_adapter_on_an_nf4_base(tmp_path, tiny_model_dir):
 def test_the_fine_tune_screen_charts_a_dpo_journal_with_its_margins(reference):
     from weightgate.core.engine.events import Event
     from weightgate.screens.finetuning.loss_chart import TrainingHistory, render_loss_chart
-    from weightgate.screens.finetuning.screen import stats_text
+    from weightgate.screens.finetuning.training_panel import stats_text
 
     _, _, outcome, events = reference
     history = TrainingHistory()
