@@ -329,9 +329,9 @@ def run_demo_journey(root: Path, say: Say = print, *, device: str = "cpu", model
 
     results.append(_phase(ws, 6, "Deployment", deployment, say))
     total = sum(r.seconds for r in results)
-    say(f"\nDone in {total / 60:.1f} min: " + ", ".join(f"{r.phase} {r.state}" for r in results))
     say("\nWhere the time went (measured by each job and by this process):\n"
         + timing.timing_table([(r.phase, r.title, r.timing) for r in results]))
+    say(f"\nDone in {total / 60:.1f} min: " + ", ".join(f"{r.phase} {r.state}" for r in results))
     return results
 
 

@@ -134,6 +134,8 @@ class SelectionScreen(WeightsActions, PhaseScreen):
     def reload(self) -> None:
         """Re-read the shortlist (thread worker); cheap: weightgate.toml and small JSON files."""
         workspace = getattr(self.app, "workspace", None)
+        if not self.query("#candidates"):
+            return  # the timer can fire before the panel is mounted or after the screen is taken down
         if workspace is None or (not self.is_current and self.panel.shortlist):
             return
         if self._reading:

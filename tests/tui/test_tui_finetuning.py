@@ -53,7 +53,7 @@ async def test_restarted_tui_replays_the_run_stop_and_resume(tmp_path: Path, tin
         assert "running" in stats and "/24" in stats and "tok/s" in stats
 
         await pilot.press("x")                                   # SIGTERM: the run saves a checkpoint
-        await wait_for(pilot, lambda: read_status(job.job_dir).state == "cancelled", timeout=60, what="stopped")
+        await wait_for(pilot, lambda: read_status(job.job_dir).state == "cancelled", timeout=150, what="stopped")
         stopped_at = max(panel.history.train)
         await wait_for(pilot, lambda: screen.active_bindings["u"].enabled, timeout=15, what="resume enabled")
         await pilot.press("u")
