@@ -27,25 +27,9 @@ def save_report(ws: Workspace, kind: str, data: dict) -> Path:
     return path
 
 
-def latest_report(ws: Workspace, kind: str) -> dict | None:
-    """The newest readable report of a kind, with its path (relative to the workspace) as "report"."""
-    directory = reports_dir(ws)
-    if not directory.is_dir():
-        return None
-    for path in sorted(directory.glob(f"{kind}-*.json"), reverse=True):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue   # a damaged report does not hide an older good one
-        if isinstance(data, dict):
-            data["report"] = str(path.relative_to(ws.root))
-            return data
-    return None
-
-
-def find_report(ws: Workspace, kind: str, reuse_key: str) -> dict | None:
-    """The newest readable report of a kind made with this reuse key (what would be measured
-    again), with its path as "report"; None when there is none."""
+def _newest_report(ws: Workspace, kind: str, accept) -> dict | None:
+    """The newest readable report of a kind that `accept`s, with its path (relative to the
+    workspace) as "report"; a damaged report does not hide an older good one."""
     directory = reports_dir(ws)
     if not directory.is_dir():
         return None
@@ -54,7 +38,18 @@ def find_report(ws: Workspace, kind: str, reuse_key: str) -> dict | None:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and data.get("reuse_key") == reuse_key:
+        if isinstance(data, dict) and accept(data):
             data["report"] = str(path.relative_to(ws.root))
             return data
     return None
+
+
+def latest_report(ws: Workspace, kind: str) -> dict | None:
+    """The newest readable report of a kind, with its path (relative to the workspace) as "report"."""
+    return _newest_report(ws, kind, lambda data: True)
+
+
+def find_report(ws: Workspace, kind: str, reuse_key: str) -> dict | None:
+    """The newest readable report of a kind made with this reuse key (what would be measured
+    again), with its path as "report"; None when there is none."""
+    return _newest_report(ws, kind, lambda data: data.get("reuse_key") == reuse_key)
